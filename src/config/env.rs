@@ -1,0 +1,85 @@
+//! The environment as a value, so tests never mutate process state, and the
+//! mapping of contract variable names onto settings keys.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::Serialized;
+use figment::value::Value;
+
+use super::ConfigError;
+
+/// A snapshot of environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSource {
+    vars: BTreeMap<String, String>,
+}
+
+impl EnvSource {
+    /// The real process environment (after `.env` has been loaded by `main`).
+    pub fn from_process() -> Self {
+        Self { vars: std::env::vars().collect() }
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// Contract names (PRODUCT.md §12) → settings keys. Values are taken as strings.
+const CONTRACT: &[(&str, &str)] = &[
+    ("VALOR_DATA_DIR", "data_dir"),
+    ("VALOR_HTTP_ADDR", "server.addr"),
+    ("ANTHROPIC_API_KEY", "anthropic.api_key"),
+    ("ANTHROPIC_BASE_URL", "anthropic.base_url"),
+    ("OPENAI_API_KEY", "openai.api_key"),
+    ("OPENAI_BASE_URL", "openai.base_url"),
+    ("PERPLEXITY_API_KEY", "perplexity.api_key"),
+    ("PERPLEXITY_BASE_URL", "perplexity.base_url"),
+    ("OLLAMA_HOST", "ollama.host"),
+    ("NOTION_API_KEY", "notion.api_key"),
+    ("NOTION_BASE_URL", "notion.base_url"),
+    ("TELEGRAM_BOT_TOKEN", "telegram.bot_token"),
+    ("TELEGRAM_API_URL", "telegram.api_url"),
+    ("VALOR_CLAUDE_BIN", "claude.bin"),
+];
+
+pub(super) fn merge_environment(mut figment: Figment, env: &EnvSource) -> Result<Figment, ConfigError> {
+    // VALOR__SECTION__KEY=value for every key of valor.toml.
+    for (name, raw) in &env.vars {
+        let Some(rest) = name.strip_prefix("VALOR__") else { continue };
+        let key = rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join(".");
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(ConfigError::Invalid(format!("environment variable {name} does not name a settings key")));
+        }
+        let value = Value::from_str(raw).unwrap_or_else(|never| match never {});
+        figment = figment.merge(Serialized::default(&key, value));
+    }
+    for (name, key) in CONTRACT {
+        if let Some(value) = env.get(name) {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+    }
+    if let Some(tokens) = env.get("VALOR_API_TOKENS") {
+        let list: Vec<String> =
+            tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        figment = figment.merge(Serialized::default("server.api_tokens", list));
+    }
+    Ok(figment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let env = EnvSource::from_pairs([("ANTHROPIC_API_KEY", "")]);
+        assert_eq!(env.get("ANTHROPIC_API_KEY"), None);
+    }
+}

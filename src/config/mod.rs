@@ -1,0 +1,64 @@
+//! Typed settings: compiled-in defaults, then an optional `valor.toml`, then
+//! `VALOR__SECTION__KEY` variables, then the contract environment names of
+//! PRODUCT.md §12 (`VALOR_DATA_DIR`, `ANTHROPIC_API_KEY`, …).
+//!
+//! Invariants: this is the only module that reads the process environment
+//! (through [`EnvSource`]); unknown keys and invalid values are errors that
+//! name the key; secrets are [`SecretString`] and never printed.
+
+mod env;
+mod settings;
+
+pub use env::EnvSource;
+pub use settings::*;
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+
+/// A configuration problem, always naming the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        // figment's Display names the key ("for key `server.addr`") and the source.
+        let mut messages = Vec::new();
+        for e in error {
+            messages.push(e.to_string());
+        }
+        ConfigError::Invalid(messages.join("; "))
+    }
+}
+
+/// Where settings come from. `config_path` is `--config` if given.
+pub fn load(config_path: Option<&Path>, env: &EnvSource) -> Result<Settings, ConfigError> {
+    let explicit = config_path.map(Path::to_path_buf).or_else(|| env.get("VALOR_CONFIG").map(PathBuf::from));
+    let file = match explicit {
+        Some(path) if !path.exists() => return Err(ConfigError::MissingFile { path }),
+        Some(path) => Some(path),
+        None => Some(PathBuf::from("valor.toml")).filter(|p| p.exists()),
+    };
+    let mut figment = Figment::new();
+    if let Some(path) = &file {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = env::merge_environment(figment, env)?;
+    let mut settings: Settings = figment.extract()?;
+    settings.source_file = file;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// Parse settings from TOML text alone (no environment); used by tests and `valor doctor`.
+pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
+    let settings: Settings = Figment::new().merge(Toml::string(text)).extract()?;
+    settings.validate()?;
+    Ok(settings)
+}

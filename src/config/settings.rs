@@ -1,0 +1,488 @@
+//! The settings tree. Every struct denies unknown fields and has defaults, so
+//! an empty configuration is valid and a typo is an error naming the key.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Database, media, handoff and log files (`VALOR_DATA_DIR`).
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub llm: LlmSettings,
+    pub anthropic: AnthropicSettings,
+    pub openai: OpenAiSettings,
+    pub perplexity: PerplexitySettings,
+    pub ollama: OllamaSettings,
+    pub notion: NotionSettings,
+    pub telegram: TelegramSettings,
+    pub claude: ClaudeSettings,
+    pub agent: AgentSettings,
+    pub intent: IntentSettings,
+    #[serde(rename = "workspace")]
+    pub workspaces: Vec<WorkspaceSettings>,
+    /// The file these settings were read from, if any (not a key).
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            server: ServerSettings::default(),
+            log: LogSettings::default(),
+            llm: LlmSettings::default(),
+            anthropic: AnthropicSettings::default(),
+            openai: OpenAiSettings::default(),
+            perplexity: PerplexitySettings::default(),
+            ollama: OllamaSettings::default(),
+            notion: NotionSettings::default(),
+            telegram: TelegramSettings::default(),
+            claude: ClaudeSettings::default(),
+            agent: AgentSettings::default(),
+            intent: IntentSettings::default(),
+            workspaces: Vec::new(),
+            source_file: None,
+        }
+    }
+}
+
+impl Settings {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("valor.db")
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.server.listen_addr()?;
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.agent.max_steps == 0 {
+            return Err(invalid("agent.max_steps", "must be at least 1"));
+        }
+        if self.llm.max_tokens == 0 {
+            return Err(invalid("llm.max_tokens", "must be at least 1"));
+        }
+        for (key, url) in [
+            ("anthropic.base_url", &self.anthropic.base_url),
+            ("openai.base_url", &self.openai.base_url),
+            ("perplexity.base_url", &self.perplexity.base_url),
+            ("notion.base_url", &self.notion.base_url),
+            ("telegram.api_url", &self.telegram.api_url),
+        ] {
+            check_http_url(key, url)?;
+        }
+        if let Some(host) = &self.ollama.host {
+            check_http_url("ollama.host", &self.ollama.normalized_host(host))?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (index, workspace) in self.workspaces.iter().enumerate() {
+            if workspace.name.trim().is_empty() {
+                return Err(invalid(&format!("workspace[{index}].name"), "must not be empty"));
+            }
+            if !names.insert(workspace.name.as_str()) {
+                return Err(invalid(&format!("workspace[{index}].name"), "is used by two workspaces"));
+            }
+            if !workspace.path.is_absolute() {
+                return Err(invalid(&format!("workspace[{index}].path"), "must be an absolute path"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &str, why: &str) -> ConfigError {
+    ConfigError::Invalid(format!("`{key}` {why}"))
+}
+
+fn check_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).is_some_and(|rest| !rest.is_empty());
+    if ok { Ok(()) } else { Err(invalid(key, &format!("must be an http:// or https:// URL, got {url:?}"))) }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen address (`VALOR_HTTP_ADDR`). `:PORT` means `127.0.0.1:PORT`; port 0 picks a free port.
+    pub addr: String,
+    /// Bearer tokens (`VALOR_API_TOKENS`, comma-separated). Empty: loopback-only, no auth.
+    pub api_tokens: Vec<SecretString>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Longest accepted chat message, in characters.
+    pub max_message_chars: usize,
+    /// How long graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            api_tokens: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            max_message_chars: 32_000,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let text = self.addr.trim();
+        let text = if text.starts_with(':') { format!("127.0.0.1{text}") } else { text.to_owned() };
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        let resolved = text.to_socket_addrs().ok().and_then(|mut addrs| addrs.next());
+        resolved.ok_or_else(|| invalid("server.addr", &format!("(VALOR_HTTP_ADDR) is not a host:port address: {:?}", self.addr)))
+    }
+
+    pub fn auth_required(&self) -> bool {
+        !self.api_tokens.is_empty()
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Whether an address only accepts connections from this machine.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4: Ipv4Addr| v4.is_loopback()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter directive, e.g. `info` or `valor=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Which provider answers chat turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderChoice {
+    /// Anthropic if its key is set, else OpenAI-compatible if its key is set, else none.
+    #[default]
+    Auto,
+    Anthropic,
+    /// Any OpenAI-compatible endpoint at `openai.base_url` (OpenAI, Ollama `/v1`, vLLM, llama.cpp).
+    Openai,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSettings {
+    pub provider: ProviderChoice,
+    pub request_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    pub max_retries: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_tokens: u32,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            provider: ProviderChoice::Auto,
+            request_timeout_secs: 120,
+            connect_timeout_secs: 10,
+            max_retries: 3,
+            retry_base_ms: 500,
+            retry_max_ms: 30_000,
+            max_tokens: 4096,
+        }
+    }
+}
+
+/// The concrete model name for each tier.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TierModels {
+    pub small: String,
+    pub medium: String,
+    pub large: String,
+}
+
+impl TierModels {
+    pub fn for_tier(&self, tier: Tier) -> &str {
+        match tier {
+            Tier::Small => &self.small,
+            Tier::Medium => &self.medium,
+            Tier::Large => &self.large,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnthropicSettings {
+    pub api_key: Option<SecretString>,
+    pub base_url: String,
+    pub models: TierModels,
+}
+
+impl Default for AnthropicSettings {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            base_url: "https://api.anthropic.com".into(),
+            models: TierModels {
+                small: "claude-haiku-4-5".into(),
+                medium: "claude-sonnet-4-5".into(),
+                large: "claude-opus-4-1".into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiSettings {
+    pub api_key: Option<SecretString>,
+    pub base_url: String,
+    pub models: TierModels,
+}
+
+impl Default for OpenAiSettings {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            base_url: "https://api.openai.com/v1".into(),
+            models: TierModels { small: "gpt-4o-mini".into(), medium: "gpt-4o".into(), large: "gpt-4.1".into() },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerplexitySettings {
+    pub api_key: Option<SecretString>,
+    pub base_url: String,
+    pub model: String,
+}
+
+impl Default for PerplexitySettings {
+    fn default() -> Self {
+        Self { api_key: None, base_url: "https://api.perplexity.ai".into(), model: "sonar".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OllamaSettings {
+    /// `OLLAMA_HOST`, e.g. `http://127.0.0.1:11434` or `127.0.0.1:11434`. Unset: off.
+    pub host: Option<String>,
+    /// The local model used for intent classification.
+    pub intent_model: String,
+}
+
+impl Default for OllamaSettings {
+    fn default() -> Self {
+        Self { host: None, intent_model: "llama3.2:1b".into() }
+    }
+}
+
+impl OllamaSettings {
+    /// Ollama accepts `OLLAMA_HOST` without a scheme; we add `http://`.
+    pub fn normalized_host(&self, host: &str) -> String {
+        let host = host.trim_end_matches('/');
+        if host.starts_with("http://") || host.starts_with("https://") {
+            host.to_owned()
+        } else {
+            format!("http://{host}")
+        }
+    }
+
+    pub fn base_url(&self) -> Option<String> {
+        self.host.as_deref().map(|h| self.normalized_host(h))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotionSettings {
+    pub api_key: Option<SecretString>,
+    pub base_url: String,
+}
+
+impl Default for NotionSettings {
+    fn default() -> Self {
+        Self { api_key: None, base_url: "https://api.notion.com".into() }
+    }
+}
+
+/// A Telegram user named by id or by username.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum UserRef {
+    Id(i64),
+    Username(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramSettings {
+    pub bot_token: Option<SecretString>,
+    pub api_url: String,
+    pub admins: Vec<i64>,
+    pub allowed_users: Vec<UserRef>,
+    pub dev_groups: Vec<i64>,
+    pub groups: Vec<i64>,
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        Self {
+            bot_token: None,
+            api_url: "https://api.telegram.org".into(),
+            admins: Vec::new(),
+            allowed_users: Vec::new(),
+            dev_groups: Vec::new(),
+            groups: Vec::new(),
+            rate_limit_per_minute: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaudeSettings {
+    /// The Claude Code executable (`VALOR_CLAUDE_BIN`).
+    pub bin: String,
+}
+
+impl Default for ClaudeSettings {
+    fn default() -> Self {
+        Self { bin: "claude".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSettings {
+    /// A Markdown file replacing the embedded Valor persona.
+    pub persona_file: Option<PathBuf>,
+    /// Model calls per turn before the turn stops.
+    pub max_steps: u32,
+    /// How many stored messages are sent as history.
+    pub history_messages: u32,
+    /// Longest a single tool call may run.
+    pub tool_timeout_secs: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self { persona_file: None, max_steps: 8, history_messages: 40, tool_timeout_secs: 60 }
+    }
+}
+
+/// A model size class; each provider maps tiers to concrete models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    #[serde(alias = "haiku")]
+    Small,
+    #[serde(alias = "sonnet")]
+    Medium,
+    #[serde(alias = "opus")]
+    Large,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Small => "small",
+            Tier::Medium => "medium",
+            Tier::Large => "large",
+        }
+    }
+}
+
+/// Intent label → tier. One field per label, so a misspelt label is an error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntentRoutes {
+    pub chat: Tier,
+    pub question: Tier,
+    pub search: Tier,
+    pub image: Tier,
+    pub code_task: Tier,
+    pub project_management: Tier,
+    pub admin: Tier,
+}
+
+impl Default for IntentRoutes {
+    fn default() -> Self {
+        Self {
+            chat: Tier::Small,
+            question: Tier::Medium,
+            search: Tier::Medium,
+            image: Tier::Medium,
+            code_task: Tier::Large,
+            project_management: Tier::Medium,
+            admin: Tier::Small,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntentSettings {
+    /// Use a model to classify; when false only the deterministic fallback runs.
+    pub use_model: bool,
+    /// Strict limit for one classification call.
+    pub timeout_ms: u64,
+    pub routes: IntentRoutes,
+}
+
+impl Default for IntentSettings {
+    fn default() -> Self {
+        Self { use_model: true, timeout_ms: 1500, routes: IntentRoutes::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSettings {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub chats: Vec<i64>,
+    #[serde(default)]
+    pub notion_database: Option<String>,
+    #[serde(default)]
+    pub allowed_users: Vec<UserRef>,
+}

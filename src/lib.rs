@@ -1,0 +1,7 @@
+//! valor: a personal AI coworker in one process. See ARCHITECTURE.md for the
+//! code map; modules depend only "downwards" (config ← storage, llm ← agent ←
+//! channels, http ← app), which `tests/architecture.rs` enforces.
+
+pub mod config;
+pub mod llm;
+pub mod storage;
