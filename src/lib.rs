@@ -5,3 +5,9 @@
 pub mod config;
 pub mod llm;
 pub mod storage;
+pub mod agent;
+pub mod monitoring;
+pub mod http;
+pub mod app;
+pub mod channels;
+pub mod cli;

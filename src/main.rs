@@ -1,1 +1,113 @@
-fn main() {}
+//! The `valor` binary: parse arguments, load settings, init telemetry, hand
+//! over to the library. Everything else lives in the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use valor::app::App;
+use valor::cli::{Cli, Command};
+use valor::config::{self, EnvSource};
+
+fn main() -> ExitCode {
+    // `.env` is optional; values already in the environment win.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let settings = match config::load(cli.config.as_deref(), &EnvSource::from_process()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            report(&format!("valor: {error}"));
+            return ExitCode::from(2);
+        }
+    };
+    valor::monitoring::init_tracing(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            report(&format!("valor: cannot start the async runtime: {error}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&format!("valor: {error:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn report(message: &str) {
+    eprintln!("{message}");
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let _ = valor::monitoring::metrics_handle();
+            let shutdown = CancellationToken::new();
+            let app = App::build(settings).await?;
+            let running = app.start(shutdown.clone()).await?;
+            tokio::spawn(wait_for_signal(shutdown));
+            running.run_until_stopped().await
+        }
+        Command::Chat { conversation } => {
+            let app = App::build(settings).await?;
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            let interactive = std::io::stdin().is_terminal();
+            valor::channels::terminal::run(&app.agent, &conversation, stdin, tokio::io::stdout(), interactive).await?;
+            app.store.close().await;
+            Ok(())
+        }
+        Command::Doctor => {
+            let rows = valor::app::doctor(&settings).await;
+            let width = rows.iter().map(|r| r.part.len()).max().unwrap_or(8);
+            println!("{:width$}  {:13}  detail", "part", "state");
+            for row in &rows {
+                println!("{:width$}  {:13}  {}", row.part, row.state.as_str(), row.detail);
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let path = settings.database_path();
+            let store = valor::storage::Store::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+            let applied = store.migrate().await?;
+            println!("database {} is up to date (newly applied: {:?})", path.display(), applied);
+            store.close().await;
+            Ok(())
+        }
+        Command::Backup { path } => {
+            let source = settings.database_path();
+            let store = valor::storage::Store::open(&source).await.with_context(|| format!("opening {}", source.display()))?;
+            store.backup_to(&path).await.with_context(|| format!("backing up to {}", path.display()))?;
+            store.close().await;
+            println!("backed up {} to {}", source.display(), path.display());
+            Ok(())
+        }
+    }
+}
+
+/// Cancel on SIGINT or SIGTERM.
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+    shutdown.cancel();
+}

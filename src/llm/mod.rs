@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod error;
+pub mod ollama;
 pub mod openai;
 pub mod transport;
 pub mod types;

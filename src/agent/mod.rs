@@ -1,0 +1,132 @@
+//! The agent: one turn = classify → route → (model → tools …) → answer,
+//! reported as [`AgentEvent`]s that every channel consumes the same way, with
+//! the transcript persisted as it happens.
+//!
+//! Invariants: the agent never imports a channel; every turn ends with exactly
+//! one `Done` event (also after a fatal error, whose explanation is the reply);
+//! a turn keeps running and persisting if its event consumer goes away.
+
+pub mod events;
+pub mod history;
+pub mod intent;
+pub mod prompt;
+pub mod tools;
+mod turn;
+
+pub use events::{AgentEvent, ToolCallReport};
+pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
+pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::{AgentSettings, IntentRoutes, TierModels};
+use crate::llm::ChatModel;
+use crate::storage::{Conversation, NewConversation, StorageResult, Store};
+
+/// The chat model for turns plus its tier → model-name map.
+#[derive(Clone)]
+pub struct ModelSet {
+    pub client: Arc<dyn ChatModel>,
+    pub tiers: TierModels,
+}
+
+impl std::fmt::Debug for ModelSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSet").field("provider", &self.client.provider_name()).field("tiers", &self.tiers).finish()
+    }
+}
+
+/// Everything the agent needs, built by the app.
+#[derive(Debug)]
+pub struct AgentParts {
+    pub store: Store,
+    /// `None` when no provider is configured: turns answer how to configure one.
+    pub models: Option<ModelSet>,
+    pub tools: ToolRegistry,
+    pub classifier: IntentClassifier,
+    pub persona: String,
+    pub settings: AgentSettings,
+    pub routes: IntentRoutes,
+    pub max_tokens: u32,
+}
+
+/// Cheap to clone; shared by all channels.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    parts: Arc<AgentParts>,
+}
+
+/// One user message to answer.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub conversation: Conversation,
+    pub text: String,
+    pub is_admin: bool,
+}
+
+/// How a turn ended (the same facts as its `Done` event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnOutcome {
+    pub conversation: String,
+    pub turn_id: Option<String>,
+    pub reply: String,
+    pub tool_calls: Vec<ToolCallReport>,
+    pub failed: bool,
+}
+
+/// The reply when no model provider is configured.
+pub const NO_MODEL_REPLY: &str = "I can't answer yet: no model provider is configured. \
+Set ANTHROPIC_API_KEY (Anthropic), or OPENAI_API_KEY with OPENAI_BASE_URL for any \
+OpenAI-compatible server (OpenAI, Ollama at http://127.0.0.1:11434/v1, vLLM), then restart valor. \
+`valor doctor` shows what is configured.";
+
+impl Agent {
+    pub fn new(parts: AgentParts) -> Self {
+        Self { parts: Arc::new(parts) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.parts.store
+    }
+
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.parts.tools
+    }
+
+    pub fn provider_name(&self) -> Option<&'static str> {
+        self.parts.models.as_ref().map(|m| m.client.provider_name())
+    }
+
+    pub fn classifier_name(&self) -> &'static str {
+        self.parts.classifier.backend_name()
+    }
+
+    /// The conversation with this id or title, created (with that title) if none exists.
+    pub async fn open_conversation(&self, id_or_title: &str, channel: &str) -> StorageResult<Conversation> {
+        if let Some(found) = self.parts.store.find_conversation(id_or_title).await? {
+            return Ok(found);
+        }
+        self.parts
+            .store
+            .create_conversation(NewConversation { title: id_or_title.to_owned(), channel: channel.to_owned(), chat_id: None })
+            .await
+    }
+
+    /// Run a turn on its own task; events arrive on the returned receiver.
+    /// The turn finishes (and is persisted) even if the receiver is dropped.
+    pub fn spawn_turn(&self, request: TurnRequest) -> mpsc::Receiver<AgentEvent> {
+        let (sender, receiver) = mpsc::channel(256);
+        let agent = self.clone();
+        tokio::spawn(async move {
+            agent.run_turn(request, &sender).await;
+        });
+        receiver
+    }
+
+    /// Run a turn to the end, sending events as it goes.
+    pub async fn run_turn(&self, request: TurnRequest, events: &mpsc::Sender<AgentEvent>) -> TurnOutcome {
+        turn::run(&self.parts, request, events).await
+    }
+}

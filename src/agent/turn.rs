@@ -1,0 +1,331 @@
+//! The turn loop. Persists the user message, labels and routes it, then
+//! alternates model calls and tool calls (independent calls in parallel) until
+//! the model answers or the step limit is reached. Every outcome — answer,
+//! recoverable tool error, fatal error — is persisted and ends in `Done`.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::events::{AgentEvent, ToolCallReport};
+use super::history::to_model_messages;
+use super::prompt::{PromptContext, system_prompt, today};
+use super::tools::{ToolContext, ToolError};
+use super::{AgentParts, NO_MODEL_REPLY, TurnOutcome, TurnRequest};
+use crate::llm::{ChatRequest, ContentBlock, LlmError, Message, Role, StreamEvent, Usage};
+use crate::storage::{MessageRole, NewMessage, NewTurn, StorageError, TurnFinish, TurnStatus};
+
+/// Why a turn ended early; the message is what the user sees.
+enum Failure {
+    Model(LlmError),
+    Tool(String),
+    Storage(StorageError),
+}
+
+impl Failure {
+    fn user_message(&self) -> String {
+        match self {
+            Failure::Model(error) => model_failure_message(error),
+            Failure::Tool(message) => format!("I had to stop: {message}"),
+            Failure::Storage(_) => "I could not save this conversation, so I stopped. Please try again shortly.".into(),
+        }
+    }
+
+    fn kind(&self) -> String {
+        match self {
+            Failure::Model(error) => format!("model:{}", error.kind()),
+            Failure::Tool(_) => "tool".into(),
+            Failure::Storage(error) => format!("storage:{error}"),
+        }
+    }
+}
+
+/// One clear sentence per provider failure; never an internal detail or secret.
+pub fn model_failure_message(error: &LlmError) -> String {
+    match error {
+        LlmError::NotConfigured => NO_MODEL_REPLY.to_owned(),
+        LlmError::Auth(_) => "The model provider rejected valor's API key. Check the key with `valor doctor`.".into(),
+        LlmError::RateLimited { .. } => {
+            "The model provider is rate limiting me right now. Please try again in a minute.".into()
+        }
+        LlmError::Overloaded { .. } => "The model provider is overloaded right now. Please try again shortly.".into(),
+        LlmError::ContextTooLong => {
+            "This conversation has grown too long for the model. Start a fresh conversation and I'll pick it up.".into()
+        }
+        LlmError::BadRequest(_) | LlmError::InvalidResponse(_) => {
+            "The model provider could not handle this request. The details are in valor's log.".into()
+        }
+        LlmError::Server { .. } | LlmError::Network(_) | LlmError::Timeout => {
+            "I can't reach the model provider right now. Please try again shortly.".into()
+        }
+    }
+}
+
+struct TurnState<'a> {
+    parts: &'a AgentParts,
+    events: &'a mpsc::Sender<AgentEvent>,
+    conversation_id: String,
+    turn_id: String,
+    reply: String,
+    tool_calls: Vec<ToolCallReport>,
+    usage: Usage,
+    steps: u32,
+}
+
+impl TurnState<'_> {
+    async fn emit(&self, event: AgentEvent) {
+        // A consumer that went away must not stop the turn.
+        let _ = self.events.send(event).await;
+    }
+
+    async fn persist(&self, role: MessageRole, content: &[ContentBlock], text: String) -> Result<(), Failure> {
+        let content = serde_json::to_value(content).unwrap_or_else(|_| json!([]));
+        self.parts
+            .store
+            .append_message(NewMessage {
+                conversation_id: self.conversation_id.clone(),
+                role,
+                content,
+                text,
+                turn_id: Some(self.turn_id.clone()),
+            })
+            .await
+            .map(|_| ())
+            .map_err(Failure::Storage)
+    }
+
+    async fn push_text(&mut self, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        self.reply.push_str(&text);
+        self.emit(AgentEvent::TextDelta { text }).await;
+    }
+}
+
+pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc::Sender<AgentEvent>) -> TurnOutcome {
+    let started = Instant::now();
+    let conversation_id = request.conversation.id.clone();
+    let intent = parts.classifier.classify(&request.text).await;
+    let tier = intent.label.tier(&parts.routes);
+    let (provider, model_name) = match &parts.models {
+        Some(models) => (models.client.provider_name(), models.tiers.for_tier(tier).to_owned()),
+        None => ("none", "none".to_owned()),
+    };
+    let new_turn = NewTurn {
+        conversation_id: conversation_id.clone(),
+        intent: intent.label.as_str().into(),
+        intent_source: intent.source.as_str().into(),
+        tier: tier.as_str().into(),
+        provider: provider.into(),
+        model: model_name.clone(),
+    };
+    let turn = match parts.store.start_turn(new_turn).await {
+        Ok(turn) => turn,
+        Err(error) => return storage_failure_before_turn(events, conversation_id, error).await,
+    };
+    tracing::info!(turn = %turn.id, conversation = %conversation_id, intent = intent.label.as_str(),
+        intent_source = intent.source.as_str(), model = %model_name, "turn started");
+    let mut state = TurnState {
+        parts,
+        events,
+        conversation_id: conversation_id.clone(),
+        turn_id: turn.id.clone(),
+        reply: String::new(),
+        tool_calls: Vec::new(),
+        usage: Usage::default(),
+        steps: 0,
+    };
+    state
+        .emit(AgentEvent::TurnStarted {
+            conversation: conversation_id.clone(),
+            turn_id: turn.id.clone(),
+            intent: intent.label.as_str().into(),
+            model: model_name.clone(),
+        })
+        .await;
+    let user_block = [ContentBlock::Text { text: request.text.clone() }];
+    let mut result = state.persist(MessageRole::User, &user_block, request.text.clone()).await;
+    if result.is_ok() {
+        result = match &parts.models {
+            Some(_) => run_steps(&mut state, &request, &model_name).await,
+            None => Err(Failure::Model(LlmError::NotConfigured)),
+        };
+    }
+    let failed = result.is_err();
+    let error = match result {
+        Ok(()) => None,
+        Err(failure) => {
+            let message = failure.user_message();
+            tracing::warn!(turn = %turn.id, failure = %failure.kind(), "turn ended early");
+            state.emit(AgentEvent::Error { message: message.clone() }).await;
+            if !state.reply.is_empty() {
+                state.push_text("\n\n".into()).await;
+            }
+            state.push_text(message.clone()).await;
+            let notice = [ContentBlock::Text { text: message.clone() }];
+            // Best effort: the notice is for people reading the transcript, not for the model.
+            let _ = state.persist(MessageRole::System, &notice, message).await;
+            Some(failure.kind())
+        }
+    };
+    let status = if failed { TurnStatus::Failed } else { TurnStatus::Completed };
+    let finish = TurnFinish {
+        status,
+        steps: state.steps,
+        input_tokens: state.usage.input_tokens,
+        output_tokens: state.usage.output_tokens,
+        error,
+    };
+    if let Err(error) = parts.store.finish_turn(&turn.id, finish).await {
+        tracing::error!(turn = %turn.id, %error, "could not record the end of a turn");
+    }
+    metrics::counter!("valor_turns_total", "status" => status.as_str()).increment(1);
+    metrics::histogram!("valor_turn_seconds").record(started.elapsed().as_secs_f64());
+    let done = AgentEvent::Done {
+        conversation: conversation_id.clone(),
+        reply: state.reply.clone(),
+        tool_calls: state.tool_calls.clone(),
+    };
+    state.emit(done).await;
+    TurnOutcome { conversation: conversation_id, turn_id: Some(turn.id), reply: state.reply, tool_calls: state.tool_calls, failed }
+}
+
+async fn storage_failure_before_turn(
+    events: &mpsc::Sender<AgentEvent>,
+    conversation: String,
+    error: StorageError,
+) -> TurnOutcome {
+    tracing::error!(%error, "could not start a turn");
+    let reply = Failure::Storage(error).user_message();
+    let _ = events.send(AgentEvent::Error { message: reply.clone() }).await;
+    let _ = events.send(AgentEvent::Done { conversation: conversation.clone(), reply: reply.clone(), tool_calls: vec![] }).await;
+    TurnOutcome { conversation, turn_id: None, reply, tool_calls: vec![], failed: true }
+}
+
+async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name: &str) -> Result<(), Failure> {
+    let parts = state.parts;
+    let Some(models) = &parts.models else { return Err(Failure::Model(LlmError::NotConfigured)) };
+    let stored = parts
+        .store
+        .recent_messages(&state.conversation_id, parts.settings.history_messages.max(1))
+        .await
+        .map_err(Failure::Storage)?;
+    let mut messages = to_model_messages(&stored);
+    let tools = parts.tools.specs();
+    let context = PromptContext {
+        channel: &request.conversation.channel,
+        conversation_title: &request.conversation.title,
+        workspace: None,
+        date: today(),
+    };
+    let system = system_prompt(&parts.persona, &context, &tools);
+    let tool_context = ToolContext {
+        store: parts.store.clone(),
+        conversation_id: state.conversation_id.clone(),
+        turn_id: state.turn_id.clone(),
+        is_admin: request.is_admin,
+    };
+    while state.steps < parts.settings.max_steps {
+        state.steps += 1;
+        let mut chat = ChatRequest::new(model_name, system.clone(), messages.clone());
+        chat.tools = tools.clone();
+        chat.max_tokens = parts.max_tokens;
+        let response = stream_one_step(state, models.client.as_ref(), &chat).await?;
+        state.usage.input_tokens += response.usage.input_tokens;
+        state.usage.output_tokens += response.usage.output_tokens;
+        let assistant = response.message;
+        state.persist(MessageRole::Assistant, &assistant.content, assistant.text()).await?;
+        let calls: Vec<(String, String, serde_json::Value)> =
+            assistant.tool_uses().map(|(id, name, input)| (id.to_owned(), name.to_owned(), input.clone())).collect();
+        messages.push(assistant);
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let results = run_tools(state, &tool_context, calls).await?;
+        let text = results
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::ToolResult { content, .. } => Some(content.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        state.persist(MessageRole::Tool, &results, text).await?;
+        messages.push(Message { role: Role::User, content: results });
+    }
+    let note = format!(
+        "I stopped after {} steps without finishing. Ask me to continue, or narrow the request.",
+        parts.settings.max_steps
+    );
+    let separator = if state.reply.is_empty() { "" } else { "\n\n" };
+    state.push_text(format!("{separator}{note}")).await;
+    state.persist(MessageRole::Assistant, &[ContentBlock::Text { text: note.clone() }], note).await
+}
+
+/// One model call, streaming its text to the channel as it arrives.
+async fn stream_one_step(
+    state: &mut TurnState<'_>,
+    model: &dyn crate::llm::ChatModel,
+    chat: &ChatRequest,
+) -> Result<crate::llm::ChatResponse, Failure> {
+    let mut stream = model.stream(chat).await.map_err(Failure::Model)?;
+    let mut separated = state.reply.is_empty();
+    while let Some(item) = stream.next().await {
+        match item.map_err(Failure::Model)? {
+            StreamEvent::TextDelta(text) => {
+                if !separated && !text.is_empty() {
+                    state.push_text("\n\n".into()).await;
+                    separated = true;
+                }
+                state.push_text(text).await;
+            }
+            StreamEvent::Finished(response) => return Ok(response),
+        }
+    }
+    Err(Failure::Model(LlmError::Network("the model's answer ended early".into())))
+}
+
+/// Run a step's tool calls in parallel; results come back in call order.
+async fn run_tools(
+    state: &mut TurnState<'_>,
+    context: &ToolContext,
+    calls: Vec<(String, String, serde_json::Value)>,
+) -> Result<Vec<ContentBlock>, Failure> {
+    let limit = Duration::from_secs(state.parts.settings.tool_timeout_secs.max(1));
+    for (id, name, input) in &calls {
+        state.emit(AgentEvent::ToolStarted { id: id.clone(), name: name.clone(), input: input.clone() }).await;
+    }
+    let registry = &state.parts.tools;
+    let outcomes = futures::future::join_all(
+        calls.iter().map(|(_, name, input)| registry.call(context, name, input.clone(), limit)),
+    )
+    .await;
+    let mut blocks = Vec::with_capacity(calls.len());
+    let mut fatal = None;
+    for ((id, name, input), outcome) in calls.into_iter().zip(outcomes) {
+        let (output, is_error) = match outcome {
+            Ok(output) => (output, false),
+            Err(ToolError::RespondToModel(message)) => (message, true),
+            Err(ToolError::Fatal(message)) => {
+                fatal.get_or_insert_with(|| message.clone());
+                (message, true)
+            }
+        };
+        metrics::counter!("valor_tool_calls_total", "tool" => name.clone(), "error" => is_error.to_string())
+            .increment(1);
+        state.emit(AgentEvent::ToolFinished { id: id.clone(), name: name.clone(), output: output.clone(), is_error }).await;
+        state.tool_calls.push(ToolCallReport { id: id.clone(), name, input, output: output.clone(), is_error });
+        blocks.push(ContentBlock::ToolResult { tool_use_id: id, content: output, is_error });
+    }
+    match fatal {
+        Some(message) => {
+            // Keep the transcript consistent (every call has a result) before stopping.
+            let _ = state.persist(MessageRole::Tool, &blocks, String::new()).await;
+            Err(Failure::Tool(message))
+        }
+        None => Ok(blocks),
+    }
+}

@@ -1,0 +1,143 @@
+//! The composition root: builds every part from [`Settings`], spawns every
+//! long-lived task, owns shutdown. Nothing else spawns long-lived tasks.
+//!
+//! Invariants: without API tokens the HTTP server only binds a loopback
+//! address; all tasks share one cancellation token; `run` reports which task
+//! ended first and why.
+
+mod doctor;
+mod providers;
+
+pub use doctor::{DoctorRow, DoctorState, doctor};
+pub use providers::{build_classifier, build_models, model_status, resolve_provider};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::prompt::load_persona;
+use crate::agent::{Agent, AgentParts, ToolRegistry};
+use crate::config::{Settings, is_loopback};
+use crate::http::{HttpState, TokenSet};
+use crate::monitoring::ComponentStatus;
+use crate::storage::Store;
+
+/// Everything built, nothing running yet.
+#[derive(Debug)]
+pub struct App {
+    pub settings: Settings,
+    pub store: Store,
+    pub agent: Agent,
+    pub components: Vec<ComponentStatus>,
+}
+
+impl App {
+    /// Open the database (creating and migrating it) and build the agent.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let database = settings.database_path();
+        let store = Store::open(&database).await.with_context(|| format!("opening the database {}", database.display()))?;
+        let agent = Agent::new(AgentParts {
+            store: store.clone(),
+            models: build_models(&settings).context("configuring the model provider")?,
+            tools: ToolRegistry::with_builtin_tools(),
+            classifier: build_classifier(&settings).context("configuring intent classification")?,
+            persona: load_persona(settings.agent.persona_file.as_deref())?,
+            settings: settings.agent.clone(),
+            routes: settings.intent.routes.clone(),
+            max_tokens: settings.llm.max_tokens,
+        });
+        let components = component_statuses(&settings, &agent);
+        Ok(App { settings, store, agent, components })
+    }
+
+    /// Bind the HTTP listener (refusing a non-loopback address without tokens)
+    /// and start serving. Returns once listening.
+    pub async fn start(self, shutdown: CancellationToken) -> anyhow::Result<RunningApp> {
+        let addr = self.settings.server.listen_addr()?;
+        if !self.settings.server.auth_required() && !is_loopback(&addr) {
+            anyhow::bail!(
+                "refusing to listen on {addr}: no API tokens are configured, so valor only binds a loopback \
+                 address (like 127.0.0.1:8080). Set VALOR_API_TOKENS to serve on other interfaces."
+            );
+        }
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the HTTP listener on {addr}"))?;
+        let local_addr = listener.local_addr()?;
+        let state = HttpState {
+            agent: self.agent.clone(),
+            settings: Arc::new(self.settings.server.clone()),
+            tokens: Arc::new(TokenSet::new(&self.settings.server.api_tokens)),
+            started: Instant::now(),
+            components: Arc::new(self.components.clone()),
+        };
+        tracing::info!("valor {} listening on http://{local_addr}", env!("CARGO_PKG_VERSION"));
+        for component in &self.components {
+            let state = if component.on { "on" } else { "off" };
+            tracing::info!("{}: {state} — {}", component.name, component.detail);
+        }
+        let grace = self.settings.server.shutdown_grace();
+        let router = crate::http::router(state);
+        let http_shutdown = shutdown.clone();
+        let http = tokio::spawn(async move {
+            let server = crate::http::serve(listener, router, http_shutdown.clone());
+            tokio::pin!(server);
+            tokio::select! {
+                result = &mut server => result.context("the HTTP server stopped"),
+                () = async { http_shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!("in-flight HTTP requests did not finish within {} s; closing them", grace.as_secs());
+                    Ok(())
+                }
+            }
+        });
+        Ok(RunningApp { local_addr, shutdown, http, store: self.store })
+    }
+}
+
+/// A started app: where it listens and how to stop it.
+#[derive(Debug)]
+pub struct RunningApp {
+    pub local_addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    http: JoinHandle<anyhow::Result<()>>,
+    store: Store,
+}
+
+impl RunningApp {
+    /// Wait until a task ends (or shutdown is requested), then stop everything.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let outcome = match self.http.await {
+            Ok(result) => result,
+            Err(join_error) => Err(anyhow::anyhow!("the HTTP task panicked: {join_error}")),
+        };
+        if let Err(error) = &outcome {
+            tracing::error!("{error:#}");
+        }
+        self.shutdown.cancel();
+        self.store.close().await;
+        tracing::info!("valor stopped");
+        outcome
+    }
+}
+
+fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus> {
+    let mut list = vec![
+        ComponentStatus::on("database", settings.database_path().display().to_string()),
+        model_status(settings),
+        ComponentStatus::on("intent", format!("classifier: {}", agent.classifier_name())),
+        ComponentStatus::on("tools", agent.tools().names().join(", ")),
+    ];
+    list.push(if settings.server.auth_required() {
+        ComponentStatus::on("api auth", format!("{} bearer token(s)", settings.server.api_tokens.len()))
+    } else {
+        ComponentStatus::off("api auth", "no VALOR_API_TOKENS — serving loopback only, without authentication")
+    });
+    list.push(match settings.telegram.bot_token {
+        None => ComponentStatus::off("telegram", "set TELEGRAM_BOT_TOKEN"),
+        Some(_) => ComponentStatus::off("telegram", "this build has no Telegram channel yet"),
+    });
+    list
+}

@@ -1,0 +1,98 @@
+//! Builds model clients and the intent classifier from settings, and says
+//! which provider is in use or how to configure one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::agent::{ClassifierBackend, IntentClassifier, ModelSet};
+use crate::config::{ProviderChoice, Settings};
+use crate::llm::anthropic::AnthropicClient;
+use crate::llm::ollama::OllamaClient;
+use crate::llm::openai::OpenAiClient;
+use crate::llm::transport::TransportConfig;
+use crate::llm::{ChatModel, LlmError};
+use crate::monitoring::ComponentStatus;
+
+/// Which provider the settings select, after resolving `auto`.
+pub fn resolve_provider(settings: &Settings) -> ProviderChoice {
+    match settings.llm.provider {
+        ProviderChoice::Auto if settings.anthropic.api_key.is_some() => ProviderChoice::Anthropic,
+        ProviderChoice::Auto if settings.openai.api_key.is_some() => ProviderChoice::Openai,
+        ProviderChoice::Auto => ProviderChoice::None,
+        explicit => explicit,
+    }
+}
+
+fn transport(settings: &Settings, base_url: &str, api_key: Option<&SecretString>, max_retries: u32) -> TransportConfig {
+    TransportConfig {
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        api_key: api_key.cloned(),
+        request_timeout: Duration::from_secs(settings.llm.request_timeout_secs),
+        connect_timeout: Duration::from_secs(settings.llm.connect_timeout_secs),
+        max_retries,
+        retry_base: Duration::from_millis(settings.llm.retry_base_ms),
+        retry_max: Duration::from_millis(settings.llm.retry_max_ms),
+    }
+}
+
+fn client(settings: &Settings, choice: ProviderChoice, max_retries: u32) -> Result<Option<Arc<dyn ChatModel>>, LlmError> {
+    Ok(match choice {
+        ProviderChoice::Anthropic => {
+            let config = transport(settings, &settings.anthropic.base_url, settings.anthropic.api_key.as_ref(), max_retries);
+            Some(Arc::new(AnthropicClient::new(config)?))
+        }
+        ProviderChoice::Openai => {
+            let config = transport(settings, &settings.openai.base_url, settings.openai.api_key.as_ref(), max_retries);
+            Some(Arc::new(OpenAiClient::new(config)?))
+        }
+        ProviderChoice::Auto | ProviderChoice::None => None,
+    })
+}
+
+/// The chat model for turns, or `None` when nothing is configured.
+pub fn build_models(settings: &Settings) -> Result<Option<ModelSet>, LlmError> {
+    let choice = resolve_provider(settings);
+    let tiers = match choice {
+        ProviderChoice::Anthropic => settings.anthropic.models.clone(),
+        _ => settings.openai.models.clone(),
+    };
+    Ok(client(settings, choice, settings.llm.max_retries)?.map(|client| ModelSet { client, tiers }))
+}
+
+/// Ollama when configured, else the main provider's small tier (no retries),
+/// else the deterministic rule.
+pub fn build_classifier(settings: &Settings) -> Result<IntentClassifier, LlmError> {
+    let limit = Duration::from_millis(settings.intent.timeout_ms.max(1));
+    let backend = if !settings.intent.use_model {
+        ClassifierBackend::Fallback
+    } else if let Some(base) = settings.ollama.base_url() {
+        ClassifierBackend::Ollama { client: OllamaClient::new(base, limit), model: settings.ollama.intent_model.clone() }
+    } else {
+        let choice = resolve_provider(settings);
+        match (client(settings, choice, 0)?, build_models(settings)?) {
+            (Some(model), Some(models)) => ClassifierBackend::Model { model, model_name: models.tiers.small.clone() },
+            _ => ClassifierBackend::Fallback,
+        }
+    };
+    Ok(IntentClassifier::new(backend, limit))
+}
+
+/// One status line for the model provider.
+pub fn model_status(settings: &Settings) -> ComponentStatus {
+    match resolve_provider(settings) {
+        ProviderChoice::Anthropic => {
+            let m = &settings.anthropic.models;
+            ComponentStatus::on("model", format!("anthropic at {} ({} / {} / {})", settings.anthropic.base_url, m.small, m.medium, m.large))
+        }
+        ProviderChoice::Openai => {
+            let m = &settings.openai.models;
+            ComponentStatus::on("model", format!("openai-compatible at {} ({} / {} / {})", settings.openai.base_url, m.small, m.medium, m.large))
+        }
+        ProviderChoice::Auto | ProviderChoice::None => ComponentStatus::off(
+            "model",
+            "no provider — set ANTHROPIC_API_KEY, or OPENAI_API_KEY (with OPENAI_BASE_URL for any OpenAI-compatible server)",
+        ),
+    }
+}

@@ -1,0 +1,4 @@
+//! Chat channels. Each turns its medium's input into agent turns and renders
+//! the agent's events back. Telegram arrives in its own submodule.
+
+pub mod terminal;

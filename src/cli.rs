@@ -1,0 +1,33 @@
+//! Command-line interface definition (parsed by the thin `main`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "valor", version, about = "valor — a personal AI coworker")]
+pub struct Cli {
+    /// Path to valor.toml (default: $VALOR_CONFIG, else ./valor.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything: HTTP API, web chat and the agent.
+    Serve,
+    /// Chat with the agent in the terminal (one conversation, streamed).
+    Chat {
+        /// Conversation id or title to continue (default: "terminal").
+        #[arg(long, default_value = "terminal")]
+        conversation: String,
+    },
+    /// Check configuration, database and services; print what is ready.
+    Doctor,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write a consistent copy of the database to PATH while valor may be running.
+    Backup { path: PathBuf },
+}

@@ -1,0 +1,308 @@
+//! `/api/*` handlers: send a message (JSON or SSE), list conversations,
+//! messages and turns.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{FromRequest, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::ToSchema;
+
+use super::HttpState;
+use super::error::ApiError;
+use crate::agent::{AgentEvent, ToolCallReport, TurnRequest};
+use crate::storage::{ConversationSummary, StoredMessage, Turn};
+
+/// `Json` whose rejections are [`ApiError`]s (JSON bodies with a clear message).
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// An existing conversation id or title; a new conversation with this title otherwise.
+    /// Omitted: a new conversation titled from the text.
+    #[serde(default)]
+    pub conversation: Option<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolCallView {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    pub output: String,
+    pub is_error: bool,
+}
+
+impl From<ToolCallReport> for ToolCallView {
+    fn from(call: ToolCallReport) -> Self {
+        Self { id: call.id, name: call.name, input: call.input, output: call.output, is_error: call.is_error }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnInfo {
+    pub id: Option<String>,
+    pub intent: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageReply {
+    pub conversation: String,
+    pub reply: String,
+    pub tool_calls: Vec<ToolCallView>,
+    pub turn: TurnInfo,
+}
+
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+fn default_title(text: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("New conversation").trim();
+    let mut title: String = line.chars().take(60).collect();
+    if line.chars().count() > 60 {
+        title.push('…');
+    }
+    title
+}
+
+/// Send a message; answers JSON, or SSE (`Accept: text/event-stream`) ending in a `done` event.
+#[utoipa::path(post, path = "/api/messages", tag = "chat", request_body = SendMessage,
+    responses(
+        (status = 200, description = "The reply (JSON), or the turn's events as SSE", body = MessageReply),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Missing or invalid bearer token"),
+        (status = 413, description = "Body or message too large"),
+    ),
+    security(("bearer" = [])))]
+pub async fn post_message(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SendMessage>,
+) -> Result<Response, ApiError> {
+    let text = body.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::BadRequest("`text` must not be empty".into()));
+    }
+    let limit = state.settings.max_message_chars;
+    if text.chars().count() > limit {
+        return Err(ApiError::PayloadTooLarge(format!("the message is longer than {limit} characters")));
+    }
+    let name = match body.conversation.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => default_title(text),
+    };
+    let channel = if wants_event_stream(&headers) { "web" } else { "api" };
+    let conversation = state.agent.open_conversation(&name, channel).await?;
+    let receiver =
+        state.agent.spawn_turn(TurnRequest { conversation, text: text.to_owned(), is_admin: state.tokens.is_empty() });
+    if wants_event_stream(&headers) {
+        return Ok(Sse::new(sse_events(receiver)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response());
+    }
+    let mut events = ReceiverStream::new(receiver);
+    let mut turn = TurnInfo { id: None, intent: None, model: None };
+    while let Some(event) = events.next().await {
+        match event {
+            AgentEvent::TurnStarted { turn_id, intent, model, .. } => {
+                turn = TurnInfo { id: Some(turn_id), intent: Some(intent), model: Some(model) };
+            }
+            AgentEvent::Done { conversation, reply, tool_calls } => {
+                let tool_calls = tool_calls.into_iter().map(ToolCallView::from).collect();
+                return Ok(Json(MessageReply { conversation, reply, tool_calls, turn }).into_response());
+            }
+            AgentEvent::TextDelta { .. }
+            | AgentEvent::ToolStarted { .. }
+            | AgentEvent::ToolFinished { .. }
+            | AgentEvent::Error { .. } => {}
+        }
+    }
+    Err(ApiError::Internal("the turn ended without a done event".into()))
+}
+
+fn sse_events(receiver: tokio::sync::mpsc::Receiver<AgentEvent>) -> impl Stream<Item = Result<Event, Infallible>> {
+    ReceiverStream::new(receiver).map(|event| {
+        let data = event.data().to_string();
+        Ok(Event::default().event(event.name()).data(data))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<u32>,
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: String,
+    pub title: String,
+    pub channel: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub message_count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationView>,
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+impl From<ConversationSummary> for ConversationView {
+    fn from(summary: ConversationSummary) -> Self {
+        let c = summary.conversation;
+        Self {
+            id: c.id,
+            title: c.title,
+            channel: c.channel,
+            created_at: rfc3339(c.created_at_ms),
+            updated_at: rfc3339(c.updated_at_ms),
+            message_count: summary.message_count,
+        }
+    }
+}
+
+/// Conversations, newest activity first.
+#[utoipa::path(get, path = "/api/conversations", tag = "chat",
+    params(("limit" = Option<u32>, Query, description = "At most this many (default 50, max 200)")),
+    responses((status = 200, body = ConversationList)), security(("bearer" = [])))]
+pub async fn list_conversations(
+    State(state): State<HttpState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 200);
+    let list = state.agent.store().list_conversations(limit).await?;
+    Ok(Json(ConversationList { conversations: list.into_iter().map(ConversationView::from).collect() }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: i64,
+    pub role: String,
+    pub text: String,
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    pub turn_id: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub conversation: String,
+    pub messages: Vec<MessageView>,
+}
+
+impl From<StoredMessage> for MessageView {
+    fn from(m: StoredMessage) -> Self {
+        Self {
+            id: m.id,
+            role: m.role.as_str().to_owned(),
+            text: m.text,
+            content: m.content,
+            turn_id: m.turn_id,
+            created_at: rfc3339(m.created_at_ms),
+        }
+    }
+}
+
+/// A conversation's messages, oldest first (`after` = a message id to page from).
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "chat",
+    params(("id" = String, Path), ("after" = Option<i64>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = MessageList), (status = 404, description = "No such conversation")),
+    security(("bearer" = [])))]
+pub async fn list_messages(
+    State(state): State<HttpState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MessageList>, ApiError> {
+    let Path(id) = path?;
+    let Query(query) = query?;
+    let conversation = state.agent.store().get_conversation(&id).await?;
+    let limit = query.limit.unwrap_or(500).clamp(1, 1000);
+    let messages = state.agent.store().list_messages(&conversation.id, query.after.unwrap_or(0), limit).await?;
+    Ok(Json(MessageList { conversation: conversation.id, messages: messages.into_iter().map(MessageView::from).collect() }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnView {
+    pub id: String,
+    pub intent: String,
+    pub intent_source: String,
+    pub tier: String,
+    pub provider: String,
+    pub model: String,
+    pub status: String,
+    pub steps: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<Turn> for TurnView {
+    fn from(t: Turn) -> Self {
+        Self {
+            id: t.id,
+            intent: t.intent,
+            intent_source: t.intent_source,
+            tier: t.tier,
+            provider: t.provider,
+            model: t.model,
+            status: t.status.as_str().to_owned(),
+            steps: t.steps,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            error: t.error,
+            started_at: rfc3339(t.started_at_ms),
+            finished_at: t.finished_at_ms.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnList {
+    pub conversation: String,
+    pub turns: Vec<TurnView>,
+}
+
+/// A conversation's turns with their intent label and routed model, oldest first.
+#[utoipa::path(get, path = "/api/conversations/{id}/turns", tag = "chat",
+    params(("id" = String, Path)),
+    responses((status = 200, body = TurnList), (status = 404, description = "No such conversation")),
+    security(("bearer" = [])))]
+pub async fn list_turns(
+    State(state): State<HttpState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<TurnList>, ApiError> {
+    let Path(id) = path?;
+    let conversation = state.agent.store().get_conversation(&id).await?;
+    let turns = state.agent.store().list_turns(&conversation.id).await?;
+    Ok(Json(TurnList { conversation: conversation.id, turns: turns.into_iter().map(TurnView::from).collect() }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such API route".into())
+}

@@ -1,0 +1,78 @@
+//! Bearer-token authentication for the API (and later MCP). Tokens are kept
+//! only as SHA-256 digests and compared in constant time. Without configured
+//! tokens the server is bound to loopback (enforced by the app) and open.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::HttpState;
+use super::error::ApiError;
+
+/// The accepted tokens, hashed.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSet {
+    digests: Vec<[u8; 32]>,
+}
+
+impl TokenSet {
+    pub fn new(tokens: &[SecretString]) -> Self {
+        Self { digests: tokens.iter().map(|t| digest(t.expose_secret())).collect() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Whether `presented` is one of the tokens. Looks at every digest, whatever matches.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let candidate = digest(presented);
+        self.digests.iter().fold(false, |found, known| found | constant_time_eq(known, &candidate))
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Middleware: let the request through if no tokens are configured or it carries a valid one.
+pub async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    if state.tokens.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented {
+        Some(token) if state.tokens.accepts(token) => next.run(request).await,
+        _ => {
+            tracing::warn!(path = %request.uri().path(), "API request without a valid bearer token");
+            ApiError::Unauthorized.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_configured_tokens_are_accepted() {
+        let set = TokenSet::new(&[SecretString::from("alpha"), SecretString::from("beta")]);
+        assert!(set.accepts("alpha"));
+        assert!(set.accepts("beta"));
+        assert!(!set.accepts("alph"));
+        assert!(!set.accepts(""));
+        assert!(TokenSet::default().is_empty());
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP server: JSON API (with SSE turns), health/readiness/metrics,
+//! OpenAPI document and docs page, and the embedded web chat.
+//!
+//! Invariants: routes listed in PRODUCT.md §2 are a contract; every error is
+//! JSON via [`ApiError`]; `/api/*` goes through bearer auth; request bodies
+//! are size-limited; the server takes a bound listener and a shutdown token.
+
+mod api;
+mod auth;
+mod error;
+mod health;
+mod openapi;
+mod web;
+
+pub use auth::TokenSet;
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::agent::Agent;
+use crate::config::ServerSettings;
+use crate::monitoring::ComponentStatus;
+
+/// Shared by all handlers.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub agent: Agent,
+    pub settings: Arc<ServerSettings>,
+    pub tokens: Arc<TokenSet>,
+    pub started: Instant,
+    /// What is on and off, computed once at start.
+    pub components: Arc<Vec<ComponentStatus>>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    let api = Router::new()
+        .route("/messages", post(api::post_message))
+        .route("/conversations", get(api::list_conversations))
+        .route("/conversations/{id}/messages", get(api::list_messages))
+        .route("/conversations/{id}/turns", get(api::list_turns))
+        .fallback(api::not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(web::docs))
+        .route("/", get(web::index))
+        .route("/assets/{file}", get(web::asset))
+        .nest("/api", api)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serve until `shutdown` is cancelled, then stop accepting and let in-flight
+/// requests finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

@@ -1,0 +1,49 @@
+//! The OpenAPI document, derived from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::api;
+use super::health;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "valor", description = "valor's HTTP API: chat turns (JSON or SSE), conversations, health."),
+    paths(
+        api::post_message,
+        api::list_conversations,
+        api::list_messages,
+        api::list_turns,
+        health::health,
+        health::ready,
+        health::metrics,
+    ),
+    components(schemas(
+        api::SendMessage,
+        api::MessageReply,
+        api::ToolCallView,
+        api::TurnInfo,
+        api::ConversationList,
+        api::ConversationView,
+        api::MessageList,
+        api::MessageView,
+        api::TurnList,
+        api::TurnView,
+    )),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

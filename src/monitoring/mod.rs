@@ -1,0 +1,52 @@
+//! Observability: tracing subscriber setup (text or JSON, to stderr) and the
+//! Prometheus metrics recorder. Later: health scoring and resource monitoring.
+//!
+//! Invariant: logs go to stderr only (stdout belongs to `valor chat` and
+//! `valor mcp`); secrets are never logged (settings hold them as `SecretString`).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Install the global tracing subscriber. `RUST_LOG` overrides `log.level`.
+/// Safe to call more than once (later calls are ignored).
+pub fn init_tracing(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match settings.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus recorder (installed on first use).
+/// `None` if another recorder was installed first.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    METRICS.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
+}
+
+/// Whether one part of valor is running, and why not if it is off.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComponentStatus {
+    pub name: &'static str,
+    pub on: bool,
+    /// What it uses when on ("anthropic claude-sonnet-4-5"), or how to turn it on.
+    pub detail: String,
+}
+
+impl ComponentStatus {
+    pub fn on(name: &'static str, detail: impl Into<String>) -> Self {
+        Self { name, on: true, detail: detail.into() }
+    }
+
+    pub fn off(name: &'static str, why: impl Into<String>) -> Self {
+        Self { name, on: false, detail: why.into() }
+    }
+}
