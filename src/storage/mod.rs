@@ -7,11 +7,24 @@
 //! with `$N` placeholders so a PostgreSQL implementation of the same API can
 //! follow; timestamps are UNIX milliseconds (UTC).
 
+#[macro_use]
+mod rows;
+mod conversations;
+mod fts;
+mod records;
 mod types;
 
 pub use types::*;
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use rows::{short_message, sql_error};
 
 /// Storage failures callers branch on.
 #[derive(Debug, thiserror::Error)]
@@ -34,25 +47,108 @@ pub struct Store {
     pool: sqlx::SqlitePool,
 }
 
+/// Versioned migrations from `migrations/`, embedded at compile time.
+static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// sqlx's bookkeeping table (its default name).
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+const MAX_CONNECTIONS: u32 = 8;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Open (creating the file and parent directory if missing) and migrate.
     pub async fn open(path: &Path) -> StorageResult<Store> {
-        todo!("{path:?}")
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            tokio::fs::create_dir_all(parent).await.map_err(|error| {
+                StorageError::Database(format!("creating directory {}: {error}", parent.display()))
+            })?;
+        }
+        // SQLite-only: these options become PRAGMAs on every new connection.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|error| {
+                StorageError::Database(format!(
+                    "opening {}: {}",
+                    path.display(),
+                    short_message(&error)
+                ))
+            })?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
     }
 
     /// Apply pending migrations; returns the versions newly applied.
     pub async fn migrate(&self) -> StorageResult<Vec<i64>> {
-        todo!()
+        let path = self.path_for_messages();
+        let failed =
+            |error: &dyn std::fmt::Display| StorageError::Migration(format!("{path}: {error}"));
+        let mut connection = self.pool.acquire().await.map_err(|error| failed(&error))?;
+        let before = applied_versions(&mut connection)
+            .await
+            .map_err(|error| failed(&error))?;
+        MIGRATOR
+            .run(&mut *connection)
+            .await
+            .map_err(|error| failed(&error))?;
+        let after = applied_versions(&mut connection)
+            .await
+            .map_err(|error| failed(&error))?;
+        Ok(after.difference(&before).copied().collect())
     }
 
     /// A cheap query proving the database answers.
     pub async fn ping(&self) -> StorageResult<()> {
-        todo!()
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|error| sql_error("ping", error))?;
+        Ok(())
     }
 
     /// Consistent online copy of the whole database to `path` (must not exist).
     pub async fn backup_to(&self, path: &Path) -> StorageResult<()> {
-        todo!("{path:?}")
+        let exists = tokio::fs::try_exists(path).await.map_err(|error| {
+            StorageError::Invalid(format!("backup target {}: {error}", path.display()))
+        })?;
+        if exists {
+            return Err(StorageError::Invalid(format!(
+                "backup target {} already exists",
+                path.display()
+            )));
+        }
+        let target = path.to_str().ok_or_else(|| {
+            StorageError::Invalid(format!("backup target {} is not UTF-8", path.display()))
+        })?;
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            tokio::fs::create_dir_all(parent).await.map_err(|error| {
+                StorageError::Database(format!("creating directory {}: {error}", parent.display()))
+            })?;
+        }
+        // SQLite-only: VACUUM INTO writes a consistent, compacted copy while
+        // other connections keep working (PostgreSQL: pg_dump).
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| sql_error(&format!("backup to {}", path.display()), error))?;
+        Ok(())
     }
 
     /// Close the pool, checkpointing the WAL.
@@ -60,88 +156,67 @@ impl Store {
         self.pool.close().await;
     }
 
-    pub async fn create_conversation(&self, new: NewConversation) -> StorageResult<Conversation> {
-        todo!("{new:?}")
+    /// The connection settings the database actually runs with.
+    pub async fn pragma_report(&self) -> StorageResult<PragmaReport> {
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|error| sql_error("pragma report", error))?;
+        // SQLite-only: PRAGMAs and sqlite_version().
+        let row = sqlx::query(
+            "SELECT (SELECT journal_mode FROM pragma_journal_mode) AS journal_mode, \
+                    (SELECT foreign_keys FROM pragma_foreign_keys) AS foreign_keys, \
+                    (SELECT timeout FROM pragma_busy_timeout) AS busy_timeout, \
+                    (SELECT synchronous FROM pragma_synchronous) AS synchronous, \
+                    sqlite_version() AS sqlite_version, \
+                    (SELECT MAX(version) FROM _sqlx_migrations) AS schema_version",
+        )
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|error| sql_error("pragma report", error))?;
+        let read_error = |error| sql_error("pragma report", error);
+        let journal_mode: String = row.try_get("journal_mode").map_err(read_error)?;
+        let foreign_keys: i64 = row.try_get("foreign_keys").map_err(read_error)?;
+        let synchronous: i64 = row.try_get("synchronous").map_err(read_error)?;
+        Ok(PragmaReport {
+            path: self.path_for_messages(),
+            journal_mode: journal_mode.to_lowercase(),
+            foreign_keys: foreign_keys == 1,
+            busy_timeout_ms: row.try_get("busy_timeout").map_err(read_error)?,
+            synchronous: synchronous_name(synchronous),
+            sqlite_version: row.try_get("sqlite_version").map_err(read_error)?,
+            schema_version: row.try_get("schema_version").map_err(read_error)?,
+        })
     }
 
-    pub async fn get_conversation(&self, id: &str) -> StorageResult<Conversation> {
-        todo!("{id}")
+    /// The database file, for error messages and reports.
+    fn path_for_messages(&self) -> String {
+        self.pool
+            .connect_options()
+            .get_filename()
+            .display()
+            .to_string()
     }
+}
 
-    /// By id first, then by exact title (newest wins); `None` when neither matches.
-    pub async fn find_conversation(&self, id_or_title: &str) -> StorageResult<Option<Conversation>> {
-        todo!("{id_or_title}")
-    }
+async fn applied_versions(
+    connection: &mut sqlx::SqliteConnection,
+) -> Result<BTreeSet<i64>, sqlx::migrate::MigrateError> {
+    connection.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+    let applied = connection.list_applied_migrations(MIGRATIONS_TABLE).await?;
+    Ok(applied
+        .into_iter()
+        .map(|migration| migration.version)
+        .collect())
+}
 
-    /// Newest activity first.
-    pub async fn list_conversations(&self, limit: u32) -> StorageResult<Vec<ConversationSummary>> {
-        todo!("{limit}")
-    }
-
-    /// Appends and bumps the conversation's `updated_at_ms`. Fails with NotFound for an unknown conversation.
-    pub async fn append_message(&self, new: NewMessage) -> StorageResult<StoredMessage> {
-        todo!("{new:?}")
-    }
-
-    /// The last `limit` messages, returned oldest first.
-    pub async fn recent_messages(&self, conversation_id: &str, limit: u32) -> StorageResult<Vec<StoredMessage>> {
-        todo!("{conversation_id}{limit}")
-    }
-
-    /// Messages with id greater than `after_id`, oldest first, at most `limit`.
-    pub async fn list_messages(&self, conversation_id: &str, after_id: i64, limit: u32) -> StorageResult<Vec<StoredMessage>> {
-        todo!("{conversation_id}{after_id}{limit}")
-    }
-
-    /// Full-text search. `query` is user text: it is turned into quoted FTS5
-    /// terms (never passed through as FTS syntax). Best match first.
-    pub async fn search_messages(&self, conversation_id: Option<&str>, query: &str, limit: u32) -> StorageResult<Vec<SearchHit>> {
-        todo!("{conversation_id:?}{query}{limit}")
-    }
-
-    pub async fn start_turn(&self, new: NewTurn) -> StorageResult<Turn> {
-        todo!("{new:?}")
-    }
-
-    pub async fn finish_turn(&self, turn_id: &str, finish: TurnFinish) -> StorageResult<()> {
-        todo!("{turn_id}{finish:?}")
-    }
-
-    pub async fn get_turn(&self, turn_id: &str) -> StorageResult<Turn> {
-        todo!("{turn_id}")
-    }
-
-    /// Oldest first.
-    pub async fn list_turns(&self, conversation_id: &str) -> StorageResult<Vec<Turn>> {
-        todo!("{conversation_id}")
-    }
-
-    pub async fn upsert_user(&self, user: UserUpsert) -> StorageResult<User> {
-        todo!("{user:?}")
-    }
-
-    pub async fn upsert_chat(&self, chat: ChatUpsert) -> StorageResult<Chat> {
-        todo!("{chat:?}")
-    }
-
-    pub async fn record_audit(&self, event: NewAuditEvent) -> StorageResult<()> {
-        todo!("{event:?}")
-    }
-
-    /// Newest first, optionally only one kind.
-    pub async fn list_audit(&self, kind: Option<&str>, limit: u32) -> StorageResult<Vec<AuditEvent>> {
-        todo!("{kind:?}{limit}")
-    }
-
-    pub async fn kv_get(&self, key: &str) -> StorageResult<Option<String>> {
-        todo!("{key}")
-    }
-
-    pub async fn kv_set(&self, key: &str, value: &str) -> StorageResult<()> {
-        todo!("{key}{value}")
-    }
-
-    pub async fn kv_delete(&self, key: &str) -> StorageResult<()> {
-        todo!("{key}")
+fn synchronous_name(level: i64) -> String {
+    match level {
+        0 => "off".to_string(),
+        1 => "normal".to_string(),
+        2 => "full".to_string(),
+        3 => "extra".to_string(),
+        other => format!("unknown ({other})"),
     }
 }

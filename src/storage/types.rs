@@ -202,3 +202,20 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
     pub created_at_ms: i64,
 }
+
+/// Connection settings as the database reports them, for tests and `valor doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PragmaReport {
+    /// The database file.
+    pub path: String,
+    /// `PRAGMA journal_mode`, lower case ("wal").
+    pub journal_mode: String,
+    pub foreign_keys: bool,
+    pub busy_timeout_ms: i64,
+    /// `PRAGMA synchronous` as a name: "off" | "normal" | "full" | "extra".
+    pub synchronous: String,
+    /// `sqlite_version()`.
+    pub sqlite_version: String,
+    /// Highest applied migration version, `None` before any.
+    pub schema_version: Option<i64>,
+}

@@ -1,0 +1,233 @@
+//! Conversations and their messages, including full-text search. Appending a
+//! message and bumping its conversation's `updated_at_ms` happen in one
+//! transaction whose first statement is a write, so concurrent writers queue
+//! on SQLite's busy timeout instead of failing a read-to-write lock upgrade.
+
+use super::rows::{self, now_ms, sql_error};
+use super::{
+    Conversation, ConversationSummary, NewConversation, NewMessage, SearchHit, StorageError,
+    StorageResult, Store, StoredMessage, fts,
+};
+
+fn limit_bind(limit: u32) -> i64 {
+    i64::from(limit)
+}
+
+impl Store {
+    pub async fn create_conversation(&self, new: NewConversation) -> StorageResult<Conversation> {
+        let now = now_ms();
+        let conversation = Conversation {
+            id: uuid::Uuid::now_v7().to_string(),
+            title: new.title,
+            channel: new.channel,
+            chat_id: new.chat_id,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        sqlx::query(
+            "INSERT INTO conversations (id, title, channel, chat_id, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&conversation.id)
+        .bind(&conversation.title)
+        .bind(&conversation.channel)
+        .bind(conversation.chat_id)
+        .bind(conversation.created_at_ms)
+        .bind(conversation.updated_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| sql_error("create conversation", error))?;
+        Ok(conversation)
+    }
+
+    pub async fn get_conversation(&self, id: &str) -> StorageResult<Conversation> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| sql_error(&format!("conversation {id}"), error))?;
+        rows::conversation(&row)
+    }
+
+    /// By id first, then by exact title (newest wins); `None` when neither matches.
+    pub async fn find_conversation(
+        &self,
+        id_or_title: &str,
+    ) -> StorageResult<Option<Conversation>> {
+        match self.get_conversation(id_or_title).await {
+            Ok(conversation) => return Ok(Some(conversation)),
+            Err(StorageError::NotFound { .. }) => {}
+            Err(other) => return Err(other),
+        }
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE title = $1 \
+              ORDER BY updated_at_ms DESC, id DESC LIMIT 1"
+        ))
+        .bind(id_or_title)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| sql_error("find conversation by title", error))?;
+        row.as_ref().map(rows::conversation).transpose()
+    }
+
+    /// Newest activity first.
+    pub async fn list_conversations(&self, limit: u32) -> StorageResult<Vec<ConversationSummary>> {
+        let found = sqlx::query(
+            "SELECT c.id, c.title, c.channel, c.chat_id, c.created_at_ms, c.updated_at_ms, \
+                    (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count \
+             FROM conversations c \
+             ORDER BY c.updated_at_ms DESC, c.id DESC \
+             LIMIT $1",
+        )
+        .bind(limit_bind(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| sql_error("list conversations", error))?;
+        found
+            .iter()
+            .map(|row| {
+                let message_count = sqlx::Row::try_get(row, "message_count")
+                    .map_err(|error| sql_error("column message_count", error))?;
+                Ok(ConversationSummary {
+                    conversation: rows::conversation(row)?,
+                    message_count,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends and bumps the conversation's `updated_at_ms`. Fails with NotFound for an unknown conversation.
+    pub async fn append_message(&self, new: NewMessage) -> StorageResult<StoredMessage> {
+        let content = serde_json::to_string(&new.content)
+            .map_err(|error| StorageError::Invalid(format!("message content: {error}")))?;
+        let now = now_ms();
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(|error| sql_error("begin append", error))?;
+        // The write comes first: it takes the write lock (waiting on the busy
+        // timeout) and proves the conversation exists.
+        let bumped = sqlx::query("UPDATE conversations SET updated_at_ms = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&new.conversation_id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| sql_error("bump conversation", error))?;
+        if bumped.rows_affected() == 0 {
+            return Err(StorageError::NotFound {
+                what: format!("conversation {}", new.conversation_id),
+            });
+        }
+        let row = sqlx::query(concat!(
+            "INSERT INTO messages (conversation_id, role, content, text, turn_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            message_columns!()
+        ))
+        .bind(&new.conversation_id)
+        .bind(new.role.as_str())
+        .bind(&content)
+        .bind(&new.text)
+        .bind(&new.turn_id)
+        .bind(now)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(|error| sql_error("insert message", error))?;
+        let stored = rows::message(&row)?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| sql_error("commit append", error))?;
+        Ok(stored)
+    }
+
+    /// The last `limit` messages, returned oldest first.
+    pub async fn recent_messages(
+        &self,
+        conversation_id: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<StoredMessage>> {
+        let found = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM (SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 ORDER BY id DESC LIMIT $2) AS recent \
+              ORDER BY id ASC"
+        ))
+        .bind(conversation_id)
+        .bind(limit_bind(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| sql_error("recent messages", error))?;
+        found.iter().map(rows::message).collect()
+    }
+
+    /// Messages with id greater than `after_id`, oldest first, at most `limit`.
+    pub async fn list_messages(
+        &self,
+        conversation_id: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> StorageResult<Vec<StoredMessage>> {
+        let found = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"
+        ))
+        .bind(conversation_id)
+        .bind(after_id)
+        .bind(limit_bind(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| sql_error("list messages", error))?;
+        found.iter().map(rows::message).collect()
+    }
+
+    /// Full-text search. `query` is user text: it is turned into quoted FTS5
+    /// terms (never passed through as FTS syntax). Best match first. Text with
+    /// no searchable token gives an empty result.
+    pub async fn search_messages(
+        &self,
+        conversation_id: Option<&str>,
+        query: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<SearchHit>> {
+        let Some(expression) = fts::match_expression(query) else {
+            return Ok(Vec::new());
+        };
+        // SQLite-only: FTS5 MATCH, bm25() and snippet(); PostgreSQL will use
+        // tsvector/ts_rank/ts_headline behind the same method.
+        let found = sqlx::query(
+            "SELECT m.id, m.conversation_id, m.role, m.content, m.text, m.turn_id, m.created_at_ms, \
+                    snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet \
+             FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+             WHERE messages_fts MATCH $1 AND ($2 IS NULL OR m.conversation_id = $2) \
+             ORDER BY bm25(messages_fts), m.id DESC \
+             LIMIT $3",
+        )
+        .bind(&expression)
+        .bind(conversation_id)
+        .bind(limit_bind(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| sql_error("search messages", error))?;
+        found
+            .iter()
+            .map(|row| {
+                let snippet = sqlx::Row::try_get(row, "snippet")
+                    .map_err(|error| sql_error("column snippet", error))?;
+                Ok(SearchHit {
+                    message: rows::message(row)?,
+                    snippet,
+                })
+            })
+            .collect()
+    }
+}
