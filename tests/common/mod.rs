@@ -132,7 +132,7 @@ pub fn use_openai(settings: &mut Settings, mock: &Aimock) {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub data_dir: TempDir,
+    pub data_dir: Option<TempDir>,
     running: Option<RunningApp>,
     shutdown: CancellationToken,
 }
@@ -151,7 +151,7 @@ impl TestApp {
         let running = app.start(shutdown.clone()).await.expect("starting the app");
         let base = format!("http://{}", running.local_addr);
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { base, http, data_dir, running: Some(running), shutdown }
+        TestApp { base, http, data_dir: Some(data_dir), running: Some(running), shutdown }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -199,7 +199,7 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.run_until_stopped().await.unwrap();
         }
-        self.data_dir
+        self.data_dir.take().unwrap()
     }
 }
 

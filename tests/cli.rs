@@ -1,0 +1,142 @@
+//! The `valor` binary from outside: `serve` on embedded defaults, graceful
+//! shutdown on SIGTERM, `doctor`, `migrate`, `backup`, `chat`, and config errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_valor");
+
+/// A command with a clean environment: no provider keys leak in from the machine.
+fn valor(dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BIN);
+    command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("HOME", dir);
+    command.kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn serve_starts_on_defaults_creates_the_database_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = valor(dir.path())
+        .arg("serve")
+        .env("VALOR_HTTP_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.push(line.clone());
+            if let Some(index) = line.find("listening on http://") {
+                return line[index + "listening on ".len()..].trim().to_owned();
+            }
+        }
+        panic!("valor exited before listening: {log:?}");
+    })
+    .await
+    .expect("valor did not start listening within 30 s");
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{address}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    eprintln!("startup to /health 200: {} ms", started.elapsed().as_millis());
+    assert!(dir.path().join("data/valor.db").exists(), "./data/valor.db was not created");
+
+    // The reasons for what is off come right after the listening line.
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await {
+        log.push(line);
+        if log.iter().any(|l| l.contains("telegram: off")) {
+            break;
+        }
+    }
+    let joined = log.join("\n");
+    assert!(joined.contains("telegram: off — set TELEGRAM_BOT_TOKEN"), "{joined}");
+    assert!(joined.contains("model: off"), "{joined}");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("no exit after SIGTERM").unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    let rest: Vec<String> = {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest
+    };
+    assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("valor stopped")), "{rest:?}");
+}
+
+#[tokio::test]
+async fn a_bad_config_value_exits_with_code_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("valor.toml"), "[agent]\nmax_steps = \"lots\"\n").unwrap();
+    let output = valor(dir.path()).arg("doctor").output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max_steps"), "{stderr}");
+}
+
+#[tokio::test]
+async fn doctor_prints_a_table_of_what_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = valor(dir.path()).arg("doctor").output().await.unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let row = |part: &str| stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row in:\n{stdout}")).to_owned();
+    assert!(row("database").contains("ready"));
+    assert!(row("model").contains("off"));
+    assert!(row("telegram").contains("TELEGRAM_BOT_TOKEN"));
+
+    // An unreachable provider is reported as such, and its key never printed.
+    let output = valor(dir.path())
+        .arg("doctor")
+        .env("ANTHROPIC_API_KEY", "sk-ant-doctor-secret")
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("model (anthropic)") && l.contains("unreachable")), "{stdout}");
+    assert!(!stdout.contains("sk-ant-doctor-secret"));
+}
+
+#[tokio::test]
+async fn migrate_and_backup_work_on_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = valor(dir.path()).arg("migrate").output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("data/valor.db").exists());
+
+    // Put a conversation in through `valor chat` (no provider: the reply explains how to configure one).
+    let mut chat = valor(dir.path()).args(["chat", "--conversation", "cli"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    chat.stdin.take().unwrap().write_all(b"hello from the terminal\n").await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(20), chat.wait_with_output()).await.unwrap().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("no model provider is configured"), "{stdout}");
+
+    let backup = dir.path().join("backup/valor-copy.db");
+    let output = valor(dir.path()).arg("backup").arg(&backup).output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let store = valor::storage::Store::open(&backup).await.unwrap();
+    let conversations = store.list_conversations(10).await.unwrap();
+    assert_eq!(conversations.len(), 1);
+    assert_eq!(conversations[0].conversation.title, "cli");
+    let hits = store.search_messages(None, "terminal", 5).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    store.close().await;
+
+    // A second backup to the same path is refused rather than overwriting.
+    let output = valor(dir.path()).arg("backup").arg(&backup).output().await.unwrap();
+    assert!(!output.status.success());
+}

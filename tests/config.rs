@@ -1,0 +1,128 @@
+//! Configuration: defaults, the shipped example file, the environment
+//! contract, and errors that name the offending key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use secrecy::ExposeSecret;
+use valor::config::{self, EnvSource, ProviderChoice, Tier, UserRef};
+
+fn load_toml(text: &str, env: &[(&str, &str)]) -> Result<config::Settings, config::ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("valor.toml");
+    std::fs::write(&path, text).unwrap();
+    config::load(Some(&path), &EnvSource::from_pairs(env.iter().copied()))
+}
+
+#[test]
+fn the_shipped_example_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("valor.example.toml");
+    let settings = config::load(Some(&path), &EnvSource::default()).unwrap();
+    assert_eq!(settings.telegram.admins, vec![111111]);
+    assert_eq!(settings.telegram.allowed_users, vec![UserRef::Username("alice".into()), UserRef::Id(222222)]);
+    assert_eq!(settings.workspaces[0].name, "shop");
+    assert_eq!(settings.intent.routes.code_task, Tier::Large);
+    assert_eq!(settings.source_file.as_deref(), Some(path.as_path()));
+}
+
+#[test]
+fn nothing_configured_gives_the_documented_defaults() {
+    let settings = config::load(Some(Path::new("/dev/null")), &EnvSource::default()).unwrap();
+    assert_eq!(settings.data_dir, Path::new("./data"));
+    assert_eq!(settings.server.listen_addr().unwrap().to_string(), "127.0.0.1:8080");
+    assert!(!settings.server.auth_required());
+    assert_eq!(settings.llm.provider, ProviderChoice::Auto);
+    assert_eq!(settings.anthropic.base_url, "https://api.anthropic.com");
+    assert_eq!(settings.telegram.api_url, "https://api.telegram.org");
+    assert_eq!(settings.claude.bin, "claude");
+}
+
+#[test]
+fn the_contract_environment_names_set_their_settings() {
+    let env = [
+        ("VALOR_DATA_DIR", "/tmp/valor-data"),
+        ("VALOR_HTTP_ADDR", ":0"),
+        ("VALOR_API_TOKENS", "one, two,,"),
+        ("ANTHROPIC_API_KEY", "sk-ant"),
+        ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/"),
+        ("OPENAI_API_KEY", "sk-oai"),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ("PERPLEXITY_API_KEY", "pplx"),
+        ("PERPLEXITY_BASE_URL", "http://127.0.0.1:10"),
+        ("OLLAMA_HOST", "127.0.0.1:11434"),
+        ("NOTION_API_KEY", "secret_n"),
+        ("NOTION_BASE_URL", "http://127.0.0.1:11"),
+        ("TELEGRAM_BOT_TOKEN", "123:abc"),
+        ("TELEGRAM_API_URL", "http://127.0.0.1:12"),
+        ("VALOR_CLAUDE_BIN", "/opt/claude"),
+    ];
+    let s = load_toml("", &env).unwrap();
+    assert_eq!(s.data_dir, Path::new("/tmp/valor-data"));
+    assert_eq!(s.server.listen_addr().unwrap().to_string(), "127.0.0.1:0");
+    let tokens: Vec<&str> = s.server.api_tokens.iter().map(|t| t.expose_secret()).collect();
+    assert_eq!(tokens, ["one", "two"]);
+    assert_eq!(s.anthropic.api_key.as_ref().unwrap().expose_secret(), "sk-ant");
+    assert_eq!(s.anthropic.base_url, "http://127.0.0.1:9/");
+    assert_eq!(s.openai.api_key.as_ref().unwrap().expose_secret(), "sk-oai");
+    assert_eq!(s.openai.base_url, "http://127.0.0.1:11434/v1");
+    assert_eq!(s.perplexity.api_key.as_ref().unwrap().expose_secret(), "pplx");
+    assert_eq!(s.perplexity.base_url, "http://127.0.0.1:10");
+    assert_eq!(s.ollama.base_url().as_deref(), Some("http://127.0.0.1:11434"));
+    assert_eq!(s.notion.api_key.as_ref().unwrap().expose_secret(), "secret_n");
+    assert_eq!(s.notion.base_url, "http://127.0.0.1:11");
+    assert_eq!(s.telegram.bot_token.as_ref().unwrap().expose_secret(), "123:abc");
+    assert_eq!(s.telegram.api_url, "http://127.0.0.1:12");
+    assert_eq!(s.claude.bin, "/opt/claude");
+}
+
+#[test]
+fn environment_beats_the_file_and_nested_keys_use_double_underscores() {
+    let toml = "[agent]\nmax_steps = 3\n[server]\naddr = \"127.0.0.1:9000\"\n";
+    let s = load_toml(toml, &[("VALOR__AGENT__MAX_STEPS", "12"), ("VALOR_HTTP_ADDR", "127.0.0.1:9001")]).unwrap();
+    assert_eq!(s.agent.max_steps, 12);
+    assert_eq!(s.server.addr, "127.0.0.1:9001");
+    let s = load_toml("", &[("VALOR__INTENT__ROUTES__CHAT", "opus")]).unwrap();
+    assert_eq!(s.intent.routes.chat, Tier::Large);
+}
+
+#[test]
+fn unknown_keys_are_errors_that_name_the_key() {
+    let error = load_toml("[agent]\nmax_stepz = 3\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("max_stepz"), "{error}");
+    let error = load_toml("[telegarm]\nadmins = [1]\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("telegarm"), "{error}");
+    let error = load_toml("", &[("VALOR__AGENT__NOPE", "1")]).unwrap_err().to_string();
+    assert!(error.contains("nope"), "{error}");
+}
+
+#[test]
+fn invalid_values_are_errors_that_name_the_key() {
+    let cases = [
+        ("[agent]\nmax_steps = \"many\"\n", "max_steps"),
+        ("[agent]\nmax_steps = 0\n", "agent.max_steps"),
+        ("[server]\naddr = \"not an address\"\n", "server.addr"),
+        ("[intent.routes]\nchat = \"huge\"\n", "chat"),
+        ("[anthropic]\nbase_url = \"ftp://x\"\n", "anthropic.base_url"),
+        ("[[workspace]]\nname = \"a\"\npath = \"relative/dir\"\n", "workspace[0].path"),
+    ];
+    for (toml, key) in cases {
+        let error = load_toml(toml, &[]).unwrap_err().to_string();
+        assert!(error.contains(key), "error for {toml:?} does not name {key}: {error}");
+    }
+    let error = load_toml("", &[("VALOR_HTTP_ADDR", "nowhere")]).unwrap_err().to_string();
+    assert!(error.contains("VALOR_HTTP_ADDR"), "{error}");
+}
+
+#[test]
+fn an_explicit_config_file_that_does_not_exist_is_an_error() {
+    let error = config::load(Some(Path::new("/nonexistent/valor.toml")), &EnvSource::default()).unwrap_err();
+    assert!(error.to_string().contains("/nonexistent/valor.toml"));
+}
+
+#[test]
+fn secrets_do_not_appear_in_debug_output() {
+    let s = load_toml("", &[("ANTHROPIC_API_KEY", "sk-ant-very-secret"), ("VALOR_API_TOKENS", "tok-secret")]).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("sk-ant-very-secret"));
+    assert!(!debug.contains("tok-secret"));
+}
