@@ -17,8 +17,14 @@ fn conversation() -> ChatRequest {
             Message {
                 role: Role::Assistant,
                 content: vec![
-                    ContentBlock::Text { text: "Checking.".into() },
-                    ContentBlock::ToolUse { id: "toolu_1".into(), name: "get_weather".into(), input: json!({ "city": "Paris" }) },
+                    ContentBlock::Text {
+                        text: "Checking.".into(),
+                    },
+                    ContentBlock::ToolUse {
+                        id: "toolu_1".into(),
+                        name: "get_weather".into(),
+                        input: json!({ "city": "Paris" }),
+                    },
                 ],
             },
             Message {
@@ -52,7 +58,10 @@ fn system_prompt_is_one_text_block_marked_for_prompt_caching() {
 #[test]
 fn messages_carry_text_tool_use_and_tool_result_with_is_error() {
     let body = request_body(&conversation(), false);
-    assert_eq!(body["messages"][0], json!({ "role": "user", "content": [{ "type": "text", "text": "weather in Paris?" }] }));
+    assert_eq!(
+        body["messages"][0],
+        json!({ "role": "user", "content": [{ "type": "text", "text": "weather in Paris?" }] })
+    );
     assert_eq!(
         body["messages"][1]["content"][1],
         json!({ "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": { "city": "Paris" } })
@@ -71,7 +80,10 @@ fn tools_model_and_limits_are_sent_and_optional_fields_omitted() {
     assert_eq!(body["model"], "claude-sonnet-4-5");
     assert_eq!(body["max_tokens"], 1024);
     assert_eq!(body["tools"][0]["name"], "get_weather");
-    assert_eq!(body["tools"][0]["input_schema"]["properties"]["city"]["type"], "string");
+    assert_eq!(
+        body["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
     assert!(body.get("temperature").is_none());
     assert!(body.get("stream").is_none());
 }
@@ -106,11 +118,24 @@ fn a_recorded_tool_use_answer_parses_into_neutral_blocks() {
     let body: Value = serde_json::from_str(&fixture("anthropic_response_tool_use.json")).unwrap();
     let response = parse_response(&body).unwrap();
     assert_eq!(response.stop_reason, StopReason::ToolUse);
-    assert_eq!(response.usage, Usage { input_tokens: 120, output_tokens: 34 });
+    assert_eq!(
+        response.usage,
+        Usage {
+            input_tokens: 120,
+            output_tokens: 34
+        }
+    );
     assert_eq!(response.model, "claude-sonnet-4-5-20250929");
     assert_eq!(response.message.text(), "I'll look that up.");
     let calls: Vec<_> = response.message.tool_uses().collect();
-    assert_eq!(calls, vec![("toolu_03", "web_search", &json!({ "query": "rust 1.95 release" }))]);
+    assert_eq!(
+        calls,
+        vec![(
+            "toolu_03",
+            "web_search",
+            &json!({ "query": "rust 1.95 release" })
+        )]
+    );
 }
 
 #[test]
@@ -129,15 +154,33 @@ fn stop_reasons_map_to_neutral_ones() {
 
 #[test]
 fn an_answer_without_content_is_invalid() {
-    assert!(matches!(parse_response(&json!({ "type": "message" })), Err(LlmError::InvalidResponse(_))));
+    assert!(matches!(
+        parse_response(&json!({ "type": "message" })),
+        Err(LlmError::InvalidResponse(_))
+    ));
 }
 
 #[test]
 fn stream_error_events_map_to_classified_errors() {
     let parse = |name: &str| stream_error(&serde_json::from_str(&fixture(name)).unwrap());
-    assert_eq!(parse("anthropic_error_529.json"), LlmError::Overloaded { retry_after: None });
-    assert_eq!(parse("anthropic_error_429.json"), LlmError::RateLimited { retry_after: None });
-    assert_eq!(parse("anthropic_error_401.json"), LlmError::Auth("invalid x-api-key".into()));
-    assert_eq!(parse("anthropic_error_context_too_long.json"), LlmError::ContextTooLong);
-    assert_eq!(stream_error(&json!({ "type": "error", "error": { "type": "api_error" } })), LlmError::Server { status: 500 });
+    assert_eq!(
+        parse("anthropic_error_529.json"),
+        LlmError::Overloaded { retry_after: None }
+    );
+    assert_eq!(
+        parse("anthropic_error_429.json"),
+        LlmError::RateLimited { retry_after: None }
+    );
+    assert_eq!(
+        parse("anthropic_error_401.json"),
+        LlmError::Auth("invalid x-api-key".into())
+    );
+    assert_eq!(
+        parse("anthropic_error_context_too_long.json"),
+        LlmError::ContextTooLong
+    );
+    assert_eq!(
+        stream_error(&json!({ "type": "error", "error": { "type": "api_error" } })),
+        LlmError::Server { status: 500 }
+    );
 }
