@@ -68,7 +68,7 @@ pub fn build_classifier(settings: &Settings) -> Result<IntentClassifier, LlmErro
     let backend = if !settings.intent.use_model {
         ClassifierBackend::Fallback
     } else if let Some(base) = settings.ollama.base_url() {
-        ClassifierBackend::Ollama { client: OllamaClient::new(base, limit), model: settings.ollama.intent_model.clone() }
+        ClassifierBackend::Ollama { client: OllamaClient::new(base, limit)?, model: settings.ollama.intent_model.clone() }
     } else {
         let choice = resolve_provider(settings);
         match (client(settings, choice, 0)?, build_models(settings)?) {

@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod error;
 pub mod ollama;
 pub mod openai;
+pub mod sse;
 pub mod transport;
 pub mod types;
 
