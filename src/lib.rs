@@ -2,12 +2,12 @@
 //! code map; modules depend only "downwards" (config ← storage, llm ← agent ←
 //! channels, http ← app), which `tests/architecture.rs` enforces.
 
-pub mod config;
-pub mod llm;
-pub mod storage;
 pub mod agent;
-pub mod monitoring;
-pub mod http;
 pub mod app;
 pub mod channels;
 pub mod cli;
+pub mod config;
+pub mod http;
+pub mod llm;
+pub mod monitoring;
+pub mod storage;

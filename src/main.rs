@@ -48,7 +48,6 @@ fn report(message: &str) {
 async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
-            let _ = valor::monitoring::metrics_handle();
             let shutdown = CancellationToken::new();
             let app = App::build(settings).await?;
             let running = app.start(shutdown.clone()).await?;
@@ -74,7 +73,8 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
         }
         Command::Migrate => {
             let path = settings.database_path();
-            let store = valor::storage::Store::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+            let store =
+                valor::storage::Store::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
             let applied = store.migrate().await?;
             println!("database {} is up to date (newly applied: {:?})", path.display(), applied);
             store.close().await;
@@ -82,7 +82,8 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
         }
         Command::Backup { path } => {
             let source = settings.database_path();
-            let store = valor::storage::Store::open(&source).await.with_context(|| format!("opening {}", source.display()))?;
+            let store =
+                valor::storage::Store::open(&source).await.with_context(|| format!("opening {}", source.display()))?;
             store.backup_to(&path).await.with_context(|| format!("backing up to {}", path.display()))?;
             store.close().await;
             println!("backed up {} to {}", source.display(), path.display());

@@ -37,7 +37,8 @@ async fn health_ready_metrics_openapi_docs_and_the_web_page_answer() {
 #[tokio::test]
 async fn a_plain_anthropic_turn_answers_and_is_persisted() {
     let mock = Aimock::start().await;
-    mock.add_fixtures(json!([{"match": {"userMessage": "capital of France"}, "response": {"content": "Paris."}}])).await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "capital of France"}, "response": {"content": "Paris."}}]))
+        .await;
     let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
 
     let reply = app.send_ok("geo", "What is the capital of France?").await;
@@ -50,7 +51,8 @@ async fn a_plain_anthropic_turn_answers_and_is_persisted() {
     assert_eq!(found["title"], "geo");
     assert_eq!(found["message_count"], 2);
     let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
-    let roles: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> =
+        messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant"]);
     assert_eq!(messages["messages"][1]["text"], "Paris.");
 
@@ -82,7 +84,8 @@ async fn a_streamed_turn_over_sse_sends_deltas_and_ends_with_done() {
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.first(), Some(&"turn_started"));
     assert_eq!(names.last(), Some(&"done"));
-    let deltas: Vec<&str> = events.iter().filter(|(n, _)| n == "text_delta").map(|(_, d)| d["text"].as_str().unwrap()).collect();
+    let deltas: Vec<&str> =
+        events.iter().filter(|(n, _)| n == "text_delta").map(|(_, d)| d["text"].as_str().unwrap()).collect();
     assert!(deltas.len() > 1, "expected several deltas, got {deltas:?}");
     assert_eq!(deltas.concat(), long);
     assert_eq!(events.last().unwrap().1["reply"], long);
@@ -118,7 +121,8 @@ async fn tool_calling_turn(use_provider: fn(&mut valor::config::Settings, &Aimoc
     assert!(requests[2]["body"].to_string().contains("March 3rd"));
     let conversation = reply["conversation"].as_str().unwrap();
     let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
-    let roles: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> =
+        messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant", "tool", "assistant"]);
 }
 
@@ -299,7 +303,8 @@ async fn messages_written_before_a_restart_are_there_after_it() {
 
     let app = TestApp::spawn_in(data_dir, |s| use_anthropic(s, &mock)).await;
     let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
-    let texts: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> =
+        messages["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["remember the blue door", "Remembered."]);
 }
 

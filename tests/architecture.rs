@@ -111,6 +111,7 @@ fn only_config_reads_the_environment() {
 
 #[test]
 fn the_reference_scanner_sees_grouped_and_plain_imports() {
-    let refs = crate_references("use crate::{agent::Agent, http};\nlet x = crate::storage::Store::open(p); // crate::app");
+    let refs =
+        crate_references("use crate::{agent::Agent, http};\nlet x = crate::storage::Store::open(p); // crate::app");
     assert_eq!(refs, ["agent", "http", "storage"]);
 }

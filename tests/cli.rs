@@ -1,6 +1,6 @@
 //! The `valor` binary from outside: `serve` on embedded defaults, graceful
 //! shutdown on SIGTERM, `doctor`, `migrate`, `backup`, `chat`, and config errors.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -63,7 +63,8 @@ async fn serve_starts_on_defaults_creates_the_database_and_stops_on_sigterm() {
 
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("no exit after SIGTERM").unwrap();
+    let status =
+        tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("no exit after SIGTERM").unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     let rest: Vec<String> = {
         let mut rest = Vec::new();
@@ -92,7 +93,9 @@ async fn doctor_prints_a_table_of_what_is_ready() {
     let output = valor(dir.path()).arg("doctor").output().await.unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let row = |part: &str| stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row in:\n{stdout}")).to_owned();
+    let row = |part: &str| {
+        stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row in:\n{stdout}")).to_owned()
+    };
     assert!(row("database").contains("ready"));
     assert!(row("model").contains("off"));
     assert!(row("telegram").contains("TELEGRAM_BOT_TOKEN"));
@@ -118,7 +121,12 @@ async fn migrate_and_backup_work_on_the_database_file() {
     assert!(dir.path().join("data/valor.db").exists());
 
     // Put a conversation in through `valor chat` (no provider: the reply explains how to configure one).
-    let mut chat = valor(dir.path()).args(["chat", "--conversation", "cli"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut chat = valor(dir.path())
+        .args(["chat", "--conversation", "cli"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     chat.stdin.take().unwrap().write_all(b"hello from the terminal\n").await.unwrap();
     let output = tokio::time::timeout(Duration::from_secs(20), chat.wait_with_output()).await.unwrap().unwrap();
     assert!(output.status.success());

@@ -16,9 +16,7 @@ use valor::llm::anthropic::AnthropicClient;
 use valor::llm::ollama::OllamaClient;
 use valor::llm::openai::OpenAiClient;
 use valor::llm::transport::TransportConfig;
-use valor::llm::{
-    ChatModel, ChatRequest, ContentBlock, LlmError, Message, StopReason, StreamEvent, ToolSpec,
-};
+use valor::llm::{ChatModel, ChatRequest, ContentBlock, LlmError, Message, StopReason, StreamEvent, ToolSpec};
 
 /// A running aimock; killed when dropped.
 struct Aimock {
@@ -36,11 +34,7 @@ impl Aimock {
         let placeholder = json!({ "fixtures": [{
             "match": { "userMessage": "__placeholder_never_sent__" }, "response": { "content": "unused" },
         }] });
-        std::fs::write(
-            fixtures.path().join("placeholder.json"),
-            placeholder.to_string(),
-        )
-        .unwrap();
+        std::fs::write(fixtures.path().join("placeholder.json"), placeholder.to_string()).unwrap();
         // The listening port is only printed at log level `info`.
         let mut child = Command::new("node")
             .arg("node_modules/@copilotkit/aimock/dist/cli.js")
@@ -60,57 +54,28 @@ impl Aimock {
         };
         // Keep draining the log so aimock never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            url,
-            http: reqwest::Client::new(),
-            _fixtures: fixtures,
-        }
+        Self { child, url, http: reqwest::Client::new(), _fixtures: fixtures }
     }
 
     async fn control(&self, path: &str, body: Value) {
-        let response = self
-            .http
-            .post(format!("{}/__aimock/{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "aimock refused {path}: {}",
-            response.text().await.unwrap()
-        );
+        let response = self.http.post(format!("{}/__aimock/{path}", self.url)).json(&body).send().await.unwrap();
+        assert!(response.status().is_success(), "aimock refused {path}: {}", response.text().await.unwrap());
     }
 
     async fn script(&self, fixtures: Value) {
-        self.control("fixtures", json!({ "fixtures": fixtures }))
-            .await;
+        self.control("fixtures", json!({ "fixtures": fixtures })).await;
     }
 
     async fn fail_next(&self, status: u16, kind: &str) {
-        self.control(
-            "error",
-            json!({ "status": status, "body": { "message": "scripted failure", "type": kind } }),
-        )
-        .await;
+        self.control("error", json!({ "status": status, "body": { "message": "scripted failure", "type": kind } }))
+            .await;
     }
 
     /// Journal entries for requests to `path`.
     async fn requests_to(&self, path: &str) -> Vec<Value> {
-        let journal: Vec<Value> = self
-            .http
-            .get(format!("{}/__aimock/journal", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        journal
-            .into_iter()
-            .filter(|entry| entry["path"] == path)
-            .collect()
+        let journal: Vec<Value> =
+            self.http.get(format!("{}/__aimock/journal", self.url)).send().await.unwrap().json().await.unwrap();
+        journal.into_iter().filter(|entry| entry["path"] == path).collect()
     }
 }
 
@@ -161,11 +126,7 @@ fn transport_config(base: &str, provider: Provider) -> TransportConfig {
 }
 
 fn ask(text: &str) -> ChatRequest {
-    ChatRequest::new(
-        "test-model",
-        "You are a test.",
-        vec![Message::user_text(text)],
-    )
+    ChatRequest::new("test-model", "You are a test.", vec![Message::user_text(text)])
 }
 
 fn weather_request() -> ChatRequest {
@@ -186,15 +147,8 @@ async fn script_greeting(mock: &Aimock) {
 async fn plain_completion(provider: Provider) {
     let mock = Aimock::start();
     script_greeting(&mock).await;
-    let response = provider
-        .client(&mock.url)
-        .complete(&ask("hello"))
-        .await
-        .unwrap();
-    assert_eq!(
-        response.message.text(),
-        "Hi there, how can I help you today?"
-    );
+    let response = provider.client(&mock.url).complete(&ask("hello")).await.unwrap();
+    assert_eq!(response.message.text(), "Hi there, how can I help you today?");
     assert_eq!(response.stop_reason, StopReason::EndTurn);
     let requests = mock.requests_to(provider.path()).await;
     assert_eq!(requests.len(), 1);
@@ -212,11 +166,7 @@ async fn plain_completion(provider: Provider) {
 async fn streamed_text(provider: Provider) {
     let mock = Aimock::start();
     script_greeting(&mock).await;
-    let stream = provider
-        .client(&mock.url)
-        .stream(&ask("hello"))
-        .await
-        .unwrap();
+    let stream = provider.client(&mock.url).stream(&ask("hello")).await.unwrap();
     let events: Vec<StreamEvent> = stream.map(Result::unwrap).collect().await;
     let (last, deltas) = events.split_last().unwrap();
     let text: String = deltas
@@ -228,9 +178,7 @@ async fn streamed_text(provider: Provider) {
         .collect();
     assert!(deltas.len() > 1, "the answer arrived in several deltas");
     assert_eq!(text, "Hi there, how can I help you today?");
-    let StreamEvent::Finished(response) = last else {
-        panic!("no Finished at the end")
-    };
+    let StreamEvent::Finished(response) = last else { panic!("no Finished at the end") };
     assert_eq!(response.message.text(), text);
     assert_eq!(response.stop_reason, StopReason::EndTurn);
 }
@@ -240,15 +188,9 @@ async fn streamed_tool_call(provider: Provider) {
     let arguments = json!({ "city": "Paris", "unit": "celsius", "note": "long enough to arrive in several pieces" });
     mock.script(json!([{ "match": { "toolName": "get_weather" }, "response": { "toolCalls": [{ "name": "get_weather", "arguments": arguments }] } }]))
         .await;
-    let stream = provider
-        .client(&mock.url)
-        .stream(&weather_request())
-        .await
-        .unwrap();
+    let stream = provider.client(&mock.url).stream(&weather_request()).await.unwrap();
     let events: Vec<StreamEvent> = stream.map(Result::unwrap).collect().await;
-    let Some(StreamEvent::Finished(response)) = events.last() else {
-        panic!("no Finished at the end")
-    };
+    let Some(StreamEvent::Finished(response)) = events.last() else { panic!("no Finished at the end") };
     assert_eq!(response.stop_reason, StopReason::ToolUse);
     let [ContentBlock::ToolUse { id, name, input }] = response.message.content.as_slice() else {
         panic!("expected one tool call, got {:?}", response.message.content)
@@ -263,54 +205,28 @@ async fn rate_limited_then_success(provider: Provider) {
     script_greeting(&mock).await;
     mock.fail_next(429, "rate_limit_error").await;
     let started = Instant::now();
-    let response = provider
-        .client(&mock.url)
-        .complete(&ask("hello"))
-        .await
-        .unwrap();
-    assert_eq!(
-        response.message.text(),
-        "Hi there, how can I help you today?"
-    );
-    assert_eq!(
-        mock.requests_to(provider.path()).await.len(),
-        2,
-        "one 429, one retry"
-    );
+    let response = provider.client(&mock.url).complete(&ask("hello")).await.unwrap();
+    assert_eq!(response.message.text(), "Hi there, how can I help you today?");
+    assert_eq!(mock.requests_to(provider.path()).await.len(), 2, "one 429, one retry");
     // aimock sends `Retry-After: 1`; the 10 ms backoff alone would be far shorter.
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "retry-after was not honoured"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "retry-after was not honoured");
 }
 
 async fn overloaded_then_success(provider: Provider, status: u16) {
     let mock = Aimock::start();
     script_greeting(&mock).await;
     mock.fail_next(status, "overloaded_error").await;
-    let stream = provider
-        .client(&mock.url)
-        .stream(&ask("hello"))
-        .await
-        .unwrap();
+    let stream = provider.client(&mock.url).stream(&ask("hello")).await.unwrap();
     let events: Vec<StreamEvent> = stream.map(Result::unwrap).collect().await;
     assert!(matches!(events.last(), Some(StreamEvent::Finished(_))));
-    assert_eq!(
-        mock.requests_to(provider.path()).await.len(),
-        2,
-        "one {status}, one retry"
-    );
+    assert_eq!(mock.requests_to(provider.path()).await.len(), 2, "one {status}, one retry");
 }
 
 async fn unauthorized_is_not_retried(provider: Provider) {
     let mock = Aimock::start();
     script_greeting(&mock).await;
     mock.fail_next(401, "authentication_error").await;
-    let err = provider
-        .client(&mock.url)
-        .complete(&ask("hello"))
-        .await
-        .unwrap_err();
+    let err = provider.client(&mock.url).complete(&ask("hello")).await.unwrap_err();
     assert!(matches!(err, LlmError::Auth(_)), "{err:?}");
     assert!(!err.to_string().contains("test-key"));
     assert_eq!(mock.requests_to(provider.path()).await.len(), 1);
@@ -321,17 +237,9 @@ async fn closed_port_is_a_quick_network_error(provider: Provider) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let started = Instant::now();
-    let err = provider
-        .client(&base)
-        .complete(&ask("hello"))
-        .await
-        .unwrap_err();
+    let err = provider.client(&base).complete(&ask("hello")).await.unwrap_err();
     assert!(matches!(err, LlmError::Network(_)), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -410,10 +318,7 @@ async fn ollama_chat_json_returns_the_parsed_json_answer() {
     mock.script(json!([{ "match": { "userMessage": "classify" }, "response": { "content": "{\"intent\":\"chat\",\"confidence\":0.9}" } }]))
         .await;
     let client = OllamaClient::new(mock.url.clone(), Duration::from_secs(5)).unwrap();
-    let answer = client
-        .chat_json("qwen3", "Classify the intent.", "classify: hi there")
-        .await
-        .unwrap();
+    let answer = client.chat_json("qwen3", "Classify the intent.", "classify: hi there").await.unwrap();
     assert_eq!(answer, json!({ "intent": "chat", "confidence": 0.9 }));
     let requests = mock.requests_to("/api/chat").await;
     assert_eq!(requests.len(), 1);
@@ -433,15 +338,8 @@ async fn ollama_chat_json_times_out_on_a_server_that_never_answers() {
     });
     let client = OllamaClient::new(base, Duration::from_millis(300)).unwrap();
     let started = Instant::now();
-    let err = client
-        .chat_json("qwen3", "system", "user")
-        .await
-        .unwrap_err();
+    let err = client.chat_json("qwen3", "system", "user").await.unwrap_err();
     assert_eq!(err, LlmError::Timeout);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     silent.abort();
 }

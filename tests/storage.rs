@@ -27,19 +27,11 @@ pub(crate) async fn open_fresh() -> TestStore {
     let directory = TempDir::new().unwrap();
     let path = directory.path().join("nested").join("valor.db");
     let store = Store::open(&path).await.unwrap();
-    TestStore {
-        store,
-        path,
-        directory,
-    }
+    TestStore { store, path, directory }
 }
 
 pub(crate) fn conversation(title: &str) -> NewConversation {
-    NewConversation {
-        title: title.to_string(),
-        channel: "web".to_string(),
-        chat_id: None,
-    }
+    NewConversation { title: title.to_string(), channel: "web".to_string(), chat_id: None }
 }
 
 pub(crate) fn user_message(conversation_id: &str, text: &str) -> NewMessage {
@@ -100,70 +92,34 @@ async fn migrations_are_versioned_and_a_second_run_applies_nothing() {
 #[tokio::test]
 async fn data_survives_closing_and_reopening_the_file() {
     let test = open_fresh().await;
-    let talk = test
-        .store
-        .create_conversation(conversation("persistent"))
-        .await
-        .unwrap();
-    let message = test
-        .store
-        .append_message(user_message(&talk.id, "remember the lighthouse"))
-        .await
-        .unwrap();
+    let talk = test.store.create_conversation(conversation("persistent")).await.unwrap();
+    let message = test.store.append_message(user_message(&talk.id, "remember the lighthouse")).await.unwrap();
     test.store.kv_set("k", "v").await.unwrap();
     test.store.close().await;
     drop(test.store);
 
     let reopened = Store::open(&test.path).await.unwrap();
-    assert_eq!(
-        reopened.get_conversation(&talk.id).await.unwrap().title,
-        "persistent"
-    );
-    assert_eq!(
-        reopened.recent_messages(&talk.id, 10).await.unwrap(),
-        vec![message]
-    );
-    assert_eq!(
-        reopened
-            .search_messages(None, "lighthouse", 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(reopened.get_conversation(&talk.id).await.unwrap().title, "persistent");
+    assert_eq!(reopened.recent_messages(&talk.id, 10).await.unwrap(), vec![message]);
+    assert_eq!(reopened.search_messages(None, "lighthouse", 10).await.unwrap().len(), 1);
     assert_eq!(reopened.kv_get("k").await.unwrap().as_deref(), Some("v"));
 }
 
 #[tokio::test]
 async fn backup_produces_an_openable_copy_and_refuses_an_existing_target() {
     let test = open_fresh().await;
-    let talk = test
-        .store
-        .create_conversation(conversation("backed up"))
-        .await
-        .unwrap();
+    let talk = test.store.create_conversation(conversation("backed up")).await.unwrap();
     for text in ["alpha", "beta", "gamma"] {
-        test.store
-            .append_message(user_message(&talk.id, text))
-            .await
-            .unwrap();
+        test.store.append_message(user_message(&talk.id, text)).await.unwrap();
     }
     let target = test.directory.path().join("backups").join("copy.db");
     test.store.backup_to(&target).await.unwrap();
 
     let copy = Store::open(&target).await.unwrap();
-    let texts: Vec<String> = copy
-        .recent_messages(&talk.id, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|message| message.text)
-        .collect();
+    let texts: Vec<String> =
+        copy.recent_messages(&talk.id, 10).await.unwrap().into_iter().map(|message| message.text).collect();
     assert_eq!(texts, vec!["alpha", "beta", "gamma"]);
-    assert_eq!(
-        copy.search_messages(None, "beta", 10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(copy.search_messages(None, "beta", 10).await.unwrap().len(), 1);
     assert_eq!(copy.pragma_report().await.unwrap().journal_mode, "wal");
 
     let error = test.store.backup_to(&target).await.unwrap_err();
@@ -176,11 +132,7 @@ async fn concurrent_appends_from_many_tasks_all_land() {
     const TASKS: usize = 8;
     const MESSAGES_PER_TASK: usize = 50;
     let test = open_fresh().await;
-    let talk = test
-        .store
-        .create_conversation(conversation("busy"))
-        .await
-        .unwrap();
+    let talk = test.store.create_conversation(conversation("busy")).await.unwrap();
     let mut handles = Vec::new();
     for task in 0..TASKS {
         let store = test.store.clone();
@@ -188,10 +140,7 @@ async fn concurrent_appends_from_many_tasks_all_land() {
         handles.push(tokio::spawn(async move {
             for index in 0..MESSAGES_PER_TASK {
                 store
-                    .append_message(user_message(
-                        &conversation_id,
-                        &format!("task{task} message{index}"),
-                    ))
+                    .append_message(user_message(&conversation_id, &format!("task{task} message{index}")))
                     .await
                     .unwrap();
             }
@@ -203,13 +152,7 @@ async fn concurrent_appends_from_many_tasks_all_land() {
     let all = test.store.recent_messages(&talk.id, 10_000).await.unwrap();
     assert_eq!(all.len(), TASKS * MESSAGES_PER_TASK);
     let ids: Vec<i64> = all.iter().map(|message| message.id).collect();
-    assert!(
-        ids.windows(2).all(|pair| pair[0] < pair[1]),
-        "ids strictly increase"
-    );
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids strictly increase");
     let summary = test.store.list_conversations(1).await.unwrap();
-    assert_eq!(
-        summary[0].message_count,
-        i64::try_from(TASKS * MESSAGES_PER_TASK).unwrap()
-    );
+    assert_eq!(summary[0].message_count, i64::try_from(TASKS * MESSAGES_PER_TASK).unwrap());
 }

@@ -18,15 +18,37 @@ pub struct ToolCallReport {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// The turn is accepted: which conversation, how it was labelled, which model answers.
-    TurnStarted { conversation: String, turn_id: String, intent: String, model: String },
-    TextDelta { text: String },
-    ToolStarted { id: String, name: String, input: serde_json::Value },
-    ToolFinished { id: String, name: String, output: String, is_error: bool },
+    TurnStarted {
+        conversation: String,
+        turn_id: String,
+        intent: String,
+        model: String,
+    },
+    TextDelta {
+        text: String,
+    },
+    ToolStarted {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolFinished {
+        id: String,
+        name: String,
+        output: String,
+        is_error: bool,
+    },
     /// Something went wrong; for a fatal error a `Done` carrying the
     /// user-facing explanation as `reply` still follows.
-    Error { message: String },
+    Error {
+        message: String,
+    },
     /// Always the last event of a turn.
-    Done { conversation: String, reply: String, tool_calls: Vec<ToolCallReport> },
+    Done {
+        conversation: String,
+        reply: String,
+        tool_calls: Vec<ToolCallReport>,
+    },
 }
 
 impl AgentEvent {

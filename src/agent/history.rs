@@ -103,7 +103,15 @@ mod tests {
     use serde_json::json;
 
     fn stored(id: i64, role: MessageRole, content: serde_json::Value) -> StoredMessage {
-        StoredMessage { id, conversation_id: "c".into(), role, content, text: String::new(), turn_id: None, created_at_ms: id }
+        StoredMessage {
+            id,
+            conversation_id: "c".into(),
+            role,
+            content,
+            text: String::new(),
+            turn_id: None,
+            created_at_ms: id,
+        }
     }
 
     fn text(t: &str) -> serde_json::Value {
@@ -133,8 +141,16 @@ mod tests {
     fn a_tool_call_with_its_result_is_kept() {
         let history = [
             stored(1, MessageRole::User, text("find x")),
-            stored(2, MessageRole::Assistant, json!([{"type": "tool_use", "id": "t1", "name": "search_history", "input": {"query": "x"}}])),
-            stored(3, MessageRole::Tool, json!([{"type": "tool_result", "tool_use_id": "t1", "content": "none", "is_error": false}])),
+            stored(
+                2,
+                MessageRole::Assistant,
+                json!([{"type": "tool_use", "id": "t1", "name": "search_history", "input": {"query": "x"}}]),
+            ),
+            stored(
+                3,
+                MessageRole::Tool,
+                json!([{"type": "tool_result", "tool_use_id": "t1", "content": "none", "is_error": false}]),
+            ),
             stored(4, MessageRole::Assistant, text("nothing found")),
         ];
         let messages = to_model_messages(&history);
@@ -146,7 +162,11 @@ mod tests {
     fn a_dangling_tool_call_from_a_crashed_turn_is_dropped() {
         let history = [
             stored(1, MessageRole::User, text("find x")),
-            stored(2, MessageRole::Assistant, json!([{"type": "text", "text": "looking"}, {"type": "tool_use", "id": "t1", "name": "s", "input": {}}])),
+            stored(
+                2,
+                MessageRole::Assistant,
+                json!([{"type": "text", "text": "looking"}, {"type": "tool_use", "id": "t1", "name": "s", "input": {}}]),
+            ),
             stored(3, MessageRole::User, text("hello?")),
         ];
         let messages = to_model_messages(&history);
@@ -158,7 +178,11 @@ mod tests {
     #[test]
     fn history_never_starts_with_an_assistant_message_or_an_orphan_tool_result() {
         let history = [
-            stored(1, MessageRole::Tool, json!([{"type": "tool_result", "tool_use_id": "t0", "content": "x", "is_error": false}])),
+            stored(
+                1,
+                MessageRole::Tool,
+                json!([{"type": "tool_result", "tool_use_id": "t0", "content": "x", "is_error": false}]),
+            ),
             stored(2, MessageRole::Assistant, text("earlier answer")),
             stored(3, MessageRole::User, text("next")),
         ];

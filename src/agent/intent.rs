@@ -108,9 +108,15 @@ Answer with one JSON object only: {\"intent\": \"<label>\"}.";
 
 /// Which model labels messages.
 pub enum ClassifierBackend {
-    Ollama { client: OllamaClient, model: String },
+    Ollama {
+        client: OllamaClient,
+        model: String,
+    },
     /// The main provider's small tier (a client without retries).
-    Model { model: Arc<dyn ChatModel>, model_name: String },
+    Model {
+        model: Arc<dyn ChatModel>,
+        model_name: String,
+    },
     Fallback,
 }
 
@@ -160,7 +166,8 @@ impl IntentClassifier {
                     request.json_output = true;
                     request.temperature = Some(0.0);
                     let response = model.complete(&request).await.ok()?;
-                    let value = serde_json::from_str::<serde_json::Value>(extract_json(&response.message.text())).ok()?;
+                    let value =
+                        serde_json::from_str::<serde_json::Value>(extract_json(&response.message.text())).ok()?;
                     label_from_json(&value).map(|label| Intent { label, source: IntentSource::Model })
                 }
                 ClassifierBackend::Fallback => None,
@@ -198,15 +205,48 @@ pub fn fallback_label(text: &str) -> IntentLabel {
     let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric() && c != '_').filter(|w| !w.is_empty()).collect();
     let has = |list: &[&str]| words.iter().any(|word| list.contains(word));
     const CODE: &[&str] = &[
-        "fix", "bug", "bugs", "refactor", "implement", "compile", "compiler", "deploy", "commit", "merge", "pr",
-        "test", "tests", "failing", "stacktrace", "traceback", "function", "code", "repo", "branch", "build",
+        "fix",
+        "bug",
+        "bugs",
+        "refactor",
+        "implement",
+        "compile",
+        "compiler",
+        "deploy",
+        "commit",
+        "merge",
+        "pr",
+        "test",
+        "tests",
+        "failing",
+        "stacktrace",
+        "traceback",
+        "function",
+        "code",
+        "repo",
+        "branch",
+        "build",
     ];
-    const IMAGE: &[&str] = &["image", "images", "picture", "photo", "draw", "drawing", "logo", "illustration", "screenshot"];
+    const IMAGE: &[&str] =
+        &["image", "images", "picture", "photo", "draw", "drawing", "logo", "illustration", "screenshot"];
     const SEARCH: &[&str] = &["search", "google", "latest", "news", "today", "current", "price", "weather", "lookup"];
-    const PROJECT: &[&str] =
-        &["task", "tasks", "priority", "priorities", "sprint", "deadline", "roadmap", "ticket", "tickets", "notion", "backlog", "milestone"];
+    const PROJECT: &[&str] = &[
+        "task",
+        "tasks",
+        "priority",
+        "priorities",
+        "sprint",
+        "deadline",
+        "roadmap",
+        "ticket",
+        "tickets",
+        "notion",
+        "backlog",
+        "milestone",
+    ];
     const ADMIN: &[&str] = &["status", "health", "jobs", "settings", "config", "restart"];
-    const QUESTION: &[&str] = &["what", "why", "how", "when", "where", "who", "which", "explain", "can", "could", "is", "are", "does", "do"];
+    const QUESTION: &[&str] =
+        &["what", "why", "how", "when", "where", "who", "which", "explain", "can", "could", "is", "are", "does", "do"];
     if has(CODE) {
         IntentLabel::CodeTask
     } else if has(IMAGE) {
@@ -252,7 +292,10 @@ mod tests {
     #[test]
     fn labels_parse_from_model_json_in_several_spellings() {
         assert_eq!(label_from_json(&serde_json::json!({"intent": "code_task"})), Some(IntentLabel::CodeTask));
-        assert_eq!(label_from_json(&serde_json::json!({"intent": "Project Management"})), Some(IntentLabel::ProjectManagement));
+        assert_eq!(
+            label_from_json(&serde_json::json!({"intent": "Project Management"})),
+            Some(IntentLabel::ProjectManagement)
+        );
         assert_eq!(label_from_json(&serde_json::json!({"label": "search"})), Some(IntentLabel::Search));
         assert_eq!(label_from_json(&serde_json::json!({"intent": "dance"})), None);
         assert_eq!(extract_json("Sure: {\"intent\": \"chat\"} done"), "{\"intent\": \"chat\"}");

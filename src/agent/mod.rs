@@ -110,7 +110,11 @@ impl Agent {
         }
         self.parts
             .store
-            .create_conversation(NewConversation { title: id_or_title.to_owned(), channel: channel.to_owned(), chat_id: None })
+            .create_conversation(NewConversation {
+                title: id_or_title.to_owned(),
+                channel: channel.to_owned(),
+                chat_id: None,
+            })
             .await
     }
 

@@ -66,7 +66,11 @@ mod tests {
     use super::*;
 
     fn tool(name: &str) -> ToolSpec {
-        ToolSpec { name: name.into(), description: "Search things. More detail.".into(), input_schema: serde_json::json!({}) }
+        ToolSpec {
+            name: name.into(),
+            description: "Search things. More detail.".into(),
+            input_schema: serde_json::json!({}),
+        }
     }
 
     #[test]

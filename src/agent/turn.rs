@@ -190,7 +190,13 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
         tool_calls: state.tool_calls.clone(),
     };
     state.emit(done).await;
-    TurnOutcome { conversation: conversation_id, turn_id: Some(turn.id), reply: state.reply, tool_calls: state.tool_calls, failed }
+    TurnOutcome {
+        conversation: conversation_id,
+        turn_id: Some(turn.id),
+        reply: state.reply,
+        tool_calls: state.tool_calls,
+        failed,
+    }
 }
 
 async fn storage_failure_before_turn(
@@ -201,7 +207,9 @@ async fn storage_failure_before_turn(
     tracing::error!(%error, "could not start a turn");
     let reply = Failure::Storage(error).user_message();
     let _ = events.send(AgentEvent::Error { message: reply.clone() }).await;
-    let _ = events.send(AgentEvent::Done { conversation: conversation.clone(), reply: reply.clone(), tool_calls: vec![] }).await;
+    let _ = events
+        .send(AgentEvent::Done { conversation: conversation.clone(), reply: reply.clone(), tool_calls: vec![] })
+        .await;
     TurnOutcome { conversation, turn_id: None, reply, tool_calls: vec![], failed: true }
 }
 
@@ -316,7 +324,9 @@ async fn run_tools(
         };
         metrics::counter!("valor_tool_calls_total", "tool" => name.clone(), "error" => is_error.to_string())
             .increment(1);
-        state.emit(AgentEvent::ToolFinished { id: id.clone(), name: name.clone(), output: output.clone(), is_error }).await;
+        state
+            .emit(AgentEvent::ToolFinished { id: id.clone(), name: name.clone(), output: output.clone(), is_error })
+            .await;
         state.tool_calls.push(ToolCallReport { id: id.clone(), name, input, output: output.clone(), is_error });
         blocks.push(ContentBlock::ToolResult { tool_use_id: id, content: output, is_error });
     }

@@ -45,7 +45,11 @@ fn row(part: &str, state: DoctorState, detail: impl Into<String>) -> DoctorRow {
 /// Run every check. Never fails: problems are rows.
 pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
     let mut rows = Vec::new();
-    let source = settings.source_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults + environment".into());
+    let source = settings
+        .source_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "defaults + environment".into());
     rows.push(row("config", DoctorState::Ready, source));
     let database = settings.database_path();
     rows.push(match Store::open(&database).await {
@@ -110,7 +114,11 @@ async fn probe(
 ) -> DoctorRow {
     let mut request = http.get(url);
     if let Some((header, secret)) = key {
-        let value = if header == "authorization" { format!("Bearer {}", secret.expose_secret()) } else { secret.expose_secret().to_owned() };
+        let value = if header == "authorization" {
+            format!("Bearer {}", secret.expose_secret())
+        } else {
+            secret.expose_secret().to_owned()
+        };
         request = request.header(header, value);
     }
     for (name, value) in extra {
@@ -118,9 +126,11 @@ async fn probe(
     }
     match request.send().await {
         Ok(response) if response.status().is_success() => row(part, DoctorState::Ready, url.to_owned()),
-        Ok(response) if matches!(response.status().as_u16(), 401 | 403) => {
-            row(part, DoctorState::Misconfigured, format!("{url} rejected the credentials (HTTP {})", response.status().as_u16()))
-        }
+        Ok(response) if matches!(response.status().as_u16(), 401 | 403) => row(
+            part,
+            DoctorState::Misconfigured,
+            format!("{url} rejected the credentials (HTTP {})", response.status().as_u16()),
+        ),
         Ok(response) => row(part, DoctorState::Ready, format!("{url} answered HTTP {}", response.status().as_u16())),
         Err(error) if error.is_timeout() => row(part, DoctorState::Unreachable, format!("{url}: no answer within 5 s")),
         Err(_) => row(part, DoctorState::Unreachable, format!("{url}: cannot connect")),

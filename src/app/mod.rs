@@ -39,8 +39,11 @@ pub struct App {
 impl App {
     /// Open the database (creating and migrating it) and build the agent.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        // Install the metrics recorder before anything records.
+        let _ = crate::monitoring::metrics_handle();
         let database = settings.database_path();
-        let store = Store::open(&database).await.with_context(|| format!("opening the database {}", database.display()))?;
+        let store =
+            Store::open(&database).await.with_context(|| format!("opening the database {}", database.display()))?;
         let agent = Agent::new(AgentParts {
             store: store.clone(),
             models: build_models(&settings).context("configuring the model provider")?,

@@ -37,10 +37,15 @@ fn transport(settings: &Settings, base_url: &str, api_key: Option<&SecretString>
     }
 }
 
-fn client(settings: &Settings, choice: ProviderChoice, max_retries: u32) -> Result<Option<Arc<dyn ChatModel>>, LlmError> {
+fn client(
+    settings: &Settings,
+    choice: ProviderChoice,
+    max_retries: u32,
+) -> Result<Option<Arc<dyn ChatModel>>, LlmError> {
     Ok(match choice {
         ProviderChoice::Anthropic => {
-            let config = transport(settings, &settings.anthropic.base_url, settings.anthropic.api_key.as_ref(), max_retries);
+            let config =
+                transport(settings, &settings.anthropic.base_url, settings.anthropic.api_key.as_ref(), max_retries);
             Some(Arc::new(AnthropicClient::new(config)?))
         }
         ProviderChoice::Openai => {
@@ -68,7 +73,10 @@ pub fn build_classifier(settings: &Settings) -> Result<IntentClassifier, LlmErro
     let backend = if !settings.intent.use_model {
         ClassifierBackend::Fallback
     } else if let Some(base) = settings.ollama.base_url() {
-        ClassifierBackend::Ollama { client: OllamaClient::new(base, limit)?, model: settings.ollama.intent_model.clone() }
+        ClassifierBackend::Ollama {
+            client: OllamaClient::new(base, limit)?,
+            model: settings.ollama.intent_model.clone(),
+        }
     } else {
         let choice = resolve_provider(settings);
         match (client(settings, choice, 0)?, build_models(settings)?) {
@@ -84,11 +92,17 @@ pub fn model_status(settings: &Settings) -> ComponentStatus {
     match resolve_provider(settings) {
         ProviderChoice::Anthropic => {
             let m = &settings.anthropic.models;
-            ComponentStatus::on("model", format!("anthropic at {} ({} / {} / {})", settings.anthropic.base_url, m.small, m.medium, m.large))
+            ComponentStatus::on(
+                "model",
+                format!("anthropic at {} ({} / {} / {})", settings.anthropic.base_url, m.small, m.medium, m.large),
+            )
         }
         ProviderChoice::Openai => {
             let m = &settings.openai.models;
-            ComponentStatus::on("model", format!("openai-compatible at {} ({} / {} / {})", settings.openai.base_url, m.small, m.medium, m.large))
+            ComponentStatus::on(
+                "model",
+                format!("openai-compatible at {} ({} / {} / {})", settings.openai.base_url, m.small, m.medium, m.large),
+            )
         }
         ProviderChoice::Auto | ProviderChoice::None => ComponentStatus::off(
             "model",

@@ -7,7 +7,13 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use crate::agent::{Agent, AgentEvent, TurnRequest};
 
 /// Chat until end of input or `/exit`. `interactive` shows a prompt.
-pub async fn run<R, W>(agent: &Agent, conversation: &str, input: R, mut output: W, interactive: bool) -> anyhow::Result<()>
+pub async fn run<R, W>(
+    agent: &Agent,
+    conversation: &str,
+    input: R,
+    mut output: W,
+    interactive: bool,
+) -> anyhow::Result<()>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -31,7 +37,8 @@ where
         if text == "/exit" || text == "/quit" {
             break;
         }
-        let mut events = agent.spawn_turn(TurnRequest { conversation: conversation.clone(), text: text.to_owned(), is_admin: true });
+        let mut events =
+            agent.spawn_turn(TurnRequest { conversation: conversation.clone(), text: text.to_owned(), is_admin: true });
         output.write_all(b"valor> ").await?;
         while let Some(event) = events.recv().await {
             let rendered = match event {

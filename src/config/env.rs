@@ -66,8 +66,7 @@ pub(super) fn merge_environment(mut figment: Figment, env: &EnvSource) -> Result
         }
     }
     if let Some(tokens) = env.get("VALOR_API_TOKENS") {
-        let list: Vec<String> =
-            tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        let list: Vec<String> = tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
         figment = figment.merge(Serialized::default("server.api_tokens", list));
     }
     Ok(figment)

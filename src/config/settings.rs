@@ -145,7 +145,9 @@ impl ServerSettings {
             return Ok(addr);
         }
         let resolved = text.to_socket_addrs().ok().and_then(|mut addrs| addrs.next());
-        resolved.ok_or_else(|| invalid("server.addr", &format!("(VALOR_HTTP_ADDR) is not a host:port address: {:?}", self.addr)))
+        resolved.ok_or_else(|| {
+            invalid("server.addr", &format!("(VALOR_HTTP_ADDR) is not a host:port address: {:?}", self.addr))
+        })
     }
 
     pub fn auth_required(&self) -> bool {

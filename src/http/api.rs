@@ -67,10 +67,7 @@ pub struct MessageReply {
 }
 
 fn wants_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/event-stream"))
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/event-stream"))
 }
 
 fn default_title(text: &str) -> String {
@@ -113,7 +110,9 @@ pub async fn post_message(
     let receiver =
         state.agent.spawn_turn(TurnRequest { conversation, text: text.to_owned(), is_admin: state.tokens.is_empty() });
     if wants_event_stream(&headers) {
-        return Ok(Sse::new(sse_events(receiver)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response());
+        return Ok(Sse::new(sse_events(receiver))
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response());
     }
     let mut events = ReceiverStream::new(receiver);
     let mut turn = TurnInfo { id: None, intent: None, model: None };
@@ -242,7 +241,10 @@ pub async fn list_messages(
     let conversation = state.agent.store().get_conversation(&id).await?;
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
     let messages = state.agent.store().list_messages(&conversation.id, query.after.unwrap_or(0), limit).await?;
-    Ok(Json(MessageList { conversation: conversation.id, messages: messages.into_iter().map(MessageView::from).collect() }))
+    Ok(Json(MessageList {
+        conversation: conversation.id,
+        messages: messages.into_iter().map(MessageView::from).collect(),
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -33,7 +33,10 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": "the database does not answer"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "not_ready", "reason": "the database does not answer"})),
+            )
                 .into_response()
         }
     }

@@ -23,9 +23,7 @@ pub struct AnthropicClient {
 
 impl AnthropicClient {
     pub fn new(config: TransportConfig) -> Result<Self, LlmError> {
-        Ok(Self {
-            transport: Transport::new(config)?,
-        })
+        Ok(Self { transport: Transport::new(config)? })
     }
 
     /// The HTTP request for `request` (without per-call timeout), with the
@@ -63,22 +61,13 @@ impl ChatModel for AnthropicClient {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = self
-            .transport
-            .send_json(|client| self.build_request(client, request, false))
-            .await?;
+        let body = self.transport.send_json(|client| self.build_request(client, request, false)).await?;
         wire::parse_response(&body)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {
-        let body = self
-            .transport
-            .send_streaming(|client| self.build_request(client, request, true))
-            .await?;
-        Ok(fold_sse_stream(
-            body,
-            stream::AnthropicStreamState::default(),
-        ))
+        let body = self.transport.send_streaming(|client| self.build_request(client, request, true)).await?;
+        Ok(fold_sse_stream(body, stream::AnthropicStreamState::default()))
     }
 }
 
@@ -107,15 +96,8 @@ mod tests {
     #[test]
     fn request_carries_version_key_and_json_headers_to_the_messages_path() {
         let client = client_with_key("sk-ant-test");
-        let request = ChatRequest::new(
-            "claude-x",
-            "be brief",
-            vec![crate::llm::Message::user_text("hi")],
-        );
-        let built = client
-            .build_request(client.transport().client(), &request, false)
-            .build()
-            .unwrap();
+        let request = ChatRequest::new("claude-x", "be brief", vec![crate::llm::Message::user_text("hi")]);
+        let built = client.build_request(client.transport().client(), &request, false).build().unwrap();
         assert_eq!(built.url().as_str(), "http://127.0.0.1:9/v1/messages");
         assert_eq!(built.headers()["anthropic-version"], "2023-06-01");
         assert_eq!(built.headers()["x-api-key"], "sk-ant-test");
@@ -127,12 +109,8 @@ mod tests {
     fn streamed_request_asks_for_an_event_stream() {
         let client = client_with_key("k");
         let request = ChatRequest::new("claude-x", "", vec![crate::llm::Message::user_text("hi")]);
-        let built = client
-            .build_request(client.transport().client(), &request, true)
-            .build()
-            .unwrap();
-        let body: serde_json::Value =
-            serde_json::from_slice(built.body().unwrap().as_bytes().unwrap()).unwrap();
+        let built = client.build_request(client.transport().client(), &request, true).build().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(built.body().unwrap().as_bytes().unwrap()).unwrap();
         assert_eq!(body["stream"], true);
         assert_eq!(built.headers()["accept"], "text/event-stream");
     }

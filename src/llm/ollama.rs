@@ -26,33 +26,19 @@ impl OllamaClient {
         let client = reqwest::Client::builder()
             .build()
             .map_err(|err| LlmError::Network(format!("cannot build HTTP client: {err}")))?;
-        Ok(Self {
-            client,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            timeout,
-        })
+        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), timeout })
     }
 
     /// Asks `model` for a JSON answer to `user` under `system`; the whole call
     /// (connect, send, answer) must finish within the configured timeout.
-    pub async fn chat_json(
-        &self,
-        model: &str,
-        system: &str,
-        user: &str,
-    ) -> Result<Value, LlmError> {
+    pub async fn chat_json(&self, model: &str, system: &str, user: &str) -> Result<Value, LlmError> {
         match tokio::time::timeout(self.timeout, self.chat_json_once(model, system, user)).await {
             Ok(result) => result,
             Err(_) => Err(LlmError::Timeout),
         }
     }
 
-    async fn chat_json_once(
-        &self,
-        model: &str,
-        system: &str,
-        user: &str,
-    ) -> Result<Value, LlmError> {
+    async fn chat_json_once(&self, model: &str, system: &str, user: &str) -> Result<Value, LlmError> {
         let body = request_body(model, system, user);
         let response = self
             .client
@@ -67,10 +53,7 @@ impl OllamaClient {
             let text = response.text().await.unwrap_or_default();
             return Err(classify_status(status.as_u16(), retry_after, &text));
         }
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|err| classify_reqwest_error(&err))?;
+        let answer: Value = response.json().await.map_err(|err| classify_reqwest_error(&err))?;
         parse_answer(&answer)
     }
 }
@@ -114,17 +97,13 @@ mod tests {
 
     #[test]
     fn answer_content_is_parsed_as_json() {
-        let answer =
-            json!({ "message": { "role": "assistant", "content": "{\"intent\":\"chat\"}" } });
+        let answer = json!({ "message": { "role": "assistant", "content": "{\"intent\":\"chat\"}" } });
         assert_eq!(parse_answer(&answer).unwrap(), json!({ "intent": "chat" }));
     }
 
     #[test]
     fn answer_content_that_is_not_json_is_an_invalid_response() {
         let answer = json!({ "message": { "role": "assistant", "content": "sure! intent=chat" } });
-        assert!(matches!(
-            parse_answer(&answer),
-            Err(LlmError::InvalidResponse(_))
-        ));
+        assert!(matches!(parse_answer(&answer), Err(LlmError::InvalidResponse(_))));
     }
 }

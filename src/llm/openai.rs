@@ -20,9 +20,7 @@ pub struct OpenAiClient {
 
 impl OpenAiClient {
     pub fn new(config: TransportConfig) -> Result<Self, LlmError> {
-        Ok(Self {
-            transport: Transport::new(config)?,
-        })
+        Ok(Self { transport: Transport::new(config)? })
     }
 
     /// The HTTP request for `request` (without per-call timeout). Public so
@@ -59,18 +57,12 @@ impl ChatModel for OpenAiClient {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = self
-            .transport
-            .send_json(|client| self.build_request(client, request, false))
-            .await?;
+        let body = self.transport.send_json(|client| self.build_request(client, request, false)).await?;
         wire::parse_response(&body)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {
-        let body = self
-            .transport
-            .send_streaming(|client| self.build_request(client, request, true))
-            .await?;
+        let body = self.transport.send_streaming(|client| self.build_request(client, request, true)).await?;
         Ok(fold_sse_stream(body, stream::OpenAiStreamState::default()))
     }
 }
@@ -102,14 +94,8 @@ mod tests {
     fn request_with_a_key_sends_a_bearer_token_to_chat_completions() {
         let client = client(Some("sk-test"));
         let request = ChatRequest::new("gpt-x", "", vec![Message::user_text("hi")]);
-        let built = client
-            .build_request(client.transport().client(), &request, false)
-            .build()
-            .unwrap();
-        assert_eq!(
-            built.url().as_str(),
-            "http://127.0.0.1:9/v1/chat/completions"
-        );
+        let built = client.build_request(client.transport().client(), &request, false).build().unwrap();
+        assert_eq!(built.url().as_str(), "http://127.0.0.1:9/v1/chat/completions");
         assert_eq!(built.headers()["authorization"], "Bearer sk-test");
     }
 
@@ -117,10 +103,7 @@ mod tests {
     fn request_without_a_key_sends_no_authorization_header() {
         let client = client(None);
         let request = ChatRequest::new("llama", "", vec![Message::user_text("hi")]);
-        let built = client
-            .build_request(client.transport().client(), &request, true)
-            .build()
-            .unwrap();
+        let built = client.build_request(client.transport().client(), &request, true).build().unwrap();
         assert!(built.headers().get("authorization").is_none());
         assert_eq!(built.headers()["accept"], "text/event-stream");
     }

@@ -21,13 +21,7 @@ pub trait SseFolder: Send + 'static {
 }
 
 struct DriveState<F> {
-    events: Pin<
-        Box<
-            dyn futures::Stream<
-                    Item = Result<eventsource_stream::Event, EventStreamError<LlmError>>,
-                > + Send,
-        >,
-    >,
+    events: Pin<Box<dyn futures::Stream<Item = Result<eventsource_stream::Event, EventStreamError<LlmError>>> + Send>>,
     folder: F,
     pending: VecDeque<Result<StreamEvent, LlmError>>,
     done: bool,
@@ -35,12 +29,7 @@ struct DriveState<F> {
 
 /// Parses `body` as SSE and feeds each event to `folder`.
 pub fn fold_sse_stream<F: SseFolder>(body: ByteStream, folder: F) -> EventStream {
-    let state = DriveState {
-        events: Box::pin(body.eventsource()),
-        folder,
-        pending: VecDeque::new(),
-        done: false,
-    };
+    let state = DriveState { events: Box::pin(body.eventsource()), folder, pending: VecDeque::new(), done: false };
     let stream = futures::stream::unfold(state, |mut state| async move {
         loop {
             if let Some(item) = state.pending.pop_front() {
@@ -76,10 +65,7 @@ fn next_items<F: SseFolder>(
     };
     match state.folder.on_event(&event.event, &event.data) {
         Ok(events) => {
-            if events
-                .iter()
-                .any(|event| matches!(event, StreamEvent::Finished(_)))
-            {
+            if events.iter().any(|event| matches!(event, StreamEvent::Finished(_))) {
                 state.done = true;
             }
             events.into_iter().map(Ok).collect()
@@ -94,23 +80,16 @@ fn next_items<F: SseFolder>(
 fn sse_error(err: EventStreamError<LlmError>) -> LlmError {
     match err {
         EventStreamError::Transport(err) => err,
-        EventStreamError::Utf8(err) => {
-            LlmError::InvalidResponse(format!("stream is not UTF-8: {err}"))
-        }
-        EventStreamError::Parser(err) => {
-            LlmError::InvalidResponse(format!("stream is not valid SSE: {err}"))
-        }
+        EventStreamError::Utf8(err) => LlmError::InvalidResponse(format!("stream is not UTF-8: {err}")),
+        EventStreamError::Parser(err) => LlmError::InvalidResponse(format!("stream is not valid SSE: {err}")),
     }
 }
 
 /// Splits `text` into chunks of `size` bytes as a [`ByteStream`] (tests and fixtures).
 #[cfg(test)]
 pub fn chunked_body(text: &str, size: usize) -> ByteStream {
-    let chunks: Vec<Result<bytes::Bytes, LlmError>> = text
-        .as_bytes()
-        .chunks(size)
-        .map(|chunk| Ok(bytes::Bytes::copy_from_slice(chunk)))
-        .collect();
+    let chunks: Vec<Result<bytes::Bytes, LlmError>> =
+        text.as_bytes().chunks(size).map(|chunk| Ok(bytes::Bytes::copy_from_slice(chunk))).collect();
     Box::pin(futures::stream::iter(chunks))
 }
 

@@ -57,12 +57,7 @@ impl Transport {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()
-            .map_err(|err| {
-                LlmError::Network(format!(
-                    "cannot build HTTP client: {}",
-                    error_chain_tail(&err)
-                ))
-            })?;
+            .map_err(|err| LlmError::Network(format!("cannot build HTTP client: {}", error_chain_tail(&err))))?;
         Ok(Self { client, config })
     }
 
@@ -93,17 +88,10 @@ impl Transport {
     {
         let result = with_retries(&self.config, || async {
             let request = build(&self.client).timeout(self.config.request_timeout);
-            let response = request
-                .send()
-                .await
-                .map_err(|err| classify_reqwest_error(&err))?;
+            let response = request.send().await.map_err(|err| classify_reqwest_error(&err))?;
             let response = check_status(response).await?;
-            let text = response
-                .text()
-                .await
-                .map_err(|err| classify_reqwest_error(&err))?;
-            serde_json::from_str(&text)
-                .map_err(|err| LlmError::InvalidResponse(format!("response is not JSON: {err}")))
+            let text = response.text().await.map_err(|err| classify_reqwest_error(&err))?;
+            serde_json::from_str(&text).map_err(|err| LlmError::InvalidResponse(format!("response is not JSON: {err}")))
         })
         .await;
         result.map_err(|err| redact(err, self.api_key()))
@@ -119,17 +107,15 @@ impl Transport {
         let timeout = self.config.request_timeout;
         let result = with_retries(&self.config, || async {
             let sent = tokio::time::timeout(timeout, build(&self.client).send()).await;
-            let response = sent
-                .map_err(|_| LlmError::Timeout)?
-                .map_err(|err| classify_reqwest_error(&err))?;
+            let response = sent.map_err(|_| LlmError::Timeout)?.map_err(|err| classify_reqwest_error(&err))?;
             check_status(response).await
         })
         .await;
         let response = result.map_err(|err| redact(err, self.api_key()))?;
         let key = self.api_key().map(str::to_owned);
-        let body = response.bytes_stream().map(move |item| {
-            item.map_err(|err| redact(classify_reqwest_error(&err), key.as_deref()))
-        });
+        let body = response
+            .bytes_stream()
+            .map(move |item| item.map_err(|err| redact(classify_reqwest_error(&err), key.as_deref())));
         Ok(with_silence_timeout(body, timeout))
     }
 }
@@ -154,10 +140,7 @@ where
 
 /// Runs `attempt` until it succeeds, fails with a non-retryable error, or
 /// `max_retries` retries are used up. Waits between attempts per [`retry_delay`].
-pub async fn with_retries<T, F, Fut>(
-    config: &TransportConfig,
-    mut attempt: F,
-) -> Result<T, LlmError>
+pub async fn with_retries<T, F, Fut>(config: &TransportConfig, mut attempt: F) -> Result<T, LlmError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, LlmError>>,
@@ -167,12 +150,7 @@ where
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(err) if err.is_retryable() && retries_done < config.max_retries => {
-                let delay = retry_delay(
-                    config,
-                    retries_done,
-                    err.retry_after(),
-                    rand::random_range(0.5..=1.0),
-                );
+                let delay = retry_delay(config, retries_done, err.retry_after(), rand::random_range(0.5..=1.0));
                 tracing::warn!(
                     kind = err.kind(),
                     retry = retries_done + 1,
@@ -197,14 +175,9 @@ pub fn retry_delay(
     jitter: f64,
 ) -> Duration {
     let factor = 2u32.saturating_pow(retries_done.min(20));
-    let backoff = config
-        .retry_base
-        .saturating_mul(factor)
-        .min(config.retry_max);
+    let backoff = config.retry_base.saturating_mul(factor).min(config.retry_max);
     let backoff = backoff.mul_f64(jitter.clamp(0.0, 1.0));
-    backoff
-        .max(retry_after.unwrap_or(Duration::ZERO))
-        .min(MAX_RETRY_DELAY)
+    backoff.max(retry_after.unwrap_or(Duration::ZERO)).min(MAX_RETRY_DELAY)
 }
 
 /// Turns a non-2xx response into its classified error; passes 2xx through.
@@ -221,15 +194,11 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
 /// HTTP status (plus `retry-after` and error body) → [`LlmError`].
 pub fn classify_status(status: u16, retry_after: Option<Duration>, body: &str) -> LlmError {
     match status {
-        401 | 403 => {
-            LlmError::Auth(error_message(body).unwrap_or_else(|| format!("HTTP {status}")))
-        }
+        401 | 403 => LlmError::Auth(error_message(body).unwrap_or_else(|| format!("HTTP {status}"))),
         429 => LlmError::RateLimited { retry_after },
         503 | 529 => LlmError::Overloaded { retry_after },
         400 | 413 | 422 if mentions_context_length(body) => LlmError::ContextTooLong,
-        400..=499 => {
-            LlmError::BadRequest(error_message(body).unwrap_or_else(|| format!("HTTP {status}")))
-        }
+        400..=499 => LlmError::BadRequest(error_message(body).unwrap_or_else(|| format!("HTTP {status}"))),
         _ => LlmError::Server { status },
     }
 }
@@ -237,15 +206,9 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, body: &str) -
 /// Whether an error body says the prompt does not fit the context window.
 pub fn mentions_context_length(body: &str) -> bool {
     let lower = body.to_lowercase();
-    [
-        "context length",
-        "context_length_exceeded",
-        "prompt is too long",
-        "context window",
-        "maximum context",
-    ]
-    .iter()
-    .any(|needle| lower.contains(needle))
+    ["context length", "context_length_exceeded", "prompt is too long", "context window", "maximum context"]
+        .iter()
+        .any(|needle| lower.contains(needle))
 }
 
 /// The short human message of a provider error body (`error.message`,
@@ -269,16 +232,8 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
 }
 
 /// `retry-after-ms` (Anthropic) or `retry-after` (seconds or HTTP-date).
-pub fn parse_retry_after(
-    headers: &HeaderMap,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim)
-    };
+pub fn parse_retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
     if let Some(millis) = header("retry-after-ms").and_then(|value| value.parse::<f64>().ok()) {
         return Duration::try_from_secs_f64(millis / 1000.0).ok();
     }
@@ -297,20 +252,10 @@ pub fn classify_reqwest_error(err: &reqwest::Error) -> LlmError {
         return LlmError::Timeout;
     }
     if err.is_decode() {
-        return LlmError::InvalidResponse(truncate_chars(
-            &error_chain_tail(err),
-            MAX_MESSAGE_CHARS,
-        ));
+        return LlmError::InvalidResponse(truncate_chars(&error_chain_tail(err), MAX_MESSAGE_CHARS));
     }
-    let what = if err.is_connect() {
-        "connection failed"
-    } else {
-        "transfer failed"
-    };
-    LlmError::Network(format!(
-        "{what}: {}",
-        truncate_chars(&error_chain_tail(err), 200)
-    ))
+    let what = if err.is_connect() { "connection failed" } else { "transfer failed" };
+    LlmError::Network(format!("{what}: {}", truncate_chars(&error_chain_tail(err), 200)))
 }
 
 /// The innermost cause's text (e.g. "Connection refused (os error 111)").

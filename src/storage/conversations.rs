@@ -5,8 +5,8 @@
 
 use super::rows::{self, now_ms, sql_error};
 use super::{
-    Conversation, ConversationSummary, NewConversation, NewMessage, SearchHit, StorageError,
-    StorageResult, Store, StoredMessage, fts,
+    Conversation, ConversationSummary, NewConversation, NewMessage, SearchHit, StorageError, StorageResult, Store,
+    StoredMessage, fts,
 };
 
 fn limit_bind(limit: u32) -> i64 {
@@ -41,23 +41,16 @@ impl Store {
     }
 
     pub async fn get_conversation(&self, id: &str) -> StorageResult<Conversation> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            conversation_columns!(),
-            " FROM conversations WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|error| sql_error(&format!("conversation {id}"), error))?;
+        let row = sqlx::query(concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| sql_error(&format!("conversation {id}"), error))?;
         rows::conversation(&row)
     }
 
     /// By id first, then by exact title (newest wins); `None` when neither matches.
-    pub async fn find_conversation(
-        &self,
-        id_or_title: &str,
-    ) -> StorageResult<Option<Conversation>> {
+    pub async fn find_conversation(&self, id_or_title: &str) -> StorageResult<Option<Conversation>> {
         match self.get_conversation(id_or_title).await {
             Ok(conversation) => return Ok(Some(conversation)),
             Err(StorageError::NotFound { .. }) => {}
@@ -94,10 +87,7 @@ impl Store {
             .map(|row| {
                 let message_count = sqlx::Row::try_get(row, "message_count")
                     .map_err(|error| sql_error("column message_count", error))?;
-                Ok(ConversationSummary {
-                    conversation: rows::conversation(row)?,
-                    message_count,
-                })
+                Ok(ConversationSummary { conversation: rows::conversation(row)?, message_count })
             })
             .collect()
     }
@@ -107,11 +97,7 @@ impl Store {
         let content = serde_json::to_string(&new.content)
             .map_err(|error| StorageError::Invalid(format!("message content: {error}")))?;
         let now = now_ms();
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|error| sql_error("begin append", error))?;
+        let mut transaction = self.pool.begin().await.map_err(|error| sql_error("begin append", error))?;
         // The write comes first: it takes the write lock (waiting on the busy
         // timeout) and proves the conversation exists.
         let bumped = sqlx::query("UPDATE conversations SET updated_at_ms = $1 WHERE id = $2")
@@ -121,9 +107,7 @@ impl Store {
             .await
             .map_err(|error| sql_error("bump conversation", error))?;
         if bumped.rows_affected() == 0 {
-            return Err(StorageError::NotFound {
-                what: format!("conversation {}", new.conversation_id),
-            });
+            return Err(StorageError::NotFound { what: format!("conversation {}", new.conversation_id) });
         }
         let row = sqlx::query(concat!(
             "INSERT INTO messages (conversation_id, role, content, text, turn_id, created_at_ms) \
@@ -140,19 +124,12 @@ impl Store {
         .await
         .map_err(|error| sql_error("insert message", error))?;
         let stored = rows::message(&row)?;
-        transaction
-            .commit()
-            .await
-            .map_err(|error| sql_error("commit append", error))?;
+        transaction.commit().await.map_err(|error| sql_error("commit append", error))?;
         Ok(stored)
     }
 
     /// The last `limit` messages, returned oldest first.
-    pub async fn recent_messages(
-        &self,
-        conversation_id: &str,
-        limit: u32,
-    ) -> StorageResult<Vec<StoredMessage>> {
+    pub async fn recent_messages(&self, conversation_id: &str, limit: u32) -> StorageResult<Vec<StoredMessage>> {
         let found = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
@@ -221,12 +198,8 @@ impl Store {
         found
             .iter()
             .map(|row| {
-                let snippet = sqlx::Row::try_get(row, "snippet")
-                    .map_err(|error| sql_error("column snippet", error))?;
-                Ok(SearchHit {
-                    message: rows::message(row)?,
-                    snippet,
-                })
+                let snippet = sqlx::Row::try_get(row, "snippet").map_err(|error| sql_error("column snippet", error))?;
+                Ok(SearchHit { message: rows::message(row)?, snippet })
             })
             .collect()
     }

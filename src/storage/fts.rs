@@ -6,15 +6,9 @@
 /// Quote each whitespace-separated token (`"` inside doubled) and join them
 /// with spaces. `None` when nothing searchable is left.
 pub(super) fn match_expression(user_text: &str) -> Option<String> {
-    let quoted: Vec<String> = user_text
-        .split_whitespace()
-        .map(|token| format!("\"{}\"", token.replace('"', "\"\"")))
-        .collect();
-    if quoted.is_empty() {
-        None
-    } else {
-        Some(quoted.join(" "))
-    }
+    let quoted: Vec<String> =
+        user_text.split_whitespace().map(|token| format!("\"{}\"", token.replace('"', "\"\""))).collect();
+    if quoted.is_empty() { None } else { Some(quoted.join(" ")) }
 }
 
 #[cfg(test)]
@@ -36,11 +30,7 @@ mod tests {
             ("\"", Some("\"\"\"\"")),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                match_expression(input).as_deref(),
-                *expected,
-                "input {input:?}"
-            );
+            assert_eq!(match_expression(input).as_deref(), *expected, "input {input:?}");
         }
     }
 }

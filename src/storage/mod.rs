@@ -59,13 +59,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 impl Store {
     /// Open (creating the file and parent directory if missing) and migrate.
     pub async fn open(path: &Path) -> StorageResult<Store> {
-        if let Some(parent) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            tokio::fs::create_dir_all(parent).await.map_err(|error| {
-                StorageError::Database(format!("creating directory {}: {error}", parent.display()))
-            })?;
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|error| StorageError::Database(format!("creating directory {}: {error}", parent.display())))?;
         }
         // SQLite-only: these options become PRAGMAs on every new connection.
         let options = SqliteConnectOptions::new()
@@ -75,16 +72,9 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(SqliteSynchronous::Normal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            .map_err(|error| {
-                StorageError::Database(format!(
-                    "opening {}: {}",
-                    path.display(),
-                    short_message(&error)
-                ))
+        let pool =
+            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await.map_err(|error| {
+                StorageError::Database(format!("opening {}: {}", path.display(), short_message(&error)))
             })?;
         let store = Store { pool };
         store.migrate().await?;
@@ -94,52 +84,35 @@ impl Store {
     /// Apply pending migrations; returns the versions newly applied.
     pub async fn migrate(&self) -> StorageResult<Vec<i64>> {
         let path = self.path_for_messages();
-        let failed =
-            |error: &dyn std::fmt::Display| StorageError::Migration(format!("{path}: {error}"));
+        let failed = |error: &dyn std::fmt::Display| StorageError::Migration(format!("{path}: {error}"));
         let mut connection = self.pool.acquire().await.map_err(|error| failed(&error))?;
-        let before = applied_versions(&mut connection)
-            .await
-            .map_err(|error| failed(&error))?;
-        MIGRATOR
-            .run(&mut *connection)
-            .await
-            .map_err(|error| failed(&error))?;
-        let after = applied_versions(&mut connection)
-            .await
-            .map_err(|error| failed(&error))?;
+        let before = applied_versions(&mut connection).await.map_err(|error| failed(&error))?;
+        MIGRATOR.run(&mut *connection).await.map_err(|error| failed(&error))?;
+        let after = applied_versions(&mut connection).await.map_err(|error| failed(&error))?;
         Ok(after.difference(&before).copied().collect())
     }
 
     /// A cheap query proving the database answers.
     pub async fn ping(&self) -> StorageResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(|error| sql_error("ping", error))?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|error| sql_error("ping", error))?;
         Ok(())
     }
 
     /// Consistent online copy of the whole database to `path` (must not exist).
     pub async fn backup_to(&self, path: &Path) -> StorageResult<()> {
-        let exists = tokio::fs::try_exists(path).await.map_err(|error| {
-            StorageError::Invalid(format!("backup target {}: {error}", path.display()))
-        })?;
+        let exists = tokio::fs::try_exists(path)
+            .await
+            .map_err(|error| StorageError::Invalid(format!("backup target {}: {error}", path.display())))?;
         if exists {
-            return Err(StorageError::Invalid(format!(
-                "backup target {} already exists",
-                path.display()
-            )));
+            return Err(StorageError::Invalid(format!("backup target {} already exists", path.display())));
         }
-        let target = path.to_str().ok_or_else(|| {
-            StorageError::Invalid(format!("backup target {} is not UTF-8", path.display()))
-        })?;
-        if let Some(parent) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            tokio::fs::create_dir_all(parent).await.map_err(|error| {
-                StorageError::Database(format!("creating directory {}: {error}", parent.display()))
-            })?;
+        let target = path
+            .to_str()
+            .ok_or_else(|| StorageError::Invalid(format!("backup target {} is not UTF-8", path.display())))?;
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|error| StorageError::Database(format!("creating directory {}: {error}", parent.display())))?;
         }
         // SQLite-only: VACUUM INTO writes a consistent, compacted copy while
         // other connections keep working (PostgreSQL: pg_dump).
@@ -158,11 +131,7 @@ impl Store {
 
     /// The connection settings the database actually runs with.
     pub async fn pragma_report(&self) -> StorageResult<PragmaReport> {
-        let mut connection = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|error| sql_error("pragma report", error))?;
+        let mut connection = self.pool.acquire().await.map_err(|error| sql_error("pragma report", error))?;
         // SQLite-only: PRAGMAs and sqlite_version().
         let row = sqlx::query(
             "SELECT (SELECT journal_mode FROM pragma_journal_mode) AS journal_mode, \
@@ -192,11 +161,7 @@ impl Store {
 
     /// The database file, for error messages and reports.
     fn path_for_messages(&self) -> String {
-        self.pool
-            .connect_options()
-            .get_filename()
-            .display()
-            .to_string()
+        self.pool.connect_options().get_filename().display().to_string()
     }
 }
 
@@ -205,10 +170,7 @@ async fn applied_versions(
 ) -> Result<BTreeSet<i64>, sqlx::migrate::MigrateError> {
     connection.ensure_migrations_table(MIGRATIONS_TABLE).await?;
     let applied = connection.list_applied_migrations(MIGRATIONS_TABLE).await?;
-    Ok(applied
-        .into_iter()
-        .map(|migration| migration.version)
-        .collect())
+    Ok(applied.into_iter().map(|migration| migration.version).collect())
 }
 
 fn synchronous_name(level: i64) -> String {

@@ -4,8 +4,8 @@
 
 use super::rows::{self, now_ms, sql_error, to_column_i64};
 use super::{
-    AuditEvent, Chat, ChatUpsert, NewAuditEvent, NewTurn, StorageError, StorageResult, Store, Turn,
-    TurnFinish, TurnStatus, User, UserUpsert,
+    AuditEvent, Chat, ChatUpsert, NewAuditEvent, NewTurn, StorageError, StorageResult, Store, Turn, TurnFinish,
+    TurnStatus, User, UserUpsert,
 };
 
 impl Store {
@@ -48,9 +48,7 @@ impl Store {
         .await
         .map_err(|error| sql_error("start turn", error))?;
         if inserted.rows_affected() == 0 {
-            return Err(StorageError::NotFound {
-                what: format!("conversation {}", turn.conversation_id),
-            });
+            return Err(StorageError::NotFound { what: format!("conversation {}", turn.conversation_id) });
         }
         Ok(turn)
     }
@@ -73,23 +71,17 @@ impl Store {
         .await
         .map_err(|error| sql_error("finish turn", error))?;
         if updated.rows_affected() == 0 {
-            return Err(StorageError::NotFound {
-                what: format!("turn {turn_id}"),
-            });
+            return Err(StorageError::NotFound { what: format!("turn {turn_id}") });
         }
         Ok(())
     }
 
     pub async fn get_turn(&self, turn_id: &str) -> StorageResult<Turn> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            turn_columns!(),
-            " FROM turns WHERE id = $1"
-        ))
-        .bind(turn_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|error| sql_error(&format!("turn {turn_id}"), error))?;
+        let row = sqlx::query(concat!("SELECT ", turn_columns!(), " FROM turns WHERE id = $1"))
+            .bind(turn_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| sql_error(&format!("turn {turn_id}"), error))?;
         rows::turn(&row)
     }
 
@@ -173,11 +165,7 @@ impl Store {
     }
 
     /// Newest first, optionally only one kind.
-    pub async fn list_audit(
-        &self,
-        kind: Option<&str>,
-        limit: u32,
-    ) -> StorageResult<Vec<AuditEvent>> {
+    pub async fn list_audit(&self, kind: Option<&str>, limit: u32) -> StorageResult<Vec<AuditEvent>> {
         let found = sqlx::query(
             "SELECT id, kind, actor, subject, decision, detail, created_at_ms FROM audit_events \
              WHERE ($1 IS NULL OR kind = $1) ORDER BY id DESC LIMIT $2",

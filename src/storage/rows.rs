@@ -26,8 +26,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{
-    AuditEvent, Chat, Conversation, MessageRole, StorageError, StorageResult, StoredMessage, Turn,
-    TurnStatus, User,
+    AuditEvent, Chat, Conversation, MessageRole, StorageError, StorageResult, StoredMessage, Turn, TurnStatus, User,
 };
 
 /// The current time as UNIX milliseconds (UTC); the only clock storage reads.
@@ -39,9 +38,7 @@ pub(super) fn now_ms() -> i64 {
 /// a short `Database` message prefixed with `what` for context.
 pub(super) fn sql_error(what: &str, error: sqlx::Error) -> StorageError {
     match error {
-        sqlx::Error::RowNotFound => StorageError::NotFound {
-            what: what.to_string(),
-        },
+        sqlx::Error::RowNotFound => StorageError::NotFound { what: what.to_string() },
         other => StorageError::Database(format!("{what}: {}", short_message(&other))),
     }
 }
@@ -65,9 +62,7 @@ pub(super) fn parse_role(text: &str) -> StorageResult<MessageRole> {
         "assistant" => Ok(MessageRole::Assistant),
         "tool" => Ok(MessageRole::Tool),
         "system" => Ok(MessageRole::System),
-        other => Err(StorageError::Invalid(format!(
-            "unknown message role {other:?}"
-        ))),
+        other => Err(StorageError::Invalid(format!("unknown message role {other:?}"))),
     }
 }
 
@@ -76,15 +71,12 @@ pub(super) fn parse_turn_status(text: &str) -> StorageResult<TurnStatus> {
         "running" => Ok(TurnStatus::Running),
         "completed" => Ok(TurnStatus::Completed),
         "failed" => Ok(TurnStatus::Failed),
-        other => Err(StorageError::Invalid(format!(
-            "unknown turn status {other:?}"
-        ))),
+        other => Err(StorageError::Invalid(format!("unknown turn status {other:?}"))),
     }
 }
 
 fn parse_json(field: &str, text: &str) -> StorageResult<serde_json::Value> {
-    serde_json::from_str(text)
-        .map_err(|error| StorageError::Invalid(format!("{field} is not valid JSON: {error}")))
+    serde_json::from_str(text).map_err(|error| StorageError::Invalid(format!("{field} is not valid JSON: {error}")))
 }
 
 /// Typed column read with the column name in the error.
@@ -92,8 +84,7 @@ fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StorageResult<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
-    row.try_get(name)
-        .map_err(|error| sql_error(&format!("column {name}"), error))
+    row.try_get(name).map_err(|error| sql_error(&format!("column {name}"), error))
 }
 
 pub(super) fn conversation(row: &SqliteRow) -> StorageResult<Conversation> {
@@ -126,9 +117,7 @@ pub(super) fn turn(row: &SqliteRow) -> StorageResult<Turn> {
     let steps: i64 = column(row, "steps")?;
     let input_tokens: i64 = column(row, "input_tokens")?;
     let output_tokens: i64 = column(row, "output_tokens")?;
-    let out_of_range = |field: &str, value: i64| {
-        StorageError::Invalid(format!("turn {field} {value} is out of range"))
-    };
+    let out_of_range = |field: &str, value: i64| StorageError::Invalid(format!("turn {field} {value} is out of range"));
     Ok(Turn {
         id: column(row, "id")?,
         conversation_id: column(row, "conversation_id")?,
@@ -139,10 +128,8 @@ pub(super) fn turn(row: &SqliteRow) -> StorageResult<Turn> {
         model: column(row, "model")?,
         status: parse_turn_status(&status)?,
         steps: u32::try_from(steps).map_err(|_| out_of_range("steps", steps))?,
-        input_tokens: u64::try_from(input_tokens)
-            .map_err(|_| out_of_range("input_tokens", input_tokens))?,
-        output_tokens: u64::try_from(output_tokens)
-            .map_err(|_| out_of_range("output_tokens", output_tokens))?,
+        input_tokens: u64::try_from(input_tokens).map_err(|_| out_of_range("input_tokens", input_tokens))?,
+        output_tokens: u64::try_from(output_tokens).map_err(|_| out_of_range("output_tokens", output_tokens))?,
         error: column(row, "error")?,
         started_at_ms: column(row, "started_at_ms")?,
         finished_at_ms: column(row, "finished_at_ms")?,
@@ -192,23 +179,14 @@ mod tests {
 
     #[test]
     fn every_role_round_trips_through_its_column_text() {
-        for role in [
-            MessageRole::User,
-            MessageRole::Assistant,
-            MessageRole::Tool,
-            MessageRole::System,
-        ] {
+        for role in [MessageRole::User, MessageRole::Assistant, MessageRole::Tool, MessageRole::System] {
             assert_eq!(parse_role(role.as_str()).ok(), Some(role));
         }
     }
 
     #[test]
     fn every_turn_status_round_trips_through_its_column_text() {
-        for status in [
-            TurnStatus::Running,
-            TurnStatus::Completed,
-            TurnStatus::Failed,
-        ] {
+        for status in [TurnStatus::Running, TurnStatus::Completed, TurnStatus::Failed] {
             assert_eq!(parse_turn_status(status.as_str()).ok(), Some(status));
         }
     }
@@ -216,10 +194,7 @@ mod tests {
     #[test]
     fn unknown_enum_text_is_invalid_not_a_default() {
         assert!(matches!(parse_role("User"), Err(StorageError::Invalid(_))));
-        assert!(matches!(
-            parse_turn_status("done"),
-            Err(StorageError::Invalid(_))
-        ));
+        assert!(matches!(parse_turn_status("done"), Err(StorageError::Invalid(_))));
     }
 
     #[test]

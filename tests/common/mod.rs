@@ -85,7 +85,8 @@ impl Aimock {
 
     /// Every request aimock received, oldest first.
     pub async fn journal(&self) -> Vec<Value> {
-        let value: Value = self.http.get(format!("{}/__aimock/journal", self.url)).send().await.unwrap().json().await.unwrap();
+        let value: Value =
+            self.http.get(format!("{}/__aimock/journal", self.url)).send().await.unwrap().json().await.unwrap();
         value.as_array().cloned().unwrap_or_default()
     }
 
@@ -103,8 +104,7 @@ impl Drop for Aimock {
 
 /// Settings for a test: fresh data dir, port 0, fast retries, no model, word-rule intents.
 pub fn test_settings(data_dir: &Path) -> Settings {
-    let mut settings = Settings::default();
-    settings.data_dir = data_dir.to_path_buf();
+    let mut settings = Settings { data_dir: data_dir.to_path_buf(), ..Settings::default() };
     settings.server.addr = "127.0.0.1:0".into();
     settings.server.shutdown_grace_secs = 2;
     settings.llm.provider = ProviderChoice::None;
@@ -160,7 +160,12 @@ impl TestApp {
 
     /// POST /api/messages (JSON answer).
     pub async fn send(&self, conversation: &str, text: &str) -> reqwest::Response {
-        self.http.post(self.url("/api/messages")).json(&json!({"conversation": conversation, "text": text})).send().await.unwrap()
+        self.http
+            .post(self.url("/api/messages"))
+            .json(&json!({"conversation": conversation, "text": text}))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// POST /api/messages and return the JSON reply, asserting 200.

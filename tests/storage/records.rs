@@ -9,10 +9,7 @@ use crate::{conversation, new_turn, open_fresh};
 async fn turns_start_finish_and_list_round_trip() {
     let test = open_fresh().await;
     let store = &test.store;
-    let talk = store
-        .create_conversation(conversation("turns"))
-        .await
-        .unwrap();
+    let talk = store.create_conversation(conversation("turns")).await.unwrap();
     let first = store.start_turn(new_turn(&talk.id)).await.unwrap();
     assert_eq!(first.status, TurnStatus::Running);
     assert_eq!(first.finished_at_ms, None);
@@ -28,14 +25,7 @@ async fn turns_start_finish_and_list_round_trip() {
     store.finish_turn(&first.id, finish).await.unwrap();
     let finished = store.get_turn(&first.id).await.unwrap();
     assert_eq!(finished.status, TurnStatus::Failed);
-    assert_eq!(
-        (
-            finished.steps,
-            finished.input_tokens,
-            finished.output_tokens
-        ),
-        (4, 12_345, 678)
-    );
+    assert_eq!((finished.steps, finished.input_tokens, finished.output_tokens), (4, 12_345, 678));
     assert_eq!(finished.error.as_deref(), Some("rate limited"));
     assert!(finished.finished_at_ms.unwrap() >= finished.started_at_ms);
     assert_eq!(finished.model, "claude-test");
@@ -43,41 +33,18 @@ async fn turns_start_finish_and_list_round_trip() {
     let second = store.start_turn(new_turn(&talk.id)).await.unwrap();
     let listed = store.list_turns(&talk.id).await.unwrap();
     assert_eq!(
-        listed
-            .iter()
-            .map(|turn| turn.id.as_str())
-            .collect::<Vec<_>>(),
+        listed.iter().map(|turn| turn.id.as_str()).collect::<Vec<_>>(),
         vec![first.id.as_str(), second.id.as_str()]
     );
 
     let missing = store.get_turn("no-such-turn").await.unwrap_err();
-    assert!(
-        matches!(missing, StorageError::NotFound { .. }),
-        "{missing:?}"
-    );
-    let unknown_finish = TurnFinish {
-        status: TurnStatus::Completed,
-        steps: 1,
-        input_tokens: 1,
-        output_tokens: 1,
-        error: None,
-    };
-    let missing = store
-        .finish_turn("no-such-turn", unknown_finish)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(missing, StorageError::NotFound { .. }),
-        "{missing:?}"
-    );
-    let orphan = store
-        .start_turn(new_turn("no-such-conversation"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(orphan, StorageError::NotFound { .. }),
-        "{orphan:?}"
-    );
+    assert!(matches!(missing, StorageError::NotFound { .. }), "{missing:?}");
+    let unknown_finish =
+        TurnFinish { status: TurnStatus::Completed, steps: 1, input_tokens: 1, output_tokens: 1, error: None };
+    let missing = store.finish_turn("no-such-turn", unknown_finish).await.unwrap_err();
+    assert!(matches!(missing, StorageError::NotFound { .. }), "{missing:?}");
+    let orphan = store.start_turn(new_turn("no-such-conversation")).await.unwrap_err();
+    assert!(matches!(orphan, StorageError::NotFound { .. }), "{orphan:?}");
 }
 
 #[tokio::test]
@@ -92,11 +59,7 @@ async fn users_and_chats_upsert_keeps_identity_and_refreshes_fields() {
     };
     let inserted = store.upsert_user(user.clone()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let renamed = UserUpsert {
-        username: Some("alice2".to_string()),
-        display_name: None,
-        ..user
-    };
+    let renamed = UserUpsert { username: Some("alice2".to_string()), display_name: None, ..user };
     let updated = store.upsert_user(renamed).await.unwrap();
     assert_eq!(updated.id, inserted.id);
     assert_eq!(updated.username.as_deref(), Some("alice2"));
@@ -122,11 +85,7 @@ async fn users_and_chats_upsert_keeps_identity_and_refreshes_fields() {
         title: Some("Devs".to_string()),
     };
     let first = store.upsert_chat(chat.clone()).await.unwrap();
-    let promoted = ChatUpsert {
-        kind: "supergroup".to_string(),
-        title: Some("Dev team".to_string()),
-        ..chat
-    };
+    let promoted = ChatUpsert { kind: "supergroup".to_string(), title: Some("Dev team".to_string()), ..chat };
     let second = store.upsert_chat(promoted).await.unwrap();
     assert_eq!(second.id, first.id);
     assert_eq!(second.kind, "supergroup");
@@ -138,11 +97,7 @@ async fn users_and_chats_upsert_keeps_identity_and_refreshes_fields() {
 async fn audit_events_list_newest_first_and_filter_by_kind() {
     let test = open_fresh().await;
     let store = &test.store;
-    for (kind, subject) in [
-        ("access", "chat 1"),
-        ("tool_call", "shell"),
-        ("access", "chat 2"),
-    ] {
+    for (kind, subject) in [("access", "chat 1"), ("tool_call", "shell"), ("access", "chat 2")] {
         store
             .record_audit(NewAuditEvent {
                 kind: kind.to_string(),
@@ -155,29 +110,12 @@ async fn audit_events_list_newest_first_and_filter_by_kind() {
             .unwrap();
     }
     let all = store.list_audit(None, 10).await.unwrap();
-    assert_eq!(
-        all.iter()
-            .map(|event| event.subject.as_str())
-            .collect::<Vec<_>>(),
-        vec!["chat 2", "shell", "chat 1"]
-    );
+    assert_eq!(all.iter().map(|event| event.subject.as_str()).collect::<Vec<_>>(), vec!["chat 2", "shell", "chat 1"]);
     assert_eq!(all[0].detail, json!({ "subject": "chat 2" }));
     let access = store.list_audit(Some("access"), 10).await.unwrap();
-    assert_eq!(
-        access
-            .iter()
-            .map(|event| event.subject.as_str())
-            .collect::<Vec<_>>(),
-        vec!["chat 2", "chat 1"]
-    );
+    assert_eq!(access.iter().map(|event| event.subject.as_str()).collect::<Vec<_>>(), vec!["chat 2", "chat 1"]);
     assert_eq!(store.list_audit(Some("access"), 1).await.unwrap().len(), 1);
-    assert!(
-        store
-            .list_audit(Some("admin"), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_audit(Some("admin"), 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -186,15 +124,9 @@ async fn key_value_state_sets_overwrites_and_deletes() {
     let store = &test.store;
     assert_eq!(store.kv_get("telegram.offset").await.unwrap(), None);
     store.kv_set("telegram.offset", "41").await.unwrap();
-    assert_eq!(
-        store.kv_get("telegram.offset").await.unwrap().as_deref(),
-        Some("41")
-    );
+    assert_eq!(store.kv_get("telegram.offset").await.unwrap().as_deref(), Some("41"));
     store.kv_set("telegram.offset", "42").await.unwrap();
-    assert_eq!(
-        store.kv_get("telegram.offset").await.unwrap().as_deref(),
-        Some("42")
-    );
+    assert_eq!(store.kv_get("telegram.offset").await.unwrap().as_deref(), Some("42"));
     store.kv_delete("telegram.offset").await.unwrap();
     assert_eq!(store.kv_get("telegram.offset").await.unwrap(), None);
     store.kv_delete("telegram.offset").await.unwrap();

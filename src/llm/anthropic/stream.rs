@@ -12,19 +12,13 @@ use serde_json::Value;
 
 use super::wire::{invalid, parse_usage, stream_error};
 use crate::llm::sse::SseFolder;
-use crate::llm::{
-    ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, StreamEvent, Usage,
-};
+use crate::llm::{ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, StreamEvent, Usage};
 
 /// A content block being streamed.
 #[derive(Debug)]
 enum OpenBlock {
     Text(String),
-    ToolUse {
-        id: String,
-        name: String,
-        partial_json: String,
-    },
+    ToolUse { id: String, name: String, partial_json: String },
 }
 
 /// The state of one streamed answer.
@@ -39,17 +33,14 @@ pub struct AnthropicStreamState {
 
 impl SseFolder for AnthropicStreamState {
     fn on_event(&mut self, _event: &str, data: &str) -> Result<Vec<StreamEvent>, LlmError> {
-        let data: Value = serde_json::from_str(data)
-            .map_err(|err| invalid(&format!("stream event is not JSON: {err}")))?;
+        let data: Value =
+            serde_json::from_str(data).map_err(|err| invalid(&format!("stream event is not JSON: {err}")))?;
         let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
         match kind {
             "message_start" => {
                 let message = data.get("message");
-                self.model = message
-                    .and_then(|m| m.get("model"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
+                self.model =
+                    message.and_then(|m| m.get("model")).and_then(Value::as_str).unwrap_or_default().to_owned();
                 self.usage = parse_usage(message.and_then(|m| m.get("usage")));
                 Ok(Vec::new())
             }
@@ -79,39 +70,20 @@ impl SseFolder for AnthropicStreamState {
 impl AnthropicStreamState {
     fn start_block(&mut self, data: &Value) -> Result<Vec<StreamEvent>, LlmError> {
         let index = block_index(data)?;
-        let block = data
-            .get("content_block")
-            .ok_or_else(|| invalid("content_block_start without block"))?;
-        let field = |name: &str| {
-            block
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let block = data.get("content_block").ok_or_else(|| invalid("content_block_start without block"))?;
+        let field = |name: &str| block.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
         match block.get("type").and_then(Value::as_str) {
             Some("text") => {
                 let text = field("text");
                 self.open.insert(index, OpenBlock::Text(text.clone()));
-                Ok(if text.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![StreamEvent::TextDelta(text)]
-                })
+                Ok(if text.is_empty() { Vec::new() } else { vec![StreamEvent::TextDelta(text)] })
             }
             Some("tool_use") => {
                 let (id, name) = (field("id"), field("name"));
                 if id.is_empty() || name.is_empty() {
                     return Err(invalid("tool_use block without id or name"));
                 }
-                self.open.insert(
-                    index,
-                    OpenBlock::ToolUse {
-                        id,
-                        name,
-                        partial_json: String::new(),
-                    },
-                );
+                self.open.insert(index, OpenBlock::ToolUse { id, name, partial_json: String::new() });
                 Ok(Vec::new())
             }
             _ => Ok(Vec::new()),
@@ -120,14 +92,9 @@ impl AnthropicStreamState {
 
     fn delta(&mut self, data: &Value) -> Result<Vec<StreamEvent>, LlmError> {
         let index = block_index(data)?;
-        let delta = data
-            .get("delta")
-            .ok_or_else(|| invalid("content_block_delta without delta"))?;
+        let delta = data.get("delta").ok_or_else(|| invalid("content_block_delta without delta"))?;
         let text = |name: &str| delta.get(name).and_then(Value::as_str).unwrap_or_default();
-        match (
-            delta.get("type").and_then(Value::as_str),
-            self.open.get_mut(&index),
-        ) {
+        match (delta.get("type").and_then(Value::as_str), self.open.get_mut(&index)) {
             (Some("text_delta"), Some(OpenBlock::Text(buffer))) => {
                 let piece = text("text");
                 buffer.push_str(piece);
@@ -137,9 +104,7 @@ impl AnthropicStreamState {
                 partial_json.push_str(text("partial_json"));
                 Ok(Vec::new())
             }
-            (Some("text_delta" | "input_json_delta"), _) => {
-                Err(invalid("delta for a block that is not open"))
-            }
+            (Some("text_delta" | "input_json_delta"), _) => Err(invalid("delta for a block that is not open")),
             // thinking_delta, signature_delta, citations_delta: not used.
             _ => Ok(Vec::new()),
         }
@@ -150,17 +115,12 @@ impl AnthropicStreamState {
         let block = match self.open.remove(&index) {
             None => return Ok(Vec::new()),
             Some(OpenBlock::Text(text)) => ContentBlock::Text { text },
-            Some(OpenBlock::ToolUse {
-                id,
-                name,
-                partial_json,
-            }) => {
+            Some(OpenBlock::ToolUse { id, name, partial_json }) => {
                 let input = if partial_json.trim().is_empty() {
                     Value::Object(serde_json::Map::new())
                 } else {
-                    serde_json::from_str(&partial_json).map_err(|err| {
-                        invalid(&format!("tool `{name}` input is not valid JSON: {err}"))
-                    })?
+                    serde_json::from_str(&partial_json)
+                        .map_err(|err| invalid(&format!("tool `{name}` input is not valid JSON: {err}")))?
                 };
                 ContentBlock::ToolUse { id, name, input }
             }
@@ -173,10 +133,7 @@ impl AnthropicStreamState {
         let mut blocks = std::mem::take(&mut self.finished);
         blocks.sort_by_key(|(index, _)| *index);
         ChatResponse {
-            message: Message {
-                role: Role::Assistant,
-                content: blocks.into_iter().map(|(_, block)| block).collect(),
-            },
+            message: Message { role: Role::Assistant, content: blocks.into_iter().map(|(_, block)| block).collect() },
             stop_reason: self.stop_reason.unwrap_or(StopReason::Other),
             usage: self.usage,
             model: std::mem::take(&mut self.model),
@@ -185,9 +142,7 @@ impl AnthropicStreamState {
 }
 
 fn block_index(data: &Value) -> Result<u64, LlmError> {
-    data.get("index")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| invalid("content block event without index"))
+    data.get("index").and_then(Value::as_u64).ok_or_else(|| invalid("content block event without index"))
 }
 
 #[cfg(test)]

@@ -7,9 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::llm::transport::{mentions_context_length, truncate_chars};
-use crate::llm::{
-    ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, Usage,
-};
+use crate::llm::{ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, Usage};
 
 /// Appended to the system prompt when the caller wants a JSON answer
 /// (Anthropic has no `response_format`).
@@ -31,14 +29,15 @@ pub fn request_body(request: &ChatRequest, stream: bool) -> Value {
         "messages": request.messages.iter().map(message_json).collect::<Vec<_>>(),
     });
     if !system.is_empty() {
-        body["system"] =
-            json!([{ "type": "text", "text": system, "cache_control": { "type": "ephemeral" } }]);
+        body["system"] = json!([{ "type": "text", "text": system, "cache_control": { "type": "ephemeral" } }]);
     }
     if !request.tools.is_empty() {
         let tools: Vec<Value> = request
             .tools
             .iter()
-            .map(|tool| json!({ "name": tool.name, "description": tool.description, "input_schema": tool.input_schema }))
+            .map(
+                |tool| json!({ "name": tool.name, "description": tool.description, "input_schema": tool.input_schema }),
+            )
             .collect();
         body["tools"] = Value::Array(tools);
     }
@@ -66,11 +65,7 @@ fn block_json(block: &ContentBlock) -> Value {
         ContentBlock::ToolUse { id, name, input } => {
             json!({ "type": "tool_use", "id": id, "name": name, "input": input })
         }
-        ContentBlock::ToolResult {
-            tool_use_id,
-            content,
-            is_error,
-        } => json!({
+        ContentBlock::ToolResult { tool_use_id, content, is_error } => json!({
             "type": "tool_result", "tool_use_id": tool_use_id, "content": content, "is_error": is_error,
         }),
     }
@@ -78,16 +73,11 @@ fn block_json(block: &ContentBlock) -> Value {
 
 /// A non-streamed Messages API answer → neutral response.
 pub fn parse_response(body: &Value) -> Result<ChatResponse, LlmError> {
-    let blocks = body
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or_else(|| invalid("answer has no content list"))?;
+    let blocks = body.get("content").and_then(Value::as_array).ok_or_else(|| invalid("answer has no content list"))?;
     let mut content = Vec::new();
     for block in blocks {
         match block.get("type").and_then(Value::as_str) {
-            Some("text") => content.push(ContentBlock::Text {
-                text: str_field(block, "text")?.to_owned(),
-            }),
+            Some("text") => content.push(ContentBlock::Text { text: str_field(block, "text")?.to_owned() }),
             Some("tool_use") => content.push(ContentBlock::ToolUse {
                 id: str_field(block, "id")?.to_owned(),
                 name: str_field(block, "name")?.to_owned(),
@@ -98,17 +88,10 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, LlmError> {
         }
     }
     Ok(ChatResponse {
-        message: Message {
-            role: Role::Assistant,
-            content,
-        },
+        message: Message { role: Role::Assistant, content },
         stop_reason: stop_reason(body.get("stop_reason").and_then(Value::as_str)),
         usage: parse_usage(body.get("usage")),
-        model: body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        model: body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
     })
 }
 
@@ -125,50 +108,29 @@ pub fn stop_reason(reason: Option<&str>) -> StopReason {
 
 /// `usage` object → neutral [`Usage`] (missing fields count as 0).
 pub fn parse_usage(usage: Option<&Value>) -> Usage {
-    let count = |field: &str| {
-        usage
-            .and_then(|usage| usage.get(field))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    Usage {
-        input_tokens: count("input_tokens"),
-        output_tokens: count("output_tokens"),
-    }
+    let count = |field: &str| usage.and_then(|usage| usage.get(field)).and_then(Value::as_u64).unwrap_or(0);
+    Usage { input_tokens: count("input_tokens"), output_tokens: count("output_tokens") }
 }
 
 /// An `{"type":"error","error":{"type","message"}}` body (stream `error`
 /// event) → the matching [`LlmError`].
 pub fn stream_error(body: &Value) -> LlmError {
-    let kind = body
-        .pointer("/error/type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let message = body
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or(kind);
+    let kind = body.pointer("/error/type").and_then(Value::as_str).unwrap_or_default();
+    let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or(kind);
     let message = truncate_chars(message, 300);
     match kind {
         "overloaded_error" => LlmError::Overloaded { retry_after: None },
         "rate_limit_error" => LlmError::RateLimited { retry_after: None },
         "authentication_error" | "permission_error" => LlmError::Auth(message),
-        "invalid_request_error" | "request_too_large" if mentions_context_length(&message) => {
-            LlmError::ContextTooLong
-        }
-        "invalid_request_error" | "request_too_large" | "not_found_error" => {
-            LlmError::BadRequest(message)
-        }
+        "invalid_request_error" | "request_too_large" if mentions_context_length(&message) => LlmError::ContextTooLong,
+        "invalid_request_error" | "request_too_large" | "not_found_error" => LlmError::BadRequest(message),
         "timeout_error" => LlmError::Timeout,
         _ => LlmError::Server { status: 500 },
     }
 }
 
 fn str_field<'a>(value: &'a Value, field: &str) -> Result<&'a str, LlmError> {
-    value
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(&format!("block lacks `{field}`")))
+    value.get(field).and_then(Value::as_str).ok_or_else(|| invalid(&format!("block lacks `{field}`")))
 }
 
 pub(crate) fn invalid(what: &str) -> LlmError {

@@ -17,9 +17,7 @@ fn conversation() -> ChatRequest {
             Message {
                 role: Role::Assistant,
                 content: vec![
-                    ContentBlock::Text {
-                        text: "Checking.".into(),
-                    },
+                    ContentBlock::Text { text: "Checking.".into() },
                     ContentBlock::ToolUse {
                         id: "toolu_1".into(),
                         name: "get_weather".into(),
@@ -80,10 +78,7 @@ fn tools_model_and_limits_are_sent_and_optional_fields_omitted() {
     assert_eq!(body["model"], "claude-sonnet-4-5");
     assert_eq!(body["max_tokens"], 1024);
     assert_eq!(body["tools"][0]["name"], "get_weather");
-    assert_eq!(
-        body["tools"][0]["input_schema"]["properties"]["city"]["type"],
-        "string"
-    );
+    assert_eq!(body["tools"][0]["input_schema"]["properties"]["city"]["type"], "string");
     assert!(body.get("temperature").is_none());
     assert!(body.get("stream").is_none());
 }
@@ -118,24 +113,11 @@ fn a_recorded_tool_use_answer_parses_into_neutral_blocks() {
     let body: Value = serde_json::from_str(&fixture("anthropic_response_tool_use.json")).unwrap();
     let response = parse_response(&body).unwrap();
     assert_eq!(response.stop_reason, StopReason::ToolUse);
-    assert_eq!(
-        response.usage,
-        Usage {
-            input_tokens: 120,
-            output_tokens: 34
-        }
-    );
+    assert_eq!(response.usage, Usage { input_tokens: 120, output_tokens: 34 });
     assert_eq!(response.model, "claude-sonnet-4-5-20250929");
     assert_eq!(response.message.text(), "I'll look that up.");
     let calls: Vec<_> = response.message.tool_uses().collect();
-    assert_eq!(
-        calls,
-        vec![(
-            "toolu_03",
-            "web_search",
-            &json!({ "query": "rust 1.95 release" })
-        )]
-    );
+    assert_eq!(calls, vec![("toolu_03", "web_search", &json!({ "query": "rust 1.95 release" }))]);
 }
 
 #[test]
@@ -154,31 +136,16 @@ fn stop_reasons_map_to_neutral_ones() {
 
 #[test]
 fn an_answer_without_content_is_invalid() {
-    assert!(matches!(
-        parse_response(&json!({ "type": "message" })),
-        Err(LlmError::InvalidResponse(_))
-    ));
+    assert!(matches!(parse_response(&json!({ "type": "message" })), Err(LlmError::InvalidResponse(_))));
 }
 
 #[test]
 fn stream_error_events_map_to_classified_errors() {
     let parse = |name: &str| stream_error(&serde_json::from_str(&fixture(name)).unwrap());
-    assert_eq!(
-        parse("anthropic_error_529.json"),
-        LlmError::Overloaded { retry_after: None }
-    );
-    assert_eq!(
-        parse("anthropic_error_429.json"),
-        LlmError::RateLimited { retry_after: None }
-    );
-    assert_eq!(
-        parse("anthropic_error_401.json"),
-        LlmError::Auth("invalid x-api-key".into())
-    );
-    assert_eq!(
-        parse("anthropic_error_context_too_long.json"),
-        LlmError::ContextTooLong
-    );
+    assert_eq!(parse("anthropic_error_529.json"), LlmError::Overloaded { retry_after: None });
+    assert_eq!(parse("anthropic_error_429.json"), LlmError::RateLimited { retry_after: None });
+    assert_eq!(parse("anthropic_error_401.json"), LlmError::Auth("invalid x-api-key".into()));
+    assert_eq!(parse("anthropic_error_context_too_long.json"), LlmError::ContextTooLong);
     assert_eq!(
         stream_error(&json!({ "type": "error", "error": { "type": "api_error" } })),
         LlmError::Server { status: 500 }

@@ -12,9 +12,7 @@ use serde_json::Value;
 use super::wire::{finish_reason, invalid, parse_arguments, parse_usage};
 use crate::llm::sse::SseFolder;
 use crate::llm::transport::{classify_status, mentions_context_length};
-use crate::llm::{
-    ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, StreamEvent, Usage,
-};
+use crate::llm::{ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, StreamEvent, Usage};
 
 #[derive(Debug, Default)]
 struct PartialToolCall {
@@ -38,8 +36,8 @@ impl SseFolder for OpenAiStreamState {
         if data.trim() == "[DONE]" {
             return Ok(vec![StreamEvent::Finished(self.take_response()?)]);
         }
-        let chunk: Value = serde_json::from_str(data)
-            .map_err(|err| invalid(&format!("stream chunk is not JSON: {err}")))?;
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|err| invalid(&format!("stream chunk is not JSON: {err}")))?;
         if chunk.get("error").is_some() {
             return Err(chunk_error(&chunk, data));
         }
@@ -55,12 +53,7 @@ impl SseFolder for OpenAiStreamState {
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             self.stop_reason = Some(finish_reason(Some(reason)));
         }
-        for fragment in choice
-            .pointer("/delta/tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for fragment in choice.pointer("/delta/tool_calls").and_then(Value::as_array).into_iter().flatten() {
             self.add_tool_fragment(fragment)?;
         }
         match choice.pointer("/delta/content").and_then(Value::as_str) {
@@ -75,10 +68,8 @@ impl SseFolder for OpenAiStreamState {
 
 impl OpenAiStreamState {
     fn add_tool_fragment(&mut self, fragment: &Value) -> Result<(), LlmError> {
-        let index = fragment
-            .get("index")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| invalid("tool call fragment without index"))?;
+        let index =
+            fragment.get("index").and_then(Value::as_u64).ok_or_else(|| invalid("tool call fragment without index"))?;
         let call = self.tool_calls.entry(index).or_default();
         let field = |pointer: &str| fragment.pointer(pointer).and_then(Value::as_str);
         if let Some(id) = field("/id").filter(|id| !id.is_empty()) {
@@ -104,17 +95,10 @@ impl OpenAiStreamState {
                 return Err(invalid("streamed tool call without id or name"));
             }
             let input = parse_arguments(&call.name, &call.arguments)?;
-            content.push(ContentBlock::ToolUse {
-                id: call.id,
-                name: call.name,
-                input,
-            });
+            content.push(ContentBlock::ToolUse { id: call.id, name: call.name, input });
         }
         Ok(ChatResponse {
-            message: Message {
-                role: Role::Assistant,
-                content,
-            },
+            message: Message { role: Role::Assistant, content },
             stop_reason: self.stop_reason.unwrap_or(StopReason::Other),
             usage: self.usage,
             model: std::mem::take(&mut self.model),
@@ -125,10 +109,7 @@ impl OpenAiStreamState {
 /// A mid-stream `{"error": {...}}` chunk → classified error, using its
 /// numeric `code` as the status when it has one.
 fn chunk_error(chunk: &Value, raw: &str) -> LlmError {
-    let status = chunk
-        .pointer("/error/code")
-        .and_then(Value::as_u64)
-        .and_then(|code| u16::try_from(code).ok());
+    let status = chunk.pointer("/error/code").and_then(Value::as_u64).and_then(|code| u16::try_from(code).ok());
     match status {
         Some(status) if (400..600).contains(&status) => classify_status(status, None, raw),
         _ if mentions_context_length(raw) => LlmError::ContextTooLong,

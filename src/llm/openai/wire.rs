@@ -7,9 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::llm::{
-    ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, Usage,
-};
+use crate::llm::{ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Role, StopReason, Usage};
 
 /// The `POST /chat/completions` body for `request`.
 pub fn request_body(request: &ChatRequest, stream: bool) -> Value {
@@ -20,8 +18,7 @@ pub fn request_body(request: &ChatRequest, stream: bool) -> Value {
     for message in &request.messages {
         push_message(&mut messages, message);
     }
-    let mut body =
-        json!({ "model": request.model, "messages": messages, "max_tokens": request.max_tokens });
+    let mut body = json!({ "model": request.model, "messages": messages, "max_tokens": request.max_tokens });
     if !request.tools.is_empty() {
         let tools: Vec<Value> = request
             .tools
@@ -67,15 +64,9 @@ fn push_message(out: &mut Vec<Value>, message: &Message) {
     match message.role {
         Role::User if !text.is_empty() => out.push(json!({ "role": "user", "content": text })),
         Role::User => {}
-        Role::Assistant if tool_calls.is_empty() => {
-            out.push(json!({ "role": "assistant", "content": text }))
-        }
+        Role::Assistant if tool_calls.is_empty() => out.push(json!({ "role": "assistant", "content": text })),
         Role::Assistant => {
-            let content = if text.is_empty() {
-                Value::Null
-            } else {
-                Value::String(text)
-            };
+            let content = if text.is_empty() { Value::Null } else { Value::String(text) };
             out.push(json!({ "role": "assistant", "content": content, "tool_calls": tool_calls }));
         }
     }
@@ -83,28 +74,13 @@ fn push_message(out: &mut Vec<Value>, message: &Message) {
 
 /// A non-streamed Chat Completions answer → neutral response.
 pub fn parse_response(body: &Value) -> Result<ChatResponse, LlmError> {
-    let choice = body
-        .pointer("/choices/0")
-        .ok_or_else(|| invalid("answer has no choices"))?;
-    let message = choice
-        .get("message")
-        .ok_or_else(|| invalid("choice has no message"))?;
+    let choice = body.pointer("/choices/0").ok_or_else(|| invalid("answer has no choices"))?;
+    let message = choice.get("message").ok_or_else(|| invalid("choice has no message"))?;
     let mut content = Vec::new();
-    if let Some(text) = message
-        .get("content")
-        .and_then(Value::as_str)
-        .filter(|text| !text.is_empty())
-    {
-        content.push(ContentBlock::Text {
-            text: text.to_owned(),
-        });
+    if let Some(text) = message.get("content").and_then(Value::as_str).filter(|text| !text.is_empty()) {
+        content.push(ContentBlock::Text { text: text.to_owned() });
     }
-    for call in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
         let field = |pointer: &str| call.pointer(pointer).and_then(Value::as_str);
         let id = field("/id").ok_or_else(|| invalid("tool call without id"))?;
         let name = field("/function/name").ok_or_else(|| invalid("tool call without name"))?;
@@ -115,17 +91,10 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, LlmError> {
         });
     }
     Ok(ChatResponse {
-        message: Message {
-            role: Role::Assistant,
-            content,
-        },
+        message: Message { role: Role::Assistant, content },
         stop_reason: finish_reason(choice.get("finish_reason").and_then(Value::as_str)),
         usage: parse_usage(body.get("usage")),
-        model: body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        model: body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
     })
 }
 
@@ -134,11 +103,8 @@ pub fn parse_arguments(tool: &str, arguments: &str) -> Result<Value, LlmError> {
     if arguments.trim().is_empty() {
         return Ok(Value::Object(serde_json::Map::new()));
     }
-    serde_json::from_str(arguments).map_err(|err| {
-        invalid(&format!(
-            "tool `{tool}` arguments are not valid JSON: {err}"
-        ))
-    })
+    serde_json::from_str(arguments)
+        .map_err(|err| invalid(&format!("tool `{tool}` arguments are not valid JSON: {err}")))
 }
 
 /// OpenAI `finish_reason` → neutral [`StopReason`].
@@ -153,16 +119,8 @@ pub fn finish_reason(reason: Option<&str>) -> StopReason {
 
 /// `usage` object → neutral [`Usage`] (missing fields count as 0).
 pub fn parse_usage(usage: Option<&Value>) -> Usage {
-    let count = |field: &str| {
-        usage
-            .and_then(|usage| usage.get(field))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    Usage {
-        input_tokens: count("prompt_tokens"),
-        output_tokens: count("completion_tokens"),
-    }
+    let count = |field: &str| usage.and_then(|usage| usage.get(field)).and_then(Value::as_u64).unwrap_or(0);
+    Usage { input_tokens: count("prompt_tokens"), output_tokens: count("completion_tokens") }
 }
 
 pub(crate) fn invalid(what: &str) -> LlmError {

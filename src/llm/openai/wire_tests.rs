@@ -32,11 +32,7 @@ fn conversation() -> ChatRequest {
             Message {
                 role: Role::User,
                 content: vec![
-                    ContentBlock::ToolResult {
-                        tool_use_id: "call_1".into(),
-                        content: "18°C".into(),
-                        is_error: false,
-                    },
+                    ContentBlock::ToolResult { tool_use_id: "call_1".into(), content: "18°C".into(), is_error: false },
                     ContentBlock::ToolResult {
                         tool_use_id: "call_2".into(),
                         content: "timeout".into(),
@@ -57,14 +53,8 @@ fn conversation() -> ChatRequest {
 #[test]
 fn system_prompt_becomes_a_system_message_first() {
     let body = request_body(&conversation(), false);
-    assert_eq!(
-        body["messages"][0],
-        json!({ "role": "system", "content": "You are valor." })
-    );
-    assert_eq!(
-        body["messages"][1],
-        json!({ "role": "user", "content": "weather in Paris and Rome?" })
-    );
+    assert_eq!(body["messages"][0], json!({ "role": "system", "content": "You are valor." }));
+    assert_eq!(body["messages"][1], json!({ "role": "user", "content": "weather in Paris and Rome?" }));
 }
 
 #[test]
@@ -82,14 +72,8 @@ fn assistant_tool_uses_become_tool_calls_with_string_arguments() {
 #[test]
 fn each_tool_result_becomes_its_own_tool_message_with_errors_prefixed() {
     let body = request_body(&conversation(), false);
-    assert_eq!(
-        body["messages"][3],
-        json!({ "role": "tool", "tool_call_id": "call_1", "content": "18°C" })
-    );
-    assert_eq!(
-        body["messages"][4],
-        json!({ "role": "tool", "tool_call_id": "call_2", "content": "Error: timeout" })
-    );
+    assert_eq!(body["messages"][3], json!({ "role": "tool", "tool_call_id": "call_1", "content": "18°C" }));
+    assert_eq!(body["messages"][4], json!({ "role": "tool", "tool_call_id": "call_2", "content": "Error: timeout" }));
     assert_eq!(body["messages"].as_array().unwrap().len(), 5);
 }
 
@@ -112,21 +96,9 @@ fn tools_limits_json_mode_and_stream_options_are_sent() {
 
 #[test]
 fn plain_requests_omit_optional_fields() {
-    let body = request_body(
-        &ChatRequest::new("m", "", vec![Message::user_text("hi")]),
-        false,
-    );
-    assert_eq!(
-        body["messages"],
-        json!([{ "role": "user", "content": "hi" }])
-    );
-    for field in [
-        "tools",
-        "temperature",
-        "response_format",
-        "stream",
-        "stream_options",
-    ] {
+    let body = request_body(&ChatRequest::new("m", "", vec![Message::user_text("hi")]), false);
+    assert_eq!(body["messages"], json!([{ "role": "user", "content": "hi" }]));
+    for field in ["tools", "temperature", "response_format", "stream", "stream_options"] {
         assert!(body.get(field).is_none(), "{field}");
     }
 }
@@ -136,20 +108,11 @@ fn a_recorded_tool_calls_answer_parses_arguments_into_values() {
     let body: Value = serde_json::from_str(&fixture("openai_response_tool_calls.json")).unwrap();
     let response = parse_response(&body).unwrap();
     assert_eq!(response.stop_reason, StopReason::ToolUse);
-    assert_eq!(
-        response.usage,
-        Usage {
-            input_tokens: 200,
-            output_tokens: 40
-        }
-    );
+    assert_eq!(response.usage, Usage { input_tokens: 200, output_tokens: 40 });
     let calls: Vec<_> = response.message.tool_uses().collect();
     assert_eq!(
         calls,
-        vec![
-            ("call_1", "read_file", &json!({ "path": "notes.md" })),
-            ("call_2", "list_jobs", &json!({}))
-        ]
+        vec![("call_1", "read_file", &json!({ "path": "notes.md" })), ("call_2", "list_jobs", &json!({}))]
     );
     assert_eq!(response.message.text(), "");
 }
@@ -159,10 +122,7 @@ fn invalid_tool_arguments_are_an_invalid_response() {
     let body = json!({ "choices": [{ "message": { "tool_calls": [
         { "id": "c", "type": "function", "function": { "name": "f", "arguments": "{\"a\":" } }
     ] }, "finish_reason": "tool_calls" }] });
-    assert!(matches!(
-        parse_response(&body),
-        Err(LlmError::InvalidResponse(_))
-    ));
+    assert!(matches!(parse_response(&body), Err(LlmError::InvalidResponse(_))));
 }
 
 #[test]
@@ -176,8 +136,5 @@ fn finish_reasons_map_to_neutral_stop_reasons() {
 
 #[test]
 fn an_answer_without_choices_is_invalid() {
-    assert!(matches!(
-        parse_response(&json!({ "choices": [] })),
-        Err(LlmError::InvalidResponse(_))
-    ));
+    assert!(matches!(parse_response(&json!({ "choices": [] })), Err(LlmError::InvalidResponse(_))));
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run valor's whole test suite on a fresh machine: installs the out-of-process
+# stand-ins the tests use (Node.js packages: the aimock LLM server and
+# playwright-core; Debian's Chromium for the browser test), then runs every
+# Rust test. Safe to run repeatedly; installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+command -v chromium >/dev/null || apt_install chromium
+
+# package-lock.json pins the stand-ins; `npm ci` reinstalls them exactly.
+if [ ! -f node_modules/@copilotkit/aimock/dist/cli.js ] || [ ! -d node_modules/playwright-core ] \
+   || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
+cargo test --all-targets --locked "$@"
