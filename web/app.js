@@ -388,6 +388,7 @@
         msg.streamed += t;
         if (!textEl) { textEl = h('div', { class: 'text' }); bubble.append(textEl); textBuf = ''; }
         textBuf += t;
+        textEl.dataset.raw = textBuf; // the unformatted source, for tests and copy tools
         textEl.replaceChildren(formatText(textBuf));
       },
       tool(call) {
@@ -423,7 +424,10 @@
   }
 
   function blocksOf(m) {
-    return Array.isArray(m.content) ? m.content : [];
+    let c = m.content;
+    if (typeof c === 'string') { try { c = JSON.parse(c); } catch { return []; } }
+    if (c && !Array.isArray(c) && Array.isArray(c.content)) c = c.content;
+    return Array.isArray(c) ? c : [];
   }
 
   function resultText(block) {
@@ -494,15 +498,17 @@
     return `New conversation ${new Date().toLocaleString()}`;
   }
 
-  // Parse an SSE byte stream; calls onEvent(name, dataString) per event.
+  // Parse an SSE byte stream; calls onEvent(name, dataString) per event and
+  // stops reading (closing the stream) as soon as onEvent returns true.
   async function readSse(body, onEvent) {
     const reader = body.getReader();
     const decoder = new TextDecoder();
     let buf = '';
     let name = '';
     let data = [];
+    let stop = false;
     const dispatch = () => {
-      if (data.length) onEvent(name || 'message', data.join('\n'));
+      if (data.length && !stop) stop = onEvent(name || 'message', data.join('\n')) === true;
       name = '';
       data = [];
     };
@@ -525,6 +531,7 @@
         if (buf[nl] === '\r' && nl + 1 === buf.length && !done) break; // maybe a split \r\n
         line(buf.slice(0, nl));
         buf = buf.slice(nl + len);
+        if (stop) { reader.cancel().catch(() => {}); return; }
       }
       if (done) break;
     }
@@ -602,6 +609,7 @@
           const fn = handlers[name];
           if (fn) fn(d || {});
           scrollToEnd(false);
+          return name === 'done'; // the turn is over even if the server keeps the stream open
         });
       } else {
         finish(await res.json()); // a server that ignored Accept: plain JSON
@@ -613,11 +621,11 @@
       reply.hideTyping();
       if (reply.isEmpty()) reply.el.remove();
       else if (!meta.intent && !meta.model) reply.setMeta([]);
-      setBusy(false);
       await loadConversations();
       if (conversationId && (state.current === conversationId || (isNew && state.current === null))) {
         setCurrent(conversationId);
       }
+      setBusy(false); // last: "not busy" means the list is refreshed too
       scrollToEnd(true);
       els.input.focus();
     }
@@ -660,11 +668,10 @@
   async function start() {
     await loadConversations();
     const m = location.hash.match(/^#c\/(.+)$/);
-    if (m) {
-      const id = decodeURIComponent(m[1]);
-      if (state.conversations.some((c) => c.id === id)) { await selectConversation(id); return; }
-    }
-    newConversation();
+    const id = m ? decodeURIComponent(m[1]) : null;
+    if (id && state.conversations.some((c) => c.id === id)) await selectConversation(id);
+    else newConversation();
+    document.body.dataset.ready = 'true'; // initial load settled (tests wait for this)
   }
 
   start();

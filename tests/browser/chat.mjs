@@ -18,7 +18,7 @@ const REPLY_TIMEOUT_MS = 20_000;
 const [baseUrl, screenshotPath, expected] = process.argv.slice(2);
 if (!baseUrl || !screenshotPath || expected === undefined) {
   console.error('usage: node tests/browser/chat.mjs <base_url> <screenshot_path> <expected_reply_substring>');
-  process.exit(2);
+  process.exit(1);
 }
 
 const consoleErrors = [];
@@ -46,17 +46,27 @@ async function main() {
     await context.addInitScript((tok) => localStorage.setItem('valor.token', tok), process.env.VALOR_TOKEN);
   }
   page = await context.newPage();
+  page.setDefaultTimeout(10_000);
   page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(`console: ${msg.text()}`); });
   page.on('pageerror', (err) => consoleErrors.push(`page error: ${err.message}`));
-  page.on('requestfailed', (req) => consoleErrors.push(`request failed: ${req.method()} ${req.url()} (${req.failure()?.errorText})`));
+  page.on('requestfailed', (req) => {
+    const why = req.failure()?.errorText || '';
+    // ERR_ABORTED: the page itself closed the request (e.g. the SSE stream after `done`).
+    if (!why.includes('ERR_ABORTED')) consoleErrors.push(`request failed: ${req.method()} ${req.url()} (${why})`);
+  });
 
   const res = await page.goto(baseUrl, { waitUntil: 'load', timeout: 15_000 }).catch((e) => fail(`cannot open ${baseUrl}: ${e.message}`));
   if (!res || !res.ok()) fail(`GET ${baseUrl} answered ${res ? res.status() : 'nothing'}`);
 
   const input = page.locator('#composer-input');
   await input.waitFor({ state: 'visible', timeout: 10_000 }).catch(() => fail('the composer textarea (#composer-input) never appeared'));
+  // The first load has settled, or the page is asking for a token.
+  await page.waitForFunction(
+    () => document.body.dataset.ready === 'true' || !document.getElementById('token-overlay').hidden,
+    null, { timeout: 10_000 },
+  ).catch(() => fail('the page did not finish its first load (GET /api/conversations) within 10 s'));
   if (await page.locator('#token-overlay').isVisible()) {
-    fail('the page asks for a token (API answered 401); set VALOR_TOKEN');
+    fail('the page asks for a token (the API answered 401); set VALOR_TOKEN');
   }
   await input.fill(QUESTION);
   await page.locator('#send-btn').click();
@@ -65,16 +75,22 @@ async function main() {
   await page.locator('.msg.user .bubble', { hasText: QUESTION }).first()
     .waitFor({ timeout: 5_000 }).catch(() => fail('the sent message did not appear as a user bubble'));
 
-  // Wait for the assistant reply to contain the expected text.
+  // Wait for the assistant reply to contain the expected text. Only the
+  // reply's text runs count, not tool cards (whose output may quote anything).
   try {
     await page.waitForFunction((want) => {
       const replies = document.querySelectorAll('.msg.assistant .bubble');
       const last = replies[replies.length - 1];
-      return !!last && last.textContent.includes(want);
+      if (!last) return false;
+      const runs = [...last.querySelectorAll(':scope > .text')];
+      // rendered text, or the raw source (so "**bold**" / "`code`" also match)
+      return runs.map((t) => t.innerText).join('\n').includes(want) ||
+        runs.map((t) => t.dataset.raw || '').join('').includes(want);
     }, expected, { timeout: REPLY_TIMEOUT_MS, polling: 100 });
   } catch {
     const state = await page.evaluate(() => {
-      const replies = [...document.querySelectorAll('.msg.assistant .bubble')].map((b) => b.textContent);
+      const replies = [...document.querySelectorAll('.msg.assistant .bubble')]
+        .map((b) => [...b.querySelectorAll(':scope > .text')].map((t) => t.innerText).join('\n'));
       const errors = [...document.querySelectorAll('.msg.error .bubble')].map((b) => b.textContent);
       return { reply: replies[replies.length - 1] || '', errors, busy: document.body.dataset.busy };
     });

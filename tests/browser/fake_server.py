@@ -14,10 +14,12 @@ implements the web chat's slice of the API contract with canned data:
   POST /api/messages                      SSE (Accept: text/event-stream) or JSON
 
 Usage:
-  python3 tests/browser/fake_server.py [--port 8765] [--token SECRET]
+  python3 tests/browser/fake_server.py [--port 8765] [--token SECRET] [--linger SECONDS]
 
 With --token, every /api/ request must carry "Authorization: Bearer SECRET"
 (401 with a JSON error otherwise), which exercises the page's token form.
+With --linger, the SSE connection stays open that long after `done` (the page
+must treat `done` as the end of the turn, not the end of the stream).
 A message containing the word "fail" makes the fake answer with an `error`
 event (followed by `done`), to exercise error bubbles.
 It is standard library only and keeps everything in memory.
@@ -195,6 +197,7 @@ OPENAPI = {
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one response per connection: simplest for SSE
     token = None
+    linger = 0.0
 
     def log_message(self, fmt, *args):
         if os.environ.get("FAKE_QUIET") != "1":
@@ -327,6 +330,8 @@ class Handler(BaseHTTPRequestHandler):
                 final = reply
             record()
             event("done", {"conversation": conv["id"], "reply": final, "tool_calls": [tool]})
+            if self.linger:
+                time.sleep(self.linger)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -336,8 +341,11 @@ def main():
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--token", default=None, help="require this bearer token on /api/")
+    ap.add_argument("--linger", type=float, default=0.0,
+                    help="keep SSE streams open this many seconds after done")
     args = ap.parse_args()
     Handler.token = args.token
+    Handler.linger = args.linger
     seed()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
