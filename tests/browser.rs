@@ -47,6 +47,7 @@ async fn the_web_chat_streams_a_reply_in_headless_chromium() {
     let conversations = app.get_json("/api/conversations").await;
     let id = conversations["conversations"][0]["id"].as_str().unwrap();
     let messages = app.get_json(&format!("/api/conversations/{id}/messages")).await;
-    let roles: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> =
+        messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
 }
