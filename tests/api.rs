@@ -250,6 +250,11 @@ async fn api_calls_without_a_valid_token_are_refused_with_401() {
     assert_eq!(right.status(), 200);
     // Liveness stays open for load balancers.
     assert_eq!(app.http.get(app.url("/health")).send().await.unwrap().status(), 200);
+    // Both refusals are in the audit log, without the presented token.
+    let audit = app.store().await.list_audit(Some("auth"), 10).await.unwrap();
+    assert_eq!(audit.len(), 2);
+    assert!(audit.iter().all(|e| e.decision == "denied" && e.subject == "/api/conversations"));
+    assert!(!format!("{audit:?}").contains("wrong-token"));
 }
 
 #[tokio::test]

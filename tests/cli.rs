@@ -148,3 +148,30 @@ async fn migrate_and_backup_work_on_the_database_file() {
     let output = valor(dir.path()).arg("backup").arg(&backup).output().await.unwrap();
     assert!(!output.status.success());
 }
+
+#[tokio::test]
+async fn chat_reads_stdin_and_json_logs_go_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chat = valor(dir.path())
+        .arg("chat")
+        .env("VALOR__LOG__FORMAT", "json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    chat.stdin.take().unwrap().write_all(b"first line\n\nsecond line\n/exit\nnever sent\n").await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(20), chat.wait_with_output()).await.unwrap().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.matches("valor> ").count(), 2, "one answer per non-empty line before /exit: {stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let turn_lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["message"] == "turn started")
+        .collect();
+    assert_eq!(turn_lines.len(), 2, "expected two JSON 'turn started' log lines in: {stderr}");
+    assert_eq!(turn_lines[0]["intent_source"], "fallback");
+    assert!(!stdout.contains("turn started"), "logs must not reach stdout");
+}

@@ -17,7 +17,8 @@ pub use events::{AgentEvent, ToolCallReport};
 pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
@@ -56,6 +57,27 @@ pub struct AgentParts {
 #[derive(Debug, Clone)]
 pub struct Agent {
     parts: Arc<AgentParts>,
+    locks: Arc<ConversationLocks>,
+}
+
+/// One lock per conversation with a turn in progress, so two turns of one
+/// conversation (two browser tabs, a retry) never interleave their messages.
+#[derive(Debug, Default)]
+struct ConversationLocks {
+    active: std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl ConversationLocks {
+    fn lock_for(&self, conversation_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        active.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(existing) = active.get(conversation_id).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        active.insert(conversation_id.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
 }
 
 /// One user message to answer.
@@ -84,7 +106,7 @@ OpenAI-compatible server (OpenAI, Ollama at http://127.0.0.1:11434/v1, vLLM), th
 
 impl Agent {
     pub fn new(parts: AgentParts) -> Self {
-        Self { parts: Arc::new(parts) }
+        Self { parts: Arc::new(parts), locks: Arc::default() }
     }
 
     pub fn store(&self) -> &Store {
@@ -129,8 +151,11 @@ impl Agent {
         receiver
     }
 
-    /// Run a turn to the end, sending events as it goes.
+    /// Run a turn to the end, sending events as it goes. Turns of the same
+    /// conversation run one after another, in arrival order.
     pub async fn run_turn(&self, request: TurnRequest, events: &mpsc::Sender<AgentEvent>) -> TurnOutcome {
+        let lock = self.locks.lock_for(&request.conversation.id);
+        let _turn_in_progress = lock.lock().await;
         turn::run(&self.parts, request, events).await
     }
 }

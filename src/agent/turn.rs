@@ -15,7 +15,7 @@ use super::prompt::{PromptContext, system_prompt, today};
 use super::tools::{ToolContext, ToolError};
 use super::{AgentParts, NO_MODEL_REPLY, TurnOutcome, TurnRequest};
 use crate::llm::{ChatRequest, ContentBlock, LlmError, Message, Role, StreamEvent, Usage};
-use crate::storage::{MessageRole, NewMessage, NewTurn, StorageError, TurnFinish, TurnStatus};
+use crate::storage::{MessageRole, NewAuditEvent, NewMessage, NewTurn, StorageError, TurnFinish, TurnStatus};
 
 /// Why a turn ended early; the message is what the user sees.
 enum Failure {
@@ -94,6 +94,20 @@ impl TurnState<'_> {
             .await
             .map(|_| ())
             .map_err(Failure::Storage)
+    }
+
+    /// Every tool call is audit-logged (who, which tool, with what, outcome).
+    async fn audit_tool_call(&self, id: &str, name: &str, input: &serde_json::Value, is_error: bool) {
+        let event = NewAuditEvent {
+            kind: "tool_call".into(),
+            actor: format!("conversation:{}", self.conversation_id),
+            subject: name.to_owned(),
+            decision: if is_error { "error" } else { "ok" }.into(),
+            detail: json!({"turn_id": self.turn_id, "tool_use_id": id, "input": input}),
+        };
+        if let Err(error) = self.parts.store.record_audit(event).await {
+            tracing::warn!(%error, tool = name, "could not audit-log a tool call");
+        }
     }
 
     async fn push_text(&mut self, text: String) {
@@ -324,6 +338,7 @@ async fn run_tools(
         };
         metrics::counter!("valor_tool_calls_total", "tool" => name.clone(), "error" => is_error.to_string())
             .increment(1);
+        state.audit_tool_call(&id, &name, &input, is_error).await;
         state
             .emit(AgentEvent::ToolFinished { id: id.clone(), name: name.clone(), output: output.clone(), is_error })
             .await;

@@ -2,7 +2,7 @@
 //! only as SHA-256 digests and compared in constant time. Without configured
 //! tokens the server is bound to loopback (enforced by the app) and open.
 
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::HttpState;
 use super::error::ApiError;
+use crate::storage::NewAuditEvent;
 
 /// The accepted tokens, hashed.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +57,22 @@ pub async fn require_token(State(state): State<HttpState>, request: Request, nex
     match presented {
         Some(token) if state.tokens.accepts(token) => next.run(request).await,
         _ => {
-            tracing::warn!(path = %request.uri().path(), "API request without a valid bearer token");
+            // Inside the nested `/api` router the URI is relative; audit the full path.
+            let path = match request.extensions().get::<OriginalUri>() {
+                Some(OriginalUri(uri)) => uri.path().to_owned(),
+                None => request.uri().path().to_owned(),
+            };
+            tracing::warn!(%path, "API request without a valid bearer token");
+            let event = NewAuditEvent {
+                kind: "auth".into(),
+                actor: "api".into(),
+                subject: path,
+                decision: "denied".into(),
+                detail: serde_json::json!({"reason": if presented.is_some() { "invalid token" } else { "no token" }}),
+            };
+            if let Err(error) = state.agent.store().record_audit(event).await {
+                tracing::warn!(%error, "could not audit-log a refused API request");
+            }
             ApiError::Unauthorized.into_response()
         }
     }

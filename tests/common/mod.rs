@@ -29,6 +29,11 @@ pub struct Aimock {
 
 impl Aimock {
     pub async fn start() -> Aimock {
+        Self::start_with(&[]).await
+    }
+
+    /// Start with extra CLI flags, e.g. `["-l", "40"]` for 40 ms between SSE chunks.
+    pub async fn start_with(extra: &[&str]) -> Aimock {
         let cli = repo_root().join("node_modules/@copilotkit/aimock/dist/cli.js");
         assert!(cli.exists(), "aimock is not installed: run `npm ci` in the repository root (scripts/test.sh does)");
         let fixtures = tempfile::tempdir().unwrap();
@@ -42,6 +47,7 @@ impl Aimock {
             .arg(&cli)
             .args(["-p", "0", "--strict", "--log-level", "info", "-f"])
             .arg(fixtures.path())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -152,6 +158,12 @@ impl TestApp {
         let base = format!("http://{}", running.local_addr);
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
         TestApp { base, http, data_dir: Some(data_dir), running: Some(running), shutdown }
+    }
+
+    /// A second handle on the app's database file (SQLite WAL allows a concurrent reader).
+    pub async fn store(&self) -> valor::storage::Store {
+        let path = self.data_dir.as_ref().unwrap().path().join("valor.db");
+        valor::storage::Store::open(&path).await.unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

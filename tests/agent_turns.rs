@@ -1,0 +1,202 @@
+//! The turn loop seen from outside: parallel tool calls, the step limit,
+//! recoverable tool errors, routing through the provider's small tier, the
+//! persona file, disconnects, hung providers, audit, and turn ordering.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Aimock, TestApp, silent_server, use_anthropic, use_openai};
+use serde_json::{Value, json};
+
+fn roles(messages: &Value) -> Vec<String> {
+    messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn two_tool_calls_in_one_step_both_run_and_both_results_go_back_in_order() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "budget is"}, "response": {"content": "Noted."}},
+        {"match": {"userMessage": "Compare", "hasToolResult": false},
+         "response": {"toolCalls": [
+            {"name": "search_history", "arguments": {"query": "budget"}},
+            {"name": "search_history", "arguments": {"query": "deadline"}}
+         ]}},
+        {"match": {"userMessage": "Compare", "hasToolResult": true}, "response": {"content": "Both found."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| use_openai(s, &mock)).await;
+    app.send_ok("two", "The budget is 40k and the deadline is Friday.").await;
+    let reply = app.send_ok("two", "Compare budget and deadline").await;
+    let calls = reply["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["input"]["query"], "budget");
+    assert_eq!(calls[1]["input"]["query"], "deadline");
+    assert!(calls.iter().all(|c| c["output"].as_str().unwrap().contains("40k")));
+    let last = mock.requests_to("/v1/chat/completions").await.pop().unwrap();
+    let tool_messages: Vec<&Value> =
+        last["body"]["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool").collect();
+    assert_eq!(tool_messages.len(), 2, "both results must go back to the model");
+
+    // Each call is in the audit log.
+    let store = app.store().await;
+    let audit = store.list_audit(Some("tool_call"), 10).await.unwrap();
+    assert_eq!(audit.len(), 2);
+    assert!(audit.iter().all(|e| e.subject == "search_history" && e.decision == "ok"));
+}
+
+#[tokio::test]
+async fn the_step_limit_stops_a_model_that_keeps_calling_tools() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "loop forever"},
+        "response": {"toolCalls": [{"name": "search_history", "arguments": {"query": "loop"}}]}}]))
+        .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.agent.max_steps = 2;
+    })
+    .await;
+    let reply = app.send_ok("loop", "loop forever please").await;
+    assert!(reply["reply"].as_str().unwrap().contains("I stopped after 2 steps"), "{reply}");
+    assert_eq!(mock.requests_to("/v1/messages").await.len(), 2);
+    assert_eq!(reply["tool_calls"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_tools_and_bad_arguments_go_back_to_the_model_as_error_results() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "launch the rockets", "hasToolResult": false},
+         "response": {"toolCalls": [
+            {"name": "launch_rockets", "arguments": {}},
+            {"name": "search_history", "arguments": {"q": "missing the query field"}}
+         ]}},
+        {"match": {"userMessage": "launch the rockets", "hasToolResult": true},
+         "response": {"content": "I can't launch rockets."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let reply = app.send_ok("tools", "launch the rockets").await;
+    assert_eq!(reply["reply"], "I can't launch rockets.");
+    let calls = reply["tool_calls"].as_array().unwrap();
+    assert_eq!(calls[0]["is_error"], true);
+    assert!(calls[0]["output"].as_str().unwrap().contains("no tool named \"launch_rockets\""));
+    assert_eq!(calls[1]["is_error"], true);
+    assert!(calls[1]["output"].as_str().unwrap().contains("invalid arguments for search_history"));
+    let conversation = reply["conversation"].as_str().unwrap();
+    let turn = &app.get_json(&format!("/api/conversations/{conversation}/turns")).await["turns"][0];
+    assert_eq!(turn["status"], "completed");
+}
+
+#[tokio::test]
+async fn without_ollama_the_providers_small_tier_labels_the_message() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"model": "claude-haiku-4-5"}, "response": {"content": "{\"intent\": \"search\"}"}},
+        {"match": {"model": "claude-sonnet-4-5"}, "response": {"content": "Searching the web is coming soon."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.intent.use_model = true;
+    })
+    .await;
+    let reply = app.send_ok("label", "anything new about the Rust 2027 edition").await;
+    assert_eq!(reply["turn"]["intent"], "search");
+    assert_eq!(reply["turn"]["model"], "claude-sonnet-4-5");
+    let conversation = reply["conversation"].as_str().unwrap();
+    let turn = &app.get_json(&format!("/api/conversations/{conversation}/turns")).await["turns"][0];
+    assert_eq!(turn["intent_source"], "model");
+    let requests = mock.requests_to("/v1/messages").await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0]["body"]["model"], "claude-haiku-4-5");
+    assert_ne!(requests[0]["body"]["stream"], true, "classification is one short non-streamed call");
+}
+
+#[tokio::test]
+async fn a_persona_file_replaces_the_embedded_persona() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "who are you"}, "response": {"content": "Arr."}}])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let persona = dir.path().join("persona.md");
+    std::fs::write(&persona, "You are Testbot, a pirate who answers in one word.").unwrap();
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.agent.persona_file = Some(persona);
+    })
+    .await;
+    app.send_ok("persona", "who are you?").await;
+    let body = mock.requests_to("/v1/messages").await[0]["body"].to_string();
+    assert!(body.contains("Testbot, a pirate"));
+    assert!(!body.contains("Valor Engels"));
+}
+
+#[tokio::test]
+async fn a_turn_finishes_and_is_saved_when_the_sse_client_goes_away() {
+    // 40 ms between chunks of 20 characters: the answer takes about a second to stream.
+    let mock = Aimock::start_with(&["-l", "40"]).await;
+    let answer = "This answer streams slowly. ".repeat(20);
+    mock.add_fixtures(json!([{"match": {"userMessage": "slow"}, "response": {"content": answer.trim_end()}}])).await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let mut response = app
+        .http
+        .post(app.url("/api/messages"))
+        .header("accept", "text/event-stream")
+        .json(&json!({"conversation": "gone", "text": "slow please"}))
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("turn_started"));
+    drop(response);
+
+    let started = Instant::now();
+    loop {
+        let list = app.get_json("/api/conversations").await;
+        let id = list["conversations"][0]["id"].as_str().unwrap().to_owned();
+        let messages = app.get_json(&format!("/api/conversations/{id}/messages")).await;
+        if roles(&messages) == ["user", "assistant"] {
+            assert_eq!(messages["messages"][1]["text"], answer.trim_end());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the turn did not finish after the client left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_turns_of_one_conversation_never_interleave() {
+    let mock = Aimock::start_with(&["-l", "20"]).await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "first"}, "response": {"content": "Answer to the first question, streamed in a few chunks."}},
+        {"match": {"userMessage": "second"}, "response": {"content": "Answer to the second question, streamed in a few chunks."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let conversation = app.send_ok("order", "first hello").await["conversation"].as_str().unwrap().to_owned();
+    let (a, b) =
+        tokio::join!(app.send_ok(&conversation, "first question"), app.send_ok(&conversation, "second question"));
+    assert!(a["reply"].as_str().unwrap().starts_with("Answer to the first"));
+    assert!(b["reply"].as_str().unwrap().starts_with("Answer to the second"));
+    let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
+    assert_eq!(roles(&messages), ["user", "assistant", "user", "assistant", "user", "assistant"]);
+}
+
+#[tokio::test]
+async fn a_hung_provider_gets_a_clear_reply_after_the_timeout() {
+    let (hung, _server) = silent_server().await;
+    let app = TestApp::spawn(|s| {
+        s.llm.provider = valor::config::ProviderChoice::Anthropic;
+        s.anthropic.api_key = Some("sk-ant-hung".to_owned().into());
+        s.anthropic.base_url = hung;
+        s.llm.request_timeout_secs = 1;
+        s.llm.max_retries = 1;
+    })
+    .await;
+    let started = Instant::now();
+    let reply = app.send_ok("hung", "hello?").await;
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert!(reply["reply"].as_str().unwrap().contains("can't reach the model provider"));
+}
