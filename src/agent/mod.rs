@@ -9,6 +9,7 @@
 pub mod events;
 pub mod history;
 pub mod intent;
+pub mod outbox;
 pub mod prompt;
 pub mod tools;
 mod turn;

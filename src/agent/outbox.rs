@@ -1,0 +1,105 @@
+//! How work that finishes later — jobs, schedules, daydream — reaches a chat.
+//! Producers (the `jobs` module) post [`Notice`]s to an [`Outbox`]; the app
+//! wires an implementation per channel (Telegram's durable outbox, or the
+//! conversation transcript for web/API/terminal conversations).
+//!
+//! Invariants: posting is durable before `post` returns `Ok` (a restart does
+//! not lose a notice), and a notice whose `dedupe_key` was already posted is
+//! accepted again without being delivered twice. (`TranscriptOutbox` records
+//! the key right after appending; a crash between the two writes could repeat
+//! one notice — a single-transaction store call should replace this.)
+
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{MessageRole, NewMessage, StorageError, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// "on it" / queued acknowledgements and progress updates.
+    Progress,
+    /// The final result of a piece of work.
+    Result,
+    /// Work that failed; the text says what failed.
+    Failure,
+    /// Anything else valor wants to tell the chat (daydream summaries, …).
+    Info,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Progress => "progress",
+            NoticeKind::Result => "result",
+            NoticeKind::Failure => "failure",
+            NoticeKind::Info => "info",
+        }
+    }
+}
+
+/// A message for the chat a conversation belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub conversation_id: String,
+    pub kind: NoticeKind,
+    /// Markdown text, as the model would write it.
+    pub text: String,
+    /// Same key = same notice (e.g. `job:42:result`); delivered at most once.
+    pub dedupe_key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("conversation {0} does not exist")]
+    UnknownConversation(String),
+    #[error("the notice could not be stored: {0}")]
+    Storage(#[from] StorageError),
+}
+
+#[async_trait::async_trait]
+pub trait Outbox: Send + Sync + std::fmt::Debug {
+    async fn post(&self, notice: Notice) -> Result<(), OutboxError>;
+}
+
+/// Delivers notices into the conversation transcript as `system` messages —
+/// the delivery for web, API and terminal conversations (the web chat shows
+/// them; they are not sent to the model as history).
+#[derive(Debug, Clone)]
+pub struct TranscriptOutbox {
+    store: Store,
+}
+
+impl TranscriptOutbox {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for TranscriptOutbox {
+    async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
+        let key = format!("outbox:transcript:{}", notice.dedupe_key);
+        if self.store.kv_get(&key).await?.is_some() {
+            return Ok(());
+        }
+        let content = serde_json::json!([{"type": "text", "text": notice.text}]);
+        let appended = self
+            .store
+            .append_message(NewMessage {
+                conversation_id: notice.conversation_id.clone(),
+                role: MessageRole::System,
+                content,
+                text: notice.text.clone(),
+                turn_id: None,
+            })
+            .await;
+        match appended {
+            Ok(message) => {
+                self.store.kv_set(&key, &message.id.to_string()).await?;
+                Ok(())
+            }
+            Err(StorageError::NotFound { .. }) => Err(OutboxError::UnknownConversation(notice.conversation_id)),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
