@@ -1,24 +1,31 @@
 //! Stored messages → the message list a model accepts. Pure and tested:
 //! roles alternate, the list starts with a user message, every tool call has
 //! its result (calls left dangling by a crash mid-turn are dropped), and
-//! valor's own system notices are not sent to the model.
+//! valor's own notices (failures, job results) reach the model as clearly
+//! marked user-side context, never as something the user said.
 
 use std::collections::HashSet;
 
 use crate::llm::{ContentBlock, Message, Role};
 use crate::storage::{MessageRole, StoredMessage};
 
+/// How valor's own notices are marked when they reach the model.
+pub const NOTICE_PREFIX: &str = "[notice from valor, not written by the user]";
+
 /// Convert stored messages (oldest first) into a valid model conversation.
 pub fn to_model_messages(stored: &[StoredMessage]) -> Vec<Message> {
     let mut messages: Vec<Message> = Vec::new();
     for message in stored {
         let role = match message.role {
-            MessageRole::User | MessageRole::Tool => Role::User,
+            MessageRole::User | MessageRole::Tool | MessageRole::System => Role::User,
             MessageRole::Assistant => Role::Assistant,
-            MessageRole::System => continue,
         };
-        let blocks = serde_json::from_value::<Vec<ContentBlock>>(message.content.clone())
-            .unwrap_or_else(|_| vec![ContentBlock::Text { text: message.text.clone() }]);
+        let blocks = if message.role == MessageRole::System {
+            vec![ContentBlock::Text { text: format!("{NOTICE_PREFIX} {}", message.text) }]
+        } else {
+            serde_json::from_value::<Vec<ContentBlock>>(message.content.clone())
+                .unwrap_or_else(|_| vec![ContentBlock::Text { text: message.text.clone() }])
+        };
         let blocks: Vec<ContentBlock> = blocks.into_iter().filter(|b| !is_empty_text(b)).collect();
         if blocks.is_empty() {
             continue;
@@ -119,14 +126,15 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_exchange_passes_through_and_system_notices_are_skipped() {
-        let history = [
-            stored(1, MessageRole::User, text("hi")),
-            stored(2, MessageRole::System, text("provider was down")),
-            stored(3, MessageRole::Assistant, text("hello")),
-        ];
+    fn a_plain_exchange_passes_through_and_notices_are_marked_as_not_from_the_user() {
+        let mut notice = stored(2, MessageRole::System, text("Job 4 finished."));
+        notice.text = "Job 4 finished.".into();
+        let history =
+            [stored(1, MessageRole::User, text("hi")), notice, stored(3, MessageRole::Assistant, text("hello"))];
         let messages = to_model_messages(&history);
-        assert_eq!(messages, vec![Message::user_text("hi"), Message::assistant_text("hello")]);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].text(), format!("hi{NOTICE_PREFIX} Job 4 finished."));
+        assert_eq!(messages[1], Message::assistant_text("hello"));
     }
 
     #[test]

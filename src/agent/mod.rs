@@ -6,6 +6,7 @@
 //! one `Done` event (also after a fatal error, whose explanation is the reply);
 //! a turn keeps running and persisting if its event consumer goes away.
 
+pub mod context;
 pub mod events;
 pub mod history;
 pub mod intent;
@@ -23,7 +24,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use crate::config::{AgentSettings, IntentRoutes, TierModels};
+use crate::config::{AgentSettings, ContextSettings, IntentRoutes, TierModels};
 use crate::llm::ChatModel;
 use crate::storage::{Conversation, NewConversation, StorageResult, Store};
 
@@ -50,6 +51,7 @@ pub struct AgentParts {
     pub classifier: IntentClassifier,
     pub persona: String,
     pub settings: AgentSettings,
+    pub context: ContextSettings,
     pub routes: IntentRoutes,
     pub max_tokens: u32,
 }

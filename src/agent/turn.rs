@@ -9,8 +9,8 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::context::prepare;
 use super::events::{AgentEvent, ToolCallReport};
-use super::history::to_model_messages;
 use super::prompt::{PromptContext, system_prompt, today};
 use super::tools::{ToolContext, ToolError};
 use super::{AgentParts, NO_MODEL_REPLY, TurnOutcome, TurnRequest};
@@ -232,10 +232,17 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
     let Some(models) = &parts.models else { return Err(Failure::Model(LlmError::NotConfigured)) };
     let stored = parts
         .store
-        .recent_messages(&state.conversation_id, parts.settings.history_messages.max(1))
+        .recent_messages(&state.conversation_id, parts.context.max_loaded_messages.max(1))
         .await
         .map_err(Failure::Storage)?;
-    let mut messages = to_model_messages(&stored);
+    let summarizer = Some((models.client.as_ref(), models.tiers.small.as_str()));
+    let prepared = prepare(&parts.store, &parts.context, summarizer, &state.conversation_id, &stored).await;
+    if let Err(error) =
+        parts.store.record_turn_context(&state.turn_id, prepared.context_tokens, prepared.tokens_saved).await
+    {
+        tracing::warn!(%error, "could not record the turn's context size");
+    }
+    let mut messages = prepared.messages;
     let tools = parts.tools.specs();
     let context = PromptContext {
         channel: &request.conversation.channel,

@@ -51,6 +51,7 @@ impl App {
             classifier: build_classifier(&settings).context("configuring intent classification")?,
             persona: load_persona(settings.agent.persona_file.as_deref())?,
             settings: settings.agent.clone(),
+            context: settings.context.clone(),
             routes: settings.intent.routes.clone(),
             max_tokens: settings.llm.max_tokens,
         });

@@ -26,6 +26,7 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     pub claude: ClaudeSettings,
     pub agent: AgentSettings,
+    pub context: ContextSettings,
     pub intent: IntentSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
@@ -49,6 +50,7 @@ impl Default for Settings {
             telegram: TelegramSettings::default(),
             claude: ClaudeSettings::default(),
             agent: AgentSettings::default(),
+            context: ContextSettings::default(),
             intent: IntentSettings::default(),
             workspaces: Vec::new(),
             source_file: None,
@@ -68,6 +70,12 @@ impl Settings {
         }
         if self.agent.max_steps == 0 {
             return Err(invalid("agent.max_steps", "must be at least 1"));
+        }
+        if self.context.budget_tokens < 500 {
+            return Err(invalid("context.budget_tokens", "must be at least 500"));
+        }
+        if self.context.summary_tokens >= self.context.budget_tokens {
+            return Err(invalid("context.summary_tokens", "must be smaller than context.budget_tokens"));
         }
         if self.llm.max_tokens == 0 {
             return Err(invalid("llm.max_tokens", "must be at least 1"));
@@ -399,15 +407,44 @@ pub struct AgentSettings {
     pub persona_file: Option<PathBuf>,
     /// Model calls per turn before the turn stops.
     pub max_steps: u32,
-    /// How many stored messages are sent as history.
-    pub history_messages: u32,
     /// Longest a single tool call may run.
     pub tool_timeout_secs: u64,
 }
 
 impl Default for AgentSettings {
     fn default() -> Self {
-        Self { persona_file: None, max_steps: 8, history_messages: 40, tool_timeout_secs: 60 }
+        Self { persona_file: None, max_steps: 8, tool_timeout_secs: 60 }
+    }
+}
+
+/// How much history a turn sends and how dropped history is summarised.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContextSettings {
+    /// Estimated tokens of history per turn (system prompt and tools excluded).
+    pub budget_tokens: u32,
+    /// The newest user turns always sent in full.
+    pub keep_recent_turns: u32,
+    /// Most stored messages considered for one turn.
+    pub max_loaded_messages: u32,
+    /// Tokens set aside for the summary of dropped history.
+    pub summary_tokens: u32,
+    /// Ask the small model tier for the summary (else only the extractive summary).
+    pub summarize_with_model: bool,
+    /// Longest a model summary may take before the extractive one is used.
+    pub summary_timeout_ms: u64,
+}
+
+impl Default for ContextSettings {
+    fn default() -> Self {
+        Self {
+            budget_tokens: 24_000,
+            keep_recent_turns: 2,
+            max_loaded_messages: 2_000,
+            summary_tokens: 600,
+            summarize_with_model: true,
+            summary_timeout_ms: 4_000,
+        }
     }
 }
 

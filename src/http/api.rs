@@ -262,6 +262,9 @@ pub struct TurnView {
     pub error: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// Estimated history tokens sent, and tokens left out by compaction.
+    pub context_tokens: u64,
+    pub tokens_saved: u64,
 }
 
 impl From<Turn> for TurnView {
@@ -280,6 +283,8 @@ impl From<Turn> for TurnView {
             error: t.error,
             started_at: rfc3339(t.started_at_ms),
             finished_at: t.finished_at_ms.map(rfc3339),
+            context_tokens: t.context_tokens,
+            tokens_saved: t.tokens_saved,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod rows;
+mod context;
 mod conversations;
 mod fts;
 mod records;

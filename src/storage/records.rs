@@ -26,6 +26,8 @@ impl Store {
             error: None,
             started_at_ms: now_ms(),
             finished_at_ms: None,
+            context_tokens: 0,
+            tokens_saved: 0,
         };
         // Inserts nothing (rather than tripping the foreign key) when the
         // conversation is unknown, so NotFound is decided here, not from error text.

@@ -18,7 +18,7 @@ macro_rules! message_columns {
 macro_rules! turn_columns {
     () => {
         "id, conversation_id, intent, intent_source, tier, provider, model, status, steps, \
-         input_tokens, output_tokens, error, started_at_ms, finished_at_ms"
+         input_tokens, output_tokens, error, started_at_ms, finished_at_ms, context_tokens, tokens_saved"
     };
 }
 
@@ -117,6 +117,8 @@ pub(super) fn turn(row: &SqliteRow) -> StorageResult<Turn> {
     let steps: i64 = column(row, "steps")?;
     let input_tokens: i64 = column(row, "input_tokens")?;
     let output_tokens: i64 = column(row, "output_tokens")?;
+    let context_tokens: i64 = column(row, "context_tokens")?;
+    let tokens_saved: i64 = column(row, "tokens_saved")?;
     let out_of_range = |field: &str, value: i64| StorageError::Invalid(format!("turn {field} {value} is out of range"));
     Ok(Turn {
         id: column(row, "id")?,
@@ -133,6 +135,8 @@ pub(super) fn turn(row: &SqliteRow) -> StorageResult<Turn> {
         error: column(row, "error")?,
         started_at_ms: column(row, "started_at_ms")?,
         finished_at_ms: column(row, "finished_at_ms")?,
+        context_tokens: u64::try_from(context_tokens).map_err(|_| out_of_range("context_tokens", context_tokens))?,
+        tokens_saved: u64::try_from(tokens_saved).map_err(|_| out_of_range("tokens_saved", tokens_saved))?,
     })
 }
 

@@ -138,6 +138,9 @@ pub struct Turn {
     pub error: Option<String>,
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    /// History tokens sent to the model (estimate), and tokens compaction left out.
+    pub context_tokens: u64,
+    pub tokens_saved: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,4 +221,26 @@ pub struct PragmaReport {
     pub sqlite_version: String,
     /// Highest applied migration version, `None` before any.
     pub schema_version: Option<i64>,
+}
+
+/// A summary of dropped history to store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewContextSummary {
+    pub conversation_id: String,
+    pub span_key: String,
+    /// "model" | "extractive".
+    pub method: String,
+    pub text: String,
+    pub first_message_id: i64,
+    pub last_message_id: i64,
+    pub message_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextSummary {
+    pub conversation_id: String,
+    pub span_key: String,
+    pub method: String,
+    pub text: String,
+    pub created_at_ms: i64,
 }

@@ -1,0 +1,73 @@
+//! Stored summaries of dropped history and per-turn context accounting.
+
+use super::rows::{now_ms, sql_error, to_column_i64};
+use super::{ContextSummary, NewContextSummary, StorageError, StorageResult, Store};
+
+impl Store {
+    /// The summary stored for exactly this span, if any.
+    pub async fn get_context_summary(
+        &self,
+        conversation_id: &str,
+        span_key: &str,
+    ) -> StorageResult<Option<ContextSummary>> {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT method, text, created_at_ms FROM context_summaries WHERE conversation_id = $1 AND span_key = $2",
+        )
+        .bind(conversation_id)
+        .bind(span_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| sql_error("get context summary", error))?;
+        Ok(row.map(|(method, text, created_at_ms)| ContextSummary {
+            conversation_id: conversation_id.to_owned(),
+            span_key: span_key.to_owned(),
+            method,
+            text,
+            created_at_ms,
+        }))
+    }
+
+    /// Store a summary; a summary already stored for the span is kept (first writer wins).
+    pub async fn put_context_summary(&self, summary: NewContextSummary) -> StorageResult<()> {
+        if summary.method != "model" && summary.method != "extractive" {
+            return Err(StorageError::Invalid(format!("unknown summary method {:?}", summary.method)));
+        }
+        sqlx::query(
+            "INSERT INTO context_summaries (conversation_id, span_key, method, text, first_message_id, \
+                                            last_message_id, message_count, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (conversation_id, span_key) DO NOTHING",
+        )
+        .bind(&summary.conversation_id)
+        .bind(&summary.span_key)
+        .bind(&summary.method)
+        .bind(&summary.text)
+        .bind(summary.first_message_id)
+        .bind(summary.last_message_id)
+        .bind(to_column_i64("message_count", summary.message_count)?)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|error| sql_error("put context summary", error))?;
+        Ok(())
+    }
+
+    /// How many history tokens a turn sent and how many compaction saved.
+    pub async fn record_turn_context(
+        &self,
+        turn_id: &str,
+        context_tokens: u64,
+        tokens_saved: u64,
+    ) -> StorageResult<()> {
+        let updated = sqlx::query("UPDATE turns SET context_tokens = $1, tokens_saved = $2 WHERE id = $3")
+            .bind(to_column_i64("context_tokens", context_tokens)?)
+            .bind(to_column_i64("tokens_saved", tokens_saved)?)
+            .bind(turn_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| sql_error("record turn context", error))?;
+        if updated.rows_affected() == 0 {
+            return Err(StorageError::NotFound { what: format!("turn {turn_id}") });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! Context compaction through the real app: a long stored conversation is
+//! sent as a summary plus the newest messages, within the budget, with the
+//! saving recorded on the turn and the summary stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Aimock, TestApp, use_anthropic};
+use serde_json::json;
+use valor::agent::context::{self, summary::SUMMARY_HEADER};
+use valor::config::{Settings, Tier};
+use valor::storage::{MessageRole, NewConversation, NewMessage, Store};
+
+/// A conversation with 600 stored messages and one fact planted early.
+async fn seed(data_dir: &std::path::Path) -> String {
+    let store = Store::open(&data_dir.join("valor.db")).await.unwrap();
+    let conversation = store
+        .create_conversation(NewConversation { title: "long".into(), channel: "api".into(), chat_id: None })
+        .await
+        .unwrap();
+    for i in 0..300 {
+        let user = if i == 3 {
+            "We decided to launch the billing rewrite on 14 March.".to_owned()
+        } else {
+            format!("just chatting about nothing in particular, message {i}")
+        };
+        for (role, text) in [(MessageRole::User, user), (MessageRole::Assistant, "Sure, happy to chat.".to_owned())] {
+            let content = json!([{"type": "text", "text": text}]);
+            let new = NewMessage { conversation_id: conversation.id.clone(), role, content, text, turn_id: None };
+            store.append_message(new).await.unwrap();
+        }
+    }
+    store.close().await;
+    conversation.id
+}
+
+fn small_budget(settings: &mut Settings, mock: &Aimock) {
+    use_anthropic(settings, mock);
+    settings.context.budget_tokens = 1500;
+    settings.context.summary_tokens = 300;
+}
+
+async fn spawn_seeded(mock: &Aimock, configure: impl FnOnce(&mut Settings)) -> (TestApp, String) {
+    let data = tempfile::tempdir().unwrap();
+    let conversation = seed(data.path()).await;
+    let app = TestApp::spawn_in(data, |s| {
+        small_budget(s, mock);
+        configure(s);
+    })
+    .await;
+    (app, conversation)
+}
+
+#[tokio::test]
+async fn a_long_history_is_sent_as_an_extractive_summary_plus_the_newest_messages() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(
+        json!([{"match": {"userMessage": "When do we launch"}, "response": {"content": "On 14 March."}}]),
+    )
+    .await;
+    let (app, conversation) = spawn_seeded(&mock, |s| s.context.summarize_with_model = false).await;
+    let reply = app.send_ok(&conversation, "When do we launch the billing rewrite?").await;
+    assert_eq!(reply["reply"], "On 14 March.");
+
+    let request = &mock.requests_to("/v1/messages").await[0]["body"];
+    let sent = request["messages"].to_string();
+    assert!(sent.contains(&SUMMARY_HEADER.replace('"', "\\\"")), "no summary in {sent:.400}");
+    assert!(sent.contains("14 March"), "the planted fact was lost");
+    assert!(!sent.contains("message 150"), "the middle of the history should have been condensed");
+    assert!(sent.contains("message 299"), "the newest messages must be sent");
+
+    let turn = &app.get_json(&format!("/api/conversations/{conversation}/turns")).await["turns"][0];
+    assert!(turn["tokens_saved"].as_u64().unwrap() > 3000, "{turn}");
+    assert!(turn["context_tokens"].as_u64().unwrap() <= 1500, "{turn}");
+    // The summary is stored under the exact span it covers, for reuse.
+    let store = app.store().await;
+    let stored = store.recent_messages(&conversation, 2000).await.unwrap();
+    let seen_by_turn: Vec<_> = stored.into_iter().take(601).collect();
+    let selection = context::select(&seen_by_turn, &context::policy_from(&small()));
+    let key = context::span_key(&selection.dropped_messages(&seen_by_turn));
+    let summary = store.get_context_summary(&conversation, &key).await.unwrap().expect("summary not stored");
+    assert_eq!(summary.method, "extractive");
+    assert!(summary.text.contains("14 March"));
+}
+
+fn small() -> valor::config::ContextSettings {
+    valor::config::ContextSettings { budget_tokens: 1500, summary_tokens: 300, ..Default::default() }
+}
+
+#[tokio::test]
+async fn the_small_tier_writes_the_summary_when_it_answers_in_time() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"model": "claude-haiku-4-5"}, "response": {"content": "- The billing rewrite launches on 14 March."}},
+        {"match": {"model": "claude-sonnet-4-5"}, "response": {"content": "On 14 March."}}
+    ]))
+    .await;
+    let (app, conversation) = spawn_seeded(&mock, |s| s.intent.routes.chat = Tier::Medium).await;
+    app.send_ok(&conversation, "remind me of the plan").await;
+    let requests = mock.requests_to("/v1/messages").await;
+    assert_eq!(requests[0]["body"]["model"], "claude-haiku-4-5", "the summary is asked first");
+    let turn_request = requests[1]["body"]["messages"].to_string();
+    assert!(turn_request.contains("- The billing rewrite launches on 14 March."), "{turn_request:.300}");
+}
+
+#[tokio::test]
+async fn a_slow_summary_falls_back_to_the_extractive_one() {
+    // Every answer is held back 300 ms: longer than the 50 ms the summary may take.
+    let mock = Aimock::start_with(&["--chaos-latency", "300"]).await;
+    mock.add_fixtures(json!([
+        {"match": {"model": "claude-haiku-4-5"}, "response": {"content": "- a model summary that arrives far too late"}},
+        {"match": {"model": "claude-sonnet-4-5"}, "response": {"content": "Done."}}
+    ]))
+    .await;
+    let (app, conversation) = spawn_seeded(&mock, |s| {
+        s.intent.routes.chat = Tier::Medium;
+        s.context.summary_timeout_ms = 50;
+    })
+    .await;
+    let reply = app.send_ok(&conversation, "tell me something nice").await;
+    assert_eq!(reply["reply"], "Done.");
+    let turn_request =
+        mock.requests_to("/v1/messages").await.into_iter().find(|r| r["body"]["model"] == "claude-sonnet-4-5").unwrap();
+    let sent = turn_request["body"]["messages"].to_string();
+    assert!(sent.contains("14 March"), "the extractive summary should carry the planted fact");
+    assert!(!sent.contains("arrives far too late"));
+}
