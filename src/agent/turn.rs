@@ -236,7 +236,7 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         .await
         .map_err(Failure::Storage)?;
     let mut messages = to_model_messages(&stored);
-    let tools = parts.tools.specs();
+    let tools = parts.tools.specs_for(request.is_admin);
     let context = PromptContext {
         channel: &request.conversation.channel,
         conversation_title: &request.conversation.title,

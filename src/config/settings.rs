@@ -27,6 +27,7 @@ pub struct Settings {
     pub claude: ClaudeSettings,
     pub agent: AgentSettings,
     pub intent: IntentSettings,
+    pub tools: super::ToolsSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -50,6 +51,7 @@ impl Default for Settings {
             claude: ClaudeSettings::default(),
             agent: AgentSettings::default(),
             intent: IntentSettings::default(),
+            tools: super::ToolsSettings::default(),
             workspaces: Vec::new(),
             source_file: None,
         }
@@ -84,6 +86,7 @@ impl Settings {
         if let Some(host) = &self.ollama.host {
             check_http_url("ollama.host", &self.ollama.normalized_host(host))?;
         }
+        self.tools.validate()?;
         let mut names = std::collections::BTreeSet::new();
         for (index, workspace) in self.workspaces.iter().enumerate() {
             if workspace.name.trim().is_empty() {
