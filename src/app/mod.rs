@@ -94,7 +94,13 @@ impl App {
             tracing::info!("{}: {state} — {}", component.name, component.detail);
         }
         let grace = self.settings.server.shutdown_grace();
-        let router = crate::http::router(state);
+        let mcp = crate::mcp::McpServer::new(
+            self.agent.tools().clone(),
+            self.store.clone(),
+            std::time::Duration::from_secs(self.settings.agent.tool_timeout_secs),
+        );
+        let mcp = axum::Router::new().fallback_service(mcp.http_service(&self.settings.mcp, shutdown.child_token()));
+        let router = crate::http::router_with_mcp(state, Some(mcp));
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             let server = crate::http::serve(listener, router, http_shutdown.clone());

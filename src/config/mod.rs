@@ -12,7 +12,7 @@ mod tools_settings;
 
 pub use env::EnvSource;
 pub use settings::*;
-pub use tools_settings::ToolsSettings;
+pub use tools_settings::{McpSettings, ToolsSettings};
 
 use std::path::{Path, PathBuf};
 

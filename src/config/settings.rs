@@ -28,6 +28,7 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub intent: IntentSettings,
     pub tools: super::ToolsSettings,
+    pub mcp: super::McpSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -52,6 +53,7 @@ impl Default for Settings {
             agent: AgentSettings::default(),
             intent: IntentSettings::default(),
             tools: super::ToolsSettings::default(),
+            mcp: super::McpSettings::default(),
             workspaces: Vec::new(),
             source_file: None,
         }

@@ -62,3 +62,24 @@ impl ToolsSettings {
         Ok(())
     }
 }
+
+/// The `[mcp]` section: which `Host` and `Origin` headers the Streamable
+/// HTTP endpoint `/mcp` accepts (DNS-rebinding protection).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpSettings {
+    /// Host names (optionally `host:port`) clients may use to reach `/mcp`.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call `/mcp` (`scheme://host:port`, `:*` = any port).
+    /// Requests without an `Origin` header (non-browser clients) are not affected.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()],
+        }
+    }
+}
