@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use common::{Aimock, TestApp, silent_server, use_openai};
 use serde_json::{Value, json};
+use valor::agent::tools::notion_query::NotionConfig;
 use valor::agent::tools::read_link::{AddressPolicy, ReadLinkLimits, Resolver, SystemResolver};
 use valor::agent::tools::resilience::{CallPolicy, ExternalService};
 use valor::agent::tools::web_search::WebSearchConfig;
-use valor::agent::tools::{ReadLink, Tool, ToolContext, ToolError, WebSearch};
+use valor::agent::tools::{NotionQuery, ReadLink, Tool, ToolContext, ToolError, WebSearch};
 use valor::monitoring::breaker::{BreakerConfig, BreakerState, CircuitBreakers, ManualClock};
 
 struct Harness {
@@ -334,4 +335,81 @@ async fn the_agent_reads_a_link_and_answers_from_the_page() {
     assert_eq!(reply["reply"], "The lamp was relit at 21:40; 40 litres of fuel are left.");
     let output = reply["tool_calls"][0]["output"].as_str().unwrap();
     assert!(output.contains("Title: The Lighthouse Report") && output.contains("Fuel left: 40 litres."), "{output}");
+}
+
+fn notion(h: &Harness, base_url: String) -> NotionQuery {
+    let config = NotionConfig {
+        base_url,
+        api_key: "secret_notion".to_owned().into(),
+        default_database: Some("tasks-db".into()),
+    };
+    NotionQuery::new(
+        config,
+        reqwest::Client::new(),
+        ExternalService::new("notion", "Notion", h.breakers.clone(), fast_policy()),
+    )
+}
+
+#[tokio::test]
+async fn notion_query_returns_a_concise_table_of_the_default_database() {
+    let h = harness().await;
+    let fake = fakes::notion().await;
+    let tool = notion(&h, fake.url.clone());
+    let table = tool.call(&h.context, json!({})).await.unwrap();
+    assert_eq!(
+        table,
+        "| Task | Priority | Status |\n| --- | --- | --- |\n| Ship the harbour app | High | In progress |\n\
+         | Paint the lighthouse | Low | Not started |"
+    );
+    let (auth, seen) = fake.state.last_request.lock().unwrap().clone().unwrap();
+    assert_eq!(auth, "Bearer secret_notion");
+    assert_eq!(seen, json!({"notion_version": "2022-06-28", "database": "tasks-db"}));
+    let filtered = tool.call(&h.context, json!({"status": "in progress"})).await.unwrap();
+    assert!(filtered.contains("Ship the harbour app") && !filtered.contains("Paint"), "{filtered}");
+}
+
+#[tokio::test]
+async fn notion_query_failures_are_one_line_and_count_against_the_breaker() {
+    let h = harness().await;
+    let fake = fakes::notion().await;
+    let tool = notion(&h, fake.url.clone());
+    let error = tool.call(&h.context, json!({"database_id": "broken"})).await.unwrap_err();
+    assert_eq!(error.to_string(), "Notion is unavailable right now");
+    assert_eq!(fake.hits(), 2, "one retry");
+    let error = tool.call(&h.context, json!({"database_id": "garbled"})).await.unwrap_err();
+    assert!(error.to_string().contains("could not read"), "{error}");
+    assert_eq!(h.breakers.state("notion"), BreakerState::Open);
+    let error = tool.call(&h.context, json!({"database_id": "../../etc"})).await.unwrap_err();
+    assert!(error.to_string().contains("must be a Notion id"), "{error}");
+}
+
+#[tokio::test]
+async fn the_agent_lists_notion_tasks_and_answers_from_them() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "what is in progress", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "notion_query", "arguments": {"status": "In progress"}}]}},
+        {"match": {"userMessage": "what is in progress", "hasToolResult": true},
+         "response": {"content": "One task is in progress: Ship the harbour app."}}
+    ]))
+    .await;
+    let fake = fakes::notion().await;
+    let app = TestApp::spawn(|s| {
+        use_openai(s, &mock);
+        s.notion.api_key = Some("secret_notion".to_owned().into());
+        s.notion.base_url = fake.url.clone();
+        s.workspaces.push(valor::config::WorkspaceSettings {
+            name: "harbour".into(),
+            path: "/tmp/harbour".into(),
+            chats: vec![],
+            notion_database: Some("harbour-db".into()),
+            allowed_users: vec![],
+        });
+    })
+    .await;
+    let reply = app.send_ok("tasks", "what is in progress in Notion?").await;
+    assert_eq!(reply["reply"], "One task is in progress: Ship the harbour app.");
+    let output = reply["tool_calls"][0]["output"].as_str().unwrap();
+    assert!(output.contains("| Ship the harbour app | High | In progress |"), "{output}");
+    assert_eq!(fake.state.last_request.lock().unwrap().clone().unwrap().1["database"], "harbour-db");
 }

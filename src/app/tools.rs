@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::ModelSet;
+use crate::agent::tools::notion_query::NotionConfig;
 use crate::agent::tools::read_link::{ReadLinkLimits, Summarizer};
 use crate::agent::tools::resilience::{CallPolicy, ExternalService};
 use crate::agent::tools::web_search::WebSearchConfig;
-use crate::agent::tools::{ReadLink, ToolPolicy, ToolRegistry, WebSearch};
+use crate::agent::tools::{NotionQuery, ReadLink, ToolPolicy, ToolRegistry, WebSearch};
 use crate::config::Settings;
 use crate::monitoring::breaker::{BreakerConfig, CircuitBreakers, SystemClock};
 
@@ -47,6 +48,19 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
         };
         let service = ExternalService::new("web_search", "web search", breakers.clone(), call_policy);
         registry.register(Arc::new(WebSearch::new(config, client.clone(), service)));
+    }
+
+    if let Some(api_key) = &settings.notion.api_key {
+        let databases: Vec<&String> =
+            settings.workspaces.iter().filter_map(|workspace| workspace.notion_database.as_ref()).collect();
+        let config = NotionConfig {
+            base_url: settings.notion.base_url.clone(),
+            api_key: api_key.clone(),
+            // Until chats map to workspaces, a single configured database is the default.
+            default_database: if databases.len() == 1 { databases.first().map(|id| (*id).clone()) } else { None },
+        };
+        let service = ExternalService::new("notion", "Notion", breakers.clone(), call_policy);
+        registry.register(Arc::new(NotionQuery::new(config, client.clone(), service)));
     }
 
     let limits =

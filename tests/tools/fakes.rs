@@ -113,3 +113,38 @@ pub async fn pages(ip: &str, loopback_target: String) -> String {
         .route("/image", get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![0u8; 16]) }));
     serve(router, ip).await
 }
+
+fn notion_page(title: &str, status: &str, priority: &str) -> Value {
+    json!({"object": "page", "id": title, "properties": {
+        "Task": {"id": "title", "type": "title", "title": [{"type": "text", "plain_text": title}]},
+        "Status": {"id": "s", "type": "status", "status": {"name": status}},
+        "Priority": {"id": "p", "type": "select", "select": {"name": priority}}
+    }})
+}
+
+async fn notion_query(
+    State(state): State<FakeState>,
+    axum::extract::Path(database): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    let version = headers.get("notion-version").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    *state.last_request.lock().unwrap() = Some((auth, json!({"notion_version": version, "database": database})));
+    match database.as_str() {
+        "broken" => (StatusCode::INTERNAL_SERVER_ERROR, "{}").into_response(),
+        "garbled" => ([(header::CONTENT_TYPE, "application/json")], "{\"object\": \"list\"}").into_response(),
+        _ => axum::Json(json!({"object": "list", "has_more": false, "results": [
+            notion_page("Ship the harbour app", "In progress", "High"),
+            notion_page("Paint the lighthouse", "Not started", "Low")
+        ]}))
+        .into_response(),
+    }
+}
+
+/// Notion stand-in: `POST /v1/databases/{id}/query` (`broken` → 500, `garbled` → no results).
+pub async fn notion() -> Fake {
+    let state = FakeState::default();
+    let router = Router::new().route("/v1/databases/{id}/query", post(notion_query)).with_state(state.clone());
+    Fake { url: serve(router, "127.0.0.1").await, state }
+}

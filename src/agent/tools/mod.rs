@@ -7,11 +7,13 @@
 //! that found nothing usable, an unavailable service), while
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
+pub mod notion_query;
 pub mod read_link;
 pub mod resilience;
 mod search_history;
 pub mod web_search;
 
+pub use notion_query::NotionQuery;
 pub use read_link::ReadLink;
 pub use search_history::SearchHistory;
 pub use web_search::WebSearch;
