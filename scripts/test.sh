@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run valor's whole test suite on a fresh machine: installs the out-of-process
 # stand-ins the tests use (Node.js packages: the aimock LLM server and
-# playwright-core; Debian's Chromium for the browser test), then runs every
+# playwright-core; Debian's Chromium for the browser test; the MCP Python SDK), then runs every
 # Rust test. Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,14 @@ command -v chromium >/dev/null || apt_install chromium
 if [ ! -f node_modules/@copilotkit/aimock/dist/cli.js ] || [ ! -d node_modules/playwright-core ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# The official MCP Python SDK drives valor's MCP server in tests/mcp.rs (pinned).
+MCP_PY_VERSION=2.3.0
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_PY_VERSION')" 2>/dev/null; then
+  command -v pip3 >/dev/null || command -v pip >/dev/null || apt_install python3-pip
+  python3 -m pip install --quiet "mcp==$MCP_PY_VERSION" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "mcp==$MCP_PY_VERSION"
 fi
 
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"

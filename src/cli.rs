@@ -28,6 +28,8 @@ pub enum Command {
     Doctor,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Serve valor's tools over MCP on stdin/stdout (logs go to stderr).
+    Mcp,
     /// Write a consistent copy of the database to PATH while valor may be running.
     Backup { path: PathBuf },
 }

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod monitoring;
 pub mod storage;

@@ -62,6 +62,14 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
             app.store.close().await;
             Ok(())
         }
+        Command::Mcp => {
+            let app = App::build(settings).await?;
+            let timeout = std::time::Duration::from_secs(app.settings.agent.tool_timeout_secs);
+            let server = valor::mcp::McpServer::new(app.agent.tools().clone(), app.store.clone(), timeout);
+            server.serve_stdio().await?;
+            app.store.close().await;
+            Ok(())
+        }
         Command::Doctor => {
             let rows = valor::app::doctor(&settings).await;
             let width = rows.iter().map(|r| r.part.len()).max().unwrap_or(8);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Top-level module → the top-level modules it may use.
-/// Direction: config/monitoring ← storage, llm ← agent ← channels, http ← app ← cli.
+/// Direction: config/monitoring ← storage, llm ← agent ← channels, http, mcp ← app ← cli.
 fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([
         ("config", &[][..]),
@@ -17,7 +17,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("agent", &["config", "monitoring", "storage", "llm"][..]),
         ("channels", &["config", "monitoring", "storage", "llm", "agent"][..]),
         ("http", &["config", "monitoring", "storage", "llm", "agent"][..]),
-        ("app", &["config", "monitoring", "storage", "llm", "agent", "channels", "http"][..]),
+        ("mcp", &["config", "monitoring", "storage", "llm", "agent"][..]),
+        ("app", &["config", "monitoring", "storage", "llm", "agent", "channels", "http", "mcp"][..]),
         ("cli", &[][..]),
     ])
 }

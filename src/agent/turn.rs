@@ -243,7 +243,7 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         tracing::warn!(%error, "could not record the turn's context size");
     }
     let mut messages = prepared.messages;
-    let tools = parts.tools.specs();
+    let tools = parts.tools.specs_for(request.is_admin);
     let context = PromptContext {
         channel: &request.conversation.channel,
         conversation_title: &request.conversation.title,

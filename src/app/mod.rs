@@ -7,6 +7,7 @@
 
 mod doctor;
 mod providers;
+pub mod tools;
 
 pub use doctor::{DoctorRow, DoctorState, doctor};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
@@ -39,15 +40,25 @@ pub struct App {
 impl App {
     /// Open the database (creating and migrating it) and build the agent.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        Self::build_with_tools(settings, |_| {}).await
+    }
+
+    /// Like [`App::build`], letting the caller adjust the tool registry
+    /// before the agent gets it (tests swap in tools with test-only network
+    /// policies; production code calls [`App::build`]).
+    pub async fn build_with_tools(settings: Settings, adjust: impl FnOnce(&mut ToolRegistry)) -> anyhow::Result<App> {
         // Install the metrics recorder before anything records.
         let _ = crate::monitoring::metrics_handle();
         let database = settings.database_path();
         let store =
             Store::open(&database).await.with_context(|| format!("opening the database {}", database.display()))?;
+        let models = build_models(&settings).context("configuring the model provider")?;
+        let mut tools = tools::build_tools(&settings, models.as_ref()).context("configuring the tools")?;
+        adjust(&mut tools);
         let agent = Agent::new(AgentParts {
             store: store.clone(),
-            models: build_models(&settings).context("configuring the model provider")?,
-            tools: ToolRegistry::with_builtin_tools(),
+            models,
+            tools,
             classifier: build_classifier(&settings).context("configuring intent classification")?,
             persona: load_persona(settings.agent.persona_file.as_deref())?,
             settings: settings.agent.clone(),
@@ -84,7 +95,13 @@ impl App {
             tracing::info!("{}: {state} — {}", component.name, component.detail);
         }
         let grace = self.settings.server.shutdown_grace();
-        let router = crate::http::router(state);
+        let mcp = crate::mcp::McpServer::new(
+            self.agent.tools().clone(),
+            self.store.clone(),
+            std::time::Duration::from_secs(self.settings.agent.tool_timeout_secs),
+        );
+        let mcp = axum::Router::new().fallback_service(mcp.http_service(&self.settings.mcp, shutdown.child_token()));
+        let router = crate::http::router_with_mcp(state, Some(mcp));
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             let server = crate::http::serve(listener, router, http_shutdown.clone());

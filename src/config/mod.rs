@@ -8,9 +8,11 @@
 
 mod env;
 mod settings;
+mod tools_settings;
 
 pub use env::EnvSource;
 pub use settings::*;
+pub use tools_settings::{McpSettings, ToolsSettings};
 
 use std::path::{Path, PathBuf};
 

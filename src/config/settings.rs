@@ -28,6 +28,8 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub context: ContextSettings,
     pub intent: IntentSettings,
+    pub tools: super::ToolsSettings,
+    pub mcp: super::McpSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -52,6 +54,8 @@ impl Default for Settings {
             agent: AgentSettings::default(),
             context: ContextSettings::default(),
             intent: IntentSettings::default(),
+            tools: super::ToolsSettings::default(),
+            mcp: super::McpSettings::default(),
             workspaces: Vec::new(),
             source_file: None,
         }
@@ -92,6 +96,7 @@ impl Settings {
         if let Some(host) = &self.ollama.host {
             check_http_url("ollama.host", &self.ollama.normalized_host(host))?;
         }
+        self.tools.validate()?;
         let mut names = std::collections::BTreeSet::new();
         for (index, workspace) in self.workspaces.iter().enumerate() {
             if workspace.name.trim().is_empty() {

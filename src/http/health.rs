@@ -23,6 +23,7 @@ pub async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "uptime_secs": state.started.elapsed().as_secs(),
         "database": database,
         "components": *state.components,
+        "breakers": state.agent.tools().breakers().snapshot(),
     }))
 }
 

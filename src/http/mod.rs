@@ -42,6 +42,12 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState) -> Router {
+    router_with_mcp(state, None)
+}
+
+/// The router, with the MCP Streamable HTTP service (built by the app) at
+/// `/mcp` behind the same bearer-token auth as `/api`.
+pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
     let api = Router::new()
         .route("/messages", post(api::post_message))
         .route("/conversations", get(api::list_conversations))
@@ -49,7 +55,12 @@ pub fn router(state: HttpState) -> Router {
         .route("/conversations/{id}/turns", get(api::list_turns))
         .fallback(api::not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
-    Router::new()
+    let mut router = Router::new();
+    if let Some(mcp) = mcp {
+        router =
+            router.nest_service("/mcp", mcp.layer(middleware::from_fn_with_state(state.clone(), auth::require_token)));
+    }
+    router
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

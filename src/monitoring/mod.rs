@@ -4,6 +4,8 @@
 //! Invariant: logs go to stderr only (stdout belongs to `valor chat` and
 //! `valor mcp`); secrets are never logged (settings hold them as `SecretString`).
 
+pub mod breaker;
+
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 

@@ -150,10 +150,19 @@ impl TestApp {
 
     /// Start on an existing data directory (for restart tests).
     pub async fn spawn_in(data_dir: TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_with_tools(data_dir, configure, |_| {}).await
+    }
+
+    /// Start with an adjusted tool registry (e.g. a `read_link` allowed to reach a local page server).
+    pub async fn spawn_with_tools(
+        data_dir: TempDir,
+        configure: impl FnOnce(&mut Settings),
+        adjust: impl FnOnce(&mut valor::agent::ToolRegistry),
+    ) -> TestApp {
         let mut settings = test_settings(data_dir.path());
         configure(&mut settings);
         let shutdown = CancellationToken::new();
-        let app = App::build(settings).await.expect("building the app");
+        let app = App::build_with_tools(settings, adjust).await.expect("building the app");
         let running = app.start(shutdown.clone()).await.expect("starting the app");
         let base = format!("http://{}", running.local_addr);
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();

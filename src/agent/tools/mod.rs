@@ -7,9 +7,16 @@
 //! that found nothing usable, an unavailable service), while
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
+pub mod notion_query;
+pub mod read_link;
+pub mod resilience;
 mod search_history;
+pub mod web_search;
 
+pub use notion_query::NotionQuery;
+pub use read_link::ReadLink;
 pub use search_history::SearchHistory;
+pub use web_search::WebSearch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +26,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::llm::ToolSpec;
+use crate::monitoring::breaker::{BreakerConfig, CircuitBreakers, SystemClock};
 use crate::storage::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +60,10 @@ pub trait Tool: Send + Sync {
     fn has_side_effects(&self) -> bool {
         false
     }
+    /// True for tools whose calls cost money beyond the chat model (e.g. image generation).
+    fn spends_money(&self) -> bool {
+        false
+    }
     async fn call(&self, context: &ToolContext, input: serde_json::Value) -> Result<String, ToolError>;
 }
 
@@ -63,6 +75,7 @@ pub trait TypedTool: Send + Sync {
     const NAME: &'static str;
     const DESCRIPTION: &'static str;
     const SIDE_EFFECTS: bool = false;
+    const SPENDS_MONEY: bool = false;
     async fn run(&self, context: &ToolContext, input: Self::Input) -> Result<String, ToolError>;
 }
 
@@ -89,6 +102,10 @@ impl<T: TypedTool> Tool for T {
         T::SIDE_EFFECTS
     }
 
+    fn spends_money(&self) -> bool {
+        T::SPENDS_MONEY
+    }
+
     async fn call(&self, context: &ToolContext, input: serde_json::Value) -> Result<String, ToolError> {
         let input = serde_json::from_value::<T::Input>(input)
             .map_err(|error| ToolError::RespondToModel(format!("invalid arguments for {}: {error}", T::NAME)))?;
@@ -96,10 +113,40 @@ impl<T: TypedTool> Tool for T {
     }
 }
 
-/// All tools, by name.
-#[derive(Clone, Default)]
+/// Who may use which tool. Admins may use every tool; non-admins the tools
+/// named in `non_admin_tools`, or — when that is unset — every tool that
+/// neither has side effects nor spends money.
+#[derive(Debug, Clone, Default)]
+pub struct ToolPolicy {
+    pub non_admin_tools: Option<Vec<String>>,
+}
+
+impl ToolPolicy {
+    pub fn allows(&self, tool: &dyn Tool, is_admin: bool) -> bool {
+        if is_admin {
+            return true;
+        }
+        match &self.non_admin_tools {
+            Some(names) => names.iter().any(|name| name == tool.name()),
+            None => !tool.has_side_effects() && !tool.spends_money(),
+        }
+    }
+}
+
+/// All tools, by name, with the permission policy and the circuit breakers
+/// of the services they call (shown in `/health`).
+#[derive(Clone)]
 pub struct ToolRegistry {
     tools: BTreeMap<&'static str, Arc<dyn Tool>>,
+    policy: ToolPolicy,
+    breakers: CircuitBreakers,
+}
+
+impl Default for ToolRegistry {
+    fn default() -> Self {
+        let config = BreakerConfig { failure_threshold: 3, cool_down: Duration::from_secs(30) };
+        Self::new(ToolPolicy::default(), CircuitBreakers::new(config, Arc::new(SystemClock)))
+    }
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -109,13 +156,22 @@ impl std::fmt::Debug for ToolRegistry {
 }
 
 impl ToolRegistry {
+    pub fn new(policy: ToolPolicy, breakers: CircuitBreakers) -> Self {
+        Self { tools: BTreeMap::new(), policy, breakers }
+    }
+
     /// The built-in tools that need nothing but the database.
     pub fn with_builtin_tools() -> Self {
         let mut registry = Self::default();
-        registry.register(Arc::new(SearchHistory));
+        registry.register_builtin_tools();
         registry
     }
 
+    pub fn register_builtin_tools(&mut self) {
+        self.register(Arc::new(SearchHistory));
+    }
+
+    /// Adds a tool; a tool with the same name is replaced.
     pub fn register(&mut self, tool: Arc<dyn Tool>) {
         self.tools.insert(tool.name(), tool);
     }
@@ -124,19 +180,32 @@ impl ToolRegistry {
         self.tools.keys().copied().collect()
     }
 
-    /// The specs offered to the model (sorted by name, so prompts are stable and cacheable).
+    /// The breakers of the services the tools call.
+    pub fn breakers(&self) -> &CircuitBreakers {
+        &self.breakers
+    }
+
+    /// Every tool (sorted by name), whoever may use it.
+    pub fn tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values()
+    }
+
+    /// The specs of every tool (sorted by name, so prompts are stable and cacheable).
     pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools.values().map(|tool| spec_of(tool.as_ref())).collect()
+    }
+
+    /// The specs offered to a caller: only the tools its permissions allow.
+    pub fn specs_for(&self, is_admin: bool) -> Vec<ToolSpec> {
         self.tools
             .values()
-            .map(|tool| ToolSpec {
-                name: tool.name().to_owned(),
-                description: tool.description().to_owned(),
-                input_schema: tool.input_schema(),
-            })
+            .filter(|tool| self.policy.allows(tool.as_ref(), is_admin))
+            .map(|tool| spec_of(tool.as_ref()))
             .collect()
     }
 
-    /// Run one call with a time limit. Unknown tools and time-outs go back to the model.
+    /// Run one call with a time limit. Unknown tools, refused permissions and
+    /// time-outs go back to the model.
     pub async fn call(
         &self,
         context: &ToolContext,
@@ -147,9 +216,78 @@ impl ToolRegistry {
         let Some(tool) = self.tools.get(name) else {
             return Err(ToolError::RespondToModel(format!("there is no tool named {name:?}")));
         };
+        if !self.policy.allows(tool.as_ref(), context.is_admin) {
+            return Err(ToolError::RespondToModel(format!("{name} is available to admins only")));
+        }
         match tokio::time::timeout(limit, tool.call(context, input)).await {
             Ok(result) => result,
             Err(_) => Err(ToolError::RespondToModel(format!("{name} did not finish within {} s", limit.as_secs()))),
         }
+    }
+}
+
+fn spec_of(tool: &dyn Tool) -> ToolSpec {
+    ToolSpec {
+        name: tool.name().to_owned(),
+        description: tool.description().to_owned(),
+        input_schema: tool.input_schema(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    struct Paint;
+
+    #[async_trait::async_trait]
+    impl TypedTool for Paint {
+        type Input = serde_json::Value;
+        const NAME: &'static str = "paint";
+        const DESCRIPTION: &'static str = "paints";
+        const SPENDS_MONEY: bool = true;
+        async fn run(&self, _context: &ToolContext, _input: serde_json::Value) -> Result<String, ToolError> {
+            Ok("painted".into())
+        }
+    }
+
+    fn registry(policy: ToolPolicy) -> ToolRegistry {
+        let mut registry = ToolRegistry::new(policy, ToolRegistry::default().breakers().clone());
+        registry.register_builtin_tools();
+        registry.register(Arc::new(Paint));
+        registry
+    }
+
+    fn names(specs: Vec<ToolSpec>) -> Vec<String> {
+        specs.into_iter().map(|spec| spec.name).collect()
+    }
+
+    #[test]
+    fn by_default_non_admins_get_only_tools_without_side_effects_or_cost() {
+        let registry = registry(ToolPolicy::default());
+        assert_eq!(names(registry.specs_for(true)), ["paint", "search_history"]);
+        assert_eq!(names(registry.specs_for(false)), ["search_history"]);
+    }
+
+    #[test]
+    fn the_configured_list_decides_what_non_admins_may_use() {
+        let registry = registry(ToolPolicy { non_admin_tools: Some(vec!["paint".into()]) });
+        assert_eq!(names(registry.specs_for(false)), ["paint"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_goes_back_to_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("v.db")).await.unwrap();
+        let context = ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: false };
+        let registry = registry(ToolPolicy::default());
+        let refused = registry.call(&context, "paint", serde_json::json!({}), Duration::from_secs(5)).await;
+        assert_eq!(refused, Err(ToolError::RespondToModel("paint is available to admins only".into())));
+        let admin = ToolContext { is_admin: true, ..context };
+        assert_eq!(
+            registry.call(&admin, "paint", serde_json::json!({}), Duration::from_secs(5)).await.unwrap(),
+            "painted"
+        );
     }
 }

@@ -1,0 +1,73 @@
+//! Builds the tool registry from settings: the built-in tools, plus each
+//! external tool only when what it needs is configured (no tool that cannot
+//! work is offered), all sharing one set of circuit breakers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::ModelSet;
+use crate::agent::tools::notion_query::NotionConfig;
+use crate::agent::tools::read_link::{ReadLinkLimits, Summarizer};
+use crate::agent::tools::resilience::{CallPolicy, ExternalService};
+use crate::agent::tools::web_search::WebSearchConfig;
+use crate::agent::tools::{NotionQuery, ReadLink, ToolPolicy, ToolRegistry, WebSearch};
+use crate::config::Settings;
+use crate::monitoring::breaker::{BreakerConfig, CircuitBreakers, SystemClock};
+
+/// The call policy every external tool call uses.
+pub fn call_policy(settings: &Settings) -> CallPolicy {
+    let tools = &settings.tools;
+    CallPolicy {
+        attempt_timeout: Duration::from_secs(tools.request_timeout_secs),
+        max_retries: tools.max_retries,
+        retry_base: Duration::from_millis(tools.retry_base_ms),
+        retry_max: Duration::from_millis(tools.retry_max_ms),
+    }
+}
+
+pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Result<ToolRegistry> {
+    let breakers = CircuitBreakers::new(
+        BreakerConfig {
+            failure_threshold: settings.tools.breaker_failure_threshold,
+            cool_down: Duration::from_secs(settings.tools.breaker_cooldown_secs),
+        },
+        Arc::new(SystemClock),
+    );
+    let policy = ToolPolicy { non_admin_tools: settings.tools.non_admin_tools.clone() };
+    let mut registry = ToolRegistry::new(policy, breakers.clone());
+    registry.register_builtin_tools();
+    let call_policy = call_policy(settings);
+    let client =
+        reqwest::Client::builder().connect_timeout(Duration::from_secs(settings.llm.connect_timeout_secs)).build()?;
+
+    if let Some(api_key) = &settings.perplexity.api_key {
+        let config = WebSearchConfig {
+            base_url: settings.perplexity.base_url.clone(),
+            api_key: api_key.clone(),
+            model: settings.perplexity.model.clone(),
+        };
+        let service = ExternalService::new("web_search", "web search", breakers.clone(), call_policy);
+        registry.register(Arc::new(WebSearch::new(config, client.clone(), service)));
+    }
+
+    if let Some(api_key) = &settings.notion.api_key {
+        let databases: Vec<&String> =
+            settings.workspaces.iter().filter_map(|workspace| workspace.notion_database.as_ref()).collect();
+        let config = NotionConfig {
+            base_url: settings.notion.base_url.clone(),
+            api_key: api_key.clone(),
+            // Until chats map to workspaces, a single configured database is the default.
+            default_database: if databases.len() == 1 { databases.first().map(|id| (*id).clone()) } else { None },
+        };
+        let service = ExternalService::new("notion", "Notion", breakers.clone(), call_policy);
+        registry.register(Arc::new(NotionQuery::new(config, client.clone(), service)));
+    }
+
+    let limits =
+        ReadLinkLimits { max_bytes: settings.tools.read_link_max_bytes, max_chars: settings.tools.read_link_max_chars };
+    let summarizer =
+        models.map(|models| Summarizer { model: models.client.clone(), model_name: models.tiers.small.clone() });
+    let service = ExternalService::new("read_link", "reading links", breakers, call_policy);
+    registry.register(Arc::new(ReadLink::new(limits, service, summarizer)));
+    Ok(registry)
+}
