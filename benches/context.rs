@@ -1,0 +1,63 @@
+//! Context selection cost: choosing the history for a turn from 1,000 and
+//! 10,000 stored messages (selection alone, and selection plus the extractive
+//! summary of what was dropped). Run: `cargo bench --bench context`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use valor::agent::context::{ContextPolicy, select, summary};
+use valor::storage::{MessageRole, StoredMessage};
+
+const LINES: &[&str] = &[
+    "can you rephrase that last paragraph a bit more casually",
+    "We decided to launch the mobile app on 14 March.",
+    "Sure, here is a shorter version of that.",
+    "The config lives in src/config/settings.rs now.",
+    "what do you think about tabs versus spaces?",
+    "ok",
+    "Our designer on this project is called Mirela Petrova.",
+    "Happy to help with that.",
+];
+
+fn conversation(count: usize) -> Vec<StoredMessage> {
+    (0..count)
+        .map(|i| {
+            let role = match i % 10 {
+                0 if i % 500 == 0 => MessageRole::System,
+                n if n % 2 == 0 => MessageRole::User,
+                _ => MessageRole::Assistant,
+            };
+            let text = LINES[i % LINES.len()];
+            StoredMessage {
+                id: i as i64 + 1,
+                conversation_id: "bench".into(),
+                role,
+                content: json!([{"type": "text", "text": text}]),
+                text: text.into(),
+                turn_id: None,
+                created_at_ms: i as i64,
+            }
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = ContextPolicy { budget_tokens: 4_000, ..ContextPolicy::default() };
+    for count in [1_000, 10_000] {
+        let messages = conversation(count);
+        let kept = select(&messages, &policy).kept.len();
+        eprintln!("{count} messages → {kept} kept");
+        c.bench_function(&format!("select {count} messages"), |b| b.iter(|| select(black_box(&messages), &policy)));
+        c.bench_function(&format!("select + extractive summary, {count} messages"), |b| {
+            b.iter(|| {
+                let selection = select(black_box(&messages), &policy);
+                summary::extractive(&selection.dropped_messages(&messages), 2_100)
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
