@@ -17,7 +17,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("agent", &["config", "monitoring", "storage", "llm"][..]),
         ("channels", &["config", "monitoring", "storage", "llm", "agent"][..]),
         ("http", &["config", "monitoring", "storage", "llm", "agent"][..]),
-        ("app", &["config", "monitoring", "storage", "llm", "agent", "channels", "http"][..]),
+        ("jobs", &["config", "monitoring", "storage", "llm", "agent"][..]),
+        ("app", &["config", "monitoring", "storage", "llm", "agent", "channels", "http", "jobs"][..]),
         ("cli", &[][..]),
     ])
 }

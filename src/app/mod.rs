@@ -20,10 +20,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::outbox::TranscriptOutbox;
 use crate::agent::prompt::load_persona;
 use crate::agent::{Agent, AgentParts, ToolRegistry};
 use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
+use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, SystemClock, WorkerConfig};
 use crate::monitoring::ComponentStatus;
 use crate::storage::Store;
 
@@ -33,6 +35,7 @@ pub struct App {
     pub settings: Settings,
     pub store: Store,
     pub agent: Agent,
+    pub jobs: JobSystem,
     pub components: Vec<ComponentStatus>,
 }
 
@@ -54,8 +57,9 @@ impl App {
             routes: settings.intent.routes.clone(),
             max_tokens: settings.llm.max_tokens,
         });
+        let jobs = build_job_system(&settings, &store, &agent);
         let components = component_statuses(&settings, &agent);
-        Ok(App { settings, store, agent, components })
+        Ok(App { settings, store, agent, jobs, components })
     }
 
     /// Bind the HTTP listener (refusing a non-loopback address without tokens)
@@ -96,7 +100,13 @@ impl App {
                 }
             }
         });
-        Ok(RunningApp { local_addr, shutdown, http, store: self.store })
+        let workers = (0..self.settings.jobs.workers)
+            .map(|index| {
+                let worker = self.jobs.worker(&format!("{}-w{index}", std::process::id()), shutdown.clone());
+                tokio::spawn(worker.run(index == 0))
+            })
+            .collect();
+        Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, store: self.store })
     }
 }
 
@@ -106,6 +116,11 @@ pub struct RunningApp {
     pub local_addr: SocketAddr,
     pub shutdown: CancellationToken,
     http: JoinHandle<anyhow::Result<()>>,
+    /// Job workers; on shutdown they hand their running jobs back.
+    workers: Vec<JoinHandle<()>>,
+    grace: std::time::Duration,
+    /// For building extra workers (tests drain the queue with `try_execute_next`).
+    pub jobs: JobSystem,
     store: Store,
 }
 
@@ -120,9 +135,29 @@ impl RunningApp {
             tracing::error!("{error:#}");
         }
         self.shutdown.cancel();
+        for worker in self.workers {
+            match tokio::time::timeout(self.grace, worker).await {
+                Ok(Ok(())) => {}
+                Ok(Err(join_error)) => tracing::error!("a job worker panicked: {join_error}"),
+                Err(_) => tracing::warn!("a job worker did not stop within {} s", self.grace.as_secs()),
+            }
+        }
         self.store.close().await;
         tracing::info!("valor stopped");
         outcome
+    }
+}
+
+/// The queue's workers share these: the agent-task handler and the transcript outbox.
+fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSystem {
+    let mut handlers = HandlerRegistry::default();
+    handlers.register(Arc::new(AgentTaskHandler::new(agent.clone())));
+    JobSystem {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        handlers: Arc::new(handlers),
+        outbox: Arc::new(TranscriptOutbox::new(store.clone())),
+        config: WorkerConfig::from_settings(&settings.jobs),
     }
 }
 

@@ -11,9 +11,11 @@
 mod rows;
 mod conversations;
 mod fts;
+mod jobs;
 mod records;
 mod types;
 
+pub use jobs::*;
 pub use types::*;
 
 use std::collections::BTreeSet;

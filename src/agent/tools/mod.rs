@@ -7,8 +7,12 @@
 //! that found nothing usable, an unavailable service), while
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
+mod job_status;
+mod queue_task;
 mod search_history;
 
+pub use job_status::JobStatus;
+pub use queue_task::{AGENT_TASK_KIND, QueueTask};
 pub use search_history::SearchHistory;
 
 use std::collections::BTreeMap;
@@ -113,6 +117,8 @@ impl ToolRegistry {
     pub fn with_builtin_tools() -> Self {
         let mut registry = Self::default();
         registry.register(Arc::new(SearchHistory));
+        registry.register(Arc::new(QueueTask));
+        registry.register(Arc::new(JobStatus));
         registry
     }
 
