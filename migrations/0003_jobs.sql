@@ -34,12 +34,17 @@ CREATE INDEX jobs_status_run_at ON jobs (status, run_at_ms);
 CREATE INDEX jobs_conversation_id ON jobs (conversation_id, id);
 CREATE INDEX jobs_finished_at_ms ON jobs (finished_at_ms);
 
--- One row per notice delivered for a job (key e.g. "final:0", "progress:3").
--- Written after the outbox accepted the notice; the outbox dedupes by key, so
--- a crash between the two writes repeats nothing and loses nothing.
+-- One row per notice of a job (key e.g. "final:0", "progress:0:3"). A
+-- deliverer first claims the row (claimed_by + claimed_until_ms, so two
+-- workers or processes never post the same notice at once; a crashed
+-- deliverer's claim expires), posts to the outbox, then sets delivered_at_ms.
+-- The outbox dedupes by key, so a crash between posting and marking repeats
+-- nothing and loses nothing.
 CREATE TABLE job_notices (
-    job_id          BIGINT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    notice_key      TEXT NOT NULL,
-    delivered_at_ms BIGINT NOT NULL,
+    job_id           BIGINT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    notice_key       TEXT NOT NULL,
+    delivered_at_ms  BIGINT NULL,
+    claimed_by       TEXT NULL,
+    claimed_until_ms BIGINT NULL,
     PRIMARY KEY (job_id, notice_key)
 );

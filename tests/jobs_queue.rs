@@ -374,3 +374,36 @@ async fn concurrent_claimers_never_hold_the_same_job() {
     let jobs = h.store.list_jobs(&JobFilter { limit: 500, ..JobFilter::default() }).await.unwrap();
     assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_notice_deliverers_post_each_final_notice_once() {
+    let h = harness(BTreeMap::new()).await;
+    for n in 0..20 {
+        let id = h.enqueue(NewJob { conversation_id: Some(h.conversation.clone()), ..job("echo", json!(n)) }).await;
+        h.store.claim_job("w", START_MS, 30_000, &BTreeMap::new()).await.unwrap().unwrap();
+        h.store.complete_job(id, "w", &json!(n), START_MS).await.unwrap().unwrap();
+    }
+    let mut tasks = Vec::new();
+    for deliverer in 0..4 {
+        let system = h.system.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("deliverer-{deliverer}");
+            valor::jobs::deliver_final_notices(
+                &system.store,
+                system.outbox.as_ref(),
+                system.clock.as_ref(),
+                &owner,
+                30_000,
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut delivered = 0;
+    for task in tasks {
+        delivered += task.await.unwrap();
+    }
+    assert_eq!(delivered, 20);
+    let texts = h.system_texts().await;
+    assert_eq!(texts.len(), 20, "a notice was posted twice or lost");
+}

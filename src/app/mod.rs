@@ -6,9 +6,11 @@
 //! ended first and why.
 
 mod doctor;
+mod jobs_cli;
 mod providers;
 
 pub use doctor::{DoctorRow, DoctorState, doctor};
+pub use jobs_cli::{JobsAction, jobs_command};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
 
 use std::net::SocketAddr;

@@ -88,6 +88,10 @@ impl JobContext {
         let held = self.report_progress(text, percent).await?;
         let Some(conversation_id) = self.job.conversation_id.clone() else { return Ok(held) };
         let key = format!("progress:{}:{step}", self.job.retries);
+        let claim_ms = self.job.lease_until_ms.map_or(60_000, |until| until - self.clock.now_ms()).max(1_000);
+        if !self.store.claim_job_notice(self.job.id, &key, &self.worker_id, self.clock.now_ms(), claim_ms).await? {
+            return Ok(held);
+        }
         let notice = Notice {
             conversation_id,
             kind: NoticeKind::Progress,

@@ -42,12 +42,23 @@ fn notice_kind(status: JobStatus) -> NoticeKind {
     }
 }
 
-/// Post the final notice of every finished job still awaiting one; returns how many were delivered.
-pub async fn deliver_final_notices(store: &Store, outbox: &dyn Outbox, clock: &dyn Clock) -> StorageResult<usize> {
+/// Post the final notice of every finished job still awaiting one; returns
+/// how many were delivered. `owner` claims each notice for `claim_ms` first, so
+/// concurrent deliverers (workers, processes) never post one notice twice.
+pub async fn deliver_final_notices(
+    store: &Store,
+    outbox: &dyn Outbox,
+    clock: &dyn Clock,
+    owner: &str,
+    claim_ms: i64,
+) -> StorageResult<usize> {
     let mut delivered = 0;
     for job in store.jobs_awaiting_final_notice(50).await? {
         let Some(conversation_id) = job.conversation_id.clone() else { continue };
         let key = final_notice_key(&job);
+        if !store.claim_job_notice(job.id, &key, owner, clock.now_ms(), claim_ms).await? {
+            continue;
+        }
         let notice = Notice {
             conversation_id,
             kind: notice_kind(job.status),

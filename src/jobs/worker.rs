@@ -115,7 +115,7 @@ impl Worker {
             Some(job) => Some(self.execute(job).await?),
             None => None,
         };
-        deliver_final_notices(&system.store, system.outbox.as_ref(), system.clock.as_ref()).await?;
+        deliver_final_notices(&system.store, system.outbox.as_ref(), system.clock.as_ref(), &self.id, lease_ms).await?;
         Ok(outcome)
     }
 

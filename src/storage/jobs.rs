@@ -548,7 +548,8 @@ impl Store {
         let deleted = sqlx::query(
             "DELETE FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at_ms < $1 \
                AND (conversation_id IS NULL OR EXISTS (SELECT 1 FROM job_notices n \
-                    WHERE n.job_id = jobs.id AND n.notice_key = 'final:' || jobs.retries))",
+                    WHERE n.job_id = jobs.id AND n.notice_key = 'final:' || jobs.retries \
+                      AND n.delivered_at_ms IS NOT NULL))",
         )
         .bind(cutoff_ms)
         .execute(&self.pool)
@@ -564,7 +565,8 @@ impl Store {
             job_columns!(),
             " FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') AND conversation_id IS NOT NULL \
                 AND NOT EXISTS (SELECT 1 FROM job_notices n \
-                                WHERE n.job_id = jobs.id AND n.notice_key = 'final:' || jobs.retries) \
+                                WHERE n.job_id = jobs.id AND n.notice_key = 'final:' || jobs.retries \
+                                  AND n.delivered_at_ms IS NOT NULL) \
               ORDER BY finished_at_ms ASC, id ASC LIMIT $1"
         ))
         .bind(i64::from(limit.max(1)))
@@ -574,11 +576,40 @@ impl Store {
         found.iter().map(job_row).collect()
     }
 
+    /// Take the right to deliver a notice for `claim_ms`: false if it was
+    /// delivered already or another deliverer holds a live claim.
+    pub async fn claim_job_notice(
+        &self,
+        job_id: i64,
+        notice_key: &str,
+        owner: &str,
+        now_ms: i64,
+        claim_ms: i64,
+    ) -> StorageResult<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO job_notices (job_id, notice_key, delivered_at_ms, claimed_by, claimed_until_ms) \
+             VALUES ($1, $2, NULL, $3, $4 + $5) \
+             ON CONFLICT (job_id, notice_key) DO UPDATE SET \
+                 claimed_by = excluded.claimed_by, claimed_until_ms = excluded.claimed_until_ms \
+             WHERE job_notices.delivered_at_ms IS NULL AND job_notices.claimed_until_ms < $4",
+        )
+        .bind(job_id)
+        .bind(notice_key)
+        .bind(owner)
+        .bind(now_ms)
+        .bind(claim_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| sql_error("claim job notice", error))?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     /// Record that a notice for the job was delivered. False if it already was.
     pub async fn record_job_notice(&self, job_id: i64, notice_key: &str, now_ms: i64) -> StorageResult<bool> {
         let inserted = sqlx::query(
             "INSERT INTO job_notices (job_id, notice_key, delivered_at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (job_id, notice_key) DO NOTHING",
+             ON CONFLICT (job_id, notice_key) DO UPDATE SET delivered_at_ms = excluded.delivered_at_ms \
+             WHERE job_notices.delivered_at_ms IS NULL",
         )
         .bind(job_id)
         .bind(notice_key)
@@ -592,7 +623,8 @@ impl Store {
     /// Notice keys delivered for a job, with their times, oldest first.
     pub async fn job_notices(&self, job_id: i64) -> StorageResult<Vec<(String, i64)>> {
         let rows = sqlx::query(
-            "SELECT notice_key, delivered_at_ms FROM job_notices WHERE job_id = $1 ORDER BY delivered_at_ms, notice_key",
+            "SELECT notice_key, delivered_at_ms FROM job_notices \
+             WHERE job_id = $1 AND delivered_at_ms IS NOT NULL ORDER BY delivered_at_ms, notice_key",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
