@@ -30,7 +30,9 @@ CREATE TABLE jobs (
     finished_at_ms   BIGINT NULL,
     updated_at_ms    BIGINT NOT NULL
 );
-CREATE INDEX jobs_status_run_at ON jobs (status, run_at_ms);
+-- The claim walks this index in claim order and stops at the first due job.
+CREATE INDEX jobs_claim_order ON jobs (status, priority DESC, run_at_ms, id);
+CREATE INDEX jobs_running_lease ON jobs (status, lease_until_ms);
 CREATE INDEX jobs_conversation_id ON jobs (conversation_id, id);
 CREATE INDEX jobs_finished_at_ms ON jobs (finished_at_ms);
 

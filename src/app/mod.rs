@@ -170,6 +170,10 @@ fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus
         ComponentStatus::on("intent", format!("classifier: {}", agent.classifier_name())),
         ComponentStatus::on("tools", agent.tools().names().join(", ")),
     ];
+    list.push(match settings.jobs.workers {
+        0 => ComponentStatus::off("jobs", "jobs.workers = 0: jobs are queued but nothing runs them"),
+        workers => ComponentStatus::on("jobs", format!("{workers} worker(s), lease {} s", settings.jobs.lease_secs)),
+    });
     list.push(if settings.server.auth_required() {
         ComponentStatus::on("api auth", format!("{} bearer token(s)", settings.server.api_tokens.len()))
     } else {

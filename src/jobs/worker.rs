@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
@@ -87,6 +87,8 @@ pub struct Worker {
     id: String,
     system: JobSystem,
     shutdown: CancellationToken,
+    /// Queue time of the last expired-lease sweep (`i64::MIN`: never).
+    last_requeue_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Worker {
@@ -97,7 +99,7 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     pub(super) fn new(worker_id: &str, system: JobSystem, shutdown: CancellationToken) -> Self {
-        Self { id: worker_id.to_owned(), system, shutdown }
+        Self { id: worker_id.to_owned(), system, shutdown, last_requeue_ms: AtomicI64::new(i64::MIN) }
     }
 
     pub fn id(&self) -> &str {
@@ -109,6 +111,7 @@ impl Worker {
     pub async fn try_execute_next(&self) -> StorageResult<Option<ExecutionOutcome>> {
         let system = &self.system;
         let lease_ms = millis(system.config.lease);
+        self.requeue_expired_jobs().await?;
         let claimed =
             system.store.claim_job(&self.id, system.clock.now_ms(), lease_ms, &system.config.kind_limits).await?;
         let outcome = match claimed {
@@ -117,6 +120,18 @@ impl Worker {
         };
         deliver_final_notices(&system.store, system.outbox.as_ref(), system.clock.as_ref(), &self.id, lease_ms).await?;
         Ok(outcome)
+    }
+
+    /// At most once per `renew_every` of queue time (a lease can not expire faster than that matters).
+    async fn requeue_expired_jobs(&self) -> StorageResult<()> {
+        let now = self.system.clock.now_ms();
+        let last = self.last_requeue_ms.load(Ordering::SeqCst);
+        if last != i64::MIN && now.saturating_sub(last) < millis(self.system.config.renew_every) {
+            return Ok(());
+        }
+        self.system.store.requeue_expired_jobs(now).await?;
+        self.last_requeue_ms.store(now, Ordering::SeqCst);
+        Ok(())
     }
 
     async fn execute(&self, job: Job) -> StorageResult<ExecutionOutcome> {

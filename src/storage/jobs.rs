@@ -237,11 +237,11 @@ impl Store {
         Ok(Enqueued { job: job_row(&row)?, created: false })
     }
 
-    /// Atomically take the next runnable job for `worker_id`: queued and due,
-    /// or running with an expired lease; highest priority first, then oldest
-    /// run-at, then id. A kind at its limit in `kind_limits` (running jobs
-    /// with a live lease) is skipped. Jobs whose lease expired on their last
-    /// attempt (or with a cancel request) are finished first instead.
+    /// Atomically take the next due queued job for `worker_id`: highest
+    /// priority first, then oldest run-at, then id. A kind at its limit in
+    /// `kind_limits` (running jobs with a live lease) is skipped. A dead
+    /// worker's job becomes claimable once [`Store::requeue_expired_jobs`]
+    /// ran after its lease expired (workers call it before claiming).
     pub async fn claim_job(
         &self,
         worker_id: &str,
@@ -249,7 +249,6 @@ impl Store {
         lease_ms: i64,
         kind_limits: &BTreeMap<String, u32>,
     ) -> StorageResult<Option<Job>> {
-        self.finish_abandoned_jobs(now_ms).await?;
         let limits = serde_json::to_string(kind_limits)
             .map_err(|error| StorageError::Invalid(format!("kind limits: {error}")))?;
         // SQLite-only: json_extract reads the per-kind limit from a JSON object
@@ -260,8 +259,7 @@ impl Store {
                              updated_at_ms = $2 \
              WHERE id = ( \
                  SELECT j.id FROM jobs j \
-                 WHERE ((j.status = 'queued' AND j.run_at_ms <= $2) \
-                        OR (j.status = 'running' AND j.lease_until_ms < $2)) \
+                 WHERE j.status = 'queued' AND j.run_at_ms <= $2 \
                    AND (SELECT COUNT(*) FROM jobs r \
                         WHERE r.kind = j.kind AND r.status = 'running' AND r.lease_until_ms >= $2) \
                        < COALESCE(json_extract($4, '$.\"' || j.kind || '\"'), 9223372036854775807) \
@@ -281,8 +279,17 @@ impl Store {
 
     /// Running jobs whose lease expired: cancelled if a cancel was requested,
     /// failed if that was their last attempt (so a job that kills its worker
-    /// every time does not loop forever).
-    async fn finish_abandoned_jobs(&self, now_ms: i64) -> StorageResult<()> {
+    /// every time does not loop forever), queued again (due at once) otherwise.
+    pub async fn requeue_expired_jobs(&self, now_ms: i64) -> StorageResult<()> {
+        // A read first: the common case (no expired lease) then takes no write lock.
+        let expired = sqlx::query("SELECT 1 FROM jobs WHERE status = 'running' AND lease_until_ms < $1 LIMIT 1")
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| sql_error("find abandoned jobs", error))?;
+        if expired.is_none() {
+            return Ok(());
+        }
         sqlx::query(
             "UPDATE jobs SET \
                  status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' END, \
@@ -296,6 +303,14 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|error| sql_error("finish abandoned jobs", error))?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', worker_id = NULL, lease_until_ms = NULL, updated_at_ms = $1 \
+             WHERE status = 'running' AND lease_until_ms < $1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| sql_error("requeue abandoned jobs", error))?;
         Ok(())
     }
 
