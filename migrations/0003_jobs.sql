@@ -50,3 +50,17 @@ CREATE TABLE job_notices (
     claimed_until_ms BIGINT NULL,
     PRIMARY KEY (job_id, notice_key)
 );
+
+-- Cron schedules from `[[schedule]]` in valor.toml: the persisted next and
+-- last run. The scheduler enqueues with the idempotency key
+-- "schedule:<name>:<next_run_at_ms>" and then advances next_run_at_ms with a
+-- compare-and-swap on its old value, so neither a restart nor two processes
+-- on one database run a slot twice.
+CREATE TABLE schedules (
+    name           TEXT PRIMARY KEY NOT NULL,
+    cron           TEXT NOT NULL,
+    next_run_at_ms BIGINT NOT NULL,
+    last_run_at_ms BIGINT NULL,
+    last_job_id    BIGINT NULL,
+    updated_at_ms  BIGINT NOT NULL
+);

@@ -148,3 +148,29 @@ async fn a_queued_task_answers_at_once_and_its_result_arrives_in_the_conversatio
         messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles.iter().filter(|r| **r == "user").count(), 1);
 }
+
+#[tokio::test]
+async fn valor_serve_runs_configured_schedules() {
+    let app = TestApp::spawn(|s| {
+        s.jobs.workers = 0;
+        s.schedules = vec![valor::config::ScheduleSettings {
+            name: "every-second".into(),
+            cron: "* * * * * *".into(),
+            kind: "report".into(),
+            payload: json!({"what": "tick"}),
+            conversation: None,
+            priority: 0,
+        }];
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, list) = get(&app, "/api/jobs").await;
+        if let Some(job) = list["jobs"].as_array().unwrap().first() {
+            assert_eq!((job["kind"].as_str(), &job["payload"]), (Some("report"), &json!({"what": "tick"})));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the scheduler never queued a job");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

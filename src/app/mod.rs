@@ -27,7 +27,7 @@ use crate::agent::prompt::load_persona;
 use crate::agent::{Agent, AgentParts, ToolRegistry};
 use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
-use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, SystemClock, WorkerConfig};
+use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, ScheduleSpec, Scheduler, SystemClock, WorkerConfig};
 use crate::monitoring::ComponentStatus;
 use crate::storage::Store;
 
@@ -102,12 +102,24 @@ impl App {
                 }
             }
         });
-        let workers = (0..self.settings.jobs.workers)
+        let mut workers: Vec<JoinHandle<()>> = (0..self.settings.jobs.workers)
             .map(|index| {
                 let worker = self.jobs.worker(&format!("{}-w{index}", std::process::id()), shutdown.clone());
                 tokio::spawn(worker.run(index == 0))
             })
             .collect();
+        let specs = self
+            .settings
+            .schedules
+            .iter()
+            .map(ScheduleSpec::from_settings)
+            .collect::<Result<Vec<_>, _>>()
+            .context("parsing [[schedule]] cron expressions")?;
+        if !specs.is_empty() {
+            let scheduler =
+                Scheduler::new(self.store.clone(), self.jobs.clock.clone(), specs, self.settings.jobs.max_attempts);
+            workers.push(tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), shutdown.clone())));
+        }
         Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, store: self.store })
     }
 }

@@ -28,6 +28,8 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub intent: IntentSettings,
     pub jobs: JobsSettings,
+    #[serde(rename = "schedule")]
+    pub schedules: Vec<ScheduleSettings>,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -52,6 +54,7 @@ impl Default for Settings {
             agent: AgentSettings::default(),
             intent: IntentSettings::default(),
             jobs: JobsSettings::default(),
+            schedules: Vec::new(),
             workspaces: Vec::new(),
             source_file: None,
         }
@@ -87,6 +90,7 @@ impl Settings {
             check_http_url("ollama.host", &self.ollama.normalized_host(host))?;
         }
         self.jobs.validate()?;
+        validate_schedules(&self.schedules)?;
         let mut names = std::collections::BTreeSet::new();
         for (index, workspace) in self.workspaces.iter().enumerate() {
             if workspace.name.trim().is_empty() {
@@ -544,4 +548,46 @@ impl JobsSettings {
         }
         Ok(())
     }
+}
+
+/// `[[schedule]]`: a cron expression (UTC, with seconds: `sec min hour day month weekday`)
+/// that enqueues a job of `kind` with `payload` at every slot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    pub name: String,
+    pub cron: String,
+    /// Job kind to enqueue (default `agent_task`, whose payload is `{ task = "…" }`).
+    #[serde(default = "default_schedule_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// Conversation id or title told about each run's outcome.
+    #[serde(default)]
+    pub conversation: Option<String>,
+    #[serde(default)]
+    pub priority: i64,
+}
+
+fn default_schedule_kind() -> String {
+    "agent_task".into()
+}
+
+fn validate_schedules(schedules: &[ScheduleSettings]) -> Result<(), ConfigError> {
+    let mut names = std::collections::BTreeSet::new();
+    for (index, schedule) in schedules.iter().enumerate() {
+        if schedule.name.trim().is_empty() {
+            return Err(invalid(&format!("schedule[{index}].name"), "must not be empty"));
+        }
+        if !names.insert(schedule.name.as_str()) {
+            return Err(invalid(&format!("schedule[{index}].name"), "is used by two schedules"));
+        }
+        if let Err(error) = <cron::Schedule as std::str::FromStr>::from_str(&schedule.cron) {
+            return Err(invalid(
+                &format!("schedule[{index}].cron"),
+                &format!("is not a cron expression (sec min hour day month weekday): {error}"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -15,12 +15,14 @@ mod agent_task;
 mod clock;
 mod handler;
 mod notify;
+mod schedule;
 mod worker;
 
 pub use agent_task::{AGENT_TASK_KIND, AgentTaskHandler};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use handler::{HandlerRegistry, JobContext, JobError, JobHandler};
 pub use notify::{deliver_final_notices, final_notice_text};
+pub use schedule::{ScheduleSpec, Scheduler, next_run_after};
 pub use worker::{ExecutionOutcome, OutcomeStatus, Worker, WorkerConfig, backoff_delay_ms};
 
 use std::sync::Arc;

@@ -13,9 +13,11 @@ mod conversations;
 mod fts;
 mod jobs;
 mod records;
+mod schedules;
 mod types;
 
 pub use jobs::*;
+pub use schedules::ScheduleState;
 pub use types::*;
 
 use std::collections::BTreeSet;
