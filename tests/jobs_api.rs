@@ -140,9 +140,10 @@ async fn a_queued_task_answers_at_once_and_its_result_arrives_in_the_conversatio
         .filter(|m| m["role"] == "system")
         .map(|m| m["text"].as_str().unwrap())
         .collect();
-    assert_eq!(notices.len(), 1, "{notices:?}");
-    assert!(notices[0].starts_with(&format!("Job #{id} (agent_task) finished.")), "{notices:?}");
-    assert!(notices[0].contains("Six crewed landings"), "{notices:?}");
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert_eq!(notices[0], format!("Job #{id}: started working on it"));
+    assert!(notices[1].starts_with(&format!("Job #{id} (agent_task) finished.")), "{notices:?}");
+    assert!(notices[1].contains("Six crewed landings"), "{notices:?}");
     // The background turn ran in its own conversation, not in the user's.
     let roles: Vec<&str> =
         messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();

@@ -1,5 +1,5 @@
-//! Jobs through the real binary: `valor jobs list|show|retry|cancel`, and a
-//! crash test — `valor serve` working through 200 queued agent tasks is
+//! Jobs through the real binary: `valor jobs list|show|retry|cancel`, SIGTERM
+//! handing a running job back, and a crash test — `valor serve` working through 200 queued agent tasks is
 //! SIGKILLed mid-run and restarted; every job ends once and its outcome
 //! reaches the conversation exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Aimock;
@@ -149,13 +149,69 @@ async fn a_server_killed_mid_run_resumes_and_every_job_ends_and_is_announced_exa
     assert_eq!(counts["succeeded"], JOBS, "{counts:?}");
     let messages = store.recent_messages(&conversation, 1000).await.unwrap();
     let mut per_job: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut started: BTreeMap<i64, usize> = BTreeMap::new();
     for message in messages.iter().filter(|m| m.role == MessageRole::System) {
-        let id: i64 = message.text.strip_prefix("Job #").unwrap().split(' ').next().unwrap().parse().unwrap();
-        *per_job.entry(id).or_default() += 1;
+        let rest = message.text.strip_prefix("Job #").unwrap();
+        let id: i64 = rest.split([' ', ':']).next().unwrap().parse().unwrap();
+        let counter = if rest.contains(": started") { &mut started } else { &mut per_job };
+        *counter.entry(id).or_default() += 1;
     }
+    assert!(started.values().all(|n| *n == 1), "a progress notice was posted twice: {started:?}");
     assert_eq!(per_job.len() as i64, JOBS, "some job's outcome was never announced");
     assert!(per_job.values().all(|n| *n == 1), "an outcome was announced twice: {per_job:?}");
     for id in per_job.keys() {
-        assert_eq!(store.job_notices(*id).await.unwrap().len(), 1);
+        let keys: Vec<String> = store.job_notices(*id).await.unwrap().into_iter().map(|(key, _)| key).collect();
+        assert!(keys.contains(&"final:0".to_owned()), "{keys:?}");
     }
+}
+
+#[tokio::test]
+async fn sigterm_hands_a_running_job_back_and_the_next_start_finishes_it() {
+    // Slow streaming keeps the background turn running while SIGTERM arrives.
+    let mock = Aimock::start_with(&["-l", "400"]).await;
+    let long = "a slow answer that streams in many separate chunks of text, one by one, taking a while";
+    mock.add_fixtures(json!([{"match": {"userMessage": "slow-task"}, "response": {"content": long}}])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data/valor.db")).await.unwrap();
+    let conversation = store
+        .create_conversation(NewConversation { title: "term".into(), channel: "web".into(), chat_id: None })
+        .await
+        .unwrap()
+        .id;
+    let job = new_job("agent_task", json!({"task": "slow-task please"}), Some(&conversation));
+    let id = store.enqueue_job(job, wall_clock_ms()).await.unwrap().job.id;
+
+    let mut first = serve(dir.path(), &mock).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.get_job(id).await.unwrap().progress_percent != Some(0) {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = first.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(15), first.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let handed_back = store.get_job(id).await.unwrap();
+    assert_eq!(
+        (handed_back.status.as_str(), handed_back.attempts, handed_back.worker_id),
+        ("queued", 0, None),
+        "SIGTERM must re-queue the running job, not fail it"
+    );
+
+    let mut second = serve(dir.path(), &mock).await;
+    loop {
+        let job = store.get_job(id).await.unwrap();
+        if job.status.is_finished() && store.jobs_awaiting_final_notice(1).await.unwrap().is_empty() {
+            assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 1));
+            break;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(60), "the job did not finish after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.start_kill().unwrap();
+    second.wait().await.unwrap();
+    let messages = store.recent_messages(&conversation, 10).await.unwrap();
+    let texts: Vec<&str> = messages.iter().filter(|m| m.role == MessageRole::System).map(|m| m.text.as_str()).collect();
+    assert_eq!(texts.len(), 2, "one start notice and one result: {texts:?}");
+    assert!(texts[1].contains("a slow answer"), "{texts:?}");
 }
