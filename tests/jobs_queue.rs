@@ -344,14 +344,16 @@ async fn finished_jobs_are_purged_after_retention_but_unfinished_and_unannounced
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claimers_never_hold_the_same_job() {
+async fn concurrent_claimers_in_two_pools_never_hold_the_same_job() {
     let h = harness(BTreeMap::new()).await;
     for n in 0..200 {
         h.enqueue(job("echo", json!(n))).await;
     }
+    // Two independent pools on one file stand in for two processes.
+    let other_process = Store::open(&h._dir.path().join("valor.db")).await.unwrap();
     let mut tasks = Vec::new();
     for worker in 0..8 {
-        let store = h.store.clone();
+        let store = if worker % 2 == 0 { h.store.clone() } else { other_process.clone() };
         tasks.push(tokio::spawn(async move {
             let name = format!("w{worker}");
             let mut mine = Vec::new();

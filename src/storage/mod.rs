@@ -11,12 +11,13 @@
 mod rows;
 mod conversations;
 mod fts;
+mod job_types;
 mod jobs;
 mod records;
 mod schedules;
 mod types;
 
-pub use jobs::*;
+pub use job_types::*;
 pub use schedules::ScheduleState;
 pub use types::*;
 
