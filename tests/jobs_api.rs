@@ -144,6 +144,11 @@ async fn a_queued_task_answers_at_once_and_its_result_arrives_in_the_conversatio
     assert_eq!(notices[0], format!("Job #{id}: started working on it"));
     assert!(notices[1].starts_with(&format!("Job #{id} (agent_task) finished.")), "{notices:?}");
     assert!(notices[1].contains("Six crewed landings"), "{notices:?}");
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"valor_jobs_total{kind="agent_task",outcome="succeeded"} 1"#),
+        "job outcome metric missing"
+    );
     // The background turn ran in its own conversation, not in the user's.
     let roles: Vec<&str> =
         messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();

@@ -74,6 +74,20 @@ pub enum OutcomeStatus {
     LeaseLost,
 }
 
+impl OutcomeStatus {
+    /// The metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OutcomeStatus::Succeeded => "succeeded",
+            OutcomeStatus::RetryScheduled { .. } => "retry_scheduled",
+            OutcomeStatus::Failed { .. } => "failed",
+            OutcomeStatus::Cancelled => "cancelled",
+            OutcomeStatus::Released => "released",
+            OutcomeStatus::LeaseLost => "lease_lost",
+        }
+    }
+}
+
 /// Retry delay after `attempt` failed attempts: base · 2^(attempt−1), capped,
 /// plus `jitter` (0.0–1.0) times 10 % of that.
 pub fn backoff_delay_ms(attempt: u32, base_ms: u64, max_ms: u64, jitter: f64) -> u64 {
@@ -156,6 +170,7 @@ impl Worker {
             outbox: system.outbox.clone(),
         };
         tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempts, worker = %self.id, "job started");
+        let started = Instant::now();
         let result = match system.handlers.get(&job.kind) {
             Some(handler) => handler.run(&context, job.payload.clone()).await,
             None => Err(JobError::Fail(format!("no handler is registered for job kind {:?}", job.kind))),
@@ -164,6 +179,8 @@ impl Worker {
         let _ = keeper.await;
         let status = self.record(&job, result, &watch).await?;
         tracing::info!(job = job.id, kind = %job.kind, outcome = ?status, "job ended");
+        metrics::counter!("valor_jobs_total", "kind" => job.kind.clone(), "outcome" => status.label()).increment(1);
+        metrics::histogram!("valor_job_seconds", "kind" => job.kind.clone()).record(started.elapsed().as_secs_f64());
         Ok(ExecutionOutcome { job_id: job.id, kind: job.kind, status })
     }
 
