@@ -32,4 +32,27 @@ pub enum Command {
     Mcp,
     /// Write a consistent copy of the database to PATH while valor may be running.
     Backup { path: PathBuf },
+    /// Background jobs: list, show, retry or cancel.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Newest first.
+    List {
+        /// Only this status: queued, running, succeeded, failed, cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Everything about one job.
+    Show { id: i64 },
+    /// Queue a failed or cancelled job again.
+    Retry { id: i64 },
+    /// Cancel a queued job, or ask a running one to stop.
+    Cancel { id: i64 },
 }

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod llm;
 pub mod mcp;
 pub mod monitoring;

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use valor::app::App;
-use valor::cli::{Cli, Command};
+use valor::cli::{Cli, Command, JobsCommand};
 use valor::config::{self, EnvSource};
 
 fn main() -> ExitCode {
@@ -95,6 +95,16 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
             store.backup_to(&path).await.with_context(|| format!("backing up to {}", path.display()))?;
             store.close().await;
             println!("backed up {} to {}", source.display(), path.display());
+            Ok(())
+        }
+        Command::Jobs { action } => {
+            let action = match action {
+                JobsCommand::List { status, limit } => valor::app::JobsAction::List { status, limit },
+                JobsCommand::Show { id } => valor::app::JobsAction::Show { id },
+                JobsCommand::Retry { id } => valor::app::JobsAction::Retry { id },
+                JobsCommand::Cancel { id } => valor::app::JobsAction::Cancel { id },
+            };
+            println!("{}", valor::app::jobs_command(&settings, action).await?);
             Ok(())
         }
     }

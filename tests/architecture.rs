@@ -18,7 +18,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("channels", &["config", "monitoring", "storage", "llm", "agent"][..]),
         ("http", &["config", "monitoring", "storage", "llm", "agent"][..]),
         ("mcp", &["config", "monitoring", "storage", "llm", "agent"][..]),
-        ("app", &["config", "monitoring", "storage", "llm", "agent", "channels", "http", "mcp"][..]),
+        ("jobs", &["config", "monitoring", "storage", "llm", "agent"][..]),
+        ("app", &["config", "monitoring", "storage", "llm", "agent", "channels", "http", "mcp", "jobs"][..]),
         ("cli", &[][..]),
     ])
 }

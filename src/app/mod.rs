@@ -6,10 +6,12 @@
 //! ended first and why.
 
 mod doctor;
+mod jobs_cli;
 mod providers;
 pub mod tools;
 
 pub use doctor::{DoctorRow, DoctorState, doctor};
+pub use jobs_cli::{JobsAction, jobs_command};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
 
 use std::net::SocketAddr;
@@ -21,10 +23,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::outbox::TranscriptOutbox;
 use crate::agent::prompt::load_persona;
 use crate::agent::{Agent, AgentParts, ToolRegistry};
 use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
+use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, ScheduleSpec, Scheduler, SystemClock, WorkerConfig};
 use crate::monitoring::ComponentStatus;
 use crate::storage::Store;
 
@@ -34,6 +38,7 @@ pub struct App {
     pub settings: Settings,
     pub store: Store,
     pub agent: Agent,
+    pub jobs: JobSystem,
     pub components: Vec<ComponentStatus>,
 }
 
@@ -66,8 +71,9 @@ impl App {
             routes: settings.intent.routes.clone(),
             max_tokens: settings.llm.max_tokens,
         });
+        let jobs = build_job_system(&settings, &store, &agent);
         let components = component_statuses(&settings, &agent);
-        Ok(App { settings, store, agent, components })
+        Ok(App { settings, store, agent, jobs, components })
     }
 
     /// Bind the HTTP listener (refusing a non-loopback address without tokens)
@@ -114,7 +120,25 @@ impl App {
                 }
             }
         });
-        Ok(RunningApp { local_addr, shutdown, http, store: self.store })
+        let mut workers: Vec<JoinHandle<()>> = (0..self.settings.jobs.workers)
+            .map(|index| {
+                let worker = self.jobs.worker(&format!("{}-w{index}", std::process::id()), shutdown.clone());
+                tokio::spawn(worker.run(index == 0))
+            })
+            .collect();
+        let specs = self
+            .settings
+            .schedules
+            .iter()
+            .map(ScheduleSpec::from_settings)
+            .collect::<Result<Vec<_>, _>>()
+            .context("parsing [[schedule]] cron expressions")?;
+        if !specs.is_empty() {
+            let scheduler =
+                Scheduler::new(self.store.clone(), self.jobs.clock.clone(), specs, self.settings.jobs.max_attempts);
+            workers.push(tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), shutdown.clone())));
+        }
+        Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, store: self.store })
     }
 }
 
@@ -124,6 +148,11 @@ pub struct RunningApp {
     pub local_addr: SocketAddr,
     pub shutdown: CancellationToken,
     http: JoinHandle<anyhow::Result<()>>,
+    /// Job workers; on shutdown they hand their running jobs back.
+    workers: Vec<JoinHandle<()>>,
+    grace: std::time::Duration,
+    /// For building extra workers (tests drain the queue with `try_execute_next`).
+    pub jobs: JobSystem,
     store: Store,
 }
 
@@ -138,9 +167,29 @@ impl RunningApp {
             tracing::error!("{error:#}");
         }
         self.shutdown.cancel();
+        for worker in self.workers {
+            match tokio::time::timeout(self.grace, worker).await {
+                Ok(Ok(())) => {}
+                Ok(Err(join_error)) => tracing::error!("a job worker panicked: {join_error}"),
+                Err(_) => tracing::warn!("a job worker did not stop within {} s", self.grace.as_secs()),
+            }
+        }
         self.store.close().await;
         tracing::info!("valor stopped");
         outcome
+    }
+}
+
+/// The queue's workers share these: the agent-task handler and the transcript outbox.
+fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSystem {
+    let mut handlers = HandlerRegistry::default();
+    handlers.register(Arc::new(AgentTaskHandler::new(agent.clone())));
+    JobSystem {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        handlers: Arc::new(handlers),
+        outbox: Arc::new(TranscriptOutbox::new(store.clone())),
+        config: WorkerConfig::from_settings(&settings.jobs),
     }
 }
 
@@ -151,6 +200,10 @@ fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus
         ComponentStatus::on("intent", format!("classifier: {}", agent.classifier_name())),
         ComponentStatus::on("tools", agent.tools().names().join(", ")),
     ];
+    list.push(match settings.jobs.workers {
+        0 => ComponentStatus::off("jobs", "jobs.workers = 0: jobs are queued but nothing runs them"),
+        workers => ComponentStatus::on("jobs", format!("{workers} worker(s), lease {} s", settings.jobs.lease_secs)),
+    });
     list.push(if settings.server.auth_required() {
         ComponentStatus::on("api auth", format!("{} bearer token(s)", settings.server.api_tokens.len()))
     } else {

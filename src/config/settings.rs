@@ -30,6 +30,9 @@ pub struct Settings {
     pub intent: IntentSettings,
     pub tools: super::ToolsSettings,
     pub mcp: super::McpSettings,
+    pub jobs: JobsSettings,
+    #[serde(rename = "schedule")]
+    pub schedules: Vec<ScheduleSettings>,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -56,6 +59,8 @@ impl Default for Settings {
             intent: IntentSettings::default(),
             tools: super::ToolsSettings::default(),
             mcp: super::McpSettings::default(),
+            jobs: JobsSettings::default(),
+            schedules: Vec::new(),
             workspaces: Vec::new(),
             source_file: None,
         }
@@ -97,6 +102,8 @@ impl Settings {
             check_http_url("ollama.host", &self.ollama.normalized_host(host))?;
         }
         self.tools.validate()?;
+        self.jobs.validate()?;
+        validate_schedules(&self.schedules)?;
         let mut names = std::collections::BTreeSet::new();
         for (index, workspace) in self.workspaces.iter().enumerate() {
             if workspace.name.trim().is_empty() {
@@ -529,4 +536,100 @@ pub struct WorkspaceSettings {
     pub notion_database: Option<String>,
     #[serde(default)]
     pub allowed_users: Vec<UserRef>,
+}
+
+/// `[jobs]`: the durable background queue and its workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSettings {
+    /// Worker tasks inside `valor serve` (0: the queue only fills, nothing runs).
+    pub workers: u32,
+    /// How often an idle worker looks for due jobs.
+    pub poll_interval_ms: u64,
+    /// How long a claim holds a job; renewed while it runs, so only a dead worker's lease expires.
+    pub lease_secs: u64,
+    /// Finished jobs are deleted this many days after they finished.
+    pub retention_days: u32,
+    /// Claims before a job fails for good (per job; tools may ask for fewer).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt (plus up to 10 % jitter) up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Most jobs of a kind running at once, e.g. `agent_task = 2`; kinds not listed are unlimited.
+    pub concurrency: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            poll_interval_ms: 500,
+            lease_secs: 60,
+            retention_days: 7,
+            max_attempts: 3,
+            backoff_base_ms: 2_000,
+            backoff_max_ms: 600_000,
+            concurrency: std::collections::BTreeMap::from([("agent_task".to_owned(), 2)]),
+        }
+    }
+}
+
+impl JobsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.poll_interval_ms < 10 {
+            return Err(invalid("jobs.poll_interval_ms", "must be at least 10"));
+        }
+        if self.lease_secs == 0 {
+            return Err(invalid("jobs.lease_secs", "must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(invalid("jobs.max_attempts", "must be at least 1"));
+        }
+        if self.backoff_max_ms < self.backoff_base_ms {
+            return Err(invalid("jobs.backoff_max_ms", "must not be smaller than jobs.backoff_base_ms"));
+        }
+        Ok(())
+    }
+}
+
+/// `[[schedule]]`: a cron expression (UTC, with seconds: `sec min hour day month weekday`)
+/// that enqueues a job of `kind` with `payload` at every slot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    pub name: String,
+    pub cron: String,
+    /// Job kind to enqueue (default `agent_task`, whose payload is `{ task = "…" }`).
+    #[serde(default = "default_schedule_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// Conversation id or title told about each run's outcome.
+    #[serde(default)]
+    pub conversation: Option<String>,
+    #[serde(default)]
+    pub priority: i64,
+}
+
+fn default_schedule_kind() -> String {
+    "agent_task".into()
+}
+
+fn validate_schedules(schedules: &[ScheduleSettings]) -> Result<(), ConfigError> {
+    let mut names = std::collections::BTreeSet::new();
+    for (index, schedule) in schedules.iter().enumerate() {
+        if schedule.name.trim().is_empty() {
+            return Err(invalid(&format!("schedule[{index}].name"), "must not be empty"));
+        }
+        if !names.insert(schedule.name.as_str()) {
+            return Err(invalid(&format!("schedule[{index}].name"), "is used by two schedules"));
+        }
+        if let Err(error) = <cron::Schedule as std::str::FromStr>::from_str(&schedule.cron) {
+            return Err(invalid(
+                &format!("schedule[{index}].cron"),
+                &format!("is not a cron expression (sec min hour day month weekday): {error}"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod error;
 mod health;
+mod jobs;
 mod openapi;
 mod web;
 
@@ -53,6 +54,10 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .route("/conversations", get(api::list_conversations))
         .route("/conversations/{id}/messages", get(api::list_messages))
         .route("/conversations/{id}/turns", get(api::list_turns))
+        .route("/jobs", get(jobs::list_jobs))
+        .route("/jobs/{id}", get(jobs::get_job))
+        .route("/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/jobs/{id}/retry", post(jobs::retry_job))
         .fallback(api::not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let mut router = Router::new();

@@ -6,6 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::api;
 use super::health;
+use super::jobs;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +19,10 @@ use super::health;
         health::health,
         health::ready,
         health::metrics,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::cancel_job,
+        jobs::retry_job,
     ),
     components(schemas(
         api::SendMessage,
@@ -30,6 +35,8 @@ use super::health;
         api::MessageView,
         api::TurnList,
         api::TurnView,
+        jobs::JobView,
+        jobs::JobList,
     )),
     modifiers(&BearerAuth),
 )]

@@ -12,9 +12,14 @@ mod rows;
 mod context;
 mod conversations;
 mod fts;
+mod job_types;
+mod jobs;
 mod records;
+mod schedules;
 mod types;
 
+pub use job_types::*;
+pub use schedules::ScheduleState;
 pub use types::*;
 
 use std::collections::BTreeSet;

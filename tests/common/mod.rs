@@ -175,6 +175,13 @@ impl TestApp {
         valor::storage::Store::open(&path).await.unwrap()
     }
 
+    /// A job worker of the running app (same store, handlers and outbox), for
+    /// draining the queue deterministically; spawn with `jobs.workers = 0`.
+    pub fn job_worker(&self, name: &str) -> valor::jobs::Worker {
+        let running = self.running.as_ref().unwrap();
+        running.jobs.worker(name, self.shutdown.child_token())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -7,13 +7,17 @@
 //! that found nothing usable, an unavailable service), while
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
+mod job_status;
 pub mod notion_query;
+mod queue_task;
 pub mod read_link;
 pub mod resilience;
 mod search_history;
 pub mod web_search;
 
+pub use job_status::JobStatus;
 pub use notion_query::NotionQuery;
+pub use queue_task::{AGENT_TASK_KIND, QueueTask};
 pub use read_link::ReadLink;
 pub use search_history::SearchHistory;
 pub use web_search::WebSearch;
@@ -167,8 +171,11 @@ impl ToolRegistry {
         registry
     }
 
+    /// History search and the job tools: they need nothing but the database.
     pub fn register_builtin_tools(&mut self) {
         self.register(Arc::new(SearchHistory));
+        self.register(Arc::new(QueueTask));
+        self.register(Arc::new(JobStatus));
     }
 
     /// Adds a tool; a tool with the same name is replaced.

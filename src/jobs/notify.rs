@@ -1,0 +1,82 @@
+//! Final notices: every finished job with a conversation tells it how the job
+//! ended, exactly once per round. Delivery is a pass over the jobs still
+//! awaiting their notice, so a notice missed by a crash goes out on the next
+//! pass after the restart.
+
+use crate::agent::outbox::{Notice, NoticeKind, Outbox, OutboxError};
+use crate::storage::{Job, JobStatus, StorageResult, Store, final_notice_key};
+
+use super::Clock;
+
+/// The text of a finished job's final notice.
+pub fn final_notice_text(job: &Job) -> String {
+    match job.status {
+        JobStatus::Succeeded => {
+            let result = match &job.result {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(value) => match value.get("reply").and_then(serde_json::Value::as_str) {
+                    Some(reply) => reply.to_owned(),
+                    None => value.to_string(),
+                },
+                None => String::new(),
+            };
+            format!("Job #{} ({}) finished.\n\n{result}", job.id, job.kind).trim_end().to_owned()
+        }
+        JobStatus::Failed => format!(
+            "Job #{} ({}) failed after {} attempt(s): {}",
+            job.id,
+            job.kind,
+            job.attempts,
+            job.error.as_deref().unwrap_or("unknown error")
+        ),
+        JobStatus::Cancelled => format!("Job #{} ({}) was cancelled.", job.id, job.kind),
+        JobStatus::Queued | JobStatus::Running => format!("Job #{} ({}) is {}.", job.id, job.kind, job.status.as_str()),
+    }
+}
+
+fn notice_kind(status: JobStatus) -> NoticeKind {
+    match status {
+        JobStatus::Succeeded => NoticeKind::Result,
+        JobStatus::Failed => NoticeKind::Failure,
+        JobStatus::Cancelled | JobStatus::Queued | JobStatus::Running => NoticeKind::Info,
+    }
+}
+
+/// Post the final notice of every finished job still awaiting one; returns
+/// how many were delivered. `owner` claims each notice for `claim_ms` first, so
+/// concurrent deliverers (workers, processes) never post one notice twice.
+pub async fn deliver_final_notices(
+    store: &Store,
+    outbox: &dyn Outbox,
+    clock: &dyn Clock,
+    owner: &str,
+    claim_ms: i64,
+) -> StorageResult<usize> {
+    let mut delivered = 0;
+    for job in store.jobs_awaiting_final_notice(50).await? {
+        let Some(conversation_id) = job.conversation_id.clone() else { continue };
+        let key = final_notice_key(&job);
+        if !store.claim_job_notice(job.id, &key, owner, clock.now_ms(), claim_ms).await? {
+            continue;
+        }
+        let notice = Notice {
+            conversation_id,
+            kind: notice_kind(job.status),
+            text: final_notice_text(&job),
+            dedupe_key: format!("job:{}:{key}", job.id),
+        };
+        match outbox.post(notice).await {
+            Ok(()) => {
+                store.record_job_notice(job.id, &key, clock.now_ms()).await?;
+                delivered += 1;
+            }
+            Err(OutboxError::UnknownConversation(conversation)) => {
+                // Nobody left to tell; record it so the pass does not retry forever.
+                tracing::warn!(job = job.id, %conversation, "the job's conversation is gone; notice dropped");
+                store.record_job_notice(job.id, &key, clock.now_ms()).await?;
+            }
+            Err(error) => tracing::warn!(job = job.id, "a final notice was not delivered (will retry): {error}"),
+        }
+    }
+    Ok(delivered)
+}

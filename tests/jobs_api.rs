@@ -1,0 +1,182 @@
+//! The jobs API and the promise flow through the real app: `/api/jobs…`
+//! (404, 409, 401 paths included), and a model that queues a background task
+//! whose result lands in the conversation exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Aimock, TestApp, use_anthropic};
+use serde_json::{Value, json};
+use valor::storage::{NewJob, wall_clock_ms};
+
+fn echo_job(key: Option<&str>) -> NewJob {
+    NewJob {
+        kind: "echo".into(),
+        payload: json!({"n": 1}),
+        priority: 0,
+        run_at_ms: None,
+        max_attempts: 3,
+        conversation_id: None,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+async fn post(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app.http.post(app.url(path)).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app.http.get(app.url(path)).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn jobs_can_be_listed_shown_cancelled_and_retried_with_clear_errors() {
+    let app = TestApp::spawn(|s| s.jobs.workers = 0).await;
+    let store = app.store().await;
+    let first = store.enqueue_job(echo_job(None), wall_clock_ms()).await.unwrap().job.id;
+    let second = store.enqueue_job(echo_job(Some("k")), wall_clock_ms()).await.unwrap().job.id;
+
+    let (status, list) = get(&app, "/api/jobs").await;
+    assert_eq!(status, 200);
+    let ids: Vec<i64> = list["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [second, first], "newest first");
+    let (status, shown) = get(&app, &format!("/api/jobs/{first}")).await;
+    assert_eq!((status, shown["status"].as_str(), shown["kind"].as_str()), (200, Some("queued"), Some("echo")));
+
+    let (status, missing) = get(&app, "/api/jobs/999999").await;
+    assert_eq!((status, missing["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, missing) = post(&app, "/api/jobs/999999/cancel").await;
+    assert_eq!((status, missing["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, _) = get(&app, "/api/jobs?status=bogus").await;
+    assert_eq!(status, 400);
+
+    let (status, cancelled) = post(&app, &format!("/api/jobs/{first}/cancel")).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")));
+    let (status, conflict) = post(&app, &format!("/api/jobs/{first}/cancel")).await;
+    assert_eq!(status, 409);
+    assert_eq!(conflict["error"]["code"], "conflict");
+    assert!(conflict["error"]["message"].as_str().unwrap().contains("already cancelled"), "{conflict}");
+
+    let (status, retried) = post(&app, &format!("/api/jobs/{first}/retry")).await;
+    assert_eq!((status, retried["status"].as_str(), retried["retries"].as_i64()), (200, Some("queued"), Some(1)));
+    let (status, conflict) = post(&app, &format!("/api/jobs/{second}/retry")).await;
+    assert_eq!(status, 409);
+    assert!(conflict["error"]["message"].as_str().unwrap().contains("only failed or cancelled"), "{conflict}");
+
+    let (_, queued) = get(&app, "/api/jobs?status=queued&limit=1").await;
+    assert_eq!(queued["jobs"].as_array().unwrap().len(), 1);
+    let openapi = app.get_json("/openapi.json").await;
+    for path in ["/api/jobs", "/api/jobs/{id}", "/api/jobs/{id}/cancel", "/api/jobs/{id}/retry"] {
+        assert!(openapi["paths"][path].is_object(), "openapi lacks {path}");
+    }
+}
+
+#[tokio::test]
+async fn the_jobs_api_requires_the_bearer_token_when_tokens_are_configured() {
+    let app = TestApp::spawn(|s| {
+        s.jobs.workers = 0;
+        s.server.api_tokens = vec!["right-token".to_owned().into()];
+    })
+    .await;
+    for (method, path) in [("GET", "/api/jobs"), ("GET", "/api/jobs/1"), ("POST", "/api/jobs/1/cancel")] {
+        let request = app.http.request(method.parse().unwrap(), app.url(path));
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{method} {path}");
+    }
+    let ok = app.http.get(app.url("/api/jobs")).bearer_auth("right-token").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn a_queued_task_answers_at_once_and_its_result_arrives_in_the_conversation_exactly_once() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "dig into the moon landings", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "queue_task", "arguments": {"task": "Summarise every crewed lunar landing"}}]}},
+        {"match": {"userMessage": "dig into the moon landings", "hasToolResult": true},
+         "response": {"content": "On it — I'll report back."}},
+        {"match": {"userMessage": "Summarise every crewed lunar landing"},
+         "response": {"content": "Six crewed landings, Apollo 11 to 17, 1969–1972."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.jobs.workers = 0;
+    })
+    .await;
+
+    let reply = app.send_ok("moon", "Please dig into the moon landings in the background").await;
+    assert_eq!(reply["reply"], "On it — I'll report back.");
+    let call = &reply["tool_calls"][0];
+    assert_eq!(call["name"], "queue_task");
+    let output = call["output"].as_str().unwrap();
+    let (status, jobs) = get(&app, "/api/jobs").await;
+    assert_eq!(status, 200);
+    let job = &jobs["jobs"][0];
+    let id = job["id"].as_i64().unwrap();
+    assert!(output.contains(&format!("job #{id}")), "the model was not told the job id: {output}");
+    assert_eq!((job["kind"].as_str(), job["status"].as_str()), (Some("agent_task"), Some("queued")));
+    let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    assert_eq!(job["conversation_id"], conversation.as_str());
+
+    // Drain twice: the second pass must neither rerun the job nor repeat the notice.
+    let worker = app.job_worker("test-worker");
+    let outcome = worker.try_execute_next().await.unwrap().expect("the queued task did not run");
+    assert_eq!(outcome.job_id, id);
+    assert!(worker.try_execute_next().await.unwrap().is_none());
+    let second_worker = app.job_worker("another-worker");
+    assert!(second_worker.try_execute_next().await.unwrap().is_none());
+
+    let (_, done) = get(&app, &format!("/api/jobs/{id}")).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["reply"], "Six crewed landings, Apollo 11 to 17, 1969–1972.");
+    let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
+    let notices: Vec<&str> = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert_eq!(notices[0], format!("Job #{id}: started working on it"));
+    assert!(notices[1].starts_with(&format!("Job #{id} (agent_task) finished.")), "{notices:?}");
+    assert!(notices[1].contains("Six crewed landings"), "{notices:?}");
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"valor_jobs_total{kind="agent_task",outcome="succeeded"} 1"#),
+        "job outcome metric missing"
+    );
+    // The background turn ran in its own conversation, not in the user's.
+    let roles: Vec<&str> =
+        messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles.iter().filter(|r| **r == "user").count(), 1);
+}
+
+#[tokio::test]
+async fn valor_serve_runs_configured_schedules() {
+    let app = TestApp::spawn(|s| {
+        s.jobs.workers = 0;
+        s.schedules = vec![valor::config::ScheduleSettings {
+            name: "every-second".into(),
+            cron: "* * * * * *".into(),
+            kind: "report".into(),
+            payload: json!({"what": "tick"}),
+            conversation: None,
+            priority: 0,
+        }];
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, list) = get(&app, "/api/jobs").await;
+        if let Some(job) = list["jobs"].as_array().unwrap().first() {
+            assert_eq!((job["kind"].as_str(), &job["payload"]), (Some("report"), &json!({"what": "tick"})));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the scheduler never queued a job");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
