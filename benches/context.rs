@@ -1,7 +1,7 @@
 //! Context selection cost: choosing the history for a turn from 1,000 and
 //! 10,000 stored messages (selection alone, and selection plus the extractive
 //! summary of what was dropped). Run: `cargo bench --bench context`.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
 
 use std::hint::black_box;
 
