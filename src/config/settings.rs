@@ -84,6 +84,12 @@ impl Settings {
         if let Some(host) = &self.ollama.host {
             check_http_url("ollama.host", &self.ollama.normalized_host(host))?;
         }
+        if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
+            return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
+        }
+        if self.telegram.poll_timeout_secs > 50 {
+            return Err(invalid("telegram.poll_timeout_secs", "must be at most 50"));
+        }
         let mut names = std::collections::BTreeSet::new();
         for (index, workspace) in self.workspaces.iter().enumerate() {
             if workspace.name.trim().is_empty() {
@@ -363,6 +369,16 @@ pub struct TelegramSettings {
     pub dev_groups: Vec<i64>,
     pub groups: Vec<i64>,
     pub rate_limit_per_minute: u32,
+    /// Messages a user may send at once before the per-minute rate applies.
+    pub rate_limit_burst: u32,
+    /// How long one `getUpdates` long poll is held open.
+    pub poll_timeout_secs: u64,
+    /// How often the typing indicator is refreshed while working.
+    pub typing_interval_ms: u64,
+    /// Streaming: interval between edits of ordinary text (the optimizer's base).
+    pub stream_interval_ms: u64,
+    /// Streaming: replies shorter than this are sent once, at the end.
+    pub stream_short_chars: usize,
 }
 
 impl Default for TelegramSettings {
@@ -375,6 +391,11 @@ impl Default for TelegramSettings {
             dev_groups: Vec::new(),
             groups: Vec::new(),
             rate_limit_per_minute: 10,
+            rate_limit_burst: 5,
+            poll_timeout_secs: 30,
+            typing_interval_ms: 4000,
+            stream_interval_ms: 2500,
+            stream_short_chars: 300,
         }
     }
 }

@@ -12,7 +12,10 @@ mod rows;
 mod conversations;
 mod fts;
 mod records;
+mod telegram;
 mod types;
+
+pub use telegram::{NewTelegramReply, TelegramInbound, TelegramOutboxRow, TelegramUpdateRow};
 
 pub use types::*;
 
