@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::prompt::load_persona;
 use crate::agent::{Agent, AgentParts, ToolRegistry};
+use crate::channels::telegram::TelegramChannel;
 use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
 use crate::monitoring::ComponentStatus;
@@ -70,15 +71,17 @@ impl App {
         }
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the HTTP listener on {addr}"))?;
         let local_addr = listener.local_addr()?;
+        let mut components = self.components.clone();
+        let telegram = connect_telegram(&self.settings, &self.agent, &mut components).await;
         let state = HttpState {
             agent: self.agent.clone(),
             settings: Arc::new(self.settings.server.clone()),
             tokens: Arc::new(TokenSet::new(&self.settings.server.api_tokens)),
             started: Instant::now(),
-            components: Arc::new(self.components.clone()),
+            components: Arc::new(components.clone()),
         };
         tracing::info!("valor {} listening on http://{local_addr}", env!("CARGO_PKG_VERSION"));
-        for component in &self.components {
+        for component in &components {
             let state = if component.on { "on" } else { "off" };
             tracing::info!("{}: {state} — {}", component.name, component.detail);
         }
@@ -96,8 +99,27 @@ impl App {
                 }
             }
         });
-        Ok(RunningApp { local_addr, shutdown, http, store: self.store })
+        let telegram = telegram.map(|channel| tokio::spawn(channel.run(shutdown.clone())));
+        Ok(RunningApp { local_addr, shutdown, http, telegram, store: self.store })
     }
+}
+
+/// Connect the Telegram channel when a token is set (getMe), and say on the
+/// component line whether it is on and as which bot, or why not.
+async fn connect_telegram(
+    settings: &Settings,
+    agent: &Agent,
+    components: &mut [ComponentStatus],
+) -> Option<TelegramChannel> {
+    settings.telegram.bot_token.as_ref()?;
+    let (status, channel) = match TelegramChannel::connect(settings, agent.clone()).await {
+        Ok(channel) => (ComponentStatus::on("telegram", format!("@{}", channel.bot().username)), Some(channel)),
+        Err(error) => (ComponentStatus::off("telegram", error.to_string()), None),
+    };
+    if let Some(slot) = components.iter_mut().find(|component| component.name == "telegram") {
+        *slot = status;
+    }
+    channel
 }
 
 /// A started app: where it listens and how to stop it.
@@ -106,6 +128,8 @@ pub struct RunningApp {
     pub local_addr: SocketAddr,
     pub shutdown: CancellationToken,
     http: JoinHandle<anyhow::Result<()>>,
+    /// The Telegram channel (polling, handling, delivery); ends on shutdown.
+    telegram: Option<JoinHandle<anyhow::Result<()>>>,
     store: Store,
 }
 
@@ -120,6 +144,13 @@ impl RunningApp {
             tracing::error!("{error:#}");
         }
         self.shutdown.cancel();
+        if let Some(telegram) = self.telegram {
+            match telegram.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!("the Telegram channel stopped: {error:#}"),
+                Err(join_error) => tracing::error!("the Telegram task panicked: {join_error}"),
+            }
+        }
         self.store.close().await;
         tracing::info!("valor stopped");
         outcome
@@ -140,7 +171,7 @@ fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus
     });
     list.push(match settings.telegram.bot_token {
         None => ComponentStatus::off("telegram", "set TELEGRAM_BOT_TOKEN"),
-        Some(_) => ComponentStatus::off("telegram", "this build has no Telegram channel yet"),
+        Some(_) => ComponentStatus::off("telegram", "connects when the server starts"),
     });
     list
 }

@@ -332,6 +332,17 @@ impl Store {
         Ok(())
     }
 
+    /// The send may or may not have reached Telegram; never retried.
+    pub async fn telegram_outbox_uncertain(&self, id: i64, error: &str) -> StorageResult<()> {
+        sqlx::query("UPDATE telegram_outbox SET status = 'uncertain', error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| sql_error("mark telegram reply uncertain", error))?;
+        Ok(())
+    }
+
     pub async fn telegram_outbox_failed(&self, id: i64, error: &str) -> StorageResult<()> {
         sqlx::query("UPDATE telegram_outbox SET status = 'failed', error = $1 WHERE id = $2")
             .bind(error)

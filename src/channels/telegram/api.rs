@@ -24,9 +24,13 @@ pub enum ApiError {
     /// Telegram answered `ok: false`.
     #[error("Telegram refused {method}: {code} {description}")]
     Refused { method: String, code: i64, description: String },
-    /// No usable answer (connection, timeout, malformed body).
+    /// Could not connect: the request certainly did not reach Telegram.
     #[error("Telegram unreachable for {method}: {detail}")]
     Network { method: String, detail: String },
+    /// Sent, but no usable answer (timeout, cut connection, malformed body):
+    /// Telegram may or may not have acted on it.
+    #[error("no answer from Telegram for {method}: {detail}")]
+    NoAnswer { method: String, detail: String },
 }
 
 impl ApiError {

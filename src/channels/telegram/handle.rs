@@ -1,0 +1,236 @@
+//! Handling one stored inbound message: the access decision (audit-logged),
+//! the per-user rate limit, commands, and agent turns with feedback (👀 on
+//! accept, typing while working, 👍/👎 at the end) and a streamed preview
+//! message edited at the pace the streaming optimizer picks.
+//!
+//! Invariant: the replies are queued in the same transaction that marks the
+//! message processed, so a crash before that point handles it again on the
+//! next start, and a crash after it never answers twice.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::streaming::{ContentKind, StreamingOptimizer};
+use crate::agent::{AgentEvent, TurnRequest};
+use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
+
+use super::access::{self, Access};
+use super::api::ApiError;
+use super::deliver::build_replies;
+use super::inbound::{Incoming, parse_update};
+use super::limiter::Admission;
+use super::{Shared, commands};
+
+/// Accept reaction, and the final ones (all in Telegram's allowed reaction set).
+const REACTION_SEEN: &str = "👀";
+const REACTION_DONE: &str = "👍";
+const REACTION_FAILED: &str = "👎";
+/// Longest streamed preview (the final reply is split properly).
+const PREVIEW_CHARS: usize = 3900;
+
+pub(super) async fn handle(shared: &Shared, row: TelegramUpdateRow) {
+    let lock = shared.chat_lock(row.chat_id);
+    let _in_order = lock.lock().await;
+    if let Err(error) = handle_row(shared, &row).await {
+        // Left `processing`: handled again after the next start.
+        tracing::error!(chat = row.chat_id, message = row.message_id, "telegram: handling failed: {error}");
+    }
+}
+
+async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<()> {
+    let Some(message) = parse_update(&row.raw) else {
+        return shared.store.telegram_mark_update(row.id, "ignored").await;
+    };
+    let access = access::decide(&shared.settings, &shared.bot, &message);
+    audit(shared, &message, &access).await?;
+    let (text, is_admin) = match access {
+        Access::Ignore { .. } => return shared.store.telegram_mark_update(row.id, "ignored").await,
+        Access::Allow { text, is_admin, .. } => (text, is_admin),
+    };
+    if let (false, Some(user_id)) = (is_admin, message.user_id) {
+        let (admission, wait) = {
+            let mut limiter = shared.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let admission = limiter.admit(user_id, Instant::now());
+            (admission, limiter.wait_for(user_id))
+        };
+        match admission {
+            Admission::Accept => {}
+            Admission::RefuseWithNotice => {
+                let notice = format!(
+                    "You're sending messages faster than I can take them — please wait about {} s and try again.",
+                    wait.as_secs().max(1)
+                );
+                return finish(shared, row, &message, &notice, None).await;
+            }
+            Admission::RefuseSilently => return shared.store.telegram_mark_update(row.id, "ignored").await,
+        }
+    }
+    if let Some(reply) = commands::run(shared, &message, &text).await? {
+        return finish(shared, row, &message, &reply, None).await;
+    }
+    answer(shared, row, &message, text, is_admin).await
+}
+
+async fn audit(shared: &Shared, message: &Incoming, access: &Access) -> StorageResult<()> {
+    let (decision, reason) = match access {
+        Access::Allow { reason, .. } => ("allowed", *reason),
+        Access::Ignore { reason } => ("ignored", *reason),
+    };
+    let actor = match (&message.username, message.user_id) {
+        (Some(name), Some(id)) => format!("telegram:{id} @{name}"),
+        (None, Some(id)) => format!("telegram:{id}"),
+        _ => "telegram:unknown".to_owned(),
+    };
+    shared
+        .store
+        .record_audit(NewAuditEvent {
+            kind: "access".into(),
+            actor,
+            subject: format!("telegram chat {}", message.chat_id),
+            decision: decision.into(),
+            detail: json!({"reason": reason, "chat_type": message.chat_type, "message_id": message.message_id}),
+        })
+        .await
+}
+
+/// Queue the reply (split and rendered) and mark the message processed; wake the deliverer.
+async fn finish(
+    shared: &Shared,
+    row: &TelegramUpdateRow,
+    message: &Incoming,
+    markdown: &str,
+    preview: Option<i64>,
+) -> StorageResult<()> {
+    let key = format!("update:{}", row.id);
+    let replies = build_replies(message.chat_id, Some(message.message_id), markdown, preview, &key);
+    shared.store.telegram_finish_update(row.id, &replies).await?;
+    shared.outbox_ready.notify_one();
+    Ok(())
+}
+
+async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
+    if let Err(error) = shared.api.set_reaction(message.chat_id, message.message_id, emoji).await {
+        tracing::debug!("telegram: reaction {emoji} not set: {error}");
+    }
+}
+
+async fn answer(
+    shared: &Shared,
+    row: &TelegramUpdateRow,
+    message: &Incoming,
+    text: String,
+    is_admin: bool,
+) -> StorageResult<()> {
+    react(shared, message, REACTION_SEEN).await;
+    let conversation = commands::conversation_for(shared, message).await?;
+    let typing = CancellationToken::new();
+    tokio::spawn(keep_typing(shared.api.clone(), message.chat_id, shared.typing_interval(), typing.clone()));
+    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin });
+    let mut stream = Stream::new(shared, message);
+    let mut failed = false;
+    let reply = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(AgentEvent::TextDelta { text }) => stream.add(&text, Instant::now()),
+                Some(AgentEvent::Error { .. }) => failed = true,
+                Some(AgentEvent::Done { reply, .. }) => break reply,
+                Some(_) => {}
+                None => {
+                    failed = true;
+                    break stream.text.clone();
+                }
+            },
+            () = stream.due() => stream.push().await,
+        }
+    };
+    typing.cancel();
+    finish(shared, row, message, &reply, stream.preview_id).await?;
+    react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
+    Ok(())
+}
+
+async fn keep_typing(api: super::BotApi, chat_id: i64, every: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(error) = api.send_chat_action(chat_id, "typing").await {
+            tracing::debug!("telegram: typing indicator failed: {error}");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// The streamed preview: one plain-text message, sent when the optimizer
+/// says so and then edited; the final reply replaces it (see `deliver`).
+struct Stream<'a> {
+    shared: &'a Shared,
+    chat_id: i64,
+    reply_to: i64,
+    optimizer: StreamingOptimizer,
+    text: String,
+    preview_id: Option<i64>,
+    next_push: Option<Instant>,
+    /// Streaming stopped after an error; the final reply still goes out.
+    disabled: bool,
+}
+
+impl<'a> Stream<'a> {
+    fn new(shared: &'a Shared, message: &Incoming) -> Self {
+        Stream {
+            shared,
+            chat_id: message.chat_id,
+            reply_to: message.message_id,
+            optimizer: StreamingOptimizer::new(shared.stream_policy),
+            text: String::new(),
+            preview_id: None,
+            next_push: None,
+            disabled: false,
+        }
+    }
+
+    fn add(&mut self, delta: &str, now: Instant) {
+        self.text.push_str(delta);
+        if !self.disabled {
+            let chars = self.text.chars().count();
+            self.next_push = self.optimizer.next_push(now.into_std(), chars, ContentKind::Text).map(Instant::from_std);
+        }
+    }
+
+    async fn due(&self) {
+        match self.next_push {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn push(&mut self) {
+        self.next_push = None;
+        let mut preview: String = self.text.chars().take(PREVIEW_CHARS).collect();
+        preview.push_str(" …");
+        self.shared.pacer.wait_turn(self.chat_id).await;
+        let started = Instant::now();
+        let api = &self.shared.api;
+        let result = match self.preview_id {
+            None => api.send_message(self.chat_id, &preview, false, Some(self.reply_to)).await.map(Some),
+            Some(id) => api.edit_message_text(self.chat_id, id, &preview, false).await.map(|()| None),
+        };
+        match result {
+            Ok(sent) => {
+                self.preview_id = self.preview_id.or(sent);
+                self.optimizer.pushed(started.into_std(), started.elapsed());
+            }
+            Err(ApiError::RateLimited { retry_after }) => {
+                self.optimizer.rate_limited(Instant::now().into_std(), retry_after);
+                self.shared.pacer.hold(self.chat_id, retry_after);
+            }
+            Err(error) => {
+                tracing::warn!("telegram: streaming stopped: {error}");
+                self.disabled = true;
+            }
+        }
+    }
+}

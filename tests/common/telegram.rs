@@ -1,0 +1,449 @@
+//! A fake Telegram Bot API for tests: an axum server on port 0 answering
+//! `/bot<TOKEN>/<method>` with the published shapes (`{"ok":true,"result":…}`
+//! or `{"ok":false,"error_code":…,"description":…,"parameters":{…}}`).
+//! It holds queued incoming updates for `getUpdates` (long polling honouring
+//! `offset` and `timeout`), keeps the messages the bot sent (so replies and
+//! edits can be checked the way a user would see them), validates HTML the
+//! way Telegram does (only its tags, only `&lt; &gt; &amp; &quot;`), records
+//! every call with its time, and can fail the next call of a method.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const TOKEN: &str = "123456:TEST-token";
+pub const BOT_ID: i64 = 777_000;
+pub const BOT_USERNAME: &str = "valor_bot";
+
+/// One recorded Bot API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub params: Value,
+    pub at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    updates: VecDeque<Value>,
+    next_update_id: i64,
+    next_message_id: i64,
+    calls: Vec<Call>,
+    /// method → queued failures (error_code, description, retry_after).
+    failures: HashMap<String, VecDeque<(i64, String, Option<u64>)>>,
+    /// (chat, message id) → the bot's message as Telegram stores it.
+    bot_messages: HashMap<(i64, i64), Value>,
+}
+
+#[derive(Clone)]
+pub struct FakeTelegram {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    arrived: Arc<Notify>,
+    _server: Arc<tokio::task::JoinHandle<()>>,
+}
+
+/// Someone writing to the bot.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: i64,
+    pub username: &'static str,
+}
+
+impl Person {
+    fn json(&self) -> Value {
+        json!({"id": self.id, "is_bot": false, "first_name": self.username, "username": self.username})
+    }
+}
+
+type Shared = (Arc<Mutex<Inner>>, Arc<Notify>);
+
+impl FakeTelegram {
+    pub async fn start() -> FakeTelegram {
+        let inner = Arc::new(Mutex::new(Inner { next_update_id: 1000, next_message_id: 5000, ..Inner::default() }));
+        let arrived = Arc::new(Notify::new());
+        let router = Router::new()
+            .route("/{bot}/{method}", post(handle).get(handle))
+            .with_state((inner.clone(), arrived.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeTelegram { url, inner, arrived, _server: Arc::new(server) }
+    }
+
+    /// Queue an incoming message; returns its message id. Entities for
+    /// `@mentions` and `/commands` are added the way Telegram's server does.
+    pub fn send_text(&self, chat_id: i64, from: &Person, text: &str) -> i64 {
+        self.queue_message(chat_id, from, text, None)
+    }
+
+    /// Queue a reply to an earlier message (e.g. one of the bot's).
+    pub fn send_reply(&self, chat_id: i64, from: &Person, text: &str, reply_to: i64) -> i64 {
+        self.queue_message(chat_id, from, text, Some(reply_to))
+    }
+
+    fn queue_message(&self, chat_id: i64, from: &Person, text: &str, reply_to: Option<i64>) -> i64 {
+        let mut inner = self.inner.lock().unwrap();
+        inner.next_message_id += 1;
+        let message_id = inner.next_message_id;
+        let chat = if chat_id > 0 {
+            json!({"id": chat_id, "type": "private", "first_name": from.username, "username": from.username})
+        } else {
+            json!({"id": chat_id, "type": "supergroup", "title": "Team"})
+        };
+        let mut message = json!({"message_id": message_id, "date": unix_now(), "chat": chat, "from": from.json(),
+                                 "text": text});
+        let entities = entities_of(text);
+        if !entities.is_empty() {
+            message["entities"] = Value::Array(entities);
+        }
+        if let Some(replied) = reply_to {
+            let original = inner.bot_messages.get(&(chat_id, replied)).cloned();
+            message["reply_to_message"] = original.unwrap_or_else(|| {
+                json!({"message_id": replied, "date": 0,
+                "chat": message["chat"].clone(), "from": from.json(), "text": ""})
+            });
+        }
+        let update_id = inner.next_update_id;
+        inner.next_update_id += 1;
+        inner.updates.push_back(json!({"update_id": update_id, "message": message}));
+        drop(inner);
+        self.arrived.notify_waiters();
+        message_id
+    }
+
+    /// Queue the same update again (Telegram redelivers after a lost ack).
+    pub fn redeliver_last(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        let mut last = inner.updates.back().cloned().expect("an update to repeat");
+        last["update_id"] = json!(inner.next_update_id);
+        inner.next_update_id += 1;
+        inner.updates.push_back(last);
+        drop(inner);
+        self.arrived.notify_waiters();
+    }
+
+    /// The next call of `method` fails with this error (queued, once each).
+    pub fn fail_next(&self, method: &str, code: i64, description: &str, retry_after: Option<u64>) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.failures.entry(method.to_owned()).or_default().push_back((code, description.to_owned(), retry_after));
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    pub fn calls_to(&self, method: &str) -> Vec<Call> {
+        self.calls().into_iter().filter(|call| call.method == method).collect()
+    }
+
+    /// The text of every message the bot has in `chat_id` now, oldest first,
+    /// as the user sees it (after edits, tags stripped).
+    pub fn visible_messages(&self, chat_id: i64) -> Vec<Value> {
+        let inner = self.inner.lock().unwrap();
+        let mut messages: Vec<Value> =
+            inner.bot_messages.iter().filter(|((chat, _), _)| *chat == chat_id).map(|(_, m)| m.clone()).collect();
+        messages.sort_by_key(|m| m["message_id"].as_i64());
+        messages
+    }
+
+    /// Wait until `check` holds for the recorded calls (5 s), else panic with them.
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&[Call]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if check(&self.calls()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let calls: Vec<String> = self
+                    .calls()
+                    .iter()
+                    .filter(|c| c.method != "getUpdates")
+                    .map(|c| format!("{} {}", c.method, c.params))
+                    .collect();
+                panic!("timed out waiting for {what}; calls: {calls:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until `count` sendMessage calls succeeded in `chat_id`; returns their texts.
+    pub async fn wait_for_replies(&self, chat_id: i64, count: usize) -> Vec<String> {
+        self.wait_for(&format!("{count} message(s) in chat {chat_id}"), |_| {
+            self.visible_messages(chat_id).len() >= count
+        })
+        .await;
+        self.visible_messages(chat_id).iter().map(|m| m["text"].as_str().unwrap_or("").to_owned()).collect()
+    }
+
+    /// Reactions set on a message, in order.
+    pub fn reactions_on(&self, chat_id: i64, message_id: i64) -> Vec<String> {
+        self.calls_to("setMessageReaction")
+            .iter()
+            .filter(|c| c.params["chat_id"] == chat_id && c.params["message_id"] == message_id)
+            .filter_map(|c| c.params["reaction"][0]["emoji"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Entities as Telegram computes them: `@username` mentions and a leading
+/// `/command[@bot]`, with offsets in UTF-16 units.
+fn entities_of(text: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let utf16_at = |byte: usize| text[..byte].encode_utf16().count();
+    for (position, &(byte, character)) in chars.iter().enumerate() {
+        let boundary = position == 0 || !chars[position - 1].1.is_alphanumeric() && chars[position - 1].1 != '_';
+        if !boundary || !(character == '@' || (character == '/' && position == 0)) {
+            continue;
+        }
+        let mut end = byte + 1;
+        for &(next_byte, next) in &chars[position + 1..] {
+            if next.is_ascii_alphanumeric() || next == '_' || (character == '/' && next == '@') {
+                end = next_byte + next.len_utf8();
+            } else {
+                break;
+            }
+        }
+        let name_len = end - byte - 1;
+        let (kind, long_enough) =
+            if character == '@' { ("mention", name_len >= 5) } else { ("bot_command", name_len >= 1) };
+        if long_enough {
+            found.push(json!({"type": kind, "offset": utf16_at(byte), "length": utf16_at(end) - utf16_at(byte)}));
+        }
+    }
+    found
+}
+
+fn ok(result: Value) -> Json<Value> {
+    Json(json!({"ok": true, "result": result}))
+}
+
+fn error(code: i64, description: &str, retry_after: Option<u64>) -> Json<Value> {
+    let mut body = json!({"ok": false, "error_code": code, "description": description});
+    if let Some(seconds) = retry_after {
+        body["parameters"] = json!({"retry_after": seconds});
+    }
+    Json(body)
+}
+
+async fn handle(
+    State((inner, arrived)): State<Shared>,
+    Path((bot, method)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> (axum::http::StatusCode, Json<Value>) {
+    let params = body.map(|Json(value)| value).unwrap_or_else(|| json!({}));
+    let answer = answer(&inner, &arrived, &bot, &method, params).await;
+    let status = answer.0["error_code"].as_u64().and_then(|c| axum::http::StatusCode::from_u16(c as u16).ok());
+    (status.unwrap_or(axum::http::StatusCode::OK), answer)
+}
+
+async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: &str, params: Value) -> Json<Value> {
+    if bot != format!("bot{TOKEN}") {
+        return error(401, "Unauthorized", None);
+    }
+    {
+        let mut state = inner.lock().unwrap();
+        state.calls.push(Call { method: method.to_owned(), params: params.clone(), at: Instant::now() });
+        if let Some((code, description, retry_after)) = state.failures.get_mut(method).and_then(VecDeque::pop_front) {
+            let description = match retry_after {
+                Some(seconds) if code == 429 => format!("Too Many Requests: retry after {seconds}"),
+                _ => description,
+            };
+            return error(code, &description, retry_after);
+        }
+    }
+    match method {
+        "getMe" => ok(json!({"id": BOT_ID, "is_bot": true, "first_name": "Valor", "username": BOT_USERNAME,
+                             "can_join_groups": true, "can_read_all_group_messages": false,
+                             "supports_inline_queries": false, "can_connect_to_business": false,
+                             "has_main_web_app": false})),
+        "getUpdates" => get_updates(inner, arrived, &params).await,
+        "sendMessage" => send_message(inner, &params),
+        "editMessageText" => edit_message_text(inner, &params),
+        "sendChatAction" => {
+            if params["chat_id"].is_i64() && params["action"] == "typing" {
+                ok(json!(true))
+            } else {
+                error(400, "Bad Request: wrong parameter action in request", None)
+            }
+        }
+        "setMessageReaction" => {
+            let allowed = ["👍", "👎", "❤", "🔥", "👀", "🤔", "🎉", "👌", "🙏", "✍", "🫡", "😢"];
+            let emoji = params["reaction"][0]["emoji"].as_str().unwrap_or("");
+            if params["reaction"][0]["type"] == "emoji" && allowed.contains(&emoji) {
+                ok(json!(true))
+            } else {
+                error(400, "Bad Request: REACTION_INVALID", None)
+            }
+        }
+        _ => error(404, "Not Found", None),
+    }
+}
+
+async fn get_updates(inner: &Arc<Mutex<Inner>>, arrived: &Notify, params: &Value) -> Json<Value> {
+    let offset = params["offset"].as_i64();
+    let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = arrived.notified();
+        {
+            let mut state = inner.lock().unwrap();
+            // An offset confirms (forgets) every update below it.
+            if let Some(offset) = offset {
+                state.updates.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            }
+            if !state.updates.is_empty() {
+                return ok(Value::Array(state.updates.iter().take(100).cloned().collect()));
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return ok(json!([]));
+        }
+    }
+}
+
+/// Visible text of Telegram HTML, or the parse error Telegram would give.
+fn parse_html(text: &str) -> Result<String, String> {
+    let allowed = [
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "code",
+        "pre",
+        "a",
+        "tg-spoiler",
+        "blockquote",
+        "span",
+    ];
+    let mut visible = String::new();
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(['<', '&']) {
+        visible.push_str(&rest[..start]);
+        rest = &rest[start..];
+        if rest.starts_with('&') {
+            let end = rest.find(';').ok_or("Bad Request: can't parse entities: unclosed character reference")?;
+            visible.push(match &rest[..=end] {
+                "&lt;" => '<',
+                "&gt;" => '>',
+                "&amp;" => '&',
+                "&quot;" => '"',
+                other => return Err(format!("Bad Request: can't parse entities: unsupported entity {other}")),
+            });
+            rest = &rest[end + 1..];
+            continue;
+        }
+        let end = rest.find('>').ok_or("Bad Request: can't parse entities: unclosed start tag")?;
+        let tag = &rest[1..end];
+        if let Some(name) = tag.strip_prefix('/') {
+            if stack.pop().as_deref() != Some(name) {
+                return Err(format!("Bad Request: can't parse entities: unmatched end tag {name}"));
+            }
+        } else {
+            let name = tag.split_whitespace().next().unwrap_or("");
+            if !allowed.contains(&name) {
+                return Err(format!("Bad Request: can't parse entities: unsupported start tag \"{name}\""));
+            }
+            stack.push(name.to_owned());
+        }
+        rest = &rest[end + 1..];
+    }
+    visible.push_str(rest);
+    if let Some(open) = stack.pop() {
+        return Err(format!(
+            "Bad Request: can't parse entities: can't find end tag corresponding to start tag \"{open}\""
+        ));
+    }
+    Ok(visible)
+}
+
+fn visible_text(params: &Value) -> Result<String, Json<Value>> {
+    let text = params["text"].as_str().unwrap_or("");
+    let visible = if params["parse_mode"] == "HTML" {
+        parse_html(text).map_err(|e| error(400, &e, None))?
+    } else {
+        text.to_owned()
+    };
+    if visible.trim().is_empty() {
+        return Err(error(400, "Bad Request: message text is empty", None));
+    }
+    if visible.encode_utf16().count() > 4096 {
+        return Err(error(400, "Bad Request: message is too long", None));
+    }
+    Ok(visible)
+}
+
+/// A stored message as the Bot API returns it (without our bookkeeping field).
+fn public(message: &Value) -> Value {
+    let mut message = message.clone();
+    if let Some(map) = message.as_object_mut() {
+        map.remove("html");
+    }
+    message
+}
+
+fn send_message(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
+    let Some(chat_id) = params["chat_id"].as_i64() else { return error(400, "Bad Request: chat not found", None) };
+    let visible = match visible_text(params) {
+        Ok(visible) => visible,
+        Err(answer) => return answer,
+    };
+    let mut state = inner.lock().unwrap();
+    state.next_message_id += 1;
+    let chat_type = if chat_id > 0 { "private" } else { "supergroup" };
+    let mut message = json!({"message_id": state.next_message_id, "date": unix_now(),
+        "chat": {"id": chat_id, "type": chat_type},
+        "from": {"id": BOT_ID, "is_bot": true, "first_name": "Valor", "username": BOT_USERNAME},
+        "text": visible, "html": params["text"].clone()});
+    if let Some(reply_to) = params["reply_parameters"]["message_id"].as_i64() {
+        message["reply_to_message"] = json!({"message_id": reply_to, "date": 0, "chat": message["chat"].clone()});
+    }
+    let message_id = state.next_message_id;
+    state.bot_messages.insert((chat_id, message_id), message.clone());
+    ok(public(&message))
+}
+
+fn edit_message_text(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
+    let (Some(chat_id), Some(message_id)) = (params["chat_id"].as_i64(), params["message_id"].as_i64()) else {
+        return error(400, "Bad Request: message identifier is not specified", None);
+    };
+    let visible = match visible_text(params) {
+        Ok(visible) => visible,
+        Err(answer) => return answer,
+    };
+    let mut state = inner.lock().unwrap();
+    let Some(message) = state.bot_messages.get_mut(&(chat_id, message_id)) else {
+        return error(400, "Bad Request: message to edit not found", None);
+    };
+    if message["text"] == visible.as_str() && message["html"] == params["text"] {
+        return error(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            None,
+        );
+    }
+    message["text"] = json!(visible);
+    message["html"] = params["text"].clone();
+    message["edit_date"] = json!(unix_now());
+    ok(public(message))
+}
