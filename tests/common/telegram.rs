@@ -281,6 +281,17 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
                 error(400, "Bad Request: wrong parameter action in request", None)
             }
         }
+        "setMyCommands" => {
+            let valid = params["commands"].as_array().is_some_and(|list| {
+                list.iter().all(|c| {
+                    let name = c["command"].as_str().unwrap_or("");
+                    (1..=32).contains(&name.len())
+                        && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+                        && c["description"].as_str().is_some_and(|d| (1..=256).contains(&d.chars().count()))
+                })
+            });
+            if valid { ok(json!(true)) } else { error(400, "Bad Request: BOT_COMMAND_INVALID", None) }
+        }
         "setMessageReaction" => {
             let allowed = ["👍", "👎", "❤", "🔥", "👀", "🤔", "🎉", "👌", "🙏", "✍", "🫡", "😢"];
             let emoji = params["reaction"][0]["emoji"].as_str().unwrap_or("");

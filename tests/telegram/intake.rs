@@ -198,3 +198,42 @@ async fn messages_stored_but_unanswered_before_a_crash_are_answered_once_after_r
     assert_eq!(fake.calls_to("sendMessage").len(), 2);
     assert_eq!(questions(&mock).await.len(), 2);
 }
+
+#[tokio::test]
+async fn the_startup_line_doctor_and_command_menu_name_the_bot() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    let health = app.get_json("/health").await;
+    let telegram = health["components"].as_array().unwrap().iter().find(|c| c["name"] == "telegram").unwrap().clone();
+    assert_eq!(telegram["on"], true);
+    assert_eq!(telegram["detail"], "@valor_bot");
+    fake.wait_for("setMyCommands", |calls| calls.iter().any(|c| c.method == "setMyCommands")).await;
+    let menu = &fake.calls_to("setMyCommands")[0].params["commands"];
+    assert!(menu.as_array().unwrap().iter().any(|c| c["command"] == "reset"));
+
+    let mut settings = valor::config::Settings::default();
+    configure(&mock, &fake)(&mut settings);
+    settings.data_dir = tempfile::tempdir().unwrap().path().to_path_buf();
+    let rows = valor::app::doctor(&settings).await;
+    let row = rows.iter().find(|row| row.part == "telegram").unwrap();
+    assert_eq!(row.state, valor::app::DoctorState::Ready);
+    assert!(row.detail.contains("@valor_bot"));
+    assert!(!row.detail.contains(crate::fake_telegram::TOKEN), "the token never appears");
+}
+
+#[tokio::test]
+async fn a_rejected_token_turns_telegram_off_with_the_reason() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    let configure = configure(&mock, &fake);
+    let app = TestApp::spawn(|settings| {
+        configure(settings);
+        settings.telegram.bot_token = Some("999:wrong".to_owned().into());
+    })
+    .await;
+    let health = app.get_json("/health").await;
+    let telegram = health["components"].as_array().unwrap().iter().find(|c| c["name"] == "telegram").unwrap().clone();
+    assert_eq!(telegram["on"], false);
+    let detail = telegram["detail"].as_str().unwrap();
+    assert!(detail.contains("401") && !detail.contains("wrong"), "{detail}");
+    assert!(fake.calls().is_empty(), "a wrong token is refused before any call is recorded");
+}

@@ -175,6 +175,15 @@ impl BotApi {
         }
     }
 
+    /// Register the command list shown in Telegram's "/" menu.
+    pub async fn set_my_commands(&self, commands: &[(&str, &str)]) -> Result<(), ApiError> {
+        let list: Vec<Value> = commands
+            .iter()
+            .map(|(command, description)| json!({"command": command, "description": description}))
+            .collect();
+        self.call("setMyCommands", &json!({"commands": list}), Duration::from_secs(10)).await.map(|_| ())
+    }
+
     pub async fn send_chat_action(&self, chat_id: i64, action: &str) -> Result<(), ApiError> {
         let params = json!({"chat_id": chat_id, "action": action});
         self.call("sendChatAction", &params, Duration::from_secs(10)).await.map(|_| ())

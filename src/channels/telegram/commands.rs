@@ -16,6 +16,14 @@ Commands:\n\
 - /workspace — which workspace this chat maps to\n\
 - /reset — start a fresh conversation (I forget this chat's context)";
 
+/// The commands registered with `setMyCommands` (Telegram's "/" menu).
+pub(super) const MENU: &[(&str, &str)] = &[
+    ("help", "What I can do"),
+    ("status", "Whether I'm healthy"),
+    ("workspace", "Which workspace this chat maps to"),
+    ("reset", "Start a fresh conversation"),
+];
+
 fn conversation_key(chat_id: i64) -> String {
     format!("telegram:conversation:{chat_id}")
 }

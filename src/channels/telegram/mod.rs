@@ -134,6 +134,9 @@ impl TelegramChannel {
         if requeued + uncertain > 0 {
             tracing::warn!(requeued, uncertain, "telegram: recovering after an interrupted run");
         }
+        if let Err(error) = self.shared.api.set_my_commands(commands::MENU).await {
+            tracing::warn!("telegram: registering the command menu failed: {error}");
+        }
         let turns = TaskTracker::new();
         tokio::join!(
             poll(&self.shared, &shutdown),
@@ -216,6 +219,11 @@ async fn process(shared: &Arc<Shared>, shutdown: &CancellationToken, turns: &Tas
             }
             Err(error) => tracing::error!("telegram: claiming messages failed: {error}"),
         }
+        shared
+            .limiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain_recent(tokio::time::Instant::now());
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = shared.inbox_ready.notified() => {}
