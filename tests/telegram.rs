@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "telegram/crash.rs"]
+mod crash;
 #[path = "telegram/delivery.rs"]
 mod delivery;
 #[path = "common/telegram.rs"]
