@@ -14,6 +14,8 @@ mod delivery;
 mod fake_telegram;
 #[path = "telegram/intake.rs"]
 mod intake;
+#[path = "telegram/webhook.rs"]
+mod webhook;
 
 use common::Aimock;
 use fake_telegram::{FakeTelegram, Person, TOKEN};

@@ -86,7 +86,10 @@ impl App {
             tracing::info!("{}: {state} — {}", component.name, component.detail);
         }
         let grace = self.settings.server.shutdown_grace();
-        let router = crate::http::router(state);
+        let mut router = crate::http::router(state);
+        if let Some(channel) = &telegram {
+            router = router.merge(crate::channels::telegram::webhook::router(channel));
+        }
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             let server = crate::http::serve(listener, router, http_shutdown.clone());

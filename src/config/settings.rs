@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::ConfigError;
@@ -86,6 +86,22 @@ impl Settings {
         }
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
+        }
+        if let Some(url) = &self.telegram.webhook_url {
+            if !url.starts_with("https://") || url.len() <= "https://".len() {
+                return Err(invalid("telegram.webhook_url", "must be an https:// URL (Telegram only posts to HTTPS)"));
+            }
+            let secret_ok = self.telegram.webhook_secret.as_ref().is_some_and(|secret| {
+                let secret = secret.expose_secret();
+                (1..=256).contains(&secret.len())
+                    && secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+            if !secret_ok {
+                return Err(invalid(
+                    "telegram.webhook_secret",
+                    "must be set with webhook_url: 1–256 characters of A–Z, a–z, 0–9, _ and -",
+                ));
+            }
         }
         if self.telegram.poll_timeout_secs > 50 {
             return Err(invalid("telegram.poll_timeout_secs", "must be at most 50"));
@@ -379,6 +395,11 @@ pub struct TelegramSettings {
     pub stream_interval_ms: u64,
     /// Streaming: replies shorter than this are sent once, at the end.
     pub stream_short_chars: usize,
+    /// Webhook mode: the public HTTPS URL Telegram posts updates to (it must
+    /// reach this server's `/telegram/webhook`). Unset = long polling.
+    pub webhook_url: Option<String>,
+    /// Webhook mode: the `secret_token` Telegram sends back with every update.
+    pub webhook_secret: Option<SecretString>,
 }
 
 impl Default for TelegramSettings {
@@ -396,6 +417,8 @@ impl Default for TelegramSettings {
             typing_interval_ms: 4000,
             stream_interval_ms: 2500,
             stream_short_chars: 300,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }

@@ -40,6 +40,8 @@ struct Inner {
     failures: HashMap<String, VecDeque<(i64, String, Option<u64>)>>,
     /// (chat, message id) → the bot's message as Telegram stores it.
     bot_messages: HashMap<(i64, i64), Value>,
+    /// The registered webhook (`url`, `secret_token`), if any.
+    webhook: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -136,6 +138,11 @@ impl FakeTelegram {
     pub fn fail_next(&self, method: &str, code: i64, description: &str, retry_after: Option<u64>) {
         let mut inner = self.inner.lock().unwrap();
         inner.failures.entry(method.to_owned()).or_default().push_back((code, description.to_owned(), retry_after));
+    }
+
+    /// Take the oldest queued update (as Telegram would POST it to a webhook).
+    pub fn take_update(&self) -> Value {
+        self.inner.lock().unwrap().updates.pop_front().expect("a queued update")
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -271,7 +278,28 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
                              "can_join_groups": true, "can_read_all_group_messages": false,
                              "supports_inline_queries": false, "can_connect_to_business": false,
                              "has_main_web_app": false})),
-        "getUpdates" => get_updates(inner, arrived, &params).await,
+        "getUpdates" => {
+            if inner.lock().unwrap().webhook.is_some() {
+                return error(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+                    None,
+                );
+            }
+            get_updates(inner, arrived, &params).await
+        }
+        "setWebhook" => {
+            let url = params["url"].as_str().unwrap_or("");
+            if !url.starts_with("https://") {
+                return error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook", None);
+            }
+            inner.lock().unwrap().webhook = Some(params.clone());
+            ok(json!(true))
+        }
+        "deleteWebhook" => {
+            inner.lock().unwrap().webhook = None;
+            ok(json!(true))
+        }
         "sendMessage" => send_message(inner, &params),
         "editMessageText" => edit_message_text(inner, &params),
         "sendChatAction" => {

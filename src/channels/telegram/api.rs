@@ -175,6 +175,18 @@ impl BotApi {
         }
     }
 
+    /// Webhook mode: Telegram will POST updates to `url` with `secret` as `secret_token`.
+    pub async fn set_webhook(&self, url: &str, secret: &str) -> Result<(), ApiError> {
+        let params = json!({"url": url, "secret_token": secret, "allowed_updates": ["message"]});
+        self.call("setWebhook", &params, Duration::from_secs(10)).await.map(|_| ())
+    }
+
+    /// Long polling needs no webhook (`getUpdates` is refused while one is set).
+    /// Pending updates are kept.
+    pub async fn delete_webhook(&self) -> Result<(), ApiError> {
+        self.call("deleteWebhook", &json!({"drop_pending_updates": false}), Duration::from_secs(10)).await.map(|_| ())
+    }
+
     /// Register the command list shown in Telegram's "/" menu.
     pub async fn set_my_commands(&self, commands: &[(&str, &str)]) -> Result<(), ApiError> {
         let list: Vec<Value> = commands

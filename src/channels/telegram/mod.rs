@@ -22,6 +22,7 @@ pub mod limiter;
 pub mod pacing;
 pub mod render;
 pub mod split;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,12 +135,17 @@ impl TelegramChannel {
         if requeued + uncertain > 0 {
             tracing::warn!(requeued, uncertain, "telegram: recovering after an interrupted run");
         }
+        let polling = self.register_intake().await;
         if let Err(error) = self.shared.api.set_my_commands(commands::MENU).await {
             tracing::warn!("telegram: registering the command menu failed: {error}");
         }
         let turns = TaskTracker::new();
         tokio::join!(
-            poll(&self.shared, &shutdown),
+            async {
+                if polling {
+                    poll(&self.shared, &shutdown).await;
+                }
+            },
             process(&self.shared, &shutdown, &turns),
             deliver::run(&self.shared, &shutdown),
         );
@@ -147,6 +153,31 @@ impl TelegramChannel {
         // In-flight turns are left to finish briefly; their messages are requeued on the next start otherwise.
         let _ = tokio::time::timeout(Duration::from_secs(2), turns.wait()).await;
         Ok(())
+    }
+}
+
+impl TelegramChannel {
+    /// Webhook mode registers the webhook (updates then arrive at
+    /// `webhook::WEBHOOK_PATH`); polling mode removes any webhook. Returns
+    /// whether to poll.
+    async fn register_intake(&self) -> bool {
+        let settings = &self.shared.settings;
+        match (&settings.webhook_url, &settings.webhook_secret) {
+            (Some(url), Some(secret)) => {
+                use secrecy::ExposeSecret as _;
+                match self.shared.api.set_webhook(url, secret.expose_secret()).await {
+                    Ok(()) => tracing::info!("telegram: webhook registered at {url}"),
+                    Err(error) => tracing::error!("telegram: setWebhook failed: {error}"),
+                }
+                false
+            }
+            _ => {
+                if let Err(error) = self.shared.api.delete_webhook().await {
+                    tracing::warn!("telegram: deleteWebhook failed: {error}");
+                }
+                true
+            }
+        }
     }
 }
 
