@@ -28,6 +28,7 @@ CREATE TABLE telegram_outbox (
     -- SQLite-only: INTEGER PRIMARY KEY AUTOINCREMENT (PostgreSQL: identity column).
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     chat_id             BIGINT NOT NULL,
+    thread_id           BIGINT NULL,             -- forum topic (message_thread_id)
     html                TEXT NOT NULL,           -- the text with parse_mode HTML
     plain               TEXT NOT NULL,           -- fallback when Telegram rejects the entities
     reply_to_message_id BIGINT NULL,

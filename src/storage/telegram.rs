@@ -49,6 +49,8 @@ pub struct TelegramUpdateRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTelegramReply {
     pub chat_id: i64,
+    /// Forum topic (`message_thread_id`), if any.
+    pub thread_id: Option<i64>,
     pub html: String,
     pub plain: String,
     pub reply_to_message_id: Option<i64>,
@@ -62,6 +64,7 @@ pub struct NewTelegramReply {
 pub struct TelegramOutboxRow {
     pub id: i64,
     pub chat_id: i64,
+    pub thread_id: Option<i64>,
     pub html: String,
     pub plain: String,
     pub reply_to_message_id: Option<i64>,
@@ -81,7 +84,7 @@ macro_rules! update_columns {
 }
 macro_rules! outbox_columns {
     () => {
-        "id, chat_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error"
+        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error"
     };
 }
 
@@ -112,6 +115,7 @@ fn outbox_row(row: &SqliteRow) -> StorageResult<TelegramOutboxRow> {
     Ok(TelegramOutboxRow {
         id: get(row, "id")?,
         chat_id: get(row, "chat_id")?,
+        thread_id: get(row, "thread_id")?,
         html: get(row, "html")?,
         plain: get(row, "plain")?,
         reply_to_message_id: get(row, "reply_to_message_id")?,
@@ -133,8 +137,8 @@ async fn insert_replies(
         // Portable upsert-ignore: a repeated dedupe key inserts nothing.
         sqlx::query(
             "INSERT INTO telegram_outbox (chat_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, \
-                                          status, attempts, not_before_ms, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) ON CONFLICT (dedupe_key) DO NOTHING",
+                                          status, attempts, not_before_ms, created_at_ms, thread_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8) ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(reply.chat_id)
         .bind(&reply.html)
@@ -143,6 +147,7 @@ async fn insert_replies(
         .bind(reply.edit_message_id)
         .bind(&reply.dedupe_key)
         .bind(now)
+        .bind(reply.thread_id)
         .execute(&mut *connection)
         .await
         .map_err(|error| sql_error("queue telegram reply", error))?;

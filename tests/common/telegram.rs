@@ -93,6 +93,17 @@ impl FakeTelegram {
         self.queue_message(chat_id, from, text, Some(reply_to))
     }
 
+    /// Queue a message in a forum topic of a supergroup.
+    pub fn send_in_topic(&self, chat_id: i64, thread_id: i64, from: &Person, text: &str) -> i64 {
+        let message_id = self.queue_message(chat_id, from, text, None);
+        let mut inner = self.inner.lock().unwrap();
+        let update = inner.updates.back_mut().unwrap();
+        update["message"]["message_thread_id"] = json!(thread_id);
+        update["message"]["is_topic_message"] = json!(true);
+        update["message"]["chat"]["is_forum"] = json!(true);
+        message_id
+    }
+
     fn queue_message(&self, chat_id: i64, from: &Person, text: &str, reply_to: Option<i64>) -> i64 {
         let mut inner = self.inner.lock().unwrap();
         inner.next_message_id += 1;
@@ -454,6 +465,10 @@ fn send_message(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
         "chat": {"id": chat_id, "type": chat_type},
         "from": {"id": BOT_ID, "is_bot": true, "first_name": "Valor", "username": BOT_USERNAME},
         "text": visible, "html": params["text"].clone()});
+    if let Some(thread) = params["message_thread_id"].as_i64() {
+        message["message_thread_id"] = json!(thread);
+        message["is_topic_message"] = json!(true);
+    }
     if let Some(reply_to) = params["reply_parameters"]["message_id"].as_i64() {
         message["reply_to_message"] = json!({"message_id": reply_to, "date": 0, "chat": message["chat"].clone()});
     }

@@ -117,6 +117,7 @@ async fn the_outbox_never_sends_a_row_twice_across_restarts() {
         let store = valor::storage::Store::open(&data.path().join("valor.db")).await.unwrap();
         let reply = |text: &str, key: &str| NewTelegramReply {
             chat_id: ALICE.id,
+            thread_id: None,
             html: text.into(),
             plain: text.into(),
             reply_to_message_id: None,

@@ -237,3 +237,31 @@ async fn a_rejected_token_turns_telegram_off_with_the_reason() {
     assert!(detail.contains("401") && !detail.contains("wrong"), "{detail}");
     assert!(fake.calls().is_empty(), "a wrong token is refused before any call is recorded");
 }
+
+#[tokio::test]
+async fn each_forum_topic_is_its_own_conversation_and_replies_stay_in_the_topic() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script(&mock, "topic one", "Answer in one.").await;
+    script(&mock, "topic two", "Answer in two.").await;
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+
+    fake.send_in_topic(DEV_GROUP, 11, &STRANGER, "topic one question");
+    fake.send_in_topic(DEV_GROUP, 22, &STRANGER, "topic two question");
+    fake.wait_for_replies(DEV_GROUP, 2).await;
+    let by_topic: Vec<(i64, String)> = fake
+        .visible_messages(DEV_GROUP)
+        .iter()
+        .map(|m| (m["message_thread_id"].as_i64().unwrap(), m["text"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(by_topic.contains(&(11, "Answer in one.".to_owned())), "{by_topic:?}");
+    assert!(by_topic.contains(&(22, "Answer in two.".to_owned())), "{by_topic:?}");
+    let store = app.store().await;
+    let one = store.kv_get(&format!("telegram:conversation:{DEV_GROUP}:11")).await.unwrap();
+    let two = store.kv_get(&format!("telegram:conversation:{DEV_GROUP}:22")).await.unwrap();
+    assert!(one.is_some() && two.is_some() && one != two);
+    // Each topic's model request carries only its own history.
+    for request in mock.requests_to("/v1/chat/completions").await {
+        let body = request["body"].to_string();
+        assert!(!(body.contains("topic one question") && body.contains("topic two question")), "shared history");
+    }
+}

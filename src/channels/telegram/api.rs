@@ -136,14 +136,19 @@ impl BotApi {
     }
 
     /// Send `text`; `html` selects parse_mode HTML. Returns the new message id.
+    /// `thread` is the forum topic (`message_thread_id`), if any.
     pub async fn send_message(
         &self,
         chat_id: i64,
+        thread: Option<i64>,
         text: &str,
         html: bool,
         reply_to: Option<i64>,
     ) -> Result<i64, ApiError> {
         let mut params = json!({"chat_id": chat_id, "text": text, "link_preview_options": {"is_disabled": true}});
+        if let Some(thread) = thread {
+            params["message_thread_id"] = json!(thread);
+        }
         if html {
             params["parse_mode"] = json!("HTML");
         }
@@ -196,8 +201,11 @@ impl BotApi {
         self.call("setMyCommands", &json!({"commands": list}), Duration::from_secs(10)).await.map(|_| ())
     }
 
-    pub async fn send_chat_action(&self, chat_id: i64, action: &str) -> Result<(), ApiError> {
-        let params = json!({"chat_id": chat_id, "action": action});
+    pub async fn send_chat_action(&self, chat_id: i64, thread: Option<i64>, action: &str) -> Result<(), ApiError> {
+        let mut params = json!({"chat_id": chat_id, "action": action});
+        if let Some(thread) = thread {
+            params["message_thread_id"] = json!(thread);
+        }
         self.call("sendChatAction", &params, Duration::from_secs(10)).await.map(|_| ())
     }
 

@@ -24,13 +24,22 @@ pub(super) const MENU: &[(&str, &str)] = &[
     ("reset", "Start a fresh conversation"),
 ];
 
-fn conversation_key(chat_id: i64) -> String {
-    format!("telegram:conversation:{chat_id}")
+/// kv key of the conversation of a chat, or of one forum topic of it.
+pub fn conversation_key(chat_id: i64, thread_id: Option<i64>) -> String {
+    match thread_id {
+        Some(thread) => format!("telegram:conversation:{chat_id}:{thread}"),
+        None => format!("telegram:conversation:{chat_id}"),
+    }
+}
+
+/// kv key holding the forum topic of a conversation (for notices).
+pub fn thread_key(conversation_id: &str) -> String {
+    format!("telegram:thread:{conversation_id}")
 }
 
 /// The conversation of this chat, created on first use.
 pub(super) async fn conversation_for(shared: &Shared, message: &Incoming) -> StorageResult<Conversation> {
-    if let Some(id) = shared.store.kv_get(&conversation_key(message.chat_id)).await? {
+    if let Some(id) = shared.store.kv_get(&conversation_key(message.chat_id, message.thread_id)).await? {
         match shared.store.get_conversation(&id).await {
             Ok(found) => return Ok(found),
             Err(crate::storage::StorageError::NotFound { .. }) => {}
@@ -43,13 +52,19 @@ pub(super) async fn conversation_for(shared: &Shared, message: &Incoming) -> Sto
 async fn new_conversation(shared: &Shared, message: &Incoming) -> StorageResult<Conversation> {
     let title = match message.chat_type.as_str() {
         "private" => format!("Telegram @{}", message.username.as_deref().unwrap_or("user")),
-        _ => format!("Telegram group {}", message.chat_id),
+        _ => match message.thread_id {
+            Some(thread) => format!("Telegram group {} topic {thread}", message.chat_id),
+            None => format!("Telegram group {}", message.chat_id),
+        },
     };
     let conversation = shared
         .store
         .create_conversation(NewConversation { title, channel: "telegram".into(), chat_id: Some(message.chat_id) })
         .await?;
-    shared.store.kv_set(&conversation_key(message.chat_id), &conversation.id).await?;
+    shared.store.kv_set(&conversation_key(message.chat_id, message.thread_id), &conversation.id).await?;
+    if let Some(thread) = message.thread_id {
+        shared.store.kv_set(&thread_key(&conversation.id), &thread.to_string()).await?;
+    }
     Ok(conversation)
 }
 

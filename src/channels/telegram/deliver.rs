@@ -34,7 +34,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(250);
 /// The outbox rows for a Markdown reply: split, rendered, keyed `{key}:{part}`.
 /// The first part replies to `reply_to` and replaces the preview `edit` if any.
 pub fn build_replies(
-    chat_id: i64,
+    (chat_id, thread_id): (i64, Option<i64>),
     reply_to: Option<i64>,
     markdown: &str,
     edit: Option<i64>,
@@ -46,6 +46,7 @@ pub fn build_replies(
         .enumerate()
         .map(|(index, part)| NewTelegramReply {
             chat_id,
+            thread_id,
             html: markdown_to_html(&part),
             plain: part,
             reply_to_message_id: if index == 0 { reply_to } else { None },
@@ -83,7 +84,7 @@ async fn send(shared: &Shared, row: &TelegramOutboxRow, html: bool) -> Result<i6
     let text = if html { &row.html } else { &row.plain };
     match row.edit_message_id {
         Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html).await.map(|()| id),
-        None => shared.api.send_message(row.chat_id, text, html, row.reply_to_message_id).await,
+        None => shared.api.send_message(row.chat_id, row.thread_id, text, html, row.reply_to_message_id).await,
     }
 }
 
@@ -151,7 +152,9 @@ impl Outbox for TelegramOutbox {
         match (conversation.channel.as_str(), conversation.chat_id) {
             ("telegram", Some(chat_id)) => {
                 let key = format!("notice:{}", notice.dedupe_key);
-                let replies = build_replies(chat_id, None, &notice.text, None, &key);
+                let thread_key = super::commands::thread_key(&conversation.id);
+                let thread = self.store.kv_get(&thread_key).await?.and_then(|value| value.parse().ok());
+                let replies = build_replies((chat_id, thread), None, &notice.text, None, &key);
                 self.store.telegram_queue_replies(&replies).await?;
                 self.ready.notify_one();
                 Ok(())

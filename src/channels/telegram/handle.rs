@@ -105,7 +105,8 @@ async fn finish(
     preview: Option<i64>,
 ) -> StorageResult<()> {
     let key = format!("update:{}", row.id);
-    let replies = build_replies(message.chat_id, Some(message.message_id), markdown, preview, &key);
+    let replies =
+        build_replies((message.chat_id, message.thread_id), Some(message.message_id), markdown, preview, &key);
     shared.store.telegram_finish_update(row.id, &replies).await?;
     shared.outbox_ready.notify_one();
     Ok(())
@@ -127,7 +128,10 @@ async fn answer(
     react(shared, message, REACTION_SEEN).await;
     let conversation = commands::conversation_for(shared, message).await?;
     let typing = CancellationToken::new();
-    tokio::spawn(keep_typing(shared.api.clone(), message.chat_id, shared.typing_interval(), typing.clone()));
+    // Stops the indicator on every way out of this function, errors included.
+    let _stop_typing = typing.clone().drop_guard();
+    let target = (message.chat_id, message.thread_id);
+    tokio::spawn(keep_typing(shared.api.clone(), target, shared.typing_interval(), typing.clone()));
     let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
@@ -146,15 +150,19 @@ async fn answer(
             () = stream.due() => stream.push().await,
         }
     };
-    typing.cancel();
     finish(shared, row, message, &reply, stream.preview_id).await?;
     react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
     Ok(())
 }
 
-async fn keep_typing(api: super::BotApi, chat_id: i64, every: Duration, stop: CancellationToken) {
+async fn keep_typing(
+    api: super::BotApi,
+    (chat_id, thread): (i64, Option<i64>),
+    every: Duration,
+    stop: CancellationToken,
+) {
     loop {
-        if let Err(error) = api.send_chat_action(chat_id, "typing").await {
+        if let Err(error) = api.send_chat_action(chat_id, thread, "typing").await {
             tracing::debug!("telegram: typing indicator failed: {error}");
         }
         tokio::select! {
@@ -169,6 +177,7 @@ async fn keep_typing(api: super::BotApi, chat_id: i64, every: Duration, stop: Ca
 struct Stream<'a> {
     shared: &'a Shared,
     chat_id: i64,
+    thread_id: Option<i64>,
     reply_to: i64,
     optimizer: StreamingOptimizer,
     text: String,
@@ -183,6 +192,7 @@ impl<'a> Stream<'a> {
         Stream {
             shared,
             chat_id: message.chat_id,
+            thread_id: message.thread_id,
             reply_to: message.message_id,
             optimizer: StreamingOptimizer::new(shared.stream_policy),
             text: String::new(),
@@ -215,7 +225,9 @@ impl<'a> Stream<'a> {
         let started = Instant::now();
         let api = &self.shared.api;
         let result = match self.preview_id {
-            None => api.send_message(self.chat_id, &preview, false, Some(self.reply_to)).await.map(Some),
+            None => {
+                api.send_message(self.chat_id, self.thread_id, &preview, false, Some(self.reply_to)).await.map(Some)
+            }
             Some(id) => api.edit_message_text(self.chat_id, id, &preview, false).await.map(|()| None),
         };
         match result {
