@@ -14,6 +14,8 @@ mod delivery;
 mod fake_telegram;
 #[path = "telegram/intake.rs"]
 mod intake;
+#[path = "telegram/media.rs"]
+mod media;
 #[path = "telegram/webhook.rs"]
 mod webhook;
 

@@ -42,6 +42,8 @@ struct Inner {
     bot_messages: HashMap<(i64, i64), Value>,
     /// The registered webhook (`url`, `secret_token`), if any.
     webhook: Option<Value>,
+    /// file_id → (file_path, bytes) for getFile and downloads.
+    files: HashMap<String, (String, Vec<u8>)>,
 }
 
 #[derive(Clone)]
@@ -73,6 +75,7 @@ impl FakeTelegram {
         let arrived = Arc::new(Notify::new());
         let router = Router::new()
             .route("/{bot}/{method}", post(handle).get(handle))
+            .route("/file/{bot}/{*path}", axum::routing::get(download))
             .with_state((inner.clone(), arrived.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -91,6 +94,53 @@ impl FakeTelegram {
     /// Queue a reply to an earlier message (e.g. one of the bot's).
     pub fn send_reply(&self, chat_id: i64, from: &Person, text: &str, reply_to: i64) -> i64 {
         self.queue_message(chat_id, from, text, Some(reply_to))
+    }
+
+    /// Queue a message carrying a file: `kind` is "document", "photo" or "voice".
+    pub fn send_file(&self, chat_id: i64, from: &Person, kind: &str, name: &str, bytes: &[u8], caption: &str) -> i64 {
+        let message_id = self.queue_message(chat_id, from, caption, None);
+        let mut inner = self.inner.lock().unwrap();
+        let file_id = format!("FILE{message_id}");
+        let folder = match kind {
+            "photo" => "photos",
+            "voice" => "voice",
+            _ => "documents",
+        };
+        let file_path = format!("{folder}/file_{message_id}");
+        inner.files.insert(file_id.clone(), (file_path, bytes.to_vec()));
+        let file = json!({"file_id": file_id, "file_unique_id": format!("U{message_id}"), "file_size": bytes.len()});
+        let update = inner.updates.back_mut().unwrap();
+        let message = update["message"].as_object_mut().unwrap();
+        let text = message.remove("text").unwrap_or(json!(""));
+        if let Some(entities) = message.remove("entities") {
+            message.insert("caption_entities".into(), entities);
+        }
+        if !caption.is_empty() {
+            message.insert("caption".into(), text);
+        }
+        let mut attached = file.clone();
+        match kind {
+            "photo" => {
+                let mut small = file.clone();
+                small["file_id"] = json!(format!("{file_id}-small"));
+                attached["width"] = json!(1280);
+                attached["height"] = json!(720);
+                small["width"] = json!(90);
+                small["height"] = json!(51);
+                message.insert("photo".into(), json!([small, attached]));
+            }
+            "voice" => {
+                attached["duration"] = json!(3);
+                attached["mime_type"] = json!("audio/ogg");
+                message.insert("voice".into(), attached);
+            }
+            _ => {
+                attached["file_name"] = json!(name);
+                attached["mime_type"] = json!("text/plain");
+                message.insert("document".into(), attached);
+            }
+        }
+        message_id
     }
 
     /// Queue a message in a forum topic of a supergroup.
@@ -299,6 +349,14 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
             }
             get_updates(inner, arrived, &params).await
         }
+        "getFile" => {
+            let state = inner.lock().unwrap();
+            match state.files.get(params["file_id"].as_str().unwrap_or("")) {
+                Some((path, bytes)) => ok(json!({"file_id": params["file_id"], "file_unique_id": "U",
+                                                 "file_size": bytes.len(), "file_path": path})),
+                None => error(400, "Bad Request: invalid file_id", None),
+            }
+        }
         "setWebhook" => {
             let url = params["url"].as_str().unwrap_or("");
             if !url.starts_with("https://") {
@@ -341,6 +399,18 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
             }
         }
         _ => error(404, "Not Found", None),
+    }
+}
+
+async fn download(
+    State((inner, _)): State<Shared>,
+    Path((bot, path)): Path<(String, String)>,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    let state = inner.lock().unwrap();
+    let found = state.files.values().find(|(file_path, _)| *file_path == path);
+    match (bot == format!("bot{TOKEN}"), found) {
+        (true, Some((_, bytes))) => (axum::http::StatusCode::OK, bytes.clone()),
+        _ => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
     }
 }
 

@@ -172,6 +172,7 @@ mod tests {
             text: text.into(),
             entities,
             reply_to_user_id: None,
+            media: None,
         }
     }
 

@@ -192,6 +192,44 @@ impl BotApi {
         self.call("deleteWebhook", &json!({"drop_pending_updates": false}), Duration::from_secs(10)).await.map(|_| ())
     }
 
+    /// The server path of a file (`getFile`), for `download`.
+    pub async fn get_file(&self, file_id: &str) -> Result<String, ApiError> {
+        let file = self.call("getFile", &json!({"file_id": file_id}), Duration::from_secs(10)).await?;
+        file["file_path"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::NoAnswer { method: "getFile".into(), detail: "no file_path".into() })
+    }
+
+    /// Download a file by its `getFile` path, refusing more than `max_bytes`.
+    pub async fn download(&self, file_path: &str, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+        let url = format!("{}/file/bot{}/{file_path}", self.base, self.token.expose_secret());
+        let failed = |detail: &str| ApiError::NoAnswer { method: "download".into(), detail: detail.to_owned() };
+        let mut response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|_| failed("the download failed"))?;
+        if !response.status().is_success() {
+            let code = i64::from(response.status().as_u16());
+            return Err(ApiError::Refused {
+                method: "download".into(),
+                code,
+                description: "file not available".into(),
+            });
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|_| failed("the download was cut"))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(failed("the file is larger than allowed"));
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Register the command list shown in Telegram's "/" menu.
     pub async fn set_my_commands(&self, commands: &[(&str, &str)]) -> Result<(), ApiError> {
         let list: Vec<Value> = commands

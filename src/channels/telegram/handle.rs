@@ -22,6 +22,7 @@ use super::api::ApiError;
 use super::deliver::build_replies;
 use super::inbound::{Incoming, parse_update};
 use super::limiter::Admission;
+use super::media::{self, MediaOutcome};
 use super::{Shared, commands};
 
 /// Accept reaction, and the final ones (all in Telegram's allowed reaction set).
@@ -66,6 +67,18 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
                 return finish(shared, row, &message, &notice, None).await;
             }
             Admission::RefuseSilently => return shared.store.telegram_mark_update(row.id, "ignored").await,
+        }
+    }
+    let mut text = text;
+    if let Some(media) = &message.media {
+        match media::receive(shared, &message, media).await {
+            MediaOutcome::Reply(reply) => return finish(shared, row, &message, &reply, None).await,
+            MediaOutcome::Saved { note, .. } if text.trim().is_empty() => {
+                return finish(shared, row, &message, &note, None).await;
+            }
+            MediaOutcome::Saved { path, .. } => {
+                text = format!("{text}\n\n(The user attached a document, saved at {})", path.display());
+            }
         }
     }
     if let Some(reply) = commands::run(shared, &message, &text).await? {

@@ -14,7 +14,45 @@ pub struct Entity {
     pub user_id: Option<i64>,
 }
 
-/// One incoming text message.
+/// What kind of file a message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Document,
+    Photo,
+    Voice,
+}
+
+/// A file attached to a message (downloaded only after the access check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub kind: MediaKind,
+    pub file_id: String,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+}
+
+fn media_of(message: &Value) -> Option<Media> {
+    let file = |kind, value: &Value| {
+        Some(Media {
+            kind,
+            file_id: value["file_id"].as_str()?.to_owned(),
+            file_name: value["file_name"].as_str().map(str::to_owned),
+            file_size: value["file_size"].as_u64(),
+        })
+    };
+    if message["document"].is_object() {
+        return file(MediaKind::Document, &message["document"]);
+    }
+    if let Some(largest) = message["photo"].as_array().and_then(|sizes| sizes.last()) {
+        return file(MediaKind::Photo, largest);
+    }
+    if message["voice"].is_object() {
+        return file(MediaKind::Voice, &message["voice"]);
+    }
+    None
+}
+
+/// One incoming message (its text, or a file's caption).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
     pub update_id: i64,
@@ -30,6 +68,7 @@ pub struct Incoming {
     pub entities: Vec<Entity>,
     /// The author of the message this one replies to.
     pub reply_to_user_id: Option<i64>,
+    pub media: Option<Media>,
 }
 
 impl Incoming {
@@ -87,6 +126,7 @@ pub fn parse_update(update: &Value) -> Option<Incoming> {
         text: text.to_owned(),
         entities,
         reply_to_user_id: message["reply_to_message"]["from"]["id"].as_i64(),
+        media: media_of(message),
     })
 }
 

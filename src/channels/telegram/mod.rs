@@ -19,6 +19,7 @@ pub mod deliver;
 mod handle;
 pub mod inbound;
 pub mod limiter;
+mod media;
 pub mod pacing;
 pub mod render;
 pub mod split;
@@ -48,6 +49,8 @@ struct Shared {
     agent: Agent,
     settings: TelegramSettings,
     workspaces: Vec<WorkspaceSettings>,
+    /// Where received documents are saved (`<data_dir>/telegram/<chat>/inbox`).
+    data_dir: std::path::PathBuf,
     pacer: pacing::Pacer,
     limiter: std::sync::Mutex<limiter::InboundLimiter>,
     /// Wakes the deliverer when a reply was queued.
@@ -105,6 +108,7 @@ impl TelegramChannel {
             agent,
             settings: telegram.clone(),
             workspaces: settings.workspaces.clone(),
+            data_dir: settings.data_dir.clone(),
             pacer: pacing::Pacer::default(),
             limiter: std::sync::Mutex::new(limiter::InboundLimiter::new(
                 telegram.rate_limit_per_minute,
