@@ -395,6 +395,9 @@ pub struct TelegramSettings {
     pub stream_interval_ms: u64,
     /// Streaming: replies shorter than this are sent once, at the end.
     pub stream_short_chars: usize,
+    /// After downtime, two or more messages of a chat older than this are
+    /// answered together ("while I was away…"); 0 answers each one.
+    pub away_after_secs: u64,
     /// Webhook mode: the public HTTPS URL Telegram posts updates to (it must
     /// reach this server's `/telegram/webhook`). Unset = long polling.
     pub webhook_url: Option<String>,
@@ -417,6 +420,7 @@ impl Default for TelegramSettings {
             typing_interval_ms: 4000,
             stream_interval_ms: 2500,
             stream_short_chars: 300,
+            away_after_secs: 900,
             webhook_url: None,
             webhook_secret: None,
         }

@@ -250,14 +250,22 @@ impl Store {
 
     /// Queue the replies to a message and mark it processed, in one transaction.
     pub async fn telegram_finish_update(&self, id: i64, replies: &[NewTelegramReply]) -> StorageResult<()> {
+        self.telegram_finish_updates(&[id], replies).await
+    }
+
+    /// Queue one reply to several messages (a backlog answered together) and
+    /// mark them all processed, in one transaction.
+    pub async fn telegram_finish_updates(&self, ids: &[i64], replies: &[NewTelegramReply]) -> StorageResult<()> {
         let now = now_ms();
         let mut transaction = self.pool.begin().await.map_err(|error| sql_error("begin finish update", error))?;
-        sqlx::query("UPDATE telegram_updates SET status = 'processed', updated_at_ms = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|error| sql_error("finish telegram update", error))?;
+        for id in ids {
+            sqlx::query("UPDATE telegram_updates SET status = 'processed', updated_at_ms = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *transaction)
+                .await
+                .map_err(|error| sql_error("finish telegram update", error))?;
+        }
         insert_replies(&mut transaction, replies, now).await?;
         transaction.commit().await.map_err(|error| sql_error("commit finish update", error))?;
         Ok(())

@@ -157,7 +157,15 @@ async fn commands_answer_without_the_model_and_reset_starts_a_new_conversation()
 }
 
 fn stored_update(update_id: i64, from: &Person, message_id: i64, text: &str) -> TelegramInbound {
-    let raw = serde_json::json!({"update_id": update_id, "message": {"message_id": message_id, "date": 1,
+    stored_update_at(update_id, from, message_id, text, chrono_now())
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn stored_update_at(update_id: i64, from: &Person, message_id: i64, text: &str, date: i64) -> TelegramInbound {
+    let raw = serde_json::json!({"update_id": update_id, "message": {"message_id": message_id, "date": date,
         "chat": {"id": from.id, "type": "private"},
         "from": {"id": from.id, "is_bot": false, "first_name": from.username, "username": from.username},
         "text": text}});
@@ -264,4 +272,34 @@ async fn each_forum_topic_is_its_own_conversation_and_replies_stay_in_the_topic(
         let body = request["body"].to_string();
         assert!(!(body.contains("topic one question") && body.contains("topic two question")), "shared history");
     }
+}
+
+#[tokio::test]
+async fn after_downtime_a_chats_old_messages_are_answered_together_while_i_was_away() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script(&mock, "While I was away", "While I was away… all three are handled.").await;
+    let data = tempfile::tempdir().unwrap();
+    let hour_ago = chrono_now() - 3600;
+    {
+        let store = Store::open(&data.path().join("valor.db")).await.unwrap();
+        for (index, text) in ["first old question", "second old question", "third old question"].iter().enumerate() {
+            let id = 20 + index as i64;
+            let update = stored_update_at(id, &ALICE, 60 + index as i64, text, hour_ago + index as i64);
+            store.telegram_accept_update(id + 1, Some(&update)).await.unwrap();
+        }
+        store.close().await;
+    }
+    let app = TestApp::spawn_in(data, configure(&mock, &fake)).await;
+    let replies = fake.wait_for_replies(ALICE.id, 1).await;
+    assert_eq!(replies, ["While I was away… all three are handled."]);
+    let asked = questions(&mock).await;
+    assert_eq!(asked.len(), 1, "one turn for the whole backlog");
+    for text in ["first old question", "second old question", "third old question"] {
+        assert!(asked[0].contains(text), "{text} missing from {:?}", asked[0]);
+    }
+    assert_eq!(fake.calls_to("sendMessage")[0].params["reply_parameters"]["message_id"], 62, "replies to the newest");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let statuses: Vec<String> =
+        app.store().await.telegram_updates().await.unwrap().into_iter().map(|row| row.status).collect();
+    assert_eq!(statuses, ["processed", "processed", "processed"]);
 }

@@ -166,6 +166,7 @@ mod tests {
             chat_id,
             chat_type: if chat_id < 0 { "supergroup".into() } else { "private".into() },
             message_id: 10,
+            date: 0,
             thread_id: None,
             user_id: Some(user),
             username: Some(username.into()),

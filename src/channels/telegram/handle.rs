@@ -41,6 +41,53 @@ pub(super) async fn handle(shared: &Shared, row: TelegramUpdateRow) {
     }
 }
 
+/// Several messages of one chat that waited longer than `away_after_secs`
+/// (valor was down): checked one by one (each audit-logged), then answered
+/// together in one turn — "while I was away…" — replying to the newest.
+pub(super) async fn handle_backlog(shared: &Shared, rows: Vec<TelegramUpdateRow>) {
+    let Some(chat_id) = rows.first().map(|row| row.chat_id) else { return };
+    let lock = shared.chat_lock(chat_id);
+    let _in_order = lock.lock().await;
+    if let Err(error) = answer_backlog(shared, &rows).await {
+        tracing::error!(chat = chat_id, "telegram: handling the backlog failed: {error}");
+    }
+}
+
+async fn answer_backlog(shared: &Shared, rows: &[TelegramUpdateRow]) -> StorageResult<()> {
+    let mut allowed = Vec::new();
+    for row in rows {
+        let Some(message) = parse_update(&row.raw) else {
+            shared.store.telegram_mark_update(row.id, "ignored").await?;
+            continue;
+        };
+        let access = access::decide(&shared.settings, &shared.bot, &message);
+        audit(shared, &message, &access).await?;
+        match access {
+            Access::Ignore { .. } => shared.store.telegram_mark_update(row.id, "ignored").await?,
+            Access::Allow { text, is_admin, .. } => allowed.push((row.id, message, text, is_admin)),
+        }
+    }
+    let Some((_, newest, _, _)) = allowed.last() else { return Ok(()) };
+    let newest = newest.clone();
+    let ids: Vec<i64> = allowed.iter().map(|(id, ..)| *id).collect();
+    let is_admin = allowed.iter().any(|(.., is_admin)| *is_admin);
+    let list: Vec<String> = allowed.iter().map(|(_, message, text, _)| backlog_line(message, text)).collect();
+    let text = format!(
+        "While I was away, these messages arrived in this chat (oldest first):\n{}\n\n\
+         Start your reply with \"While I was away…\" and answer them together in one reply.",
+        list.join("\n")
+    );
+    answer(shared, &ids, &newest, text, is_admin).await
+}
+
+fn backlog_line(message: &Incoming, text: &str) -> String {
+    let when = chrono::DateTime::from_timestamp(message.date, 0)
+        .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let who = message.username.as_deref().map(|name| format!("@{name}")).unwrap_or_else(|| "someone".into());
+    format!("- [{when}] {who}: {text}")
+}
+
 async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<()> {
     let Some(message) = parse_update(&row.raw) else {
         return shared.store.telegram_mark_update(row.id, "ignored").await;
@@ -64,7 +111,7 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
                     "You're sending messages faster than I can take them — please wait about {} s and try again.",
                     wait.as_secs().max(1)
                 );
-                return finish(shared, row, &message, &notice, None).await;
+                return finish(shared, &[row.id], &message, &notice, None).await;
             }
             Admission::RefuseSilently => return shared.store.telegram_mark_update(row.id, "ignored").await,
         }
@@ -72,9 +119,9 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
     let mut text = text;
     if let Some(media) = &message.media {
         match media::receive(shared, &message, media).await {
-            MediaOutcome::Reply(reply) => return finish(shared, row, &message, &reply, None).await,
+            MediaOutcome::Reply(reply) => return finish(shared, &[row.id], &message, &reply, None).await,
             MediaOutcome::Saved { note, .. } if text.trim().is_empty() => {
-                return finish(shared, row, &message, &note, None).await;
+                return finish(shared, &[row.id], &message, &note, None).await;
             }
             MediaOutcome::Saved { path, .. } => {
                 text = format!("{text}\n\n(The user attached a document, saved at {})", path.display());
@@ -82,9 +129,9 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
         }
     }
     if let Some(reply) = commands::run(shared, &message, &text).await? {
-        return finish(shared, row, &message, &reply, None).await;
+        return finish(shared, &[row.id], &message, &reply, None).await;
     }
-    answer(shared, row, &message, text, is_admin).await
+    answer(shared, &[row.id], &message, text, is_admin).await
 }
 
 async fn audit(shared: &Shared, message: &Incoming, access: &Access) -> StorageResult<()> {
@@ -112,15 +159,15 @@ async fn audit(shared: &Shared, message: &Incoming, access: &Access) -> StorageR
 /// Queue the reply (split and rendered) and mark the message processed; wake the deliverer.
 async fn finish(
     shared: &Shared,
-    row: &TelegramUpdateRow,
+    rows: &[i64],
     message: &Incoming,
     markdown: &str,
     preview: Option<i64>,
 ) -> StorageResult<()> {
-    let key = format!("update:{}", row.id);
+    let key = format!("update:{}", rows.last().copied().unwrap_or_default());
     let replies =
         build_replies((message.chat_id, message.thread_id), Some(message.message_id), markdown, preview, &key);
-    shared.store.telegram_finish_update(row.id, &replies).await?;
+    shared.store.telegram_finish_updates(rows, &replies).await?;
     shared.outbox_ready.notify_one();
     Ok(())
 }
@@ -131,13 +178,7 @@ async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
     }
 }
 
-async fn answer(
-    shared: &Shared,
-    row: &TelegramUpdateRow,
-    message: &Incoming,
-    text: String,
-    is_admin: bool,
-) -> StorageResult<()> {
+async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, text: String, is_admin: bool) -> StorageResult<()> {
     react(shared, message, REACTION_SEEN).await;
     let conversation = commands::conversation_for(shared, message).await?;
     let typing = CancellationToken::new();
@@ -163,7 +204,7 @@ async fn answer(
             () = stream.due() => stream.push().await,
         }
     };
-    finish(shared, row, message, &reply, stream.preview_id).await?;
+    finish(shared, rows, message, &reply, stream.preview_id).await?;
     react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
     Ok(())
 }

@@ -60,6 +60,8 @@ pub struct Incoming {
     /// "private", "group", "supergroup" or "channel".
     pub chat_type: String,
     pub message_id: i64,
+    /// When it was sent (UNIX seconds).
+    pub date: i64,
     /// The forum topic, for messages in a topic of a forum supergroup.
     pub thread_id: Option<i64>,
     pub user_id: Option<i64>,
@@ -120,6 +122,7 @@ pub fn parse_update(update: &Value) -> Option<Incoming> {
         chat_id: message["chat"]["id"].as_i64()?,
         chat_type: message["chat"]["type"].as_str().unwrap_or("private").to_owned(),
         message_id: message["message_id"].as_i64()?,
+        date: message["date"].as_i64().unwrap_or_default(),
         thread_id: message["message_thread_id"].as_i64().filter(|_| message["is_topic_message"] == true),
         user_id: message["from"]["id"].as_i64(),
         username: message["from"]["username"].as_str().map(str::to_owned),

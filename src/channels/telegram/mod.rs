@@ -247,7 +247,13 @@ async fn process(shared: &Arc<Shared>, shutdown: &CancellationToken, turns: &Tas
     while !shutdown.is_cancelled() {
         match shared.store.telegram_claim_received().await {
             Ok(rows) => {
-                for row in rows {
+                let (backlogs, current) =
+                    split_backlog(rows, shared.settings.away_after_secs, chrono::Utc::now().timestamp());
+                for rows in backlogs {
+                    let shared = shared.clone();
+                    turns.spawn(async move { handle::handle_backlog(&shared, rows).await });
+                }
+                for row in current {
                     let shared = shared.clone();
                     turns.spawn(async move { handle::handle(&shared, row).await });
                 }
@@ -267,9 +273,78 @@ async fn process(shared: &Arc<Shared>, shutdown: &CancellationToken, turns: &Tas
     }
 }
 
+/// Separate, per chat, the messages older than `away_after_secs` (when a
+/// chat has two or more) — answered together — from the rest. 0 disables.
+fn split_backlog(
+    rows: Vec<crate::storage::TelegramUpdateRow>,
+    away_after_secs: u64,
+    now_secs: i64,
+) -> (Vec<Vec<crate::storage::TelegramUpdateRow>>, Vec<crate::storage::TelegramUpdateRow>) {
+    let limit = i64::try_from(away_after_secs).unwrap_or(i64::MAX);
+    let is_stale = |row: &crate::storage::TelegramUpdateRow| {
+        away_after_secs > 0 && now_secs.saturating_sub(row.raw["message"]["date"].as_i64().unwrap_or(now_secs)) > limit
+    };
+    let mut stale: std::collections::BTreeMap<i64, Vec<crate::storage::TelegramUpdateRow>> = Default::default();
+    let mut current = Vec::new();
+    for row in rows {
+        if is_stale(&row) {
+            stale.entry(row.chat_id).or_default().push(row);
+        } else {
+            current.push(row);
+        }
+    }
+    let mut backlogs = Vec::new();
+    for (_, rows) in stale {
+        if rows.len() >= 2 {
+            backlogs.push(rows);
+        } else {
+            current.extend(rows);
+        }
+    }
+    current.sort_by_key(|row| row.id);
+    (backlogs, current)
+}
+
 async fn pause(shutdown: &CancellationToken, duration: Duration) {
     tokio::select! {
         () = shutdown.cancelled() => {}
         () = tokio::time::sleep(duration) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_backlog;
+    use crate::storage::TelegramUpdateRow;
+
+    fn row(id: i64, chat_id: i64, date: i64) -> TelegramUpdateRow {
+        TelegramUpdateRow {
+            id,
+            update_id: id,
+            chat_id,
+            message_id: id,
+            user_id: None,
+            username: None,
+            text: String::new(),
+            raw: serde_json::json!({"message": {"date": date}}),
+            status: "processing".into(),
+            received_at_ms: 0,
+        }
+    }
+
+    fn ids(rows: &[TelegramUpdateRow]) -> Vec<i64> {
+        rows.iter().map(|row| row.id).collect()
+    }
+
+    #[test]
+    fn only_two_or_more_stale_messages_of_one_chat_form_a_backlog() {
+        let now = 10_000;
+        let rows = vec![row(1, 5, 0), row(2, 6, 0), row(3, 5, 100), row(4, 5, now - 10), row(5, 7, now)];
+        let (backlogs, current) = split_backlog(rows.clone(), 900, now);
+        assert_eq!(backlogs.iter().map(|b| ids(b)).collect::<Vec<_>>(), [vec![1, 3]]);
+        assert_eq!(ids(&current), [2, 4, 5]);
+        let (backlogs, current) = split_backlog(rows, 0, now);
+        assert!(backlogs.is_empty(), "0 disables");
+        assert_eq!(current.len(), 5);
     }
 }
