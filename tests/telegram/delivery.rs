@@ -181,3 +181,24 @@ async fn notices_for_telegram_conversations_are_delivered_to_their_chat_once() {
     assert_eq!(messages.len(), 1, "other channels go to the fallback (transcript)");
     assert_eq!(questions(&mock).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_running_tool_shows_as_progress_in_the_streamed_message() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    mock.add_fixtures(serde_json::json!([
+        {"match": {"userMessage": "look it up", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "search_history", "arguments": {"query": "budget"}}]}},
+        {"match": {"userMessage": "look it up", "hasToolResult": true}, "response": {"content": "Found nothing."}}
+    ]))
+    .await;
+    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+
+    fake.send_text(ALICE.id, &ALICE, "look it up");
+    fake.wait_for("the final text", |_| {
+        fake.visible_messages(ALICE.id).first().is_some_and(|m| m["text"] == "Found nothing.")
+    })
+    .await;
+    let first = &fake.calls_to("sendMessage")[0].params;
+    assert_eq!(first["text"], "⏳ search_history…", "progress is pushed at once");
+    assert_eq!(fake.visible_messages(ALICE.id).len(), 1, "the progress message became the answer");
+}

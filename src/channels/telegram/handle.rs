@@ -193,6 +193,7 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, text: String,
         tokio::select! {
             event = events.recv() => match event {
                 Some(AgentEvent::TextDelta { text }) => stream.add(&text, Instant::now()),
+                Some(AgentEvent::ToolStarted { name, .. }) => stream.progress(&name, Instant::now()),
                 Some(AgentEvent::Error { .. }) => failed = true,
                 Some(AgentEvent::Done { reply, .. }) => break reply,
                 Some(_) => {}
@@ -235,6 +236,8 @@ struct Stream<'a> {
     reply_to: i64,
     optimizer: StreamingOptimizer,
     text: String,
+    /// The last tool started since text arrived, shown under the text ("⏳ search_history…").
+    working_on: Option<String>,
     preview_id: Option<i64>,
     next_push: Option<Instant>,
     /// Streaming stopped after an error; the final reply still goes out.
@@ -250,6 +253,7 @@ impl<'a> Stream<'a> {
             reply_to: message.message_id,
             optimizer: StreamingOptimizer::new(shared.stream_policy),
             text: String::new(),
+            working_on: None,
             preview_id: None,
             next_push: None,
             disabled: false,
@@ -258,9 +262,20 @@ impl<'a> Stream<'a> {
 
     fn add(&mut self, delta: &str, now: Instant) {
         self.text.push_str(delta);
+        self.working_on = None;
         if !self.disabled {
             let chars = self.text.chars().count();
             self.next_push = self.optimizer.next_push(now.into_std(), chars, ContentKind::Text).map(Instant::from_std);
+        }
+    }
+
+    /// A tool started: a progress update (shown until more text arrives).
+    fn progress(&mut self, tool: &str, now: Instant) {
+        self.working_on = Some(tool.to_owned());
+        if !self.disabled {
+            let chars = self.text.chars().count();
+            self.next_push =
+                self.optimizer.next_push(now.into_std(), chars, ContentKind::Progress).map(Instant::from_std);
         }
     }
 
@@ -273,8 +288,14 @@ impl<'a> Stream<'a> {
 
     async fn push(&mut self) {
         self.next_push = None;
+        if self.text.trim().is_empty() && self.working_on.is_none() {
+            return;
+        }
         let mut preview: String = self.text.chars().take(PREVIEW_CHARS).collect();
-        preview.push_str(" …");
+        match &self.working_on {
+            Some(tool) => preview = format!("{}\n\n⏳ {tool}…", preview.trim_end()).trim_start().to_owned(),
+            None => preview.push_str(" …"),
+        }
         self.shared.pacer.wait_turn(self.chat_id).await;
         let started = Instant::now();
         let api = &self.shared.api;
