@@ -29,8 +29,9 @@ use super::{Shared, commands};
 const REACTION_SEEN: &str = "👀";
 const REACTION_DONE: &str = "👍";
 const REACTION_FAILED: &str = "👎";
-/// Longest streamed preview (the final reply is split properly).
-const PREVIEW_CHARS: usize = 3900;
+/// Longest streamed preview in UTF-16 units, as Telegram counts (the final
+/// reply is split properly).
+const PREVIEW_UNITS: usize = 3900;
 
 pub(super) async fn handle(shared: &Shared, row: TelegramUpdateRow) {
     let lock = shared.chat_lock(row.chat_id);
@@ -291,11 +292,7 @@ impl<'a> Stream<'a> {
         if self.text.trim().is_empty() && self.working_on.is_none() {
             return;
         }
-        let mut preview: String = self.text.chars().take(PREVIEW_CHARS).collect();
-        match &self.working_on {
-            Some(tool) => preview = format!("{}\n\n⏳ {tool}…", preview.trim_end()).trim_start().to_owned(),
-            None => preview.push_str(" …"),
-        }
+        let preview = preview_text(&self.text, self.working_on.as_deref());
         self.shared.pacer.wait_turn(self.chat_id).await;
         let started = Instant::now();
         let api = &self.shared.api;
@@ -319,5 +316,38 @@ impl<'a> Stream<'a> {
                 self.disabled = true;
             }
         }
+    }
+}
+
+/// The plain-text preview of a growing answer: its start (at most
+/// `PREVIEW_UNITS` UTF-16 units) and either "…" or the running tool.
+fn preview_text(text: &str, working_on: Option<&str>) -> String {
+    let mut units = 0;
+    let start: String = text
+        .chars()
+        .take_while(|character| {
+            units += character.len_utf16();
+            units <= PREVIEW_UNITS
+        })
+        .collect();
+    match working_on {
+        Some(tool) => format!("{}\n\n⏳ {tool}…", start.trim_end()).trim_start().to_owned(),
+        None => format!("{start} …"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_stay_under_telegrams_limit_and_show_the_running_tool() {
+        assert_eq!(preview_text("Hello", None), "Hello …");
+        assert_eq!(preview_text("", Some("search_history")), "⏳ search_history…");
+        assert_eq!(preview_text("Looking. ", Some("search_history")), "Looking.\n\n⏳ search_history…");
+        let emoji = "😀".repeat(3000); // 6000 UTF-16 units
+        let preview = preview_text(&emoji, None);
+        assert!(preview.encode_utf16().count() <= PREVIEW_UNITS + 2);
+        assert!(preview.starts_with("😀😀"));
     }
 }
