@@ -2,7 +2,9 @@
 //! pushes a growing answer to the user (Telegram edits, job progress).
 //!
 //! Policy (PRODUCT.md §9): short text is sent once, at the end; ordinary text
-//! and progress every `interval` (2–3 s by default); errors at once — but
+//! and progress every `interval` (2–3 s by default); code at block
+//! boundaries (text inside an open block waits for it to close, at most
+//! `max_interval`); errors at once — but
 //! never sooner than `min_interval` after the previous push, and never before
 //! a rate limit (429 `retry_after`) has passed. Each 429 doubles the interval
 //! (up to `max_interval`); slow pushes stretch it to a few times the observed
@@ -17,6 +19,9 @@ pub enum ContentKind {
     Text,
     /// A progress line ("running tests…").
     Progress,
+    /// Text that ends inside an unfinished code block: pushed at the block's
+    /// end, or after `max_interval` at the latest.
+    OpenCode,
     /// Something failed; the user should know now.
     Error,
 }
@@ -74,6 +79,7 @@ impl StreamingOptimizer {
             ContentKind::Error => Some(earliest(self.policy.min_interval)),
             ContentKind::Text if text_chars < self.policy.short_text_chars => None,
             ContentKind::Text | ContentKind::Progress => Some(earliest(self.interval)),
+            ContentKind::OpenCode => Some(earliest(self.policy.max_interval.max(self.interval))),
         }
     }
 
@@ -89,6 +95,16 @@ impl StreamingOptimizer {
         self.blocked_until = Some(now + retry_after);
         self.interval = (self.interval * 2).max(retry_after).min(self.policy.max_interval);
     }
+}
+
+/// Does `text` end inside a Markdown code block (an odd number of fence lines)?
+pub fn inside_open_code_block(text: &str) -> bool {
+    text.lines().filter(|line| line.trim_start().starts_with("```")).count() % 2 == 1
+}
+
+/// The kind of a growing answer's text: open code or plain text.
+pub fn text_kind(text: &str) -> ContentKind {
+    if inside_open_code_block(text) { ContentKind::OpenCode } else { ContentKind::Text }
 }
 
 #[cfg(test)]
@@ -139,6 +155,23 @@ mod tests {
         optimizer.rate_limited(now, Duration::from_secs(1));
         optimizer.rate_limited(now, Duration::from_secs(1));
         assert_eq!(optimizer.interval(), Duration::from_secs(10), "capped at max_interval");
+    }
+
+    #[test]
+    fn text_inside_an_open_code_block_waits_for_its_end_within_max_interval() {
+        let now = Instant::now();
+        let mut optimizer = StreamingOptimizer::new(policy());
+        optimizer.pushed(now, Duration::ZERO);
+        assert_eq!(optimizer.next_push(now, 500, ContentKind::OpenCode), Some(now + Duration::from_secs(10)));
+        assert_eq!(optimizer.next_push(now, 500, ContentKind::Text), Some(now + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn open_code_is_detected_by_unbalanced_fences() {
+        assert!(!inside_open_code_block("plain"));
+        assert!(inside_open_code_block("look:\n```rust\nfn main"));
+        assert!(!inside_open_code_block("```rust\nfn main() {}\n```\nafter"));
+        assert!(inside_open_code_block("```\na\n```\n\n```py\nb"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::streaming::{ContentKind, StreamingOptimizer};
+use crate::agent::streaming::{ContentKind, StreamingOptimizer, text_kind};
 use crate::agent::{AgentEvent, TurnRequest};
 use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
 
@@ -266,7 +266,8 @@ impl<'a> Stream<'a> {
         self.working_on = None;
         if !self.disabled {
             let chars = self.text.chars().count();
-            self.next_push = self.optimizer.next_push(now.into_std(), chars, ContentKind::Text).map(Instant::from_std);
+            let kind = text_kind(&self.text);
+            self.next_push = self.optimizer.next_push(now.into_std(), chars, kind).map(Instant::from_std);
         }
     }
 
