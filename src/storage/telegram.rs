@@ -366,6 +366,16 @@ impl Store {
         Ok(())
     }
 
+    /// How many outbox rows are in each status.
+    pub async fn telegram_outbox_counts(&self) -> StorageResult<Vec<(String, i64)>> {
+        let found =
+            sqlx::query("SELECT status, COUNT(*) AS count FROM telegram_outbox GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|error| sql_error("count telegram outbox", error))?;
+        found.iter().map(|row| Ok((get(row, "status")?, get(row, "count")?))).collect()
+    }
+
     /// Oldest first.
     pub async fn telegram_outbox(&self) -> StorageResult<Vec<TelegramOutboxRow>> {
         let sql = concat!("SELECT ", outbox_columns!(), " FROM telegram_outbox ORDER BY id");

@@ -202,3 +202,16 @@ async fn a_running_tool_shows_as_progress_in_the_streamed_message() {
     assert_eq!(first["text"], "⏳ search_history…", "progress is pushed at once");
     assert_eq!(fake.visible_messages(ALICE.id).len(), 1, "the progress message became the answer");
 }
+
+#[tokio::test]
+async fn a_429_on_get_updates_pauses_polling_for_retry_after() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script(&mock, "after the pause", "Back.").await;
+    fake.fail_next("getUpdates", 429, "Too Many Requests", Some(1));
+    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+    fake.send_text(ALICE.id, &ALICE, "after the pause");
+    assert_eq!(fake.wait_for_replies(ALICE.id, 1).await, ["Back."]);
+    let polls = fake.calls_to("getUpdates");
+    let waited = polls[1].at - polls[0].at;
+    assert!(waited >= Duration::from_secs(1), "polled again after {waited:?}");
+}

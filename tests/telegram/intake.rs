@@ -144,6 +144,7 @@ async fn commands_answer_without_the_model_and_reset_starts_a_new_conversation()
     let admin = fake.wait_for_replies(ADMIN.id, 3).await;
     assert!(admin[0].contains("workspace valor"), "{admin:?}");
     assert!(admin[1].contains("is running as @valor_bot"), "{admin:?}");
+    assert!(admin[1].contains("outbox: ") && admin[1].contains("delivered"), "{admin:?}");
     assert!(admin[2].contains("/reset"), "{admin:?}");
     assert!(fake.wait_for_replies(ALICE.id, 1).await[0].contains("No workspace maps to this chat"));
 

@@ -79,7 +79,7 @@ pub(super) async fn run(shared: &Shared, message: &Incoming, text: &str) -> Stor
             new_conversation(shared, message).await?;
             "Done — this chat starts a fresh conversation now.".to_owned()
         }
-        "status" => status(shared),
+        "status" => status(shared).await?,
         "workspace" => workspace(shared, message.chat_id),
         "jobs" | "cancel" => "Background jobs are not part of this build yet.".to_owned(),
         _ => return Ok(None),
@@ -87,12 +87,25 @@ pub(super) async fn run(shared: &Shared, message: &Incoming, text: &str) -> Stor
     Ok(Some(reply))
 }
 
-fn status(shared: &Shared) -> String {
+async fn status(shared: &Shared) -> StorageResult<String> {
     let model = match shared.agent.provider_name() {
         Some(provider) => format!("model provider: {provider}"),
         None => NO_MODEL_REPLY.to_owned(),
     };
-    format!("valor {} is running as @{}.\n\n{model}", env!("CARGO_PKG_VERSION"), shared.bot.username)
+    let counts = shared.store.telegram_outbox_counts().await?;
+    let count = |status: &str| counts.iter().find(|(name, _)| name == status).map_or(0, |(_, n)| *n);
+    let waiting = count("pending") + count("sending");
+    let mut outbox = format!("outbox: {waiting} waiting, {} delivered", count("delivered"));
+    for (status, label) in [("uncertain", "uncertain (cut off mid-send, not resent)"), ("failed", "failed")] {
+        if count(status) > 0 {
+            outbox.push_str(&format!(", {} {label}", count(status)));
+        }
+    }
+    Ok(format!(
+        "valor {} is running as @{}.\n\n- {model}\n- {outbox}\n- background jobs: not part of this build yet",
+        env!("CARGO_PKG_VERSION"),
+        shared.bot.username
+    ))
 }
 
 fn workspace(shared: &Shared, chat_id: i64) -> String {
