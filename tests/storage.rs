@@ -78,15 +78,21 @@ async fn open_failure_names_the_path() {
     assert!(error.to_string().contains("not-a-directory"), "{error}");
 }
 
+/// The highest version in `migrations/` (files are `NNNN_name.sql`).
+fn newest_migration() -> i64 {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    std::fs::read_dir(directory)
+        .unwrap()
+        .filter_map(|entry| entry.unwrap().file_name().to_str()?.split('_').next()?.parse::<i64>().ok())
+        .max()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn migrations_are_versioned_and_a_second_run_applies_nothing() {
     let test = open_fresh().await;
     let report = test.store.pragma_report().await.unwrap();
-    let newest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .unwrap()
-        .filter_map(|entry| entry.unwrap().file_name().to_string_lossy().split('_').next()?.parse::<i64>().ok())
-        .max();
-    assert_eq!(report.schema_version, newest, "every migration file is applied");
+    assert_eq!(report.schema_version, Some(newest_migration()), "every migration file is applied");
     assert_eq!(test.store.migrate().await.unwrap(), Vec::<i64>::new());
     test.store.close().await;
     let reopened = Store::open(&test.path).await.unwrap();

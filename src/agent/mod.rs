@@ -12,6 +12,7 @@ pub mod history;
 pub mod intent;
 pub mod outbox;
 pub mod prompt;
+pub mod streaming;
 pub mod tools;
 mod turn;
 

@@ -88,7 +88,7 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
         None => row("ollama", DoctorState::Off, "set OLLAMA_HOST for local intent classification"),
     });
     rows.push(match &settings.telegram.bot_token {
-        Some(_) => row("telegram", DoctorState::Off, "token set, but this build has no Telegram channel yet"),
+        Some(token) => telegram_row(&settings.telegram.api_url, token.clone()).await,
         None => row("telegram", DoctorState::Off, "set TELEGRAM_BOT_TOKEN"),
     });
     for (part, key, variable) in [
@@ -101,6 +101,23 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
         });
     }
     rows
+}
+
+/// Probe the bot token with `getMe`.
+async fn telegram_row(api_url: &str, token: SecretString) -> DoctorRow {
+    use crate::channels::telegram::{ApiError, BotApi};
+    let api = match BotApi::new(api_url, token) {
+        Ok(api) => api,
+        Err(error) => return row("telegram", DoctorState::Misconfigured, error.to_string()),
+    };
+    match api.get_me().await {
+        Ok(bot) => row("telegram", DoctorState::Ready, format!("@{} via {api_url}", bot.username)),
+        Err(ApiError::Refused { code: 401 | 404, .. }) => {
+            row("telegram", DoctorState::Misconfigured, format!("{api_url} rejected the bot token"))
+        }
+        Err(error @ ApiError::Refused { .. }) => row("telegram", DoctorState::Misconfigured, error.to_string()),
+        Err(error) => row("telegram", DoctorState::Unreachable, error.to_string()),
+    }
 }
 
 /// GET `url`; 2xx = ready, 401/403 = misconfigured (bad key), other answers

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::outbox::TranscriptOutbox;
 use crate::agent::prompt::load_persona;
 use crate::agent::{Agent, AgentParts, ToolRegistry};
+use crate::channels::telegram::TelegramChannel;
+use crate::channels::telegram::deliver::TelegramOutbox;
 use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
 use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, ScheduleSpec, Scheduler, SystemClock, WorkerConfig};
@@ -88,15 +90,17 @@ impl App {
         }
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the HTTP listener on {addr}"))?;
         let local_addr = listener.local_addr()?;
+        let mut components = self.components.clone();
+        let telegram = connect_telegram(&self.settings, &self.agent, &mut components).await;
         let state = HttpState {
             agent: self.agent.clone(),
             settings: Arc::new(self.settings.server.clone()),
             tokens: Arc::new(TokenSet::new(&self.settings.server.api_tokens)),
             started: Instant::now(),
-            components: Arc::new(self.components.clone()),
+            components: Arc::new(components.clone()),
         };
         tracing::info!("valor {} listening on http://{local_addr}", env!("CARGO_PKG_VERSION"));
-        for component in &self.components {
+        for component in &components {
             let state = if component.on { "on" } else { "off" };
             tracing::info!("{}: {state} — {}", component.name, component.detail);
         }
@@ -107,7 +111,10 @@ impl App {
             std::time::Duration::from_secs(self.settings.agent.tool_timeout_secs),
         );
         let mcp = axum::Router::new().fallback_service(mcp.http_service(&self.settings.mcp, shutdown.child_token()));
-        let router = crate::http::router_with_mcp(state, Some(mcp));
+        let mut router = crate::http::router_with_mcp(state, Some(mcp));
+        if let Some(channel) = &telegram {
+            router = router.merge(crate::channels::telegram::webhook::router(channel));
+        }
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             let server = crate::http::serve(listener, router, http_shutdown.clone());
@@ -138,8 +145,27 @@ impl App {
                 Scheduler::new(self.store.clone(), self.jobs.clock.clone(), specs, self.settings.jobs.max_attempts);
             workers.push(tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), shutdown.clone())));
         }
-        Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, store: self.store })
+        let telegram = telegram.map(|channel| tokio::spawn(channel.run(shutdown.clone())));
+        Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, telegram, store: self.store })
     }
+}
+
+/// Connect the Telegram channel when a token is set (getMe), and say on the
+/// component line whether it is on and as which bot, or why not.
+async fn connect_telegram(
+    settings: &Settings,
+    agent: &Agent,
+    components: &mut [ComponentStatus],
+) -> Option<TelegramChannel> {
+    settings.telegram.bot_token.as_ref()?;
+    let (status, channel) = match TelegramChannel::connect(settings, agent.clone()).await {
+        Ok(channel) => (ComponentStatus::on("telegram", format!("@{}", channel.bot().username)), Some(channel)),
+        Err(error) => (ComponentStatus::off("telegram", error.to_string()), None),
+    };
+    if let Some(slot) = components.iter_mut().find(|component| component.name == "telegram") {
+        *slot = status;
+    }
+    channel
 }
 
 /// A started app: where it listens and how to stop it.
@@ -153,6 +179,8 @@ pub struct RunningApp {
     grace: std::time::Duration,
     /// For building extra workers (tests drain the queue with `try_execute_next`).
     pub jobs: JobSystem,
+    /// The Telegram channel (polling, handling, delivery); ends on shutdown.
+    telegram: Option<JoinHandle<anyhow::Result<()>>>,
     store: Store,
 }
 
@@ -167,6 +195,13 @@ impl RunningApp {
             tracing::error!("{error:#}");
         }
         self.shutdown.cancel();
+        if let Some(telegram) = self.telegram {
+            match telegram.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!("the Telegram channel stopped: {error:#}"),
+                Err(join_error) => tracing::error!("the Telegram task panicked: {join_error}"),
+            }
+        }
         for worker in self.workers {
             match tokio::time::timeout(self.grace, worker).await {
                 Ok(Ok(())) => {}
@@ -188,7 +223,12 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSys
         store: store.clone(),
         clock: Arc::new(SystemClock),
         handlers: Arc::new(handlers),
-        outbox: Arc::new(TranscriptOutbox::new(store.clone())),
+        // Notices for Telegram conversations go to their chat; all others into the transcript.
+        outbox: Arc::new(TelegramOutbox::new(
+            store.clone(),
+            Arc::default(),
+            Arc::new(TranscriptOutbox::new(store.clone())),
+        )),
         config: WorkerConfig::from_settings(&settings.jobs),
     }
 }
@@ -211,7 +251,7 @@ fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus
     });
     list.push(match settings.telegram.bot_token {
         None => ComponentStatus::off("telegram", "set TELEGRAM_BOT_TOKEN"),
-        Some(_) => ComponentStatus::off("telegram", "this build has no Telegram channel yet"),
+        Some(_) => ComponentStatus::off("telegram", "connects when the server starts"),
     });
     list
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::ConfigError;
@@ -104,6 +104,28 @@ impl Settings {
         self.tools.validate()?;
         self.jobs.validate()?;
         validate_schedules(&self.schedules)?;
+        if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
+            return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
+        }
+        if let Some(url) = &self.telegram.webhook_url {
+            if !url.starts_with("https://") || url.len() <= "https://".len() {
+                return Err(invalid("telegram.webhook_url", "must be an https:// URL (Telegram only posts to HTTPS)"));
+            }
+            let secret_ok = self.telegram.webhook_secret.as_ref().is_some_and(|secret| {
+                let secret = secret.expose_secret();
+                (1..=256).contains(&secret.len())
+                    && secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+            if !secret_ok {
+                return Err(invalid(
+                    "telegram.webhook_secret",
+                    "must be set with webhook_url: 1–256 characters of A–Z, a–z, 0–9, _ and -",
+                ));
+            }
+        }
+        if self.telegram.poll_timeout_secs > 50 {
+            return Err(invalid("telegram.poll_timeout_secs", "must be at most 50"));
+        }
         let mut names = std::collections::BTreeSet::new();
         for (index, workspace) in self.workspaces.iter().enumerate() {
             if workspace.name.trim().is_empty() {
@@ -383,6 +405,24 @@ pub struct TelegramSettings {
     pub dev_groups: Vec<i64>,
     pub groups: Vec<i64>,
     pub rate_limit_per_minute: u32,
+    /// Messages a user may send at once before the per-minute rate applies.
+    pub rate_limit_burst: u32,
+    /// How long one `getUpdates` long poll is held open.
+    pub poll_timeout_secs: u64,
+    /// How often the typing indicator is refreshed while working.
+    pub typing_interval_ms: u64,
+    /// Streaming: interval between edits of ordinary text (the optimizer's base).
+    pub stream_interval_ms: u64,
+    /// Streaming: replies shorter than this are sent once, at the end.
+    pub stream_short_chars: usize,
+    /// After downtime, two or more messages of a chat older than this are
+    /// answered together ("while I was away…"); 0 answers each one.
+    pub away_after_secs: u64,
+    /// Webhook mode: the public HTTPS URL Telegram posts updates to (it must
+    /// reach this server's `/telegram/webhook`). Unset = long polling.
+    pub webhook_url: Option<String>,
+    /// Webhook mode: the `secret_token` Telegram sends back with every update.
+    pub webhook_secret: Option<SecretString>,
 }
 
 impl Default for TelegramSettings {
@@ -395,6 +435,14 @@ impl Default for TelegramSettings {
             dev_groups: Vec::new(),
             groups: Vec::new(),
             rate_limit_per_minute: 10,
+            rate_limit_burst: 5,
+            poll_timeout_secs: 30,
+            typing_interval_ms: 4000,
+            stream_interval_ms: 2500,
+            stream_short_chars: 300,
+            away_after_secs: 900,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }

@@ -16,10 +16,13 @@ mod job_types;
 mod jobs;
 mod records;
 mod schedules;
+mod telegram;
 mod types;
 
 pub use job_types::*;
 pub use schedules::ScheduleState;
+pub use telegram::{NewTelegramReply, TelegramInbound, TelegramOutboxRow, TelegramUpdateRow};
+
 pub use types::*;
 
 use std::collections::BTreeSet;

@@ -1,0 +1,116 @@
+//! Bot commands, answered without the model: `/start`, `/help`, `/reset`,
+//! `/status`, `/workspace`, and honest placeholders for `/jobs` and
+//! `/cancel` until the job queue exists. Also owns the chat → conversation
+//! mapping (one conversation per chat; `/reset` starts a new one).
+
+use crate::agent::NO_MODEL_REPLY;
+use crate::storage::{Conversation, NewConversation, StorageResult};
+
+use super::Shared;
+use super::inbound::Incoming;
+
+const HELP: &str = "I'm **Valor**, your AI coworker. Write to me in plain words; in groups, mention me or reply to my message.\n\n\
+Commands:\n\
+- /help — this list\n\
+- /status — whether I'm healthy\n\
+- /workspace — which workspace this chat maps to\n\
+- /reset — start a fresh conversation (I forget this chat's context)";
+
+/// The commands registered with `setMyCommands` (Telegram's "/" menu).
+pub(super) const MENU: &[(&str, &str)] = &[
+    ("help", "What I can do"),
+    ("status", "Whether I'm healthy"),
+    ("workspace", "Which workspace this chat maps to"),
+    ("reset", "Start a fresh conversation"),
+];
+
+/// kv key of the conversation of a chat, or of one forum topic of it.
+pub fn conversation_key(chat_id: i64, thread_id: Option<i64>) -> String {
+    match thread_id {
+        Some(thread) => format!("telegram:conversation:{chat_id}:{thread}"),
+        None => format!("telegram:conversation:{chat_id}"),
+    }
+}
+
+/// kv key holding the forum topic of a conversation (for notices).
+pub fn thread_key(conversation_id: &str) -> String {
+    format!("telegram:thread:{conversation_id}")
+}
+
+/// The conversation of this chat, created on first use.
+pub(super) async fn conversation_for(shared: &Shared, message: &Incoming) -> StorageResult<Conversation> {
+    if let Some(id) = shared.store.kv_get(&conversation_key(message.chat_id, message.thread_id)).await? {
+        match shared.store.get_conversation(&id).await {
+            Ok(found) => return Ok(found),
+            Err(crate::storage::StorageError::NotFound { .. }) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    new_conversation(shared, message).await
+}
+
+async fn new_conversation(shared: &Shared, message: &Incoming) -> StorageResult<Conversation> {
+    let title = match message.chat_type.as_str() {
+        "private" => format!("Telegram @{}", message.username.as_deref().unwrap_or("user")),
+        _ => match message.thread_id {
+            Some(thread) => format!("Telegram group {} topic {thread}", message.chat_id),
+            None => format!("Telegram group {}", message.chat_id),
+        },
+    };
+    let conversation = shared
+        .store
+        .create_conversation(NewConversation { title, channel: "telegram".into(), chat_id: Some(message.chat_id) })
+        .await?;
+    shared.store.kv_set(&conversation_key(message.chat_id, message.thread_id), &conversation.id).await?;
+    if let Some(thread) = message.thread_id {
+        shared.store.kv_set(&thread_key(&conversation.id), &thread.to_string()).await?;
+    }
+    Ok(conversation)
+}
+
+/// The reply to a command, or `None` when `text` is not one of ours.
+pub(super) async fn run(shared: &Shared, message: &Incoming, text: &str) -> StorageResult<Option<String>> {
+    let Some(command) = text.strip_prefix('/') else { return Ok(None) };
+    let name = command.split_whitespace().next().unwrap_or("");
+    let reply = match name {
+        "start" => format!("Hello! {HELP}"),
+        "help" => HELP.to_owned(),
+        "reset" => {
+            new_conversation(shared, message).await?;
+            "Done — this chat starts a fresh conversation now.".to_owned()
+        }
+        "status" => status(shared).await?,
+        "workspace" => workspace(shared, message.chat_id),
+        "jobs" | "cancel" => "Background jobs are not part of this build yet.".to_owned(),
+        _ => return Ok(None),
+    };
+    Ok(Some(reply))
+}
+
+async fn status(shared: &Shared) -> StorageResult<String> {
+    let model = match shared.agent.provider_name() {
+        Some(provider) => format!("model provider: {provider}"),
+        None => NO_MODEL_REPLY.to_owned(),
+    };
+    let counts = shared.store.telegram_outbox_counts().await?;
+    let count = |status: &str| counts.iter().find(|(name, _)| name == status).map_or(0, |(_, n)| *n);
+    let waiting = count("pending") + count("sending");
+    let mut outbox = format!("outbox: {waiting} waiting, {} delivered", count("delivered"));
+    for (status, label) in [("uncertain", "uncertain (cut off mid-send, not resent)"), ("failed", "failed")] {
+        if count(status) > 0 {
+            outbox.push_str(&format!(", {} {label}", count(status)));
+        }
+    }
+    Ok(format!(
+        "valor {} is running as @{}.\n\n- {model}\n- {outbox}\n- background jobs: not part of this build yet",
+        env!("CARGO_PKG_VERSION"),
+        shared.bot.username
+    ))
+}
+
+fn workspace(shared: &Shared, chat_id: i64) -> String {
+    match shared.workspaces.iter().find(|workspace| workspace.chats.contains(&chat_id)) {
+        Some(found) => format!("This chat maps to the workspace **{}** (`{}`).", found.name, found.path.display()),
+        None => format!("No workspace maps to this chat (id `{chat_id}`). Add it to a `[[workspace]]` `chats` list."),
+    }
+}

@@ -1,0 +1,165 @@
+//! The durable outbox: replies and notices are rows before they are sent,
+//! and `delivered` only with the message id Telegram returned.
+//!
+//! Exactly-once, honestly: Telegram has no idempotency key, so a send whose
+//! answer was lost cannot be told apart from one that never arrived. We pick
+//! *at most once* for new messages: a row is marked `sending` before the
+//! call; a row still `sending` after a crash, or whose call got no answer
+//! (timeout, cut connection), becomes `uncertain` and is not sent again
+//! (logged for an operator). Rows never attempted, rows refused with 429
+//! (`retry_after` honoured) and rows whose connection failed before
+//! anything was sent are retried — also after a restart. Rows that edit a
+//! message (a streamed preview's final text) are idempotent and always
+//! retried. Rows of one chat go out in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::outbox::{Notice, Outbox, OutboxError};
+use crate::storage::{NewTelegramReply, StorageError, Store, TelegramOutboxRow};
+
+use super::Shared;
+use super::api::ApiError;
+use super::render::markdown_to_html;
+use super::split::{MESSAGE_LIMIT, split_markdown};
+
+/// Network failures before a row is given up.
+const MAX_ATTEMPTS: i64 = 10;
+/// How often due (rescheduled) rows are looked for without a wake-up.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+/// The outbox rows for a Markdown reply: split, rendered, keyed `{key}:{part}`.
+/// The first part replies to `reply_to` and replaces the preview `edit` if any.
+pub fn build_replies(
+    (chat_id, thread_id): (i64, Option<i64>),
+    reply_to: Option<i64>,
+    markdown: &str,
+    edit: Option<i64>,
+    key: &str,
+) -> Vec<NewTelegramReply> {
+    let text = if markdown.trim().is_empty() { "(no answer)" } else { markdown };
+    split_markdown(text, MESSAGE_LIMIT)
+        .into_iter()
+        .enumerate()
+        .map(|(index, part)| NewTelegramReply {
+            chat_id,
+            thread_id,
+            html: markdown_to_html(&part),
+            plain: part,
+            reply_to_message_id: if index == 0 { reply_to } else { None },
+            edit_message_id: if index == 0 { edit } else { None },
+            dedupe_key: Some(format!("{key}:{index}")),
+        })
+        .collect()
+}
+
+/// Send due rows until shutdown.
+pub(super) async fn run(shared: &Shared, shutdown: &CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match shared.store.telegram_outbox_claim().await {
+            Ok(Some(row)) => {
+                if let Err(error) = deliver(shared, &row, shutdown).await {
+                    tracing::error!(row = row.id, "telegram: outbox bookkeeping failed: {error}");
+                }
+            }
+            Ok(None) => {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = shared.outbox_ready.notified() => {}
+                    () = tokio::time::sleep(IDLE_CHECK) => {}
+                }
+            }
+            Err(error) => {
+                tracing::error!("telegram: reading the outbox failed: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn send(shared: &Shared, row: &TelegramOutboxRow, html: bool) -> Result<i64, ApiError> {
+    let text = if html { &row.html } else { &row.plain };
+    match row.edit_message_id {
+        Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html).await.map(|()| id),
+        None => shared.api.send_message(row.chat_id, row.thread_id, text, html, row.reply_to_message_id).await,
+    }
+}
+
+async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &CancellationToken) -> Result<(), StorageError> {
+    let store = &shared.store;
+    tokio::select! {
+        () = shutdown.cancelled() => {
+            // Not sent: back to pending for the next start.
+            return store.telegram_outbox_retry_later(row.id, 0, "shutdown before sending").await;
+        }
+        () = shared.pacer.wait_turn(row.chat_id) => {}
+    }
+    let mut result = send(shared, row, true).await;
+    if result.as_ref().is_err_and(ApiError::is_entity_error) {
+        tracing::warn!(row = row.id, "telegram: HTML rejected; sending as plain text");
+        result = send(shared, row, false).await;
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    match result {
+        Ok(message_id) => store.telegram_outbox_delivered(row.id, message_id).await,
+        Err(ApiError::RateLimited { retry_after }) => {
+            shared.pacer.hold(row.chat_id, retry_after);
+            let due = now + i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX / 2);
+            store.telegram_outbox_retry_later(row.id, due, "rate limited (429)").await
+        }
+        Err(error @ ApiError::NoAnswer { .. }) if row.edit_message_id.is_none() => {
+            tracing::error!(row = row.id, "telegram: {error}; not resending to avoid a duplicate");
+            store.telegram_outbox_uncertain(row.id, &error.to_string()).await
+        }
+        Err(error @ (ApiError::Network { .. } | ApiError::NoAnswer { .. })) if row.attempts < MAX_ATTEMPTS => {
+            let backoff = 500 * (1i64 << row.attempts.clamp(0, 7));
+            store.telegram_outbox_retry_later(row.id, now + backoff, &error.to_string()).await
+        }
+        Err(error) => {
+            tracing::error!(row = row.id, "telegram: reply not delivered: {error}");
+            store.telegram_outbox_failed(row.id, &error.to_string()).await
+        }
+    }
+}
+
+/// `Outbox` for the jobs module: a notice for a Telegram conversation becomes
+/// outbox rows for its chat (dedupe key `notice:{key}:{part}`); notices for
+/// other conversations go to `fallback` (e.g. the transcript).
+#[derive(Debug, Clone)]
+pub struct TelegramOutbox {
+    store: Store,
+    ready: Arc<Notify>,
+    fallback: Arc<dyn Outbox>,
+}
+
+impl TelegramOutbox {
+    pub fn new(store: Store, ready: Arc<Notify>, fallback: Arc<dyn Outbox>) -> Self {
+        Self { store, ready, fallback }
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for TelegramOutbox {
+    async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
+        let conversation = match self.store.get_conversation(&notice.conversation_id).await {
+            Ok(found) => found,
+            Err(StorageError::NotFound { .. }) => return Err(OutboxError::UnknownConversation(notice.conversation_id)),
+            Err(other) => return Err(other.into()),
+        };
+        match (conversation.channel.as_str(), conversation.chat_id) {
+            ("telegram", Some(chat_id)) => {
+                let key = format!("notice:{}", notice.dedupe_key);
+                let thread_key = super::commands::thread_key(&conversation.id);
+                let thread = self.store.kv_get(&thread_key).await?.and_then(|value| value.parse().ok());
+                let replies = build_replies((chat_id, thread), None, &notice.text, None, &key);
+                self.store.telegram_queue_replies(&replies).await?;
+                self.ready.notify_one();
+                Ok(())
+            }
+            _ => self.fallback.post(notice).await,
+        }
+    }
+}

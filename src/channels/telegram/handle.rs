@@ -1,0 +1,354 @@
+//! Handling one stored inbound message: the access decision (audit-logged),
+//! the per-user rate limit, commands, and agent turns with feedback (👀 on
+//! accept, typing while working, 👍/👎 at the end) and a streamed preview
+//! message edited at the pace the streaming optimizer picks.
+//!
+//! Invariant: the replies are queued in the same transaction that marks the
+//! message processed, so a crash before that point handles it again on the
+//! next start, and a crash after it never answers twice.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::streaming::{ContentKind, StreamingOptimizer, text_kind};
+use crate::agent::{AgentEvent, TurnRequest};
+use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
+
+use super::access::{self, Access};
+use super::api::ApiError;
+use super::deliver::build_replies;
+use super::inbound::{Incoming, parse_update};
+use super::limiter::Admission;
+use super::media::{self, MediaOutcome};
+use super::{Shared, commands};
+
+/// Accept reaction, and the final ones (all in Telegram's allowed reaction set).
+const REACTION_SEEN: &str = "👀";
+const REACTION_DONE: &str = "👍";
+const REACTION_FAILED: &str = "👎";
+/// Longest streamed preview in UTF-16 units, as Telegram counts (the final
+/// reply is split properly).
+const PREVIEW_UNITS: usize = 3900;
+
+pub(super) async fn handle(shared: &Shared, row: TelegramUpdateRow) {
+    let lock = shared.chat_lock(row.chat_id);
+    let _in_order = lock.lock().await;
+    if let Err(error) = handle_row(shared, &row).await {
+        // Left `processing`: handled again after the next start.
+        tracing::error!(chat = row.chat_id, message = row.message_id, "telegram: handling failed: {error}");
+    }
+}
+
+/// Several messages of one chat that waited longer than `away_after_secs`
+/// (valor was down): checked one by one (each audit-logged), then answered
+/// together in one turn — "while I was away…" — replying to the newest.
+pub(super) async fn handle_backlog(shared: &Shared, rows: Vec<TelegramUpdateRow>) {
+    let Some(chat_id) = rows.first().map(|row| row.chat_id) else { return };
+    let lock = shared.chat_lock(chat_id);
+    let _in_order = lock.lock().await;
+    if let Err(error) = answer_backlog(shared, &rows).await {
+        tracing::error!(chat = chat_id, "telegram: handling the backlog failed: {error}");
+    }
+}
+
+async fn answer_backlog(shared: &Shared, rows: &[TelegramUpdateRow]) -> StorageResult<()> {
+    let mut allowed = Vec::new();
+    for row in rows {
+        let Some(message) = parse_update(&row.raw) else {
+            shared.store.telegram_mark_update(row.id, "ignored").await?;
+            continue;
+        };
+        let access = access::decide(&shared.settings, &shared.bot, &message);
+        audit(shared, &message, &access).await?;
+        match access {
+            Access::Ignore { .. } => shared.store.telegram_mark_update(row.id, "ignored").await?,
+            Access::Allow { text, is_admin, .. } => allowed.push((row.id, message, text, is_admin)),
+        }
+    }
+    let Some((_, newest, _, _)) = allowed.last() else { return Ok(()) };
+    let newest = newest.clone();
+    let ids: Vec<i64> = allowed.iter().map(|(id, ..)| *id).collect();
+    let is_admin = allowed.iter().any(|(.., is_admin)| *is_admin);
+    let list: Vec<String> = allowed.iter().map(|(_, message, text, _)| backlog_line(message, text)).collect();
+    let text = format!(
+        "While I was away, these messages arrived in this chat (oldest first):\n{}\n\n\
+         Start your reply with \"While I was away…\" and answer them together in one reply.",
+        list.join("\n")
+    );
+    answer(shared, &ids, &newest, text, is_admin).await
+}
+
+fn backlog_line(message: &Incoming, text: &str) -> String {
+    let when = chrono::DateTime::from_timestamp(message.date, 0)
+        .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let who = message.username.as_deref().map(|name| format!("@{name}")).unwrap_or_else(|| "someone".into());
+    format!("- [{when}] {who}: {text}")
+}
+
+async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<()> {
+    let Some(message) = parse_update(&row.raw) else {
+        return shared.store.telegram_mark_update(row.id, "ignored").await;
+    };
+    let access = access::decide(&shared.settings, &shared.bot, &message);
+    audit(shared, &message, &access).await?;
+    let (text, is_admin) = match access {
+        Access::Ignore { .. } => return shared.store.telegram_mark_update(row.id, "ignored").await,
+        Access::Allow { text, is_admin, .. } => (text, is_admin),
+    };
+    if let (false, Some(user_id)) = (is_admin, message.user_id) {
+        let (admission, wait) = {
+            let mut limiter = shared.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let admission = limiter.admit(user_id, Instant::now());
+            (admission, limiter.wait_for(user_id))
+        };
+        match admission {
+            Admission::Accept => {}
+            Admission::RefuseWithNotice => {
+                let notice = format!(
+                    "You're sending messages faster than I can take them — please wait about {} s and try again.",
+                    wait.as_secs().max(1)
+                );
+                return finish(shared, &[row.id], &message, &notice, None).await;
+            }
+            Admission::RefuseSilently => return shared.store.telegram_mark_update(row.id, "ignored").await,
+        }
+    }
+    let mut text = text;
+    if let Some(media) = &message.media {
+        match media::receive(shared, &message, media).await {
+            MediaOutcome::Reply(reply) => return finish(shared, &[row.id], &message, &reply, None).await,
+            MediaOutcome::Saved { note, .. } if text.trim().is_empty() => {
+                return finish(shared, &[row.id], &message, &note, None).await;
+            }
+            MediaOutcome::Saved { path, .. } => {
+                text = format!("{text}\n\n(The user attached a document, saved at {})", path.display());
+            }
+        }
+    }
+    if let Some(reply) = commands::run(shared, &message, &text).await? {
+        return finish(shared, &[row.id], &message, &reply, None).await;
+    }
+    answer(shared, &[row.id], &message, text, is_admin).await
+}
+
+async fn audit(shared: &Shared, message: &Incoming, access: &Access) -> StorageResult<()> {
+    let (decision, reason) = match access {
+        Access::Allow { reason, .. } => ("allowed", *reason),
+        Access::Ignore { reason } => ("ignored", *reason),
+    };
+    let actor = match (&message.username, message.user_id) {
+        (Some(name), Some(id)) => format!("telegram:{id} @{name}"),
+        (None, Some(id)) => format!("telegram:{id}"),
+        _ => "telegram:unknown".to_owned(),
+    };
+    shared
+        .store
+        .record_audit(NewAuditEvent {
+            kind: "access".into(),
+            actor,
+            subject: format!("telegram chat {}", message.chat_id),
+            decision: decision.into(),
+            detail: json!({"reason": reason, "chat_type": message.chat_type, "message_id": message.message_id}),
+        })
+        .await
+}
+
+/// Queue the reply (split and rendered) and mark the message processed; wake the deliverer.
+async fn finish(
+    shared: &Shared,
+    rows: &[i64],
+    message: &Incoming,
+    markdown: &str,
+    preview: Option<i64>,
+) -> StorageResult<()> {
+    let key = format!("update:{}", rows.last().copied().unwrap_or_default());
+    let replies =
+        build_replies((message.chat_id, message.thread_id), Some(message.message_id), markdown, preview, &key);
+    shared.store.telegram_finish_updates(rows, &replies).await?;
+    shared.outbox_ready.notify_one();
+    Ok(())
+}
+
+async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
+    if let Err(error) = shared.api.set_reaction(message.chat_id, message.message_id, emoji).await {
+        tracing::debug!("telegram: reaction {emoji} not set: {error}");
+    }
+}
+
+async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, text: String, is_admin: bool) -> StorageResult<()> {
+    react(shared, message, REACTION_SEEN).await;
+    let conversation = commands::conversation_for(shared, message).await?;
+    let typing = CancellationToken::new();
+    // Stops the indicator on every way out of this function, errors included.
+    let _stop_typing = typing.clone().drop_guard();
+    let target = (message.chat_id, message.thread_id);
+    tokio::spawn(keep_typing(shared.api.clone(), target, shared.typing_interval(), typing.clone()));
+    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin });
+    let mut stream = Stream::new(shared, message);
+    let mut failed = false;
+    let reply = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(AgentEvent::TextDelta { text }) => stream.add(&text, Instant::now()),
+                Some(AgentEvent::ToolStarted { name, .. }) => stream.progress(&name, Instant::now()),
+                Some(AgentEvent::Error { .. }) => failed = true,
+                Some(AgentEvent::Done { reply, .. }) => break reply,
+                Some(_) => {}
+                None => {
+                    failed = true;
+                    break stream.text.clone();
+                }
+            },
+            () = stream.due() => stream.push().await,
+        }
+    };
+    finish(shared, rows, message, &reply, stream.preview_id).await?;
+    react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
+    Ok(())
+}
+
+async fn keep_typing(
+    api: super::BotApi,
+    (chat_id, thread): (i64, Option<i64>),
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Err(error) = api.send_chat_action(chat_id, thread, "typing").await {
+            tracing::debug!("telegram: typing indicator failed: {error}");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// The streamed preview: one plain-text message, sent when the optimizer
+/// says so and then edited; the final reply replaces it (see `deliver`).
+struct Stream<'a> {
+    shared: &'a Shared,
+    chat_id: i64,
+    thread_id: Option<i64>,
+    reply_to: i64,
+    optimizer: StreamingOptimizer,
+    text: String,
+    /// The last tool started since text arrived, shown under the text ("⏳ search_history…").
+    working_on: Option<String>,
+    preview_id: Option<i64>,
+    next_push: Option<Instant>,
+    /// Streaming stopped after an error; the final reply still goes out.
+    disabled: bool,
+}
+
+impl<'a> Stream<'a> {
+    fn new(shared: &'a Shared, message: &Incoming) -> Self {
+        Stream {
+            shared,
+            chat_id: message.chat_id,
+            thread_id: message.thread_id,
+            reply_to: message.message_id,
+            optimizer: StreamingOptimizer::new(shared.stream_policy),
+            text: String::new(),
+            working_on: None,
+            preview_id: None,
+            next_push: None,
+            disabled: false,
+        }
+    }
+
+    fn add(&mut self, delta: &str, now: Instant) {
+        self.text.push_str(delta);
+        self.working_on = None;
+        if !self.disabled {
+            let chars = self.text.chars().count();
+            let kind = text_kind(&self.text);
+            self.next_push = self.optimizer.next_push(now.into_std(), chars, kind).map(Instant::from_std);
+        }
+    }
+
+    /// A tool started: a progress update (shown until more text arrives).
+    fn progress(&mut self, tool: &str, now: Instant) {
+        self.working_on = Some(tool.to_owned());
+        if !self.disabled {
+            let chars = self.text.chars().count();
+            self.next_push =
+                self.optimizer.next_push(now.into_std(), chars, ContentKind::Progress).map(Instant::from_std);
+        }
+    }
+
+    async fn due(&self) {
+        match self.next_push {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn push(&mut self) {
+        self.next_push = None;
+        if self.text.trim().is_empty() && self.working_on.is_none() {
+            return;
+        }
+        let preview = preview_text(&self.text, self.working_on.as_deref());
+        self.shared.pacer.wait_turn(self.chat_id).await;
+        let started = Instant::now();
+        let api = &self.shared.api;
+        let result = match self.preview_id {
+            None => {
+                api.send_message(self.chat_id, self.thread_id, &preview, false, Some(self.reply_to)).await.map(Some)
+            }
+            Some(id) => api.edit_message_text(self.chat_id, id, &preview, false).await.map(|()| None),
+        };
+        match result {
+            Ok(sent) => {
+                self.preview_id = self.preview_id.or(sent);
+                self.optimizer.pushed(started.into_std(), started.elapsed());
+            }
+            Err(ApiError::RateLimited { retry_after }) => {
+                self.optimizer.rate_limited(Instant::now().into_std(), retry_after);
+                self.shared.pacer.hold(self.chat_id, retry_after);
+            }
+            Err(error) => {
+                tracing::warn!("telegram: streaming stopped: {error}");
+                self.disabled = true;
+            }
+        }
+    }
+}
+
+/// The plain-text preview of a growing answer: its start (at most
+/// `PREVIEW_UNITS` UTF-16 units) and either "…" or the running tool.
+fn preview_text(text: &str, working_on: Option<&str>) -> String {
+    let mut units = 0;
+    let start: String = text
+        .chars()
+        .take_while(|character| {
+            units += character.len_utf16();
+            units <= PREVIEW_UNITS
+        })
+        .collect();
+    match working_on {
+        Some(tool) => format!("{}\n\n⏳ {tool}…", start.trim_end()).trim_start().to_owned(),
+        None => format!("{start} …"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_stay_under_telegrams_limit_and_show_the_running_tool() {
+        assert_eq!(preview_text("Hello", None), "Hello …");
+        assert_eq!(preview_text("", Some("search_history")), "⏳ search_history…");
+        assert_eq!(preview_text("Looking. ", Some("search_history")), "Looking.\n\n⏳ search_history…");
+        let emoji = "😀".repeat(3000); // 6000 UTF-16 units
+        let preview = preview_text(&emoji, None);
+        assert!(preview.encode_utf16().count() <= PREVIEW_UNITS + 2);
+        assert!(preview.starts_with("😀😀"));
+    }
+}
