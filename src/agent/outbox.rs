@@ -5,9 +5,7 @@
 //!
 //! Invariants: posting is durable before `post` returns `Ok` (a restart does
 //! not lose a notice), and a notice whose `dedupe_key` was already posted is
-//! accepted again without being delivered twice. (`TranscriptOutbox` records
-//! the key right after appending; a crash between the two writes could repeat
-//! one notice — a single-transaction store call should replace this.)
+//! accepted again without being delivered twice.
 
 use serde::{Deserialize, Serialize};
 
@@ -79,25 +77,17 @@ impl TranscriptOutbox {
 impl Outbox for TranscriptOutbox {
     async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
         let key = format!("outbox:transcript:{}", notice.dedupe_key);
-        if self.store.kv_get(&key).await?.is_some() {
-            return Ok(());
-        }
         let content = serde_json::json!([{"type": "text", "text": notice.text}]);
-        let appended = self
-            .store
-            .append_message(NewMessage {
-                conversation_id: notice.conversation_id.clone(),
-                role: MessageRole::System,
-                content,
-                text: notice.text.clone(),
-                turn_id: None,
-            })
-            .await;
-        match appended {
-            Ok(message) => {
-                self.store.kv_set(&key, &message.id.to_string()).await?;
-                Ok(())
-            }
+        let message = NewMessage {
+            conversation_id: notice.conversation_id.clone(),
+            role: MessageRole::System,
+            content,
+            text: notice.text,
+            turn_id: None,
+        };
+        // The message and its key are written in one transaction: a repeat is skipped.
+        match self.store.append_message_once(message, &key).await {
+            Ok(_) => Ok(()),
             Err(StorageError::NotFound { .. }) => Err(OutboxError::UnknownConversation(notice.conversation_id)),
             Err(other) => Err(other.into()),
         }

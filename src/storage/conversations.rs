@@ -94,6 +94,18 @@ impl Store {
 
     /// Appends and bumps the conversation's `updated_at_ms`. Fails with NotFound for an unknown conversation.
     pub async fn append_message(&self, new: NewMessage) -> StorageResult<StoredMessage> {
+        let stored = self.append(new, None).await?;
+        stored.ok_or_else(|| StorageError::Invalid("a message without a dedupe key was skipped".into()))
+    }
+
+    /// Appends unless a message was already appended under `dedupe_key`
+    /// (then `None`). The key and the message are written in one transaction,
+    /// so a crash can never leave one without the other.
+    pub async fn append_message_once(&self, new: NewMessage, dedupe_key: &str) -> StorageResult<Option<StoredMessage>> {
+        self.append(new, Some(dedupe_key)).await
+    }
+
+    async fn append(&self, new: NewMessage, dedupe_key: Option<&str>) -> StorageResult<Option<StoredMessage>> {
         let content = serde_json::to_string(&new.content)
             .map_err(|error| StorageError::Invalid(format!("message content: {error}")))?;
         let now = now_ms();
@@ -108,6 +120,20 @@ impl Store {
             .map_err(|error| sql_error("bump conversation", error))?;
         if bumped.rows_affected() == 0 {
             return Err(StorageError::NotFound { what: format!("conversation {}", new.conversation_id) });
+        }
+        if let Some(key) = dedupe_key {
+            let claimed = sqlx::query(
+                "INSERT INTO kv_state (key, value, updated_at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(&new.conversation_id)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|error| sql_error("claim message dedupe key", error))?;
+            if claimed.rows_affected() == 0 {
+                return Ok(None);
+            }
         }
         let row = sqlx::query(concat!(
             "INSERT INTO messages (conversation_id, role, content, text, turn_id, created_at_ms) \
@@ -125,7 +151,7 @@ impl Store {
         .map_err(|error| sql_error("insert message", error))?;
         let stored = rows::message(&row)?;
         transaction.commit().await.map_err(|error| sql_error("commit append", error))?;
-        Ok(stored)
+        Ok(Some(stored))
     }
 
     /// The last `limit` messages, returned oldest first.

@@ -273,8 +273,9 @@ mod tests {
     #[test]
     fn by_default_non_admins_get_only_tools_without_side_effects_or_cost() {
         let registry = registry(ToolPolicy::default());
-        assert_eq!(names(registry.specs_for(true)), ["paint", "search_history"]);
-        assert_eq!(names(registry.specs_for(false)), ["search_history"]);
+        assert_eq!(names(registry.specs_for(true)), ["job_status", "paint", "queue_task", "search_history"]);
+        // queue_task starts paid background work, so it is admin-only by default.
+        assert_eq!(names(registry.specs_for(false)), ["job_status", "search_history"]);
     }
 
     #[test]
