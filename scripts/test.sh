@@ -37,4 +37,12 @@ if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') 
 fi
 
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
-cargo test --all-targets --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --all-targets --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one result per test binary).
+awk '/^test result:/ {passed += $4; failed += $6} END {printf "tests: %d passed, %d failed\n", passed, failed}' "$log"
+exit "$status"
