@@ -51,3 +51,61 @@ async fn the_web_chat_streams_a_reply_in_headless_chromium() {
         messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
 }
+
+/// A running job with progress and a queued one, put straight into the
+/// database (no workers run, so both stay as they are).
+async fn seed_jobs(app: &TestApp) {
+    use valor::storage::{NewJob, wall_clock_ms};
+    let store = app.store().await;
+    let job = |task: &str, priority: i64| NewJob {
+        kind: "agent_task".into(),
+        payload: json!({"task": task}),
+        priority,
+        run_at_ms: None,
+        max_attempts: 3,
+        conversation_id: None,
+        idempotency_key: None,
+    };
+    let now = wall_clock_ms();
+    store.enqueue_job(job("Summarise the launch notes", 10), now).await.unwrap();
+    store.enqueue_job(job("Clean the inbox", 0), now).await.unwrap();
+    let claimed = store.claim_job("browser-test", now, 600_000, &Default::default()).await.unwrap().unwrap();
+    assert!(
+        store
+            .update_job_progress(claimed.id, "browser-test", "halfway through the notes", Some(50), now)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_status_and_jobs_views_render_real_data_in_headless_chromium() {
+    let app = TestApp::spawn(|s| s.jobs.workers = 0).await;
+    seed_jobs(&app).await;
+    let output = repo_root().join("tests/output");
+    std::fs::create_dir_all(&output).unwrap();
+    let (status_png, jobs_png) = (output.join("web-status.png"), output.join("web-jobs.png"));
+    for png in [&status_png, &jobs_png] {
+        let _ = std::fs::remove_file(png);
+    }
+
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/dashboard.mjs"))
+        .arg(format!("{}/", app.base))
+        .args([&status_png, &jobs_png])
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser dashboard: ok"), "{stdout}");
+    for png in [&status_png, &jobs_png] {
+        assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"), "{} is not a PNG", png.display());
+    }
+    // The buttons really acted: the cancelled job was retried and waits again.
+    let queued = app.get_json("/api/jobs?status=queued").await;
+    assert_eq!(queued["jobs"][0]["payload"]["task"], "Clean the inbox");
+    assert_eq!(queued["jobs"][0]["retries"], 1);
+}

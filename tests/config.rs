@@ -126,3 +126,21 @@ fn secrets_do_not_appear_in_debug_output() {
     assert!(!debug.contains("sk-ant-very-secret"));
     assert!(!debug.contains("tok-secret"));
 }
+
+#[test]
+fn the_resources_section_sets_the_high_water_mark_and_refuses_unknown_keys() {
+    let settings =
+        load_toml("[resources]\nmax_rss_mb = 256\nmax_active_turns = 4\ncleanup_interval_secs = 60\n", &[]).unwrap();
+    assert_eq!(settings.resources.max_rss_mb, 256);
+    assert_eq!(settings.resources.max_active_turns, 4);
+    assert_eq!(settings.resources.cleanup_interval_secs, 60);
+    assert_eq!(settings.resources.sample_interval_secs, 10, "unset keys keep their defaults");
+    let unknown = load_toml("[resources]\nmax_rss = 256\n", &[]).unwrap_err().to_string();
+    assert!(unknown.contains("max_rss"), "{unknown}");
+    let zero = load_toml("[resources]\nmax_active_turns = 0\n", &[]).unwrap_err().to_string();
+    assert!(zero.contains("resources.max_active_turns"), "{zero}");
+    let example =
+        config::load(Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("valor.example.toml")), &EnvSource::default())
+            .unwrap();
+    assert_eq!(example.resources.cleanup_interval_secs, 300, "the example documents the default");
+}

@@ -16,6 +16,8 @@ mod fake_telegram;
 mod intake;
 #[path = "telegram/media.rs"]
 mod media;
+#[path = "telegram/shedding.rs"]
+mod shedding;
 #[path = "telegram/webhook.rs"]
 mod webhook;
 

@@ -1,5 +1,6 @@
 // valor web chat: conversation list, streamed replies (SSE over fetch), tool
-// cards, bearer-token prompt. No framework, no build step.
+// cards, bearer-token prompt. No framework, no build step. The Jobs and
+// Status views live in dashboard.js and use `window.valor` from here.
 //
 // Invariant: text that came from the server or the model is only ever put into
 // the page with textContent / createTextNode, never innerHTML.
@@ -262,7 +263,9 @@
       if (on) el.setAttribute('aria-current', 'true'); else el.removeAttribute('aria-current');
     }
     const want = id ? `#c/${encodeURIComponent(id)}` : '';
-    if (location.hash !== want) history.replaceState(null, '', want || location.pathname);
+    // "#jobs"/"#status" belong to dashboard.js, which clears them when it shows the chat.
+    const viewHash = /^#(jobs|status)$/.test(location.hash);
+    if (location.hash !== want && !(id === null && viewHash)) history.replaceState(null, '', want || location.pathname);
   }
 
   function clearMessages() {
@@ -664,6 +667,9 @@
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') closeNav();
   });
+
+  // What dashboard.js (the Jobs and Status views) shares with the chat.
+  window.valor = Object.freeze({ apiJson, apiFetch, h, openNav, closeNav });
 
   async function start() {
     await loadConversations();

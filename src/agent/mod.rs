@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{AgentSettings, ContextSettings, IntentRoutes, TierModels};
 use crate::llm::ChatModel;
+use crate::monitoring::resources::ResourceMonitor;
 use crate::storage::{Conversation, NewConversation, StorageResult, Store};
 
 /// The chat model for turns plus its tier → model-name map.
@@ -55,6 +56,8 @@ pub struct AgentParts {
     pub context: ContextSettings,
     pub routes: IntentRoutes,
     pub max_tokens: u32,
+    /// Counts turns in progress (load shedding, `/api/status`).
+    pub monitor: ResourceMonitor,
 }
 
 /// Cheap to clone; shared by all channels.
@@ -117,6 +120,11 @@ impl Agent {
         &self.parts.store
     }
 
+    /// The resource monitor: turns in progress, samples, the high-water mark.
+    pub fn monitor(&self) -> &ResourceMonitor {
+        &self.parts.monitor
+    }
+
     pub fn tools(&self) -> &ToolRegistry {
         &self.parts.tools
     }
@@ -158,6 +166,7 @@ impl Agent {
     /// Run a turn to the end, sending events as it goes. Turns of the same
     /// conversation run one after another, in arrival order.
     pub async fn run_turn(&self, request: TurnRequest, events: &mpsc::Sender<AgentEvent>) -> TurnOutcome {
+        let _counted = self.parts.monitor.enter_turn();
         let lock = self.locks.lock_for(&request.conversation.id);
         let _turn_in_progress = lock.lock().await;
         turn::run(&self.parts, request, events).await

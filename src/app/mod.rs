@@ -6,6 +6,7 @@
 //! ended first and why.
 
 mod doctor;
+mod housekeeping;
 mod jobs_cli;
 mod providers;
 pub mod tools;
@@ -32,6 +33,7 @@ use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
 use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, ScheduleSpec, Scheduler, SystemClock, WorkerConfig};
 use crate::monitoring::ComponentStatus;
+use crate::monitoring::resources::ResourceMonitor;
 use crate::storage::Store;
 
 /// Everything built, nothing running yet.
@@ -72,6 +74,7 @@ impl App {
             context: settings.context.clone(),
             routes: settings.intent.routes.clone(),
             max_tokens: settings.llm.max_tokens,
+            monitor: ResourceMonitor::new(&settings.resources, settings.telegram.bot_token.is_some()),
         });
         let jobs = build_job_system(&settings, &store, &agent);
         let components = component_statuses(&settings, &agent);
@@ -145,6 +148,8 @@ impl App {
                 Scheduler::new(self.store.clone(), self.jobs.clock.clone(), specs, self.settings.jobs.max_attempts);
             workers.push(tokio::spawn(scheduler.run(std::time::Duration::from_secs(1), shutdown.clone())));
         }
+        let housekeeping = housekeeping::Housekeeping::from_settings(&self.settings, self.agent.clone(), components);
+        workers.push(tokio::spawn(housekeeping.run(shutdown.clone())));
         let telegram = telegram.map(|channel| tokio::spawn(channel.run(shutdown.clone())));
         Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, telegram, store: self.store })
     }

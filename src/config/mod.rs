@@ -7,10 +7,12 @@
 //! name the key; secrets are [`SecretString`] and never printed.
 
 mod env;
+mod resources_settings;
 mod settings;
 mod tools_settings;
 
 pub use env::EnvSource;
+pub use resources_settings::ResourcesSettings;
 pub use settings::*;
 pub use tools_settings::{McpSettings, ToolsSettings};
 

@@ -31,6 +31,7 @@ pub struct Settings {
     pub tools: super::ToolsSettings,
     pub mcp: super::McpSettings,
     pub jobs: JobsSettings,
+    pub resources: super::ResourcesSettings,
     #[serde(rename = "schedule")]
     pub schedules: Vec<ScheduleSettings>,
     #[serde(rename = "workspace")]
@@ -60,6 +61,7 @@ impl Default for Settings {
             tools: super::ToolsSettings::default(),
             mcp: super::McpSettings::default(),
             jobs: JobsSettings::default(),
+            resources: super::ResourcesSettings::default(),
             schedules: Vec::new(),
             workspaces: Vec::new(),
             source_file: None,
@@ -103,6 +105,7 @@ impl Settings {
         }
         self.tools.validate()?;
         self.jobs.validate()?;
+        self.resources.validate()?;
         validate_schedules(&self.schedules)?;
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));

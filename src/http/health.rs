@@ -1,4 +1,4 @@
-//! `/health` (liveness with component details), `/ready` (the database
+//! `/health` (liveness with component details and the health score), `/ready` (the database
 //! answers) and `/metrics` (Prometheus text).
 
 use axum::Json;
@@ -24,6 +24,7 @@ pub async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "database": database,
         "components": *state.components,
         "breakers": state.agent.tools().breakers().snapshot(),
+        "health": super::status::current_health(&state.agent, &state.components).await,
     }))
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod jobs;
 mod openapi;
+pub mod status;
 mod web;
 
 pub use auth::TokenSet;
@@ -58,6 +59,7 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .route("/jobs/{id}", get(jobs::get_job))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/jobs/{id}/retry", post(jobs::retry_job))
+        .route("/status", get(status::status))
         .fallback(api::not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let mut router = Router::new();

@@ -7,6 +7,7 @@ use utoipa::{Modify, OpenApi};
 use super::api;
 use super::health;
 use super::jobs;
+use super::status;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +24,7 @@ use super::jobs;
         jobs::get_job,
         jobs::cancel_job,
         jobs::retry_job,
+        status::status,
     ),
     components(schemas(
         api::SendMessage,
@@ -37,6 +39,8 @@ use super::jobs;
         api::TurnView,
         jobs::JobView,
         jobs::JobList,
+        status::StatusReport,
+        status::ResourcesView,
     )),
     modifiers(&BearerAuth),
 )]

@@ -9,6 +9,7 @@ const INDEX_HTML: &str = include_str!("../../web/index.html");
 const DOCS_HTML: &str = include_str!("../../web/docs.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
+const DASHBOARD_JS: &str = include_str!("../../web/dashboard.js");
 
 pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
@@ -22,6 +23,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()

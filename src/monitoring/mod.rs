@@ -1,10 +1,13 @@
 //! Observability: tracing subscriber setup (text or JSON, to stderr) and the
-//! Prometheus metrics recorder. Later: health scoring and resource monitoring.
+//! Prometheus metrics recorder, `ComponentStatus`, circuit breakers, the
+//! resource monitor (`resources.rs`) and the health score (`health_score.rs`).
 //!
 //! Invariant: logs go to stderr only (stdout belongs to `valor chat` and
 //! `valor mcp`); secrets are never logged (settings hold them as `SecretString`).
 
 pub mod breaker;
+pub mod health_score;
+pub mod resources;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;

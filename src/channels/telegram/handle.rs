@@ -1,5 +1,6 @@
 //! Handling one stored inbound message: the access decision (audit-logged),
-//! the per-user rate limit, commands, and agent turns with feedback (👀 on
+//! the per-user rate limit, commands, load shedding (a polite "busy" to
+//! non-admins above the resource monitor's high-water mark), and agent turns with feedback (👀 on
 //! accept, typing while working, 👍/👎 at the end) and a streamed preview
 //! message edited at the pace the streaming optimizer picks.
 //!
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::streaming::{ContentKind, StreamingOptimizer, text_kind};
 use crate::agent::{AgentEvent, TurnRequest};
+use crate::monitoring::resources::BUSY_REPLY;
 use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
 
 use super::access::{self, Access};
@@ -180,6 +182,10 @@ async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
 }
 
 async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, text: String, is_admin: bool) -> StorageResult<()> {
+    // Above the high-water mark a non-admin's new turn is refused politely (commands still work).
+    if shared.agent.monitor().should_shed(is_admin).is_some() {
+        return finish(shared, rows, message, BUSY_REPLY, None).await;
+    }
     react(shared, message, REACTION_SEEN).await;
     let conversation = commands::conversation_for(shared, message).await?;
     let typing = CancellationToken::new();
