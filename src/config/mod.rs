@@ -6,10 +6,12 @@
 //! (through [`EnvSource`]); unknown keys and invalid values are errors that
 //! name the key; secrets are [`SecretString`] and never printed.
 
+mod daydream_settings;
 mod env;
 mod settings;
 mod tools_settings;
 
+pub use daydream_settings::{DaydreamSettings, OfficeHours};
 pub use env::EnvSource;
 pub use settings::*;
 pub use tools_settings::{McpSettings, ToolsSettings};

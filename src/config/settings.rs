@@ -33,6 +33,7 @@ pub struct Settings {
     pub jobs: JobsSettings,
     #[serde(rename = "schedule")]
     pub schedules: Vec<ScheduleSettings>,
+    pub daydream: super::DaydreamSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -61,6 +62,7 @@ impl Default for Settings {
             mcp: super::McpSettings::default(),
             jobs: JobsSettings::default(),
             schedules: Vec::new(),
+            daydream: super::DaydreamSettings::default(),
             workspaces: Vec::new(),
             source_file: None,
         }
@@ -104,6 +106,7 @@ impl Settings {
         self.tools.validate()?;
         self.jobs.validate()?;
         validate_schedules(&self.schedules)?;
+        self.daydream.validate()?;
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
         }

@@ -5,6 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::api;
+use super::daydream;
 use super::health;
 use super::jobs;
 
@@ -23,6 +24,7 @@ use super::jobs;
         jobs::get_job,
         jobs::cancel_job,
         jobs::retry_job,
+        daydream::list_sessions,
     ),
     components(schemas(
         api::SendMessage,
@@ -37,6 +39,9 @@ use super::jobs;
         api::TurnView,
         jobs::JobView,
         jobs::JobList,
+        daydream::DaydreamSessionList,
+        daydream::DaydreamSessionView,
+        daydream::DaydreamPhaseView,
     )),
     modifiers(&BearerAuth),
 )]
