@@ -37,6 +37,17 @@ pub enum Command {
         #[command(subcommand)]
         action: JobsCommand,
     },
+    /// The daydream self-review (PRODUCT.md §7).
+    Daydream {
+        #[command(subcommand)]
+        action: DaydreamCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaydreamCommand {
+    /// Run one daydream session now (office hours do not apply) and print its record.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]

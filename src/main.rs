@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use valor::app::App;
-use valor::cli::{Cli, Command, JobsCommand};
+use valor::cli::{Cli, Command, DaydreamCommand, JobsCommand};
 use valor::config::{self, EnvSource};
 
 fn main() -> ExitCode {
@@ -105,6 +105,10 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
                 JobsCommand::Cancel { id } => valor::app::JobsAction::Cancel { id },
             };
             println!("{}", valor::app::jobs_command(&settings, action).await?);
+            Ok(())
+        }
+        Command::Daydream { action: DaydreamCommand::Run } => {
+            println!("{}", valor::app::daydream_run_command(settings).await?);
             Ok(())
         }
     }

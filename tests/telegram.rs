@@ -14,6 +14,8 @@ mod delivery;
 mod fake_telegram;
 #[path = "telegram/intake.rs"]
 mod intake;
+#[path = "telegram/jobs.rs"]
+mod jobs;
 #[path = "telegram/media.rs"]
 mod media;
 #[path = "telegram/shedding.rs"]

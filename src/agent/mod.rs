@@ -129,6 +129,11 @@ impl Agent {
         &self.parts.tools
     }
 
+    /// The configured model client and tier names (`None`: no provider configured).
+    pub fn models(&self) -> Option<&ModelSet> {
+        self.parts.models.as_ref()
+    }
+
     pub fn provider_name(&self) -> Option<&'static str> {
         self.parts.models.as_ref().map(|m| m.client.provider_name())
     }

@@ -5,12 +5,14 @@
 //! address; all tasks share one cancellation token; `run` reports which task
 //! ended first and why.
 
+mod daydream_cli;
 mod doctor;
 mod housekeeping;
 mod jobs_cli;
 mod providers;
 pub mod tools;
 
+pub use daydream_cli::{build_daydream, daydream_run_command};
 pub use doctor::{DoctorRow, DoctorState, doctor};
 pub use jobs_cli::{JobsAction, jobs_command};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
@@ -136,13 +138,19 @@ impl App {
                 tokio::spawn(worker.run(index == 0))
             })
             .collect();
-        let specs = self
+        let mut specs = self
             .settings
             .schedules
             .iter()
             .map(ScheduleSpec::from_settings)
             .collect::<Result<Vec<_>, _>>()
             .context("parsing [[schedule]] cron expressions")?;
+        // `[daydream]` is one more schedule (a `[[schedule]]` of the same name wins).
+        if let Some(daydream) = crate::jobs::Daydream::schedule_spec(&self.settings.daydream)
+            && !specs.iter().any(|spec| spec.name == daydream.name)
+        {
+            specs.push(daydream);
+        }
         if !specs.is_empty() {
             let scheduler =
                 Scheduler::new(self.store.clone(), self.jobs.clock.clone(), specs, self.settings.jobs.max_attempts);
@@ -224,16 +232,17 @@ impl RunningApp {
 fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSystem {
     let mut handlers = HandlerRegistry::default();
     handlers.register(Arc::new(AgentTaskHandler::new(agent.clone())));
+    // Notices for Telegram conversations go to their chat; all others into the transcript.
+    let outbox: Arc<dyn crate::agent::outbox::Outbox> =
+        Arc::new(TelegramOutbox::new(store.clone(), Arc::default(), Arc::new(TranscriptOutbox::new(store.clone()))));
+    let clock: Arc<dyn crate::jobs::Clock> = Arc::new(SystemClock);
+    let daydream = build_daydream(settings, store, agent, clock.clone(), outbox.clone());
+    handlers.register(Arc::new(crate::jobs::DaydreamHandler::new(Arc::new(daydream))));
     JobSystem {
         store: store.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         handlers: Arc::new(handlers),
-        // Notices for Telegram conversations go to their chat; all others into the transcript.
-        outbox: Arc::new(TelegramOutbox::new(
-            store.clone(),
-            Arc::default(),
-            Arc::new(TranscriptOutbox::new(store.clone())),
-        )),
+        outbox,
         config: WorkerConfig::from_settings(&settings.jobs),
     }
 }

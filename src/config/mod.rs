@@ -6,11 +6,13 @@
 //! (through [`EnvSource`]); unknown keys and invalid values are errors that
 //! name the key; secrets are [`SecretString`] and never printed.
 
+mod daydream_settings;
 mod env;
 mod resources_settings;
 mod settings;
 mod tools_settings;
 
+pub use daydream_settings::{DaydreamSettings, OfficeHours};
 pub use env::EnvSource;
 pub use resources_settings::ResourcesSettings;
 pub use settings::*;

@@ -34,6 +34,7 @@ pub struct Settings {
     pub resources: super::ResourcesSettings,
     #[serde(rename = "schedule")]
     pub schedules: Vec<ScheduleSettings>,
+    pub daydream: super::DaydreamSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -63,6 +64,7 @@ impl Default for Settings {
             jobs: JobsSettings::default(),
             resources: super::ResourcesSettings::default(),
             schedules: Vec::new(),
+            daydream: super::DaydreamSettings::default(),
             workspaces: Vec::new(),
             source_file: None,
         }
@@ -107,6 +109,7 @@ impl Settings {
         self.jobs.validate()?;
         self.resources.validate()?;
         validate_schedules(&self.schedules)?;
+        self.daydream.validate()?;
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
         }

@@ -7,6 +7,7 @@
 
 mod api;
 mod auth;
+mod daydream;
 mod error;
 mod health;
 mod jobs;
@@ -60,6 +61,7 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/jobs/{id}/retry", post(jobs::retry_job))
         .route("/status", get(status::status))
+        .route("/daydream/sessions", get(daydream::list_sessions))
         .fallback(api::not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let mut router = Router::new();

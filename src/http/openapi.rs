@@ -5,6 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::api;
+use super::daydream;
 use super::health;
 use super::jobs;
 use super::status;
@@ -25,6 +26,7 @@ use super::status;
         jobs::cancel_job,
         jobs::retry_job,
         status::status,
+        daydream::list_sessions,
     ),
     components(schemas(
         api::SendMessage,
@@ -41,6 +43,9 @@ use super::status;
         jobs::JobList,
         status::StatusReport,
         status::ResourcesView,
+        daydream::DaydreamSessionList,
+        daydream::DaydreamSessionView,
+        daydream::DaydreamPhaseView,
     )),
     modifiers(&BearerAuth),
 )]

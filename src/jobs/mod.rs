@@ -13,6 +13,7 @@
 
 mod agent_task;
 mod clock;
+pub mod daydream;
 mod handler;
 mod notify;
 mod schedule;
@@ -20,6 +21,7 @@ mod worker;
 
 pub use agent_task::{AGENT_TASK_KIND, AgentTaskHandler};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use daydream::{DAYDREAM_KIND, Daydream, DaydreamHandler};
 pub use handler::{HandlerRegistry, JobContext, JobError, JobHandler};
 pub use notify::{deliver_final_notices, final_notice_text};
 pub use schedule::{ScheduleSpec, Scheduler, next_run_after};

@@ -11,6 +11,7 @@
 mod rows;
 mod context;
 mod conversations;
+mod daydream;
 mod fts;
 mod job_types;
 mod jobs;
@@ -19,6 +20,7 @@ mod schedules;
 mod telegram;
 mod types;
 
+pub use daydream::{ChildProcess, DaydreamPhase, DaydreamSession, JobKindStats};
 pub use job_types::*;
 pub use schedules::ScheduleState;
 pub use telegram::{NewTelegramReply, TelegramInbound, TelegramOutboxRow, TelegramUpdateRow};

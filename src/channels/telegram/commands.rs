@@ -1,7 +1,7 @@
 //! Bot commands, answered without the model: `/start`, `/help`, `/reset`,
-//! `/status`, `/workspace`, and honest placeholders for `/jobs` and
-//! `/cancel` until the job queue exists. Also owns the chat → conversation
-//! mapping (one conversation per chat; `/reset` starts a new one).
+//! `/status`, `/workspace`, and `/jobs`, `/cancel ID` (in `job_commands.rs`).
+//! Also owns the chat → conversation mapping (one conversation per chat;
+//! `/reset` starts a new one).
 
 use crate::agent::NO_MODEL_REPLY;
 use crate::storage::{Conversation, NewConversation, StorageResult};
@@ -14,6 +14,8 @@ Commands:\n\
 - /help — this list\n\
 - /status — whether I'm healthy\n\
 - /workspace — which workspace this chat maps to\n\
+- /jobs — this chat's background jobs\n\
+- /cancel ID — cancel one of them\n\
 - /reset — start a fresh conversation (I forget this chat's context)";
 
 /// The commands registered with `setMyCommands` (Telegram's "/" menu).
@@ -21,6 +23,8 @@ pub(super) const MENU: &[(&str, &str)] = &[
     ("help", "What I can do"),
     ("status", "Whether I'm healthy"),
     ("workspace", "Which workspace this chat maps to"),
+    ("jobs", "This chat's background jobs"),
+    ("cancel", "Cancel a background job: /cancel ID"),
     ("reset", "Start a fresh conversation"),
 ];
 
@@ -69,7 +73,12 @@ async fn new_conversation(shared: &Shared, message: &Incoming) -> StorageResult<
 }
 
 /// The reply to a command, or `None` when `text` is not one of ours.
-pub(super) async fn run(shared: &Shared, message: &Incoming, text: &str) -> StorageResult<Option<String>> {
+pub(super) async fn run(
+    shared: &Shared,
+    message: &Incoming,
+    text: &str,
+    is_admin: bool,
+) -> StorageResult<Option<String>> {
     let Some(command) = text.strip_prefix('/') else { return Ok(None) };
     let name = command.split_whitespace().next().unwrap_or("");
     let reply = match name {
@@ -81,7 +90,11 @@ pub(super) async fn run(shared: &Shared, message: &Incoming, text: &str) -> Stor
         }
         "status" => status(shared).await?,
         "workspace" => workspace(shared, message.chat_id),
-        "jobs" | "cancel" => "Background jobs are not part of this build yet.".to_owned(),
+        "jobs" => super::job_commands::list(shared, message).await?,
+        "cancel" => {
+            let arguments = command.split_once(char::is_whitespace).map_or("", |(_, rest)| rest);
+            super::job_commands::cancel(shared, message, arguments, is_admin).await?
+        }
         _ => return Ok(None),
     };
     Ok(Some(reply))
@@ -101,10 +114,14 @@ async fn status(shared: &Shared) -> StorageResult<String> {
             outbox.push_str(&format!(", {} {label}", count(status)));
         }
     }
+    let jobs = shared.store.count_jobs_by_status().await?;
+    let jobs_count = |status: &str| jobs.get(status).copied().unwrap_or(0);
     Ok(format!(
-        "valor {} is running as @{}.\n\n- {model}\n- {outbox}\n- background jobs: not part of this build yet",
+        "valor {} is running as @{}.\n\n- {model}\n- {outbox}\n- background jobs: {} queued, {} running",
         env!("CARGO_PKG_VERSION"),
-        shared.bot.username
+        shared.bot.username,
+        jobs_count("queued"),
+        jobs_count("running")
     ))
 }
 

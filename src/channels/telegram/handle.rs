@@ -131,7 +131,7 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
             }
         }
     }
-    if let Some(reply) = commands::run(shared, &message, &text).await? {
+    if let Some(reply) = commands::run(shared, &message, &text, is_admin).await? {
         return finish(shared, &[row.id], &message, &reply, None).await;
     }
     answer(shared, &[row.id], &message, text, is_admin).await

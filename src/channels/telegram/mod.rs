@@ -18,6 +18,7 @@ mod commands;
 pub mod deliver;
 mod handle;
 pub mod inbound;
+mod job_commands;
 pub mod limiter;
 mod media;
 pub mod pacing;
