@@ -10,6 +10,7 @@ pub mod context;
 pub mod events;
 pub mod history;
 pub mod intent;
+pub mod media;
 pub mod outbox;
 pub mod prompt;
 pub mod streaming;
@@ -90,6 +91,9 @@ pub struct TurnRequest {
     pub conversation: Conversation,
     pub text: String,
     pub is_admin: bool,
+    /// Images sent with the message (already stored under the data dir); the
+    /// model sees them in this turn, the transcript keeps `[image: …]` references.
+    pub images: Vec<media::ImageAttachment>,
 }
 
 /// How a turn ended (the same facts as its `Done` event).

@@ -187,7 +187,7 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, text: String,
     let _stop_typing = typing.clone().drop_guard();
     let target = (message.chat_id, message.thread_id);
     tokio::spawn(keep_typing(shared.api.clone(), target, shared.typing_interval(), typing.clone()));
-    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin });
+    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, images: Vec::new() });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
     let reply = loop {
