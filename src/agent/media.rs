@@ -13,12 +13,19 @@ use std::path::{Component, Path, PathBuf};
 pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
 
 /// An image attached to a user message: where it is stored and its bytes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageAttachment {
     /// Path relative to the data dir, e.g. `media/telegram/42/7.jpg`.
     pub reference: String,
     pub media_type: String,
     pub bytes: Vec<u8>,
+}
+
+/// Providers whose chat models take images: Anthropic, and OpenAI (or a
+/// compatible server — a text-only model there answers with an error, which
+/// reaches the user as the model's failure).
+pub fn vision_capable(provider: &str) -> bool {
+    matches!(provider, "anthropic" | "openai")
 }
 
 /// The text the transcript keeps in place of an image.

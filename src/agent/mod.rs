@@ -129,6 +129,11 @@ impl Agent {
         self.parts.models.as_ref().map(|m| m.client.provider_name())
     }
 
+    /// True when the configured chat model can look at images.
+    pub fn sees_images(&self) -> bool {
+        self.provider_name().is_some_and(media::vision_capable)
+    }
+
     pub fn classifier_name(&self) -> &'static str {
         self.parts.classifier.backend_name()
     }

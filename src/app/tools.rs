@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::ModelSet;
+use crate::agent::media::vision_capable;
 use crate::agent::tools::analyze_image::VisionModel;
 use crate::agent::tools::notion_query::NotionConfig;
 use crate::agent::tools::read_link::{ReadLinkLimits, Summarizer};
@@ -78,11 +79,4 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
         registry.register(Arc::new(AnalyzeImage::new(settings.data_dir.clone(), model, service, read_link)));
     }
     Ok(registry)
-}
-
-/// Providers whose chat models take images (Anthropic; OpenAI and compatible
-/// servers — a text-only model behind OPENAI_BASE_URL answers with an error
-/// that goes back to the model as the tool's result).
-pub fn vision_capable(provider: &str) -> bool {
-    matches!(provider, "anthropic" | "openai")
 }
