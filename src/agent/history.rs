@@ -26,7 +26,8 @@ pub fn to_model_messages(stored: &[StoredMessage]) -> Vec<Message> {
             serde_json::from_value::<Vec<ContentBlock>>(message.content.clone())
                 .unwrap_or_else(|_| vec![ContentBlock::Text { text: message.text.clone() }])
         };
-        let blocks: Vec<ContentBlock> = blocks.into_iter().filter(|b| !is_empty_text(b)).collect();
+        let blocks: Vec<ContentBlock> =
+            blocks.into_iter().filter(|b| !is_empty_text(b)).map(image_to_placeholder).collect();
         if blocks.is_empty() {
             continue;
         }
@@ -41,6 +42,16 @@ pub fn to_model_messages(stored: &[StoredMessage]) -> Vec<Message> {
         messages.remove(0);
     }
     messages
+}
+
+/// Images never come back from stored history as bytes (see `agent::media`).
+fn image_to_placeholder(block: ContentBlock) -> ContentBlock {
+    match block {
+        ContentBlock::Image { media_type, .. } => {
+            ContentBlock::Text { text: format!("[image ({media_type}) omitted]") }
+        }
+        other => other,
+    }
 }
 
 fn is_empty_text(block: &ContentBlock) -> bool {
@@ -181,6 +192,17 @@ mod tests {
         assert_eq!(messages.len(), 3);
         assert_eq!(messages[1].tool_uses().count(), 0);
         assert_eq!(messages[1].text(), "looking");
+    }
+
+    #[test]
+    fn a_stored_inline_image_comes_back_as_a_short_placeholder_not_base64() {
+        let history = [stored(
+            1,
+            MessageRole::User,
+            json!([{"type": "text", "text": "look"}, {"type": "image", "media_type": "image/png", "data_base64": "AAAA"}]),
+        )];
+        let messages = to_model_messages(&history);
+        assert_eq!(messages[0].text(), "look[image (image/png) omitted]");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod context;
 pub mod events;
 pub mod history;
 pub mod intent;
+pub mod media;
 pub mod outbox;
 pub mod prompt;
 pub mod streaming;
@@ -93,6 +94,9 @@ pub struct TurnRequest {
     pub conversation: Conversation,
     pub text: String,
     pub is_admin: bool,
+    /// Images sent with the message (already stored under the data dir); the
+    /// model sees them in this turn, the transcript keeps `[image: …]` references.
+    pub images: Vec<media::ImageAttachment>,
 }
 
 /// How a turn ended (the same facts as its `Done` event).
@@ -136,6 +140,11 @@ impl Agent {
 
     pub fn provider_name(&self) -> Option<&'static str> {
         self.parts.models.as_ref().map(|m| m.client.provider_name())
+    }
+
+    /// True when the configured chat model can look at images.
+    pub fn sees_images(&self) -> bool {
+        self.provider_name().is_some_and(media::vision_capable)
     }
 
     pub fn classifier_name(&self) -> &'static str {

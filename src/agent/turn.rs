@@ -160,8 +160,9 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
             model: model_name.clone(),
         })
         .await;
-    let user_block = [ContentBlock::Text { text: request.text.clone() }];
-    let mut result = state.persist(MessageRole::User, &user_block, request.text.clone()).await;
+    let user_text = user_text_with_image_references(&request);
+    let user_block = [ContentBlock::Text { text: user_text.clone() }];
+    let mut result = state.persist(MessageRole::User, &user_block, user_text).await;
     if result.is_ok() {
         result = match &parts.models {
             Some(_) => run_steps(&mut state, &request, &model_name).await,
@@ -243,6 +244,7 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         tracing::warn!(%error, "could not record the turn's context size");
     }
     let mut messages = prepared.messages;
+    attach_images(&mut messages, &request.images);
     let tools = parts.tools.specs_for(request.is_admin);
     let context = PromptContext {
         channel: &request.conversation.channel,
@@ -292,6 +294,25 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
     let separator = if state.reply.is_empty() { "" } else { "\n\n" };
     state.push_text(format!("{separator}{note}")).await;
     state.persist(MessageRole::Assistant, &[ContentBlock::Text { text: note.clone() }], note).await
+}
+
+/// The stored user text: the message plus one `[image: …]` reference per image.
+fn user_text_with_image_references(request: &TurnRequest) -> String {
+    let mut text = request.text.clone();
+    for image in &request.images {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&super::media::placeholder(&image.reference));
+    }
+    text
+}
+
+/// The turn's images go into its (last, just stored) user message, for this turn only.
+fn attach_images(messages: &mut [Message], images: &[super::media::ImageAttachment]) {
+    if let Some(last) = messages.last_mut().filter(|message| message.role == Role::User) {
+        last.content.extend(images.iter().map(|image| ContentBlock::image(image.media_type.clone(), &image.bytes)));
+    }
 }
 
 /// One model call, streaming its text to the channel as it arrives.

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::ModelSet;
+use crate::agent::media::vision_capable;
+use crate::agent::tools::analyze_image::VisionModel;
 use crate::agent::tools::notion_query::NotionConfig;
 use crate::agent::tools::read_link::{ReadLinkLimits, Summarizer};
 use crate::agent::tools::resilience::{CallPolicy, ExternalService};
 use crate::agent::tools::web_search::WebSearchConfig;
-use crate::agent::tools::{NotionQuery, ReadLink, ToolPolicy, ToolRegistry, WebSearch};
+use crate::agent::tools::{AnalyzeImage, NotionQuery, ReadLink, ToolPolicy, ToolRegistry, WebSearch};
 use crate::config::Settings;
 use crate::monitoring::breaker::{BreakerConfig, CircuitBreakers, SystemClock};
 
@@ -67,7 +69,14 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
         ReadLinkLimits { max_bytes: settings.tools.read_link_max_bytes, max_chars: settings.tools.read_link_max_chars };
     let summarizer =
         models.map(|models| Summarizer { model: models.client.clone(), model_name: models.tiers.small.clone() });
-    let service = ExternalService::new("read_link", "reading links", breakers, call_policy);
-    registry.register(Arc::new(ReadLink::new(limits, service, summarizer)));
+    let service = ExternalService::new("read_link", "reading links", breakers.clone(), call_policy);
+    let read_link = ReadLink::new(limits, service, summarizer);
+    registry.register(Arc::new(read_link.clone()));
+
+    if let Some(models) = models.filter(|models| vision_capable(models.client.provider_name())) {
+        let model = VisionModel { client: models.client.clone(), model_name: models.tiers.medium.clone() };
+        let service = ExternalService::new("vision", "image analysis", breakers, call_policy);
+        registry.register(Arc::new(AnalyzeImage::new(settings.data_dir.clone(), model, service, read_link)));
+    }
     Ok(registry)
 }

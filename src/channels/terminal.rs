@@ -37,8 +37,12 @@ where
         if text == "/exit" || text == "/quit" {
             break;
         }
-        let mut events =
-            agent.spawn_turn(TurnRequest { conversation: conversation.clone(), text: text.to_owned(), is_admin: true });
+        let mut events = agent.spawn_turn(TurnRequest {
+            conversation: conversation.clone(),
+            text: text.to_owned(),
+            is_admin: true,
+            images: Vec::new(),
+        });
         output.write_all(b"valor> ").await?;
         while let Some(event) = events.recv().await {
             let rendered = match event {

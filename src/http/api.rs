@@ -108,7 +108,8 @@ pub async fn post_message(
     let channel = if wants_event_stream(&headers) { "web" } else { "api" };
     let conversation = state.agent.open_conversation(&name, channel).await?;
     // Every API caller either holds a configured token or sits on this machine (loopback-only mode).
-    let receiver = state.agent.spawn_turn(TurnRequest { conversation, text: text.to_owned(), is_admin: true });
+    let receiver =
+        state.agent.spawn_turn(TurnRequest { conversation, text: text.to_owned(), is_admin: true, images: Vec::new() });
     if wants_event_stream(&headers) {
         return Ok(Sse::new(sse_events(receiver))
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

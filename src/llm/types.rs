@@ -33,6 +33,27 @@ pub enum ContentBlock {
         content: String,
         is_error: bool,
     },
+    /// An image the model should look at, inline as base64 (both wire
+    /// formats accept this). Only ever built for the request it belongs to:
+    /// the transcript keeps a `[image: …]` text reference instead (see
+    /// `agent::media`), so stored history never holds megabytes of base64.
+    Image {
+        /// `image/jpeg`, `image/png`, `image/gif` or `image/webp`.
+        media_type: String,
+        /// The image bytes, standard base64 with padding.
+        data_base64: String,
+    },
+}
+
+impl ContentBlock {
+    /// An inline image block from raw bytes.
+    pub fn image(media_type: impl Into<String>, bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        Self::Image {
+            media_type: media_type.into(),
+            data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
 }
 
 /// One message of the conversation sent to a model.

@@ -1,5 +1,7 @@
 //! Files sent to the bot: documents saved into the chat's inbox folder,
-//! photos and voice notes answered clearly, strangers' files never fetched.
+//! photos shown to a vision model with the caption as the question (answered
+//! clearly without one), voice notes answered clearly, strangers' files never
+//! fetched.
 
 use std::time::Duration;
 
@@ -32,9 +34,10 @@ async fn a_document_is_saved_into_the_chats_inbox_and_a_caption_reaches_the_mode
 }
 
 #[tokio::test]
-async fn photos_and_voice_notes_get_a_clear_reply_and_strangers_files_are_not_fetched() {
+async fn without_a_vision_model_photos_and_voice_notes_get_a_clear_reply_and_strangers_files_are_not_fetched() {
     let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
-    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+    let telegram_only = fake.clone();
+    let _app = TestApp::spawn(move |settings| crate::use_telegram(settings, &telegram_only)).await;
 
     fake.send_file(STRANGER.id, &STRANGER, "document", "virus.exe", b"MZ", "");
     fake.send_file(ALICE.id, &ALICE, "photo", "", b"\x89PNG", "what is in this picture?");
@@ -46,4 +49,42 @@ async fn photos_and_voice_notes_get_a_clear_reply_and_strangers_files_are_not_fe
     assert!(fake.calls_to("getFile").is_empty(), "nothing is downloaded for photos, voice or strangers");
     assert!(fake.visible_messages(STRANGER.id).is_empty());
     assert!(questions(&mock).await.is_empty());
+}
+
+/// A tiny PNG (the first bytes are what matters to type sniffing).
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+
+fn image_urls(request: &serde_json::Value) -> Vec<String> {
+    let messages = request["body"]["messages"].as_array().cloned().unwrap_or_default();
+    let parts = messages.iter().filter_map(|m| m["content"].as_array().cloned()).flatten();
+    parts.filter_map(|part| part.pointer("/image_url/url").and_then(|u| u.as_str()).map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn a_captioned_photo_reaches_the_model_as_an_image_and_later_turns_keep_only_its_reference() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script(&mock, "what is in this picture", "A red square.").await;
+    script(&mock, "and its colour", "Red, as I said.").await;
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    let data_dir = app.data_dir.as_ref().unwrap().path().to_path_buf();
+
+    let photo = fake.send_file(ALICE.id, &ALICE, "photo", "", PNG, "what is in this picture?");
+    assert_eq!(fake.wait_for_replies(ALICE.id, 1).await[0], "A red square.");
+    let fetched = fake.calls_to("getFile");
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].params["file_id"], format!("FILE{photo}"), "the largest size is downloaded");
+    let reference = format!("media/telegram/{}/{photo}.png", ALICE.id);
+    assert_eq!(std::fs::read(data_dir.join(&reference)).unwrap(), PNG);
+    let first = mock.requests_to("/v1/chat/completions").await.pop().unwrap();
+    let urls = image_urls(&first);
+    assert_eq!(urls.len(), 1, "{first}");
+    assert!(urls[0].starts_with("data:image/png;base64,iVBORw0KGgo"), "{urls:?}");
+    let asked = questions(&mock).await;
+    assert_eq!(asked[0], format!("what is in this picture?\n[image: {reference}]"));
+
+    fake.send_text(ALICE.id, &ALICE, "and its colour?");
+    assert_eq!(fake.wait_for_replies(ALICE.id, 2).await[1], "Red, as I said.");
+    let second = mock.requests_to("/v1/chat/completions").await.pop().unwrap();
+    assert!(image_urls(&second).is_empty(), "older images travel as references: {second}");
+    assert!(second["body"].to_string().contains(&format!("[image: {reference}]")));
 }

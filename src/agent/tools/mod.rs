@@ -7,6 +7,7 @@
 //! that found nothing usable, an unavailable service), while
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
+pub mod analyze_image;
 mod job_status;
 pub mod notion_query;
 mod queue_task;
@@ -15,6 +16,7 @@ pub mod resilience;
 mod search_history;
 pub mod web_search;
 
+pub use analyze_image::AnalyzeImage;
 pub use job_status::JobStatus;
 pub use notion_query::NotionQuery;
 pub use queue_task::{AGENT_TASK_KIND, QueueTask};

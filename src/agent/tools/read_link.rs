@@ -69,7 +69,38 @@ type Fetched = Result<Page, String>;
 struct Page {
     url: Url,
     content_type: String,
-    body: String,
+    body: Vec<u8>,
+}
+
+/// What a fetch accepts: a text page (`read_link`) or an image (`analyze_image`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Text,
+    Image,
+}
+
+impl BodyKind {
+    fn accept_header(self) -> &'static str {
+        match self {
+            BodyKind::Text => "text/html, text/plain;q=0.9, */*;q=0.1",
+            BodyKind::Image => "image/png, image/jpeg, image/gif, image/webp",
+        }
+    }
+
+    /// `None` if the content type is acceptable, else the refusal.
+    fn refuse(self, content_type: &str) -> Option<String> {
+        let ok = match self {
+            BodyKind::Text => {
+                content_type.starts_with("text/") || content_type.contains("html") || content_type.contains("xml")
+            }
+            BodyKind::Image => content_type.starts_with("image/"),
+        };
+        let what = match self {
+            BodyKind::Text => "a text page",
+            BodyKind::Image => "an image",
+        };
+        (!ok).then(|| format!("the link is not {what} ({content_type})"))
+    }
 }
 
 impl ReadLink {
@@ -119,7 +150,7 @@ impl ReadLink {
     }
 
     /// One attempt: follow redirects by hand, checking every hop.
-    async fn fetch(&self, start: &Url) -> Result<Fetched, LlmError> {
+    async fn fetch(&self, start: &Url, kind: BodyKind) -> Result<Fetched, LlmError> {
         let mut url = start.clone();
         for _ in 0..=MAX_REDIRECTS {
             let address = match self.checked_address(&url).await {
@@ -137,7 +168,7 @@ impl ReadLink {
             let client = builder.build().map_err(|error| LlmError::Network(error.to_string()))?;
             let response = client
                 .get(url.clone())
-                .header("accept", "text/html, text/plain;q=0.9, */*;q=0.1")
+                .header("accept", kind.accept_header())
                 .send()
                 .await
                 .map_err(|error| classify_reqwest_error(&error))?;
@@ -156,20 +187,20 @@ impl ReadLink {
                     code => classify_status(code, None, ""),
                 });
             }
-            return self.read_body(url, response).await;
+            return self.read_body(url, response, kind).await;
         }
         Ok(Err(format!("the link redirects more than {MAX_REDIRECTS} times")))
     }
 
-    async fn read_body(&self, url: Url, mut response: reqwest::Response) -> Result<Fetched, LlmError> {
+    async fn read_body(&self, url: Url, mut response: reqwest::Response, kind: BodyKind) -> Result<Fetched, LlmError> {
         let content_type = response
             .headers()
             .get("content-type")
             .and_then(|value| value.to_str().ok())
             .unwrap_or("text/html")
             .to_ascii_lowercase();
-        if !(content_type.starts_with("text/") || content_type.contains("html") || content_type.contains("xml")) {
-            return Ok(Err(format!("the link is not a text page ({content_type})")));
+        if let Some(refusal) = kind.refuse(&content_type) {
+            return Ok(Err(refusal));
         }
         let too_large = || Ok(Err(format!("the page is larger than {} bytes; not read", self.limits.max_bytes)));
         if response.content_length().is_some_and(|length| length > self.limits.max_bytes as u64) {
@@ -182,7 +213,16 @@ impl ReadLink {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Ok(Page { url, content_type, body: String::from_utf8_lossy(&body).into_owned() }))
+        Ok(Ok(Page { url, content_type, body }))
+    }
+
+    /// Fetch an image from a link with the same address checks, redirect
+    /// handling, size cap and breaker as pages (used by `analyze_image`).
+    pub async fn fetch_image(&self, link: &str) -> Result<Vec<u8>, ToolError> {
+        let url = Url::parse(link.trim())
+            .map_err(|error| ToolError::RespondToModel(format!("that is not a valid link: {error}")))?;
+        let page = self.service.call(|| self.fetch(&url, BodyKind::Image)).await?.map_err(ToolError::RespondToModel)?;
+        Ok(page.body)
     }
 
     async fn summarise(&self, title: Option<&str>, text: &str) -> Option<String> {
@@ -218,11 +258,12 @@ impl TypedTool for ReadLink {
     async fn run(&self, _context: &ToolContext, input: ReadLinkInput) -> Result<String, ToolError> {
         let url = Url::parse(input.url.trim())
             .map_err(|error| ToolError::RespondToModel(format!("that is not a valid link: {error}")))?;
-        let page = self.service.call(|| self.fetch(&url)).await?.map_err(ToolError::RespondToModel)?;
+        let page = self.service.call(|| self.fetch(&url, BodyKind::Text)).await?.map_err(ToolError::RespondToModel)?;
+        let body = String::from_utf8_lossy(&page.body);
         let extract = if page.content_type.contains("html") {
-            extract(&page.body)
+            extract(&body)
         } else {
-            Extract { title: None, text: page.body.trim().to_owned() }
+            Extract { title: None, text: body.trim().to_owned() }
         };
         let mut header = format!("URL: {}", page.url);
         if let Some(title) = &extract.title {

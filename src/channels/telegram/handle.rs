@@ -26,6 +26,7 @@ use super::inbound::{Incoming, parse_update};
 use super::limiter::Admission;
 use super::media::{self, MediaOutcome};
 use super::{Shared, commands};
+use crate::agent::media::ImageAttachment;
 
 /// Accept reaction, and the final ones (all in Telegram's allowed reaction set).
 const REACTION_SEEN: &str = "👀";
@@ -80,7 +81,7 @@ async fn answer_backlog(shared: &Shared, rows: &[TelegramUpdateRow]) -> StorageR
          Start your reply with \"While I was away…\" and answer them together in one reply.",
         list.join("\n")
     );
-    answer(shared, &ids, &newest, text, is_admin).await
+    answer(shared, &ids, &newest, text, is_admin, Vec::new()).await
 }
 
 fn backlog_line(message: &Incoming, text: &str) -> String {
@@ -120,8 +121,15 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
         }
     }
     let mut text = text;
+    let mut images = Vec::new();
     if let Some(media) = &message.media {
         match media::receive(shared, &message, media).await {
+            MediaOutcome::Image(image) => {
+                if text.trim().is_empty() {
+                    text = PHOTO_WITHOUT_CAPTION.to_owned();
+                }
+                images.push(image);
+            }
             MediaOutcome::Reply(reply) => return finish(shared, &[row.id], &message, &reply, None).await,
             MediaOutcome::Saved { note, .. } if text.trim().is_empty() => {
                 return finish(shared, &[row.id], &message, &note, None).await;
@@ -134,8 +142,11 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
     if let Some(reply) = commands::run(shared, &message, &text, is_admin).await? {
         return finish(shared, &[row.id], &message, &reply, None).await;
     }
-    answer(shared, &[row.id], &message, text, is_admin).await
+    answer(shared, &[row.id], &message, text, is_admin, images).await
 }
+
+/// The question for a photo sent without a caption.
+const PHOTO_WITHOUT_CAPTION: &str = "What is in this image?";
 
 async fn audit(shared: &Shared, message: &Incoming, access: &Access) -> StorageResult<()> {
     let (decision, reason) = match access {
@@ -181,7 +192,14 @@ async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
     }
 }
 
-async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, text: String, is_admin: bool) -> StorageResult<()> {
+async fn answer(
+    shared: &Shared,
+    rows: &[i64],
+    message: &Incoming,
+    text: String,
+    is_admin: bool,
+    images: Vec<ImageAttachment>,
+) -> StorageResult<()> {
     // Above the high-water mark a non-admin's new turn is refused politely (commands still work).
     if shared.agent.monitor().should_shed(is_admin).is_some() {
         return finish(shared, rows, message, BUSY_REPLY, None).await;
@@ -193,7 +211,7 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, text: String,
     let _stop_typing = typing.clone().drop_guard();
     let target = (message.chat_id, message.thread_id);
     tokio::spawn(keep_typing(shared.api.clone(), target, shared.typing_interval(), typing.clone()));
-    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin });
+    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, images });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
     let reply = loop {

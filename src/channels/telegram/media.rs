@@ -1,13 +1,17 @@
 //! Files sent to valor, handled after the access check: documents are saved
 //! into the chat's inbox folder (`<data_dir>/telegram/<chat>/inbox/`), named
 //! `<message id>-<sanitised name>` so nothing is overwritten and no name can
-//! leave the folder. Photos and voice notes get a clear reply: this build has
-//! no vision or transcription provider wired to the agent yet.
+//! leave the folder. Photos (largest size) are stored under
+//! `<data_dir>/media/telegram/<chat>/<message id>.<ext>` and go to the turn
+//! as an image when the chat model can see images; otherwise, like voice
+//! notes (no transcription provider yet), they get a clear reply and are not
+//! downloaded.
 
 use std::path::PathBuf;
 
 use super::Shared;
 use super::inbound::{Incoming, Media, MediaKind};
+use crate::agent::media::{self, ImageAttachment};
 
 /// Telegram's Bot API serves files up to 20 MB.
 const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
@@ -19,6 +23,8 @@ pub(super) enum MediaOutcome {
     Saved { path: PathBuf, note: String },
     /// Tell the user this (no model call).
     Reply(String),
+    /// A photo, stored; the turn sees it (the caption is the question).
+    Image(ImageAttachment),
 }
 
 /// A file name that stays inside its folder: no separators, no leading dots.
@@ -31,8 +37,10 @@ pub(super) fn safe_file_name(name: &str) -> String {
 
 pub(super) async fn receive(shared: &Shared, message: &Incoming, media: &Media) -> MediaOutcome {
     match media.kind {
+        MediaKind::Photo if shared.agent.sees_images() => save_photo(shared, message, media).await,
         MediaKind::Photo => MediaOutcome::Reply(
-            "I can't look at images yet: no vision-capable model is connected to this build. \
+            "I can't look at images yet: no vision-capable model is configured \
+             (set ANTHROPIC_API_KEY or OPENAI_API_KEY). \
              Describe what you need in words, or send it as a document to keep it."
                 .into(),
         ),
@@ -42,6 +50,38 @@ pub(super) async fn receive(shared: &Shared, message: &Incoming, media: &Media) 
                 .into(),
         ),
         MediaKind::Document => save_document(shared, message, media).await,
+    }
+}
+
+async fn save_photo(shared: &Shared, message: &Incoming, photo: &Media) -> MediaOutcome {
+    if photo.file_size.is_some_and(|size| size > media::MAX_IMAGE_BYTES as u64) {
+        return MediaOutcome::Reply("That photo is too large for me to look at.".into());
+    }
+    let downloaded = async {
+        let file_path = shared.api.get_file(&photo.file_id).await.map_err(|error| error.to_string())?;
+        shared.api.download(&file_path, MAX_DOWNLOAD_BYTES).await.map_err(|error| error.to_string())
+    }
+    .await;
+    let bytes = match downloaded {
+        Ok(bytes) => bytes.to_vec(),
+        Err(error) => {
+            tracing::warn!(chat = message.chat_id, "telegram: downloading a photo failed: {error}");
+            return MediaOutcome::Reply("I couldn't download that photo from Telegram; please try again.".into());
+        }
+    };
+    let extension = match media::sniff_media_type(&bytes) {
+        Some("image/png") => "png",
+        Some("image/gif") => "gif",
+        Some("image/webp") => "webp",
+        _ => "jpg",
+    };
+    let reference = format!("media/telegram/{}/{}.{extension}", message.chat_id, message.message_id);
+    match media::save(&shared.data_dir, reference, bytes).await {
+        Ok(image) => MediaOutcome::Image(image),
+        Err(error) => {
+            tracing::warn!(chat = message.chat_id, "telegram: storing a photo failed: {error}");
+            MediaOutcome::Reply(format!("I couldn't use that photo: {error}."))
+        }
     }
 }
 

@@ -68,6 +68,9 @@ fn block_json(block: &ContentBlock) -> Value {
         ContentBlock::ToolResult { tool_use_id, content, is_error } => json!({
             "type": "tool_result", "tool_use_id": tool_use_id, "content": content, "is_error": is_error,
         }),
+        ContentBlock::Image { media_type, data_base64 } => json!({
+            "type": "image", "source": { "type": "base64", "media_type": media_type, "data": data_base64 },
+        }),
     }
 }
 

@@ -151,3 +151,21 @@ fn stream_error_events_map_to_classified_errors() {
         LlmError::Server { status: 500 }
     );
 }
+
+fn image_question(model: &str) -> ChatRequest {
+    let message = Message {
+        role: Role::User,
+        content: vec![
+            ContentBlock::Text { text: "What is in this picture?".into() },
+            ContentBlock::image("image/png", b"\x89PNG\r\n\x1a\n"),
+        ],
+    };
+    ChatRequest::new(model, "", vec![message])
+}
+
+#[test]
+fn an_image_becomes_a_base64_image_block_as_in_the_recorded_request() {
+    let body = request_body(&image_question("claude-sonnet-4-5"), false);
+    let expected: Value = serde_json::from_str(&fixture("anthropic_request_image.json")).unwrap();
+    assert_eq!(body, expected);
+}

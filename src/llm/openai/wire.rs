@@ -45,13 +45,19 @@ pub fn request_body(request: &ChatRequest, stream: bool) -> Value {
 }
 
 /// Appends the wire messages for one neutral message: tool results first as
-/// `tool` messages, then the text (and, for the assistant, tool calls).
+/// `tool` messages, then the text (and, for the assistant, tool calls). A user
+/// message with images becomes a list of `text` and `image_url` parts (data
+/// URLs); without images its content stays a plain string.
 fn push_message(out: &mut Vec<Value>, message: &Message) {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
+    let mut images = Vec::new();
     for block in &message.content {
         match block {
             ContentBlock::Text { text: piece } => text.push_str(piece),
+            ContentBlock::Image { media_type, data_base64 } => images.push(json!({
+                "type": "image_url", "image_url": { "url": format!("data:{media_type};base64,{data_base64}") },
+            })),
             ContentBlock::ToolUse { id, name, input } => tool_calls.push(json!({
                 "id": id, "type": "function", "function": { "name": name, "arguments": input.to_string() },
             })),
@@ -62,6 +68,14 @@ fn push_message(out: &mut Vec<Value>, message: &Message) {
         }
     }
     match message.role {
+        Role::User if !images.is_empty() => {
+            let mut parts = Vec::with_capacity(images.len() + 1);
+            if !text.is_empty() {
+                parts.push(json!({ "type": "text", "text": text }));
+            }
+            parts.extend(images);
+            out.push(json!({ "role": "user", "content": parts }));
+        }
         Role::User if !text.is_empty() => out.push(json!({ "role": "user", "content": text })),
         Role::User => {}
         Role::Assistant if tool_calls.is_empty() => out.push(json!({ "role": "assistant", "content": text })),

@@ -138,3 +138,27 @@ fn finish_reasons_map_to_neutral_stop_reasons() {
 fn an_answer_without_choices_is_invalid() {
     assert!(matches!(parse_response(&json!({ "choices": [] })), Err(LlmError::InvalidResponse(_))));
 }
+
+fn image_question(model: &str) -> ChatRequest {
+    let message = Message {
+        role: Role::User,
+        content: vec![
+            ContentBlock::Text { text: "What is in this picture?".into() },
+            ContentBlock::image("image/png", b"\x89PNG\r\n\x1a\n"),
+        ],
+    };
+    ChatRequest::new(model, "", vec![message])
+}
+
+#[test]
+fn an_image_becomes_a_data_url_part_next_to_the_text_as_in_the_recorded_request() {
+    let body = request_body(&image_question("gpt-4o-mini"), false);
+    let expected: Value = serde_json::from_str(&fixture("openai_request_image.json")).unwrap();
+    assert_eq!(body, expected);
+}
+
+#[test]
+fn a_user_message_without_images_keeps_plain_string_content() {
+    let body = request_body(&ChatRequest::new("m", "", vec![Message::user_text("hi")]), false);
+    assert_eq!(body["messages"][0], json!({ "role": "user", "content": "hi" }));
+}

@@ -1,0 +1,105 @@
+//! Images in conversations. An image is stored once as a file under
+//! `<data_dir>/media/` and referred to by its path relative to the data dir
+//! (`media/telegram/42/7.jpg`). The transcript keeps only the text reference
+//! `[image: <path>]`; the image bytes travel to the model only in the turn
+//! the image arrived with (or when `analyze_image` loads it again).
+//!
+//! Invariants: a reference never leaves the data dir (no absolute paths, no
+//! `..`); only the four image types both providers accept are sent.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Images larger than this are not sent to a model (providers cap at ~5–20 MB).
+pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
+
+/// An image attached to a user message: where it is stored and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageAttachment {
+    /// Path relative to the data dir, e.g. `media/telegram/42/7.jpg`.
+    pub reference: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Providers whose chat models take images: Anthropic, and OpenAI (or a
+/// compatible server — a text-only model there answers with an error, which
+/// reaches the user as the model's failure).
+pub fn vision_capable(provider: &str) -> bool {
+    matches!(provider, "anthropic" | "openai")
+}
+
+/// The text the transcript keeps in place of an image.
+pub fn placeholder(reference: &str) -> String {
+    format!("[image: {reference}]")
+}
+
+/// The image type of `bytes` from its first bytes, if it is one models accept.
+pub fn sniff_media_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// `reference` resolved inside `data_dir`, or `None` if it would leave it.
+pub fn resolve(data_dir: &Path, reference: &str) -> Option<PathBuf> {
+    let relative = Path::new(reference.trim());
+    let inside = relative.components().all(|component| matches!(component, Component::Normal(_)));
+    (inside && relative.components().next().is_some()).then(|| data_dir.join(relative))
+}
+
+/// Store `bytes` at `<data_dir>/<reference>` (folders created) and return the attachment.
+pub async fn save(data_dir: &Path, reference: String, bytes: Vec<u8>) -> Result<ImageAttachment, String> {
+    let media_type = sniff_media_type(&bytes).ok_or("the file is not a PNG, JPEG, GIF or WebP image")?;
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(format!("the image is larger than {} MB", MAX_IMAGE_BYTES / (1024 * 1024)));
+    }
+    let path = resolve(data_dir, &reference).ok_or("the image path leaves the data folder")?;
+    if let Some(folder) = path.parent() {
+        tokio::fs::create_dir_all(folder).await.map_err(|error| error.to_string())?;
+    }
+    tokio::fs::write(&path, &bytes).await.map_err(|error| error.to_string())?;
+    Ok(ImageAttachment { reference, media_type: media_type.to_owned(), bytes })
+}
+
+/// Load a stored image by reference (checked: inside the data dir, an image, not too large).
+pub async fn load(data_dir: &Path, reference: &str) -> Result<ImageAttachment, String> {
+    let path = resolve(data_dir, reference).ok_or("that path leaves valor's data folder")?;
+    let bytes = tokio::fs::read(&path).await.map_err(|_| format!("no image at {reference}"))?;
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(format!("the image is larger than {} MB", MAX_IMAGE_BYTES / (1024 * 1024)));
+    }
+    let media_type = sniff_media_type(&bytes).ok_or("that file is not a PNG, JPEG, GIF or WebP image")?;
+    Ok(ImageAttachment { reference: reference.trim().to_owned(), media_type: media_type.to_owned(), bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_types_are_recognised_by_their_first_bytes() {
+        assert_eq!(sniff_media_type(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
+        assert_eq!(sniff_media_type(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
+        assert_eq!(sniff_media_type(b"GIF89a..."), Some("image/gif"));
+        assert_eq!(sniff_media_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff_media_type(b"%PDF-1.7"), None);
+    }
+
+    #[test]
+    fn references_cannot_leave_the_data_dir() {
+        let root = Path::new("/data");
+        assert_eq!(resolve(root, "media/a/b.png"), Some(PathBuf::from("/data/media/a/b.png")));
+        assert_eq!(resolve(root, "../etc/passwd"), None);
+        assert_eq!(resolve(root, "/etc/passwd"), None);
+        assert_eq!(resolve(root, "media/../../x"), None);
+        assert_eq!(resolve(root, ""), None);
+    }
+}

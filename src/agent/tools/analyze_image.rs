@@ -1,0 +1,99 @@
+//! `analyze_image`: asks the configured chat model (Anthropic or OpenAI
+//! vision) a question about one image — an image from the chat (its
+//! `[image: media/…]` reference), any image file inside valor's data dir, or
+//! an http(s) link fetched through `read_link`'s SSRF-safe fetcher.
+//!
+//! Invariants: a path never leaves the data dir (`agent::media::resolve`);
+//! links get exactly `read_link`'s address checks and size cap (no second
+//! fetcher); the model call goes through the `vision` service (breaker, time
+//! limit, retries).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::read_link::ReadLink;
+use super::resilience::ExternalService;
+use super::{ToolContext, ToolError, TypedTool};
+use crate::agent::media::{self, ImageAttachment};
+use crate::llm::{ChatModel, ChatRequest, ContentBlock, Message, Role};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeImageInput {
+    /// The image: a chat image reference such as `media/telegram/42/7.jpg`
+    /// (from an `[image: …]` note), a path inside valor's data folder, or an
+    /// http(s) link to an image.
+    pub image: String,
+    /// What to find out about the image.
+    pub question: String,
+}
+
+/// The vision model: the chat model client and the model name to ask.
+#[derive(Clone)]
+pub struct VisionModel {
+    pub client: Arc<dyn ChatModel>,
+    pub model_name: String,
+}
+
+#[derive(Clone)]
+pub struct AnalyzeImage {
+    data_dir: PathBuf,
+    model: VisionModel,
+    service: ExternalService,
+    links: ReadLink,
+}
+
+impl AnalyzeImage {
+    pub fn new(data_dir: PathBuf, model: VisionModel, service: ExternalService, links: ReadLink) -> Self {
+        Self { data_dir, model, service, links }
+    }
+
+    async fn image(&self, image: &str) -> Result<ImageAttachment, ToolError> {
+        let image = image.trim();
+        if image.starts_with("http://") || image.starts_with("https://") {
+            let bytes = self.links.fetch_image(image).await?;
+            if bytes.len() > media::MAX_IMAGE_BYTES {
+                return Err(ToolError::RespondToModel("the image is too large to analyze".into()));
+            }
+            let media_type = media::sniff_media_type(&bytes)
+                .ok_or_else(|| ToolError::RespondToModel("the link is not a PNG, JPEG, GIF or WebP image".into()))?;
+            return Ok(ImageAttachment { reference: image.to_owned(), media_type: media_type.to_owned(), bytes });
+        }
+        media::load(&self.data_dir, image).await.map_err(ToolError::RespondToModel)
+    }
+}
+
+#[async_trait::async_trait]
+impl TypedTool for AnalyzeImage {
+    type Input = AnalyzeImageInput;
+    const NAME: &'static str = "analyze_image";
+    const DESCRIPTION: &'static str = "Look at an image and answer a question about it: an image from this chat \
+        (the path in an `[image: …]` note), an image file in valor's data folder, or an http(s) link to an image.";
+
+    async fn run(&self, _context: &ToolContext, input: AnalyzeImageInput) -> Result<String, ToolError> {
+        let question = input.question.trim();
+        let question = if question.is_empty() { "Describe this image." } else { question };
+        let image = self.image(&input.image).await?;
+        let message = Message {
+            role: Role::User,
+            content: vec![
+                ContentBlock::Text { text: question.to_owned() },
+                ContentBlock::image(image.media_type, &image.bytes),
+            ],
+        };
+        let request = ChatRequest::new(
+            self.model.model_name.clone(),
+            "You look at images carefully and answer questions about them precisely and concisely.",
+            vec![message],
+        );
+        let response = self.service.call(|| self.model.client.complete(&request)).await?;
+        let answer = response.message.text();
+        if answer.trim().is_empty() {
+            return Err(ToolError::RespondToModel("the vision model gave no answer".into()));
+        }
+        Ok(answer.trim().to_owned())
+    }
+}
