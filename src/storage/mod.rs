@@ -18,6 +18,7 @@ mod records;
 mod schedules;
 mod telegram;
 mod types;
+mod workspace;
 
 pub use job_types::*;
 pub use schedules::ScheduleState;
