@@ -9,6 +9,7 @@
 
 mod job_status;
 pub mod notion_query;
+mod project_context;
 mod queue_task;
 pub mod read_link;
 pub mod resilience;
@@ -17,6 +18,7 @@ pub mod web_search;
 
 pub use job_status::JobStatus;
 pub use notion_query::NotionQuery;
+pub use project_context::ProjectContext;
 pub use queue_task::{AGENT_TASK_KIND, QueueTask};
 pub use read_link::ReadLink;
 pub use search_history::SearchHistory;
