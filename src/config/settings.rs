@@ -631,7 +631,10 @@ impl Default for JobsSettings {
             max_attempts: 3,
             backoff_base_ms: 2_000,
             backoff_max_ms: 600_000,
-            concurrency: std::collections::BTreeMap::from([("agent_task".to_owned(), 2)]),
+            concurrency: std::collections::BTreeMap::from([
+                ("agent_task".to_owned(), 2),
+                ("claude_code".to_owned(), 1),
+            ]),
         }
     }
 }

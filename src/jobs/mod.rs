@@ -12,6 +12,7 @@
 //! the outbox dedupes, so a crash in between repeats nothing).
 
 mod agent_task;
+mod claude_code;
 mod clock;
 mod handler;
 mod notify;
@@ -19,6 +20,7 @@ mod schedule;
 mod worker;
 
 pub use agent_task::{AGENT_TASK_KIND, AgentTaskHandler};
+pub use claude_code::ClaudeCodeHandler;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use handler::{HandlerRegistry, JobContext, JobError, JobHandler};
 pub use notify::{deliver_final_notices, final_notice_text};

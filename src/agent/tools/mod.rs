@@ -7,6 +7,7 @@
 //! that found nothing usable, an unavailable service), while
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
+mod delegate_code_task;
 mod job_status;
 pub mod notion_query;
 mod project_context;
@@ -16,6 +17,7 @@ pub mod resilience;
 mod search_history;
 pub mod web_search;
 
+pub use delegate_code_task::DelegateCodeTask;
 pub use job_status::JobStatus;
 pub use notion_query::NotionQuery;
 pub use project_context::ProjectContext;
