@@ -234,19 +234,23 @@ async fn start_sleeping_run(
     seconds: &str,
     configure: impl FnOnce(&mut Settings),
 ) -> (TestApp, i64, tempfile::TempDir, tempfile::TempDir) {
+    let command = format!("python3 -c 'import time; time.sleep({seconds})'");
+    start_run_of(mock, seconds, &command, configure).await
+}
+
+/// A delegated run whose Claude Code runs `command` in Bash (the task text names `seconds`).
+async fn start_run_of(
+    mock: &Aimock,
+    seconds: &str,
+    command: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, i64, tempfile::TempDir, tempfile::TempDir) {
     let outside = tempfile::tempdir().unwrap();
     let root = git_workspace(outside.path());
     let home = tempfile::tempdir().unwrap();
     let task = format!("Nap for {seconds} seconds");
     script_delegation(mock, "take a nap", &task, "shop").await;
-    script_claude(
-        mock,
-        &task,
-        "Bash",
-        json!({"command": format!("python3 -c 'import time; time.sleep({seconds})'"), "description": "nap"}),
-        "Napped.",
-    )
-    .await;
+    script_claude(mock, &task, "Bash", json!({"command": command, "description": "nap"}), "Napped.").await;
     let app = TestApp::spawn(|s| {
         use_anthropic(s, mock);
         with_workspace(s, "shop", &root);
@@ -321,4 +325,53 @@ async fn workspaces_that_point_outside_or_into_valors_data_are_refused() {
     }
     let jobs = app.get_json("/api/jobs").await;
     assert_eq!(jobs["jobs"], json!([]), "nothing may be queued for a refused workspace");
+}
+
+#[tokio::test]
+async fn a_run_whose_task_is_dropped_leaves_no_process_behind() {
+    let mock = Aimock::start().await;
+    let (app, _id, _outside, _home) = start_sleeping_run(&mock, "33.853", |_| {}).await;
+    let worker = app.job_worker("w");
+    let run = tokio::spawn(async move { worker.try_execute_next().await });
+    wait_for_process("time.sleep(33.853)").await;
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_with("33.853").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left behind: {:?}", processes_with("33.853"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_restart() {
+    let mock = Aimock::start().await;
+    // The first attempt sleeps; once `.rerun` exists (after the restart) the command returns at once.
+    let command = "test -f .rerun || python3 -c 'import time; time.sleep(34.967)'";
+    let (app, id, outside, home) = start_run_of(&mock, "34.967", command, |_| {}).await;
+    let root = outside.path().join("shop");
+    let worker = app.job_worker("w");
+    let run = tokio::spawn(async move { worker.try_execute_next().await.unwrap() });
+    wait_for_process("time.sleep(34.967)").await;
+    app.request_shutdown();
+    tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
+    assert_eq!(processes_with("34.967"), Vec::<String>::new(), "processes outlived the shutdown");
+    let data = app.stop().await;
+    let store = valor::storage::Store::open(&data.path().join("valor.db")).await.unwrap();
+    assert_eq!(store.get_job(id).await.unwrap().status.as_str(), "queued", "the run was not handed back");
+    store.close().await;
+
+    std::fs::write(root.join(".rerun"), "").unwrap();
+    let app = TestApp::spawn_in(data, |s| {
+        use_anthropic(s, &mock);
+        with_workspace(s, "shop", &root);
+        use_claude_code(s, &mock, home.path());
+        s.claude.allowed_tools = vec!["Bash".into()];
+    })
+    .await;
+    let outcome = app.job_worker("w2").try_execute_next().await.unwrap().expect("the run was lost");
+    assert_eq!(outcome.job_id, id);
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["summary"], "Napped.");
 }

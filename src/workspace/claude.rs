@@ -6,7 +6,8 @@
 //!
 //! Invariants: when the run ends — finished, cancelled or timed out — the
 //! whole process group is killed (TERM, then KILL after a grace period), so
-//! no `claude` process or a command it started outlives the run. The group
+//! no `claude` process or a command it started outlives the run — also when
+//! the run's future is dropped (a guard KILLs the group). The group
 //! is signalled with the system `kill` command (argv only), which keeps this
 //! crate free of `unsafe` and of extra process crates.
 
@@ -88,6 +89,8 @@ pub async fn run_claude(
     let spawn_error = |reason: String| RunError::Spawn { bin: config.bin.clone(), reason };
     let mut child = command.spawn().map_err(|error| spawn_error(error.to_string()))?;
     let Some(group) = child.id() else { return Err(spawn_error("it exited at once".into())) };
+    // Should this future be dropped mid-run (its task aborted), the group is killed anyway.
+    let mut guard = GroupGuard { group, armed: true };
     let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(group, config.kill_grace, &mut child).await;
         return Err(spawn_error("its output could not be read".into()));
@@ -117,6 +120,7 @@ pub async fn run_claude(
         }
     };
     kill_group(group, config.kill_grace, &mut child).await;
+    guard.armed = false;
     let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|error| error.to_string());
     let stderr = tokio::time::timeout(Duration::from_secs(2), stderr_task).await.ok().and_then(Result::ok);
     match stopped {
@@ -132,28 +136,88 @@ pub async fn run_claude(
     }
 }
 
-/// TERM the group, give it `grace` to exit, then KILL whatever is left of it.
-async fn kill_group(group: u32, grace: Duration, child: &mut tokio::process::Child) {
-    signal_group("-TERM", group).await;
-    let _ = tokio::time::timeout(grace, child.wait()).await;
-    // Grandchildren may outlive the leader; KILL sweeps the whole group regardless.
-    signal_group("-KILL", group).await;
+/// Kills the process group when dropped while armed (a run whose future was dropped).
+struct GroupGuard {
+    group: u32,
+    armed: bool,
 }
 
-async fn signal_group(signal: &str, group: u32) {
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            // Synchronous and brief: `kill` returns at once. No TERM first: there is no time to wait.
+            let targets = kill_targets(self.group, &descendants(self.group));
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .args(targets)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// TERM the group and every descendant, give them `grace` to exit, then KILL
+/// whatever is left. Descendants are listed too because Claude Code starts its
+/// Bash commands in process groups of their own; they are listed before the
+/// TERM, as they are re-parented (and lose their ancestry) once the CLI exits.
+async fn kill_group(group: u32, grace: Duration, child: &mut tokio::process::Child) {
+    let mut known = descendants(group);
+    signal("-TERM", &kill_targets(group, &known)).await;
+    let _ = tokio::time::timeout(grace, child.wait()).await;
+    known.extend(descendants(group));
+    signal("-KILL", &kill_targets(group, &known)).await;
+}
+
+/// `kill` arguments: the group (negative) and each process.
+fn kill_targets(group: u32, processes: &[u32]) -> Vec<String> {
+    std::iter::once(format!("-{group}")).chain(processes.iter().map(u32::to_string)).collect()
+}
+
+/// Every live descendant of `root` (Linux `/proc`; empty elsewhere).
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let parents: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+async fn signal(signal: &str, targets: &[String]) {
     let result = Command::new("kill")
-        .args([signal, "--", &format!("-{group}")])
+        .arg(signal)
+        .arg("--")
+        .args(targets)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .await;
     if let Err(error) = result {
-        tracing::warn!(group, "could not signal the Claude Code process group: {error}");
+        tracing::warn!("could not signal the Claude Code processes: {error}");
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -187,6 +251,16 @@ mod tests {
                 "--dangerously-skip-permissions; rm -rf /",
             ]
         );
+    }
+
+    #[test]
+    fn descendants_of_this_process_include_a_spawned_child() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let found = descendants(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert_eq!(kill_targets(7, &[8, 9]), ["-7", "8", "9"]);
     }
 
     #[test]
