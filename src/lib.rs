@@ -13,3 +13,4 @@ pub mod llm;
 pub mod mcp;
 pub mod monitoring;
 pub mod storage;
+pub mod workspace;

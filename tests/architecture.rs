@@ -14,12 +14,16 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("monitoring", &["config"][..]),
         ("storage", &["config", "monitoring"][..]),
         ("llm", &["config", "monitoring"][..]),
-        ("agent", &["config", "monitoring", "storage", "llm"][..]),
+        ("workspace", &["config", "monitoring", "storage"][..]),
+        ("agent", &["config", "monitoring", "storage", "llm", "workspace"][..]),
         ("channels", &["config", "monitoring", "storage", "llm", "agent"][..]),
         ("http", &["config", "monitoring", "storage", "llm", "agent"][..]),
         ("mcp", &["config", "monitoring", "storage", "llm", "agent"][..]),
-        ("jobs", &["config", "monitoring", "storage", "llm", "agent"][..]),
-        ("app", &["config", "monitoring", "storage", "llm", "agent", "channels", "http", "mcp", "jobs"][..]),
+        ("jobs", &["config", "monitoring", "storage", "llm", "agent", "workspace"][..]),
+        (
+            "app",
+            &["config", "monitoring", "storage", "llm", "agent", "channels", "http", "mcp", "jobs", "workspace"][..],
+        ),
         ("cli", &[][..]),
     ])
 }

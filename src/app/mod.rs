@@ -238,6 +238,9 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSys
     let clock: Arc<dyn crate::jobs::Clock> = Arc::new(SystemClock);
     let daydream = build_daydream(settings, store, agent, clock.clone(), outbox.clone());
     handlers.register(Arc::new(crate::jobs::DaydreamHandler::new(Arc::new(daydream))));
+    if !settings.workspaces.is_empty() {
+        handlers.register(Arc::new(claude_code_handler(settings)));
+    }
     JobSystem {
         store: store.clone(),
         clock,
@@ -245,6 +248,20 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSys
         outbox,
         config: WorkerConfig::from_settings(&settings.jobs),
     }
+}
+
+/// Delegated Claude Code runs in the configured workspaces (`[claude]`).
+fn claude_code_handler(settings: &Settings) -> crate::jobs::ClaudeCodeHandler {
+    let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
+    let config = crate::workspace::claude::ClaudeRunConfig {
+        bin: settings.claude.bin.clone(),
+        time_limit: std::time::Duration::from_secs(settings.claude.time_limit_secs),
+        permission_mode: settings.claude.permission_mode.clone(),
+        allowed_tools: settings.claude.allowed_tools.clone(),
+        env: settings.claude.env.clone(),
+        kill_grace: std::time::Duration::from_secs(3),
+    };
+    crate::jobs::ClaudeCodeHandler::new(workspaces, config, crate::agent::streaming::StreamPolicy::default())
 }
 
 fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus> {

@@ -65,6 +65,12 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
         registry.register(Arc::new(NotionQuery::new(config, client.clone(), service)));
     }
 
+    if !settings.workspaces.is_empty() {
+        let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
+        registry.register(Arc::new(crate::agent::tools::ProjectContext::new(workspaces.clone())));
+        registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces)));
+    }
+
     let limits =
         ReadLinkLimits { max_bytes: settings.tools.read_link_max_bytes, max_chars: settings.tools.read_link_max_chars };
     let summarizer =

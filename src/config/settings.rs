@@ -458,11 +458,25 @@ impl Default for TelegramSettings {
 pub struct ClaudeSettings {
     /// The Claude Code executable (`VALOR_CLAUDE_BIN`).
     pub bin: String,
+    /// A delegated run is stopped (its process group killed) after this long.
+    pub time_limit_secs: u64,
+    /// `--permission-mode` for runs (empty: the CLI's default).
+    pub permission_mode: String,
+    /// `--allowedTools` for runs, e.g. `["Bash", "Write"]` (empty: none).
+    pub allowed_tools: Vec<String>,
+    /// Extra environment for the CLI, on top of valor's own (e.g. `ANTHROPIC_BASE_URL`).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ClaudeSettings {
     fn default() -> Self {
-        Self { bin: "claude".into() }
+        Self {
+            bin: "claude".into(),
+            time_limit_secs: 1800,
+            permission_mode: "acceptEdits".into(),
+            allowed_tools: Vec::new(),
+            env: std::collections::BTreeMap::new(),
+        }
     }
 }
 
@@ -623,7 +637,10 @@ impl Default for JobsSettings {
             max_attempts: 3,
             backoff_base_ms: 2_000,
             backoff_max_ms: 600_000,
-            concurrency: std::collections::BTreeMap::from([("agent_task".to_owned(), 2)]),
+            concurrency: std::collections::BTreeMap::from([
+                ("agent_task".to_owned(), 2),
+                ("claude_code".to_owned(), 1),
+            ]),
         }
     }
 }

@@ -19,6 +19,7 @@ mod records;
 mod schedules;
 mod telegram;
 mod types;
+mod workspace;
 
 pub use daydream::{ChildProcess, DaydreamPhase, DaydreamSession, JobKindStats};
 pub use job_types::*;

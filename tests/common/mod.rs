@@ -182,6 +182,12 @@ impl TestApp {
         running.jobs.worker(name, self.shutdown.child_token())
     }
 
+    /// Fire the app's shutdown signal without waiting: workers from
+    /// [`TestApp::job_worker`] cancel their job and hand it back.
+    pub fn request_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -8,8 +8,10 @@
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
 pub mod analyze_image;
+mod delegate_code_task;
 mod job_status;
 pub mod notion_query;
+mod project_context;
 mod queue_task;
 pub mod read_link;
 pub mod resilience;
@@ -17,8 +19,10 @@ mod search_history;
 pub mod web_search;
 
 pub use analyze_image::AnalyzeImage;
+pub use delegate_code_task::DelegateCodeTask;
 pub use job_status::JobStatus;
 pub use notion_query::NotionQuery;
+pub use project_context::ProjectContext;
 pub use queue_task::{AGENT_TASK_KIND, QueueTask};
 pub use read_link::ReadLink;
 pub use search_history::SearchHistory;

@@ -1,0 +1,124 @@
+//! `project_context` (read-only): what the chat's workspace is about — the
+//! start of its README and CLAUDE.md, the recent `git log` and `git status
+//! --short` — so the model can talk about the project or write a good
+//! `delegate_code_task` instruction.
+//!
+//! Invariants: the workspace comes from `Workspaces::for_conversation` and
+//! every file through the workspace's path check (both audit-logged); git
+//! runs with argv only (no shell), in the checked root, time-limited.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+
+use super::{ToolContext, ToolError, TypedTool};
+use crate::workspace::{Workspace, Workspaces, resolve_audited};
+
+/// Bytes read from the start of each project file.
+const FILE_BYTES: u64 = 4 * 1024;
+/// Commits shown.
+const LOG_COMMITS: &str = "10";
+/// Lines of `git status --short` shown.
+const STATUS_LINES: usize = 40;
+const GIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectContextInput {
+    /// The workspace name. Needed outside Telegram chats; a Telegram chat always uses its own workspace.
+    #[serde(default)]
+    pub workspace: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectContext {
+    workspaces: Workspaces,
+}
+
+impl ProjectContext {
+    pub fn new(workspaces: Workspaces) -> Self {
+        Self { workspaces }
+    }
+}
+
+#[async_trait::async_trait]
+impl TypedTool for ProjectContext {
+    type Input = ProjectContextInput;
+    const NAME: &'static str = "project_context";
+    const DESCRIPTION: &'static str = "Describe this chat's project workspace: the start of README and CLAUDE.md, \
+        the recent git log and the uncommitted changes (git status). Read-only.";
+
+    async fn run(&self, context: &ToolContext, input: ProjectContextInput) -> Result<String, ToolError> {
+        let workspace = workspace_for(&self.workspaces, context, input.workspace.as_deref()).await?;
+        let mut out = format!("Workspace {:?}\n", workspace.name);
+        for file in ["README.md", "CLAUDE.md"] {
+            match read_start(context, &workspace, file).await {
+                Some(text) => out.push_str(&format!("\n## {file} (start)\n{}\n", text.trim_end())),
+                None => out.push_str(&format!("\n## {file}\n(none)\n")),
+            }
+        }
+        let log = git(workspace.root(), &["log", "--oneline", "--no-decorate", "-n", LOG_COMMITS]).await;
+        out.push_str(&format!("\n## git log (newest first)\n{}\n", log.trim_end()));
+        let status = git(workspace.root(), &["status", "--short"]).await;
+        let mut lines: Vec<&str> = status.lines().take(STATUS_LINES + 1).collect();
+        if lines.len() > STATUS_LINES {
+            lines.truncate(STATUS_LINES);
+            lines.push("…");
+        }
+        let status = if lines.is_empty() { "(clean)".to_owned() } else { lines.join("\n") };
+        out.push_str(&format!("\n## git status --short\n{status}\n"));
+        Ok(out)
+    }
+}
+
+/// The conversation's workspace, or the clear reason there is none (for the model to relay).
+pub(crate) async fn workspace_for(
+    workspaces: &Workspaces,
+    context: &ToolContext,
+    requested: Option<&str>,
+) -> Result<Workspace, ToolError> {
+    let conversation = context
+        .store
+        .get_conversation(&context.conversation_id)
+        .await
+        .map_err(|error| ToolError::RespondToModel(format!("the conversation could not be read: {error}")))?;
+    workspaces
+        .for_conversation(&context.store, &conversation, requested)
+        .await
+        .map_err(|error| ToolError::RespondToModel(error.to_string()))
+}
+
+/// The first [`FILE_BYTES`] of a workspace file, if it exists and passes the path check.
+async fn read_start(context: &ToolContext, workspace: &Workspace, name: &str) -> Option<String> {
+    let path = resolve_audited(&context.store, &context.conversation_id, workspace, name).await.ok()?;
+    let file = tokio::fs::File::open(&path).await.ok()?;
+    let mut bytes = Vec::new();
+    file.take(FILE_BYTES).read_to_end(&mut bytes).await.ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Run git in `root` (argv only); its output, or a one-line reason it failed.
+async fn git(root: &Path, args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new("git");
+    command
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(GIT_TIMEOUT, command.output()).await {
+        Ok(Ok(output)) if output.status.success() => String::from_utf8_lossy(&output.stdout).into_owned(),
+        Ok(Ok(output)) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            format!("(git failed: {})", stderr.lines().next().unwrap_or("no message"))
+        }
+        Ok(Err(error)) => format!("(git could not run: {error})"),
+        Err(_) => format!("(git did not answer within {} s)", GIT_TIMEOUT.as_secs()),
+    }
+}

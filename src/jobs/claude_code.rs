@@ -1,0 +1,162 @@
+//! `claude_code` jobs: one delegated Claude Code run in the conversation's
+//! workspace (queued by the `delegate_code_task` tool). Progress (tool uses,
+//! files touched) is stored on every event and posted to the conversation
+//! at the pace of the streaming policy; the result — summary, files changed,
+//! cost, turns, session id — is the job's result, which the worker posts as
+//! the final notice. The session id is stored per (conversation, workspace)
+//! so the next run in the chat continues it (`--resume`).
+//!
+//! Payload: `{"task", "workspace", "fresh_session"}`. The workspace is looked
+//! up again at run time (config may have changed since it was queued). A
+//! cancel or valor's shutdown kills the run's process group; the worker then
+//! records "cancelled" or hands the job back so it runs again after a restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::handler::{JobContext, JobError, JobHandler};
+use crate::agent::streaming::{ContentKind, StreamPolicy, StreamingOptimizer};
+use crate::storage::StorageError;
+use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
+use crate::workspace::stream_json::{ClaudeEvent, RunSummary, progress_line};
+use crate::workspace::{CLAUDE_CODE_KIND, Workspace, Workspaces};
+
+#[derive(Debug, Clone)]
+pub struct ClaudeCodeHandler {
+    workspaces: Workspaces,
+    config: ClaudeRunConfig,
+    policy: StreamPolicy,
+}
+
+impl ClaudeCodeHandler {
+    pub fn new(workspaces: Workspaces, config: ClaudeRunConfig, policy: StreamPolicy) -> Self {
+        Self { workspaces, config, policy }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHandler for ClaudeCodeHandler {
+    fn kind(&self) -> &'static str {
+        CLAUDE_CODE_KIND
+    }
+
+    async fn run(&self, context: &JobContext, payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
+        let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+        let (Some(task), Some(name)) = (text("task"), text("workspace")) else {
+            return Err(JobError::Fail("the payload needs `task` and `workspace`".into()));
+        };
+        let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let Some(conversation_id) = context.job.conversation_id.clone() else {
+            return Err(JobError::Fail("a code run needs the conversation it was asked in".into()));
+        };
+        let store = context.store();
+        let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
+        let workspace = self
+            .workspaces
+            .for_conversation(store, &conversation, Some(&name))
+            .await
+            .map_err(|error| JobError::Fail(error.to_string()))?;
+        let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };
+        let start = match &resume {
+            Some(_) => format!("Claude Code is continuing the previous session in workspace {name:?}"),
+            None => format!("Claude Code is starting in workspace {name:?}"),
+        };
+        context.notify_progress(0, &start, None).await.map_err(retry)?;
+
+        let (sender, receiver) = mpsc::channel(256);
+        let run = run_claude(&self.config, &workspace, &task, resume.as_deref(), &context.cancel, sender);
+        let progress = report_progress(context, &workspace, self.policy, receiver);
+        let (outcome, ()) = tokio::join!(run, progress);
+        finish(store, &conversation_id, &workspace, outcome).await
+    }
+}
+
+fn retry(error: StorageError) -> JobError {
+    JobError::Retry(error.to_string())
+}
+
+/// Store every progress line; post them to the chat when the streaming policy says so.
+async fn report_progress(
+    context: &JobContext,
+    workspace: &Workspace,
+    policy: StreamPolicy,
+    mut receiver: mpsc::Receiver<ClaudeEvent>,
+) {
+    let mut optimizer = StreamingOptimizer::new(policy);
+    let mut summary = RunSummary::default();
+    let mut pending: Option<String> = None;
+    let mut step = 1u32;
+    loop {
+        let due =
+            pending.as_ref().and_then(|line| optimizer.next_push(Instant::now(), line.len(), ContentKind::Progress));
+        let wait = due.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
+        tokio::select! {
+            event = receiver.recv() => {
+                let Some(event) = event else { return };
+                summary.apply(&event);
+                if let Some(line) = progress_line(&event, &summary) {
+                    let line = line.replace(&format!("{}/", workspace.root().display()), "");
+                    let _ = context.report_progress(&line, None).await;
+                    pending = Some(line);
+                }
+            }
+            () = tokio::time::sleep(wait), if pending.is_some() => {
+                let Some(line) = pending.take() else { continue };
+                let started = Instant::now();
+                if let Err(error) = context.notify_progress(step, &line, None).await {
+                    tracing::warn!(job = context.job.id, "progress was not posted: {error}");
+                }
+                optimizer.pushed(started, started.elapsed());
+                step += 1;
+            }
+        }
+    }
+}
+
+/// Turn the run's outcome into the job's result (and remember the session).
+async fn finish(
+    store: &crate::storage::Store,
+    conversation_id: &str,
+    workspace: &Workspace,
+    outcome: Result<RunSummary, RunError>,
+) -> Result<serde_json::Value, JobError> {
+    let summary = match &outcome {
+        Ok(summary) => Some(summary),
+        Err(RunError::Cancelled(summary) | RunError::TimedOut { summary, .. } | RunError::NoResult { summary, .. }) => {
+            Some(summary)
+        }
+        Err(RunError::Spawn { .. }) => None,
+    };
+    if let Some(session) = summary.and_then(|summary| summary.session_id.as_deref()) {
+        store.set_claude_session(conversation_id, &workspace.name, session).await.map_err(retry)?;
+    }
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(RunError::Cancelled(_)) => return Err(JobError::Cancelled),
+        Err(error) => return Err(JobError::Fail(error.to_string())),
+    };
+    let (is_error, text) = summary.result.clone().unwrap_or((true, String::new()));
+    let files: Vec<String> = summary.files_touched.iter().map(|file| workspace.display_relative(file)).collect();
+    if is_error {
+        return Err(JobError::Fail(format!("Claude Code reported an error: {text}")));
+    }
+    let files_line = if files.is_empty() { "none".to_owned() } else { files.join(", ") };
+    let reply = format!(
+        "{}\n\nFiles changed: {files_line}\nTurns: {} · cost ${:.4} · session {}",
+        text.trim(),
+        summary.turns,
+        summary.cost_usd,
+        summary.session_id.as_deref().unwrap_or("?")
+    );
+    Ok(json!({
+        "reply": reply,
+        "summary": text,
+        "files_changed": files,
+        "cost_usd": summary.cost_usd,
+        "turns": summary.turns,
+        "session_id": summary.session_id,
+        "workspace": workspace.name,
+    }))
+}

@@ -1,0 +1,233 @@
+//! Workspaces: which project directory a chat works in, the checks every
+//! path a tool or a Claude Code run touches goes through (`paths.rs`), and
+//! the Claude Code runner (`claude.rs`, its event stream in `stream_json.rs`).
+//!
+//! Invariants: a conversation reaches a workspace only through
+//! [`Workspaces::for_conversation`] — a Telegram chat only the workspace
+//! that lists it, a web/API/terminal conversation only a workspace it names
+//! — and never a default directory. Every lookup and path decision is
+//! audit-logged (kind `workspace`). Each workspace forbids the others' roots
+//! and valor's data directory.
+
+pub mod claude;
+mod paths;
+pub mod stream_json;
+
+pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathRefusal, Workspace};
+
+use std::path::{Path, PathBuf};
+
+use crate::config::WorkspaceSettings;
+use crate::storage::{Conversation, NewAuditEvent, Store};
+
+/// The job kind of a delegated Claude Code run (queued by `delegate_code_task`, run by `jobs`).
+pub const CLAUDE_CODE_KIND: &str = "claude_code";
+
+/// Why a conversation cannot work in a workspace (the text is the user's answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("this chat has no workspace. An admin can add it to a `[[workspace]]` entry in valor.toml (chats = [{0}])")]
+    NoWorkspaceForChat(i64),
+    #[error("name the workspace to work in (configured: {0})")]
+    NameRequired(String),
+    #[error("no workspace is configured. An admin can add a `[[workspace]]` entry to valor.toml")]
+    NoneConfigured,
+    #[error("there is no workspace named {0:?}")]
+    Unknown(String),
+    #[error("this chat works in workspace {mapped:?}, not {requested:?}")]
+    NotThisChats { mapped: String, requested: String },
+    #[error("workspace {name:?} is not usable: {reason}")]
+    Unusable { name: String, reason: PathRefusal },
+}
+
+/// The configured workspaces and what no workspace may reach.
+#[derive(Debug, Clone, Default)]
+pub struct Workspaces {
+    entries: Vec<WorkspaceSettings>,
+    data_dir: PathBuf,
+}
+
+impl Workspaces {
+    pub fn new(entries: Vec<WorkspaceSettings>, data_dir: &Path) -> Self {
+        Self { entries, data_dir: data_dir.to_path_buf() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|entry| entry.name.as_str()).collect()
+    }
+
+    /// The configuration entry a conversation may use (no file-system access).
+    pub fn entry_for(
+        &self,
+        conversation: &Conversation,
+        requested: Option<&str>,
+    ) -> Result<&WorkspaceSettings, WorkspaceError> {
+        let requested = requested.map(str::trim).filter(|name| !name.is_empty());
+        if self.entries.is_empty() {
+            return Err(WorkspaceError::NoneConfigured);
+        }
+        // A chat-bound conversation (Telegram) reaches only the workspace listing its chat.
+        if let Some(chat_id) = conversation.chat_id {
+            let Some(mapped) = self.entries.iter().find(|entry| entry.chats.contains(&chat_id)) else {
+                return Err(WorkspaceError::NoWorkspaceForChat(chat_id));
+            };
+            return match requested {
+                Some(name) if name != mapped.name => {
+                    Err(WorkspaceError::NotThisChats { mapped: mapped.name.clone(), requested: name.to_owned() })
+                }
+                _ => Ok(mapped),
+            };
+        }
+        match requested {
+            Some(name) => self
+                .entries
+                .iter()
+                .find(|entry| entry.name == name)
+                .ok_or_else(|| WorkspaceError::Unknown(name.to_owned())),
+            None => Err(WorkspaceError::NameRequired(self.names().join(", "))),
+        }
+    }
+
+    /// The checked workspace for an entry: its root canonical, the other roots and the data dir forbidden.
+    pub fn open(&self, entry: &WorkspaceSettings) -> Result<Workspace, WorkspaceError> {
+        let mut forbidden: Vec<PathBuf> =
+            self.entries.iter().filter(|other| other.name != entry.name).map(|other| other.path.clone()).collect();
+        forbidden.push(self.data_dir.clone());
+        Workspace::open(&entry.name, &entry.path, &forbidden)
+            .map_err(|reason| WorkspaceError::Unusable { name: entry.name.clone(), reason })
+    }
+
+    /// Look up and open the conversation's workspace, audit-logging the decision.
+    pub async fn for_conversation(
+        &self,
+        store: &Store,
+        conversation: &Conversation,
+        requested: Option<&str>,
+    ) -> Result<Workspace, WorkspaceError> {
+        let outcome = self.entry_for(conversation, requested).and_then(|entry| self.open(entry));
+        let (subject, decision, reason) = match &outcome {
+            Ok(workspace) => (workspace.name.clone(), "allowed", String::new()),
+            Err(error) => (requested.unwrap_or("").to_owned(), "denied", error.to_string()),
+        };
+        audit(store, &conversation.id, &subject, decision, serde_json::json!({"check": "lookup", "reason": reason}))
+            .await;
+        outcome
+    }
+}
+
+/// Resolve `requested` in `workspace` and audit-log the decision (actor: the conversation).
+pub async fn resolve_audited(
+    store: &Store,
+    actor: &str,
+    workspace: &Workspace,
+    requested: &str,
+) -> Result<PathBuf, PathRefusal> {
+    let outcome = workspace.resolve(requested);
+    let (decision, detail) = match &outcome {
+        Ok(path) => ("allowed", serde_json::json!({"check": "path", "requested": requested, "resolved": path})),
+        Err(refusal) => {
+            ("denied", serde_json::json!({"check": "path", "requested": requested, "reason": refusal.to_string()}))
+        }
+    };
+    audit(store, actor, &workspace.name, decision, detail).await;
+    outcome
+}
+
+async fn audit(store: &Store, actor: &str, subject: &str, decision: &str, detail: serde_json::Value) {
+    let event = NewAuditEvent {
+        kind: "workspace".into(),
+        actor: actor.to_owned(),
+        subject: subject.to_owned(),
+        decision: decision.to_owned(),
+        detail,
+    };
+    if let Err(error) = store.record_audit(event).await {
+        tracing::warn!("a workspace decision was not audit-logged: {error}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, path: &str, chats: &[i64]) -> WorkspaceSettings {
+        WorkspaceSettings {
+            name: name.into(),
+            path: path.into(),
+            chats: chats.to_vec(),
+            notion_database: None,
+            allowed_users: Vec::new(),
+        }
+    }
+
+    fn conversation(chat_id: Option<i64>) -> Conversation {
+        Conversation {
+            id: "c1".into(),
+            title: "t".into(),
+            channel: if chat_id.is_some() { "telegram".into() } else { "api".into() },
+            chat_id,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn workspaces() -> Workspaces {
+        Workspaces::new(vec![entry("shop", "/srv/shop", &[10, 11]), entry("blog", "/srv/blog", &[20])], Path::new("/d"))
+    }
+
+    #[test]
+    fn chats_reach_only_their_own_workspace_and_others_get_clear_answers() {
+        let w = workspaces();
+        let name = |result: Result<&WorkspaceSettings, WorkspaceError>| result.map(|e| e.name.clone());
+        type Case<'a> = (Option<i64>, Option<&'a str>, Result<String, WorkspaceError>);
+        let cases: Vec<Case> = vec![
+            (Some(10), None, Ok("shop".into())),
+            (Some(11), Some("shop"), Ok("shop".into())),
+            (Some(20), None, Ok("blog".into())),
+            (Some(20), Some(" "), Ok("blog".into())),
+            (
+                Some(20),
+                Some("shop"),
+                Err(WorkspaceError::NotThisChats { mapped: "blog".into(), requested: "shop".into() }),
+            ),
+            (Some(99), None, Err(WorkspaceError::NoWorkspaceForChat(99))),
+            (Some(99), Some("shop"), Err(WorkspaceError::NoWorkspaceForChat(99))),
+            (None, Some("blog"), Ok("blog".into())),
+            (None, Some("nope"), Err(WorkspaceError::Unknown("nope".into()))),
+            (None, None, Err(WorkspaceError::NameRequired("shop, blog".into()))),
+        ];
+        for (chat, requested, expected) in cases {
+            assert_eq!(name(w.entry_for(&conversation(chat), requested)), expected, "{chat:?} {requested:?}");
+        }
+        let empty = Workspaces::new(Vec::new(), Path::new("/d"));
+        assert_eq!(empty.entry_for(&conversation(None), Some("x")).err(), Some(WorkspaceError::NoneConfigured));
+    }
+
+    #[test]
+    fn the_answer_for_an_unmapped_chat_tells_the_admin_what_to_configure() {
+        let text = WorkspaceError::NoWorkspaceForChat(42).to_string();
+        assert!(text.contains("no workspace") && text.contains("chats = [42]"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn lookups_and_path_decisions_are_audit_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("shop");
+        std::fs::create_dir_all(&root).unwrap();
+        let store = Store::open(&dir.path().join("v.db")).await.unwrap();
+        let w = Workspaces::new(vec![entry("shop", root.to_str().unwrap(), &[])], &dir.path().join("data"));
+        let workspace = w.for_conversation(&store, &conversation(None), Some("shop")).await.unwrap();
+        assert!(w.for_conversation(&store, &conversation(Some(5)), None).await.is_err());
+        assert!(resolve_audited(&store, "c1", &workspace, "a.txt").await.is_ok());
+        assert!(resolve_audited(&store, "c1", &workspace, "../x").await.is_err());
+        let events = store.list_audit(Some("workspace"), 10).await.unwrap();
+        let mut decisions: Vec<&str> = events.iter().map(|e| e.decision.as_str()).collect();
+        decisions.sort_unstable();
+        assert_eq!(decisions, ["allowed", "allowed", "denied", "denied"]);
+    }
+}

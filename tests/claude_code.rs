@@ -1,0 +1,377 @@
+//! Code work through the real app: `project_context` through the agent, and
+//! delegated runs of the real Claude Code CLI (npm `@anthropic-ai/claude-code`)
+//! against aimock in a temporary git workspace — a file really written,
+//! progress and the summary in the conversation, the session resumed, a
+//! cancelled run's process group gone, path escapes refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Aimock, TestApp, repo_root, use_anthropic};
+use serde_json::{Value, json};
+use valor::config::{Settings, WorkspaceSettings};
+
+fn run_git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A git repository with one commit, a README and an uncommitted change.
+fn git_workspace(parent: &Path) -> PathBuf {
+    let dir = parent.join("shop");
+    std::fs::create_dir_all(&dir).unwrap();
+    run_git(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("README.md"), "# Shop\nThe checkout service.\n").unwrap();
+    std::fs::write(dir.join("CLAUDE.md"), "Run `make test` before committing.\n").unwrap();
+    run_git(&dir, &["add", "."]);
+    run_git(&dir, &["commit", "-q", "-m", "Add the checkout service"]);
+    std::fs::write(dir.join("notes.txt"), "draft\n").unwrap();
+    dir
+}
+
+fn with_workspace(settings: &mut Settings, name: &str, path: &Path) {
+    settings.workspaces.push(WorkspaceSettings {
+        name: name.into(),
+        path: path.to_path_buf(),
+        chats: Vec::new(),
+        notion_database: None,
+        allowed_users: Vec::new(),
+    });
+}
+
+fn tool_output(reply: &Value) -> String {
+    reply["tool_calls"][0]["output"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn project_context_describes_the_named_workspace_through_the_agent() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "what is the shop project", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "project_context", "arguments": {"workspace": "shop"}}]}},
+        {"match": {"userMessage": "what is the shop project", "hasToolResult": true},
+         "response": {"content": "It is the checkout service."}},
+        {"match": {"userMessage": "describe my project", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "project_context", "arguments": {}}]}},
+        {"match": {"userMessage": "describe my project", "hasToolResult": true},
+         "response": {"content": "Which workspace?"}}
+    ]))
+    .await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        with_workspace(s, "shop", &root);
+    })
+    .await;
+
+    let reply = app.send_ok("code", "Tell me: what is the shop project about?").await;
+    assert_eq!(reply["reply"], "It is the checkout service.");
+    let output = tool_output(&reply);
+    for expected in ["The checkout service.", "make test", "Add the checkout service", "?? notes.txt"] {
+        assert!(output.contains(expected), "{expected:?} missing from:\n{output}");
+    }
+
+    // Outside Telegram a conversation must name its workspace: a clear answer, no default directory.
+    let reply = app.send_ok("other", "Please describe my project").await;
+    let output = tool_output(&reply);
+    assert!(output.contains("name the workspace") && output.contains("shop"), "{output}");
+    let audit = app.store().await.list_audit(Some("workspace"), 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.decision == "allowed" && e.subject == "shop"));
+    assert!(audit.iter().any(|e| e.decision == "denied"));
+}
+
+fn claude_bin() -> PathBuf {
+    let bin = repo_root().join("node_modules/.bin/claude");
+    assert!(bin.exists(), "Claude Code is not installed: run `npm ci` (scripts/test.sh does)");
+    bin
+}
+
+/// Point `[claude]` at the real CLI, talking to aimock, with its own HOME.
+fn use_claude_code(settings: &mut Settings, mock: &Aimock, home: &Path) {
+    settings.claude.bin = claude_bin().display().to_string();
+    settings.claude.env = [
+        ("ANTHROPIC_BASE_URL", mock.url.as_str()),
+        ("ANTHROPIC_API_KEY", "test"),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ("HOME", home.to_str().unwrap()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
+    settings.jobs.workers = 0;
+    settings.jobs.lease_secs = 3;
+}
+
+/// Script valor's model to delegate `task` when the user says `ask`.
+async fn script_delegation(mock: &Aimock, ask: &str, task: &str, workspace: &str) {
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": ask, "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "delegate_code_task", "arguments": {"task": task, "workspace": workspace}}]}},
+        {"match": {"userMessage": ask, "hasToolResult": true}, "response": {"content": "On it."}}
+    ]))
+    .await;
+}
+
+/// Script Claude Code: for `task`, call `tool` with `input`, then answer `done`.
+async fn script_claude(mock: &Aimock, task: &str, tool: &str, input: Value, done: &str) {
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": task, "hasToolResult": false},
+         "response": {"toolCalls": [{"name": tool, "arguments": input}]}},
+        {"match": {"userMessage": task, "hasToolResult": true}, "response": {"content": done}}
+    ]))
+    .await;
+}
+
+fn job_id_in(output: &str) -> i64 {
+    let start = output.find("job #").expect("no job id in the tool output") + "job #".len();
+    output[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+async fn system_notices(app: &TestApp, conversation: &str) -> Vec<String> {
+    let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
+    messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resumes_the_session() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
+    script_claude(
+        &mock,
+        "Create hello.txt saying hi",
+        "Write",
+        json!({"file_path": root.join("hello.txt"), "content": "hi\n"}),
+        "Created hello.txt.",
+    )
+    .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        with_workspace(s, "shop", &root);
+        use_claude_code(s, &mock, home.path());
+    })
+    .await;
+
+    let reply = app.send_ok("code", "Please add a hello file to the shop").await;
+    let id = job_id_in(&tool_output(&reply));
+    let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    let worker = app.job_worker("w");
+    let outcome = worker.try_execute_next().await.unwrap().expect("the code run did not start");
+    assert_eq!(outcome.job_id, id);
+    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["files_changed"], json!(["hello.txt"]));
+    let session = job["result"]["session_id"].as_str().unwrap().to_owned();
+    let store = app.store().await;
+    assert_eq!(store.claude_session(&conversation, "shop").await.unwrap().as_deref(), Some(session.as_str()));
+    let notices = system_notices(&app, &conversation).await;
+    assert_eq!(notices[0], format!("Job #{id}: Claude Code is starting in workspace \"shop\""), "{notices:?}");
+    assert!(notices.iter().any(|n| n.starts_with(&format!("Job #{id}: Claude Code started"))), "{notices:?}");
+    let last = notices.last().unwrap();
+    assert!(last.starts_with(&format!("Job #{id} (claude_code) finished.")), "{notices:?}");
+    assert!(last.contains("Created hello.txt.") && last.contains("Files changed: hello.txt"), "{last}");
+
+    // A follow-up in the same conversation continues the session.
+    script_delegation(&mock, "add a bye file", "Create bye.txt too", "shop").await;
+    script_claude(
+        &mock,
+        "Create bye.txt too",
+        "Write",
+        json!({"file_path": root.join("bye.txt"), "content": "bye\n"}),
+        "Created bye.txt.",
+    )
+    .await;
+    let reply = app.send_ok(&conversation, "Now add a bye file as well").await;
+    let second = job_id_in(&tool_output(&reply));
+    worker.try_execute_next().await.unwrap().expect("the follow-up did not run");
+    let job = app.get_json(&format!("/api/jobs/{second}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(root.join("bye.txt").exists());
+    let notices = system_notices(&app, &conversation).await;
+    assert!(notices.iter().any(|n| n.contains("continuing the previous session")), "{notices:?}");
+    // Claude Code sent the first run's history along: the session really was resumed.
+    let resumed = mock.requests_to("/v1/messages").await.into_iter().any(|entry| {
+        let body = entry["body"].to_string();
+        body.contains("Create bye.txt too") && body.contains("Create hello.txt saying hi")
+    });
+    assert!(resumed, "the follow-up did not carry the first session's history");
+}
+
+/// Processes whose command line contains `marker` (zombies have none).
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) {
+            found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+async fn start_sleeping_run(
+    mock: &Aimock,
+    seconds: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, i64, tempfile::TempDir, tempfile::TempDir) {
+    let command = format!("python3 -c 'import time; time.sleep({seconds})'");
+    start_run_of(mock, seconds, &command, configure).await
+}
+
+/// A delegated run whose Claude Code runs `command` in Bash (the task text names `seconds`).
+async fn start_run_of(
+    mock: &Aimock,
+    seconds: &str,
+    command: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, i64, tempfile::TempDir, tempfile::TempDir) {
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    let task = format!("Nap for {seconds} seconds");
+    script_delegation(mock, "take a nap", &task, "shop").await;
+    script_claude(mock, &task, "Bash", json!({"command": command, "description": "nap"}), "Napped.").await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, mock);
+        with_workspace(s, "shop", &root);
+        use_claude_code(s, mock, home.path());
+        s.claude.allowed_tools = vec!["Bash".into()];
+        configure(s);
+    })
+    .await;
+    let reply = app.send_ok("nap", "Please take a nap in the shop").await;
+    let id = job_id_in(&tool_output(&reply));
+    (app, id, outside, home)
+}
+
+async fn wait_for_process(marker: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while processes_with(marker).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "Claude Code never ran `{marker}`");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_run_kills_its_whole_process_group() {
+    let mock = Aimock::start().await;
+    let (app, id, _outside, _home) = start_sleeping_run(&mock, "30.417", |_| {}).await;
+    let worker = app.job_worker("w");
+    let run = tokio::spawn(async move { worker.try_execute_next().await.unwrap() });
+    wait_for_process("time.sleep(30.417)").await;
+    assert!(!processes_with("Nap for 30.417 seconds").is_empty(), "the claude process is not visible");
+    let response = app.http.post(app.url(&format!("/api/jobs/{id}/cancel"))).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
+    assert_eq!(outcome.unwrap().job_id, id);
+    assert_eq!(app.get_json(&format!("/api/jobs/{id}")).await["status"], "cancelled");
+    assert_eq!(processes_with("30.417"), Vec::<String>::new(), "processes outlived the cancelled run");
+}
+
+#[tokio::test]
+async fn a_run_over_its_time_limit_is_stopped_and_reported_failed() {
+    let mock = Aimock::start().await;
+    let (app, id, _outside, _home) = start_sleeping_run(&mock, "31.529", |s| s.claude.time_limit_secs = 4).await;
+    let worker = app.job_worker("w");
+    tokio::time::timeout(std::time::Duration::from_secs(40), worker.try_execute_next()).await.unwrap().unwrap();
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("time limit"), "{job}");
+    assert_eq!(processes_with("31.529"), Vec::<String>::new(), "processes outlived the run");
+}
+
+#[tokio::test]
+async fn workspaces_that_point_outside_or_into_valors_data_are_refused() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let etc_link = outside.path().join("etc-link");
+    std::os::unix::fs::symlink("/etc", &etc_link).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let inside_data = data.path().join("projects");
+    std::fs::create_dir_all(&inside_data).unwrap();
+    script_delegation(&mock, "fix the etc project", "Edit the passwd file", "etc").await;
+    script_delegation(&mock, "fix the data project", "Edit the database", "data").await;
+    let app = TestApp::spawn_in(data, |s| {
+        use_anthropic(s, &mock);
+        with_workspace(s, "etc", &etc_link);
+        with_workspace(s, "data", &inside_data);
+        s.jobs.workers = 0;
+    })
+    .await;
+    for ask in ["Please fix the etc project", "Please fix the data project"] {
+        let reply = app.send_ok(ask, ask).await;
+        let output = tool_output(&reply);
+        assert!(output.contains("is not usable"), "{ask}: {output}");
+    }
+    let jobs = app.get_json("/api/jobs").await;
+    assert_eq!(jobs["jobs"], json!([]), "nothing may be queued for a refused workspace");
+}
+
+#[tokio::test]
+async fn a_run_whose_task_is_dropped_leaves_no_process_behind() {
+    let mock = Aimock::start().await;
+    let (app, _id, _outside, _home) = start_sleeping_run(&mock, "33.853", |_| {}).await;
+    let worker = app.job_worker("w");
+    let run = tokio::spawn(async move { worker.try_execute_next().await });
+    wait_for_process("time.sleep(33.853)").await;
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_with("33.853").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left behind: {:?}", processes_with("33.853"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_restart() {
+    let mock = Aimock::start().await;
+    // The first attempt sleeps; once `.rerun` exists (after the restart) the command returns at once.
+    let command = "test -f .rerun || python3 -c 'import time; time.sleep(34.967)'";
+    let (app, id, outside, home) = start_run_of(&mock, "34.967", command, |_| {}).await;
+    let root = outside.path().join("shop");
+    let worker = app.job_worker("w");
+    let run = tokio::spawn(async move { worker.try_execute_next().await.unwrap() });
+    wait_for_process("time.sleep(34.967)").await;
+    app.request_shutdown();
+    tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
+    assert_eq!(processes_with("34.967"), Vec::<String>::new(), "processes outlived the shutdown");
+    let data = app.stop().await;
+    let store = valor::storage::Store::open(&data.path().join("valor.db")).await.unwrap();
+    assert_eq!(store.get_job(id).await.unwrap().status.as_str(), "queued", "the run was not handed back");
+    store.close().await;
+
+    std::fs::write(root.join(".rerun"), "").unwrap();
+    let app = TestApp::spawn_in(data, |s| {
+        use_anthropic(s, &mock);
+        with_workspace(s, "shop", &root);
+        use_claude_code(s, &mock, home.path());
+        s.claude.allowed_tools = vec!["Bash".into()];
+    })
+    .await;
+    let outcome = app.job_worker("w2").try_execute_next().await.unwrap().expect("the run was lost");
+    assert_eq!(outcome.job_id, id);
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["summary"], "Napped.");
+}
