@@ -375,3 +375,41 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["summary"], "Napped.");
 }
+
+#[tokio::test]
+async fn a_session_the_cli_no_longer_knows_is_replaced_by_a_new_one() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    script_delegation(&mock, "add a todo file", "Create todo.txt", "shop").await;
+    script_claude(
+        &mock,
+        "Create todo.txt",
+        "Write",
+        json!({"file_path": root.join("todo.txt"), "content": "x"}),
+        "Done.",
+    )
+    .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        with_workspace(s, "shop", &root);
+        use_claude_code(s, &mock, home.path());
+    })
+    .await;
+    let reply = app.send_ok("todo", "Please add a todo file").await;
+    let id = job_id_in(&tool_output(&reply));
+    let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    let store = app.store().await;
+    let stale = "11111111-2222-3333-4444-555555555555";
+    store.set_claude_session(&conversation, "shop", stale).await.unwrap();
+
+    app.job_worker("w").try_execute_next().await.unwrap().expect("the run did not start");
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(root.join("todo.txt").exists());
+    let session = store.claude_session(&conversation, "shop").await.unwrap().unwrap();
+    assert_ne!(session, stale);
+    let notices = system_notices(&app, &conversation).await;
+    assert!(notices.iter().any(|n| n.contains("could not be resumed")), "{notices:?}");
+}

@@ -64,13 +64,41 @@ impl JobHandler for ClaudeCodeHandler {
             None => format!("Claude Code is starting in workspace {name:?}"),
         };
         context.notify_progress(0, &start, None).await.map_err(retry)?;
-
-        let (sender, receiver) = mpsc::channel(256);
-        let run = run_claude(&self.config, &workspace, &task, resume.as_deref(), &context.cancel, sender);
-        let progress = report_progress(context, &workspace, self.policy, receiver);
-        let (outcome, ()) = tokio::join!(run, progress);
+        let mut outcome = self.run_once(context, &workspace, &task, resume.as_deref(), 1).await;
+        if resume.is_some() && could_not_resume(&outcome) {
+            // A session the CLI no longer knows: forget it and start a new one, once.
+            store.clear_claude_session(&conversation_id, &name).await.map_err(retry)?;
+            let text = "the previous Claude Code session could not be resumed; starting a new one";
+            context.notify_progress(RESTART_STEPS, text, None).await.map_err(retry)?;
+            outcome = self.run_once(context, &workspace, &task, None, RESTART_STEPS + 1).await;
+        }
         finish(store, &conversation_id, &workspace, outcome).await
     }
+}
+
+/// Progress steps of a fresh run after a failed resume start here (notices are deduplicated by step).
+const RESTART_STEPS: u32 = 10_000;
+
+impl ClaudeCodeHandler {
+    async fn run_once(
+        &self,
+        context: &JobContext,
+        workspace: &Workspace,
+        task: &str,
+        resume: Option<&str>,
+        first_step: u32,
+    ) -> Result<RunSummary, RunError> {
+        let (sender, receiver) = mpsc::channel(256);
+        let run = run_claude(&self.config, workspace, task, resume, &context.cancel, sender);
+        let progress = report_progress(context, workspace, self.policy, receiver, first_step);
+        let (outcome, ()) = tokio::join!(run, progress);
+        outcome
+    }
+}
+
+/// The CLI refused the session before starting (no `init`, an error result).
+fn could_not_resume(outcome: &Result<RunSummary, RunError>) -> bool {
+    matches!(outcome, Ok(summary) if !summary.initialized && summary.result.as_ref().is_some_and(|(error, _)| *error))
 }
 
 fn retry(error: StorageError) -> JobError {
@@ -83,11 +111,12 @@ async fn report_progress(
     workspace: &Workspace,
     policy: StreamPolicy,
     mut receiver: mpsc::Receiver<ClaudeEvent>,
+    first_step: u32,
 ) {
     let mut optimizer = StreamingOptimizer::new(policy);
     let mut summary = RunSummary::default();
     let mut pending: Option<String> = None;
-    let mut step = 1u32;
+    let mut step = first_step;
     loop {
         let due =
             pending.as_ref().and_then(|line| optimizer.next_push(Instant::now(), line.len(), ContentKind::Progress));

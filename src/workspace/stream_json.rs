@@ -75,6 +75,8 @@ fn assistant_events(value: &Value) -> Vec<ClaudeEvent> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSummary {
     pub session_id: Option<String>,
+    /// A `system/init` line arrived (the session really started or resumed).
+    pub initialized: bool,
     pub tool_uses: u32,
     pub files_touched: BTreeSet<String>,
     pub last_text: Option<String>,
@@ -87,7 +89,10 @@ pub struct RunSummary {
 impl RunSummary {
     pub fn apply(&mut self, event: &ClaudeEvent) {
         match event {
-            ClaudeEvent::Init { session_id } => self.session_id = Some(session_id.clone()),
+            ClaudeEvent::Init { session_id } => {
+                self.session_id = Some(session_id.clone());
+                self.initialized = true;
+            }
             ClaudeEvent::ToolUse { file, .. } => {
                 self.tool_uses += 1;
                 if let Some(file) = file {
@@ -193,6 +198,7 @@ mod tests {
             }
         }
         assert_eq!(summary.session_id.as_deref(), Some("s1"));
+        assert!(summary.initialized);
         assert_eq!(summary.tool_uses, 2);
         assert_eq!(summary.files_touched.len(), 1);
         assert_eq!((summary.turns, summary.cost_usd), (2, 0.5));
