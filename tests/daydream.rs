@@ -3,7 +3,9 @@
 //! `try_execute_next`. All six phases are recorded, the insight file is
 //! written, the summary reaches the admin ("daydream") conversation, a stale
 //! registered child process is stopped; a busy queue and office hours skip
-//! the session with a recorded reason.
+//! the session with a recorded reason. Also: the `[daydream]` schedule
+//! enqueues one job per 6-hour slot, and `valor daydream run` (the real
+//! binary) runs a session and prints its phases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -224,4 +226,54 @@ async fn a_scheduled_daydream_inside_office_hours_is_skipped_but_a_manual_one_ru
     assert_eq!(session["outcome"], "completed", "{session:#}");
     let sessions = app.get_json("/api/daydream/sessions").await;
     assert_eq!(sessions["sessions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_daydream_schedule_enqueues_a_scheduled_daydream_job_every_six_hours() {
+    use std::sync::Arc;
+    use valor::jobs::{Daydream, ManualClock, Scheduler};
+    let dir = tempfile::tempdir().unwrap();
+    let store = valor::storage::Store::open(&dir.path().join("valor.db")).await.unwrap();
+    let spec = Daydream::schedule_spec(&valor::config::DaydreamSettings::default()).unwrap();
+    assert!(
+        Daydream::schedule_spec(&valor::config::DaydreamSettings { enabled: false, ..Default::default() }).is_none()
+    );
+    let start = 1_795_000_000_000 - 1_795_000_000_000 % 21_600_000 + 60_000; // one minute after a 6-hour slot
+    let clock = Arc::new(ManualClock::starting_at(start));
+    let scheduler = Scheduler::new(store.clone(), clock.clone(), vec![spec], 1);
+    assert!(scheduler.try_run_due().await.unwrap().is_empty(), "the first slot is the next one");
+    clock.advance(Duration::from_secs(6 * 3600));
+    let created = scheduler.try_run_due().await.unwrap();
+    assert_eq!(created.len(), 1);
+    let job = store.get_job(created[0]).await.unwrap();
+    assert_eq!((job.kind.as_str(), &job.payload), ("daydream", &json!({"trigger": "schedule"})));
+    assert!(scheduler.try_run_due().await.unwrap().is_empty(), "one job per slot");
+}
+
+#[tokio::test]
+async fn valor_daydream_run_runs_a_session_now_and_prints_its_phases() {
+    let repo = sample_repository();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[daydream]\nmin_available_memory_mb = 0\n\n[[workspace]]\nname = \"demo\"\npath = {:?}\n",
+        repo.path().display().to_string()
+    );
+    std::fs::write(dir.path().join("valor.toml"), config).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_valor"))
+        .args(["daydream", "run"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("daydream session 1: completed"), "{stdout}");
+    for phase in ["readiness", "cleanup", "context", "analysis", "output", "record"] {
+        assert!(stdout.contains(&format!("  {phase} ")), "{phase} missing: {stdout}");
+    }
+    assert!(stdout.contains("insight file: ") && stdout.contains("insights/demo/"), "{stdout}");
 }

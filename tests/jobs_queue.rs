@@ -409,3 +409,47 @@ async fn concurrent_notice_deliverers_post_each_final_notice_once() {
     let texts = h.system_texts().await;
     assert_eq!(texts.len(), 20, "a notice was posted twice or lost");
 }
+
+#[tokio::test]
+async fn enqueue_jobs_inserts_a_batch_in_order_and_honours_idempotency_keys() {
+    let h = harness(BTreeMap::new()).await;
+    let keyed = NewJob { idempotency_key: Some("nightly".into()), ..job("echo", json!("first")) };
+    let existing = h.store.enqueue_job(keyed.clone(), START_MS).await.unwrap().job.id;
+    let batch = vec![job("echo", json!(1)), NewJob { payload: json!("again"), ..keyed }, job("echo", json!(3))];
+    let enqueued = h.store.enqueue_jobs(batch, START_MS).await.unwrap();
+    let created: Vec<bool> = enqueued.iter().map(|e| e.created).collect();
+    assert_eq!(created, [true, false, true]);
+    assert_eq!(enqueued[1].job.id, existing);
+    assert_eq!(enqueued[1].job.payload, json!("first"));
+    assert!(enqueued[0].job.id < enqueued[2].job.id);
+    let invalid = h.store.enqueue_jobs(vec![job("echo", json!(4)), job(" ", json!(5))], START_MS).await;
+    assert!(invalid.is_err(), "an empty kind rejects the whole batch");
+    let all = h.store.list_jobs(&JobFilter { limit: 10, ..JobFilter::default() }).await.unwrap();
+    assert_eq!(all.len(), 3, "nothing of the rejected batch was stored");
+}
+
+#[tokio::test]
+async fn complete_and_claim_next_finishes_the_held_job_and_takes_the_next_in_claim_order() {
+    let limits = BTreeMap::from([("echo".to_owned(), 1)]);
+    let h = harness(limits.clone()).await;
+    let first = h.enqueue(job("echo", json!(1))).await;
+    let urgent = h.enqueue(NewJob { priority: 5, ..job("echo", json!(2)) }).await;
+    let last = h.enqueue(job("echo", json!(3))).await;
+    let now = h.clock.now_ms();
+    assert_eq!(h.store.claim_job("w", now, 30_000, &limits).await.unwrap().unwrap().id, urgent);
+    // The kind limit (1) counts the job being completed as finished: the next claim succeeds.
+    let (done, next) =
+        h.store.complete_job_and_claim_next(urgent, "w", &json!("ok"), now, 30_000, &limits).await.unwrap();
+    assert_eq!(done.unwrap().status, JobStatus::Succeeded);
+    let next = next.unwrap();
+    assert_eq!((next.id, next.status, next.worker_id.as_deref()), (first, JobStatus::Running, Some("w")));
+    // A worker that lost its lease completes nothing, but may still claim.
+    let (done, next) =
+        h.store.complete_job_and_claim_next(urgent, "intruder", &json!("x"), now, 30_000, &limits).await.unwrap();
+    assert!(done.is_none());
+    assert!(next.is_none(), "the kind is at its limit while `first` runs");
+    let (done, next) = h.store.complete_job_and_claim_next(first, "w", &json!(1), now, 30_000, &limits).await.unwrap();
+    assert_eq!(done.unwrap().result, Some(json!(1)));
+    assert_eq!(next.unwrap().id, last);
+    assert_eq!(h.status(urgent).await, JobStatus::Succeeded);
+}

@@ -30,6 +30,43 @@ macro_rules! job_columns {
     };
 }
 
+/// Insert one job (binds: kind, payload, priority, run_at, max_attempts, conversation, key, now).
+pub(super) const ENQUEUE_SQL: &str = concat!(
+    "INSERT INTO jobs (kind, payload, priority, status, run_at_ms, attempts, max_attempts, retries, \
+                               cancel_requested, conversation_id, idempotency_key, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, 'queued', $4, 0, $5, 0, 0, $6, $7, $8, $8) \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
+    job_columns!()
+);
+
+/// Claim the next due job (binds: worker, now, lease_ms, kind limits JSON). SQLite-only: json_extract
+/// reads the per-kind limit (PostgreSQL: `($4::jsonb ->> j.kind)::bigint`, plus FOR UPDATE SKIP LOCKED).
+pub(super) const CLAIM_SQL: &str = concat!(
+    "UPDATE jobs SET status = 'running', worker_id = $1, lease_until_ms = $2 + $3, \
+                             attempts = attempts + 1, started_at_ms = COALESCE(started_at_ms, $2), \
+                             updated_at_ms = $2 \
+             WHERE id = ( \
+                 SELECT j.id FROM jobs j \
+                 WHERE j.status = 'queued' AND j.run_at_ms <= $2 \
+                   AND (SELECT COUNT(*) FROM jobs r \
+                        WHERE r.kind = j.kind AND r.status = 'running' AND r.lease_until_ms >= $2) \
+                       < COALESCE(json_extract($4, '$.\"' || j.kind || '\"'), 9223372036854775807) \
+                 ORDER BY j.priority DESC, j.run_at_ms ASC, j.id ASC LIMIT 1) \
+             RETURNING ",
+    job_columns!()
+);
+
+/// Select a job by idempotency key (bind: key).
+pub(super) const BY_KEY_SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE idempotency_key = $1");
+
+/// The lease holder's update that marks a job succeeded (binds: id, worker, result, now).
+pub(super) const COMPLETE_SQL: &str = concat!(
+    "UPDATE jobs SET status = 'succeeded', result = $3, error = NULL, progress_percent = 100, finished_at_ms = $4, \
+         worker_id = NULL, lease_until_ms = NULL, updated_at_ms = $4 \
+     WHERE id = $1 AND worker_id = $2 AND status = 'running' RETURNING ",
+    job_columns!()
+);
+
 fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StorageResult<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
@@ -37,7 +74,7 @@ where
     row.try_get(name).map_err(|error| sql_error(&format!("job column {name}"), error))
 }
 
-fn job_row(row: &SqliteRow) -> StorageResult<Job> {
+pub(super) fn job_row(row: &SqliteRow) -> StorageResult<Job> {
     let payload: String = column(row, "payload")?;
     let result: Option<String> = column(row, "result")?;
     let status: String = column(row, "status")?;
@@ -71,7 +108,7 @@ fn job_row(row: &SqliteRow) -> StorageResult<Job> {
     })
 }
 
-fn to_json_text(field: &str, value: &serde_json::Value) -> StorageResult<String> {
+pub(super) fn to_json_text(field: &str, value: &serde_json::Value) -> StorageResult<String> {
     serde_json::to_string(value).map_err(|error| StorageError::Invalid(format!("job {field}: {error}")))
 }
 
@@ -82,29 +119,23 @@ impl Store {
             return Err(StorageError::Invalid("job kind must not be empty".into()));
         }
         let payload = to_json_text("payload", &new.payload)?;
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO jobs (kind, payload, priority, status, run_at_ms, attempts, max_attempts, retries, \
-                               cancel_requested, conversation_id, idempotency_key, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, 'queued', $4, 0, $5, 0, 0, $6, $7, $8, $8) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
-            job_columns!()
-        ))
-        .bind(&new.kind)
-        .bind(&payload)
-        .bind(new.priority)
-        .bind(new.run_at_ms.unwrap_or(now_ms))
-        .bind(i64::from(new.max_attempts.max(1)))
-        .bind(&new.conversation_id)
-        .bind(&new.idempotency_key)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|error| sql_error("enqueue job", error))?;
+        let inserted = sqlx::query(ENQUEUE_SQL)
+            .bind(&new.kind)
+            .bind(&payload)
+            .bind(new.priority)
+            .bind(new.run_at_ms.unwrap_or(now_ms))
+            .bind(i64::from(new.max_attempts.max(1)))
+            .bind(&new.conversation_id)
+            .bind(&new.idempotency_key)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| sql_error("enqueue job", error))?;
         if let Some(row) = inserted {
             return Ok(Enqueued { job: job_row(&row)?, created: true });
         }
         let key = new.idempotency_key.unwrap_or_default();
-        let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE idempotency_key = $1"))
+        let row = sqlx::query(BY_KEY_SQL)
             .bind(&key)
             .fetch_one(&self.pool)
             .await
@@ -126,29 +157,14 @@ impl Store {
     ) -> StorageResult<Option<Job>> {
         let limits = serde_json::to_string(kind_limits)
             .map_err(|error| StorageError::Invalid(format!("kind limits: {error}")))?;
-        // SQLite-only: json_extract reads the per-kind limit from a JSON object
-        // (PostgreSQL: `($4::jsonb ->> j.kind)::bigint`, plus FOR UPDATE SKIP LOCKED).
-        let row = sqlx::query(concat!(
-            "UPDATE jobs SET status = 'running', worker_id = $1, lease_until_ms = $2 + $3, \
-                             attempts = attempts + 1, started_at_ms = COALESCE(started_at_ms, $2), \
-                             updated_at_ms = $2 \
-             WHERE id = ( \
-                 SELECT j.id FROM jobs j \
-                 WHERE j.status = 'queued' AND j.run_at_ms <= $2 \
-                   AND (SELECT COUNT(*) FROM jobs r \
-                        WHERE r.kind = j.kind AND r.status = 'running' AND r.lease_until_ms >= $2) \
-                       < COALESCE(json_extract($4, '$.\"' || j.kind || '\"'), 9223372036854775807) \
-                 ORDER BY j.priority DESC, j.run_at_ms ASC, j.id ASC LIMIT 1) \
-             RETURNING ",
-            job_columns!()
-        ))
-        .bind(worker_id)
-        .bind(now_ms)
-        .bind(lease_ms)
-        .bind(&limits)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|error| sql_error("claim job", error))?;
+        let row = sqlx::query(CLAIM_SQL)
+            .bind(worker_id)
+            .bind(now_ms)
+            .bind(lease_ms)
+            .bind(&limits)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| sql_error("claim job", error))?;
         row.as_ref().map(job_row).transpose()
     }
 
@@ -245,14 +261,15 @@ impl Store {
         now_ms: i64,
     ) -> StorageResult<Option<Job>> {
         let result = to_json_text("result", result)?;
-        self.finish_held_job(
-            job_id,
-            worker_id,
-            "status = 'succeeded', result = $3, error = NULL, progress_percent = 100, finished_at_ms = $4",
-            &result,
-            now_ms,
-        )
-        .await
+        let row = sqlx::query(COMPLETE_SQL)
+            .bind(job_id)
+            .bind(worker_id)
+            .bind(&result)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| sql_error("complete job", error))?;
+        row.as_ref().map(job_row).transpose()
     }
 
     /// Record a failed attempt: queued again at `retry_at_ms` when given and

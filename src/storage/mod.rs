@@ -15,6 +15,7 @@ mod daydream;
 mod fts;
 mod job_types;
 mod jobs;
+mod jobs_batch;
 mod records;
 mod schedules;
 mod telegram;
