@@ -8,6 +8,7 @@
 //! [`ToolError::Fatal`] ends the turn with a clear message to the user.
 
 pub mod analyze_image;
+pub mod generate_image;
 mod job_status;
 pub mod notion_query;
 mod queue_task;
@@ -17,6 +18,7 @@ mod search_history;
 pub mod web_search;
 
 pub use analyze_image::AnalyzeImage;
+pub use generate_image::GenerateImage;
 pub use job_status::JobStatus;
 pub use notion_query::NotionQuery;
 pub use queue_task::{AGENT_TASK_KIND, QueueTask};
