@@ -204,3 +204,46 @@ async fn the_agent_analyzes_an_image_link_fetched_with_read_links_address_checks
     assert!(calls[2]["output"].as_str().unwrap().contains("private or local address"), "{reply}");
     assert_eq!(vision_requests(&mock).await.len(), 1);
 }
+
+fn png_base64() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(PNG)
+}
+
+#[tokio::test]
+async fn generate_image_saves_the_openai_image_under_media_generated_and_reports_its_reference() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "draw me a lighthouse", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "generate_image", "arguments": {"prompt": "A lighthouse at dusk, watercolour"}}]}},
+        {"match": {"userMessage": "A lighthouse at dusk, watercolour"}, "response": {"image": {"b64Json": png_base64()}}},
+        {"match": {"userMessage": "draw me a lighthouse", "hasToolResult": true}, "response": {"content": "Here it is."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| use_openai(s, &mock)).await;
+    let reply = app.send_ok("draw", "draw me a lighthouse").await;
+    assert_eq!(reply["reply"], "Here it is.");
+    let output = reply["tool_calls"][0]["output"].as_str().unwrap();
+    let reference = output.split("[image: ").nth(1).unwrap().trim_end_matches(']');
+    assert!(reference.starts_with("media/generated/") && reference.ends_with(".png"), "{output}");
+    let saved = app.data_dir.as_ref().unwrap().path().join(reference);
+    assert_eq!(std::fs::read(saved).unwrap(), PNG);
+    let asked = mock.requests_to("/v1/images/generations").await;
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["body"]["model"], "gpt-image-1");
+}
+
+#[tokio::test]
+async fn generate_image_is_offered_only_with_an_openai_key() {
+    let mock = Aimock::start().await;
+    let anthropic_only = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let tools = anthropic_only.get_json("/health").await;
+    let detail = tools["components"].as_array().unwrap().iter().find(|c| c["name"] == "tools").unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!detail.contains("generate_image") && detail.contains("analyze_image"), "{detail}");
+    let with_openai = TestApp::spawn(|s| use_openai(s, &mock)).await;
+    let tools = with_openai.get_json("/health").await;
+    assert!(tools.to_string().contains("generate_image"));
+}

@@ -48,6 +48,22 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The image references (`[image: …]`) in the successful tool results of a
+/// turn, in order: images a tool made for the user (channels show them).
+pub fn produced_images(tool_calls: &[crate::agent::ToolCallReport]) -> Vec<String> {
+    let mut references = Vec::new();
+    for call in tool_calls.iter().filter(|call| !call.is_error && call.name == "generate_image") {
+        let mut rest = call.output.as_str();
+        while let Some(start) = rest.find("[image: ") {
+            let after = &rest[start + "[image: ".len()..];
+            let Some(end) = after.find(']') else { break };
+            references.push(after[..end].trim().to_owned());
+            rest = &after[end..];
+        }
+    }
+    references
+}
+
 /// `reference` resolved inside `data_dir`, or `None` if it would leave it.
 pub fn resolve(data_dir: &Path, reference: &str) -> Option<PathBuf> {
     let relative = Path::new(reference.trim());
@@ -91,6 +107,26 @@ mod tests {
         assert_eq!(sniff_media_type(b"GIF89a..."), Some("image/gif"));
         assert_eq!(sniff_media_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
         assert_eq!(sniff_media_type(b"%PDF-1.7"), None);
+    }
+
+    fn call(name: &str, output: &str, is_error: bool) -> crate::agent::ToolCallReport {
+        crate::agent::ToolCallReport {
+            id: "t".into(),
+            name: name.into(),
+            input: serde_json::json!({}),
+            output: output.into(),
+            is_error,
+        }
+    }
+
+    #[test]
+    fn only_successful_generate_image_results_count_as_produced_images() {
+        let calls = [
+            call("generate_image", "Generated. [image: media/generated/a.png]", false),
+            call("generate_image", "failed [image: media/generated/b.png]", true),
+            call("search_history", "user said [image: media/telegram/1/2.jpg]", false),
+        ];
+        assert_eq!(produced_images(&calls), vec!["media/generated/a.png".to_owned()]);
     }
 
     #[test]

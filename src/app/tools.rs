@@ -8,11 +8,12 @@ use std::time::Duration;
 use crate::agent::ModelSet;
 use crate::agent::media::vision_capable;
 use crate::agent::tools::analyze_image::VisionModel;
+use crate::agent::tools::generate_image::GenerateImageConfig;
 use crate::agent::tools::notion_query::NotionConfig;
 use crate::agent::tools::read_link::{ReadLinkLimits, Summarizer};
 use crate::agent::tools::resilience::{CallPolicy, ExternalService};
 use crate::agent::tools::web_search::WebSearchConfig;
-use crate::agent::tools::{AnalyzeImage, NotionQuery, ReadLink, ToolPolicy, ToolRegistry, WebSearch};
+use crate::agent::tools::{AnalyzeImage, GenerateImage, NotionQuery, ReadLink, ToolPolicy, ToolRegistry, WebSearch};
 use crate::config::Settings;
 use crate::monitoring::breaker::{BreakerConfig, CircuitBreakers, SystemClock};
 
@@ -69,6 +70,16 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
         let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
         registry.register(Arc::new(crate::agent::tools::ProjectContext::new(workspaces.clone())));
         registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces)));
+    }
+
+    if let Some(api_key) = &settings.openai.api_key {
+        let config = GenerateImageConfig {
+            base_url: settings.openai.base_url.clone(),
+            api_key: api_key.clone(),
+            data_dir: settings.data_dir.clone(),
+        };
+        let service = ExternalService::new("image_generation", "image generation", breakers.clone(), call_policy);
+        registry.register(Arc::new(GenerateImage::new(config, client.clone(), service)));
     }
 
     let limits =

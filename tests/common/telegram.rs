@@ -270,9 +270,14 @@ impl FakeTelegram {
 async fn handle(
     State((inner, arrived)): State<Shared>,
     Path((bot, method)): Path<(String, String)>,
-    body: Option<Json<Value>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> (axum::http::StatusCode, Json<Value>) {
-    let params = body.map(|Json(value)| value).unwrap_or_else(|| json!({}));
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let params = match content_type.split_once("boundary=") {
+        Some((kind, boundary)) if kind.starts_with("multipart/form-data") => multipart_params(&body, boundary),
+        _ => serde_json::from_slice(&body).unwrap_or_else(|_| json!({})),
+    };
     let answer = answer(&inner, &arrived, &bot, &method, params).await;
     let status = answer.0["error_code"].as_u64().and_then(|c| axum::http::StatusCode::from_u16(c as u16).ok());
     (status.unwrap_or(axum::http::StatusCode::OK), answer)
@@ -307,6 +312,17 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
                 );
             }
             get_updates(inner, arrived, &params).await
+        }
+        "sendPhoto" => {
+            if params["photo"]["size"].as_u64().unwrap_or(0) == 0 {
+                return error(400, "Bad Request: there is no photo in the request", None);
+            }
+            let mut state = inner.lock().unwrap();
+            state.next_message_id += 1;
+            let chat_id = params["chat_id"].as_str().and_then(|id| id.parse::<i64>().ok()).unwrap_or_default();
+            ok(json!({"message_id": state.next_message_id, "date": 0, "chat": {"id": chat_id, "type": "private"},
+                      "photo": [{"file_id": "SENT", "file_unique_id": "S", "width": 1, "height": 1,
+                                 "file_size": params["photo"]["size"]}]}))
         }
         "getFile" => {
             let state = inner.lock().unwrap();
@@ -443,4 +459,26 @@ fn edit_message_text(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
     message["html"] = params["text"].clone();
     message["edit_date"] = json!(unix_now());
     ok(public(message))
+}
+
+/// A multipart/form-data body → params: text fields as strings, file fields
+/// as `{"filename", "size"}` (what tests assert on: the uploaded bytes' size).
+fn multipart_params(body: &[u8], boundary: &str) -> Value {
+    let delimiter = format!("--{}", boundary.trim_matches('"'));
+    let text = body.iter().map(|&b| b as char).collect::<String>(); // byte-preserving
+    let mut params = serde_json::Map::new();
+    for part in text.split(&delimiter).skip(1) {
+        let Some((head, content)) = part.split_once("\r\n\r\n") else { continue };
+        let content = content.strip_suffix("\r\n").unwrap_or(content);
+        let field = |key: &str| {
+            head.split(&format!("{key}=\"")).nth(1).and_then(|rest| rest.split('"').next()).map(str::to_owned)
+        };
+        let Some(name) = field("name") else { continue };
+        let value = match field("filename") {
+            Some(filename) => json!({"filename": filename, "size": content.chars().count()}),
+            None => json!(content),
+        };
+        params.insert(name, value);
+    }
+    Value::Object(params)
 }

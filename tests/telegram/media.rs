@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::FakeTelegram;
-use crate::{ALICE, STRANGER, configure, questions, script};
+use crate::{ADMIN, ALICE, STRANGER, configure, questions, script};
 
 #[tokio::test]
 async fn a_document_is_saved_into_the_chats_inbox_and_a_caption_reaches_the_model() {
@@ -87,4 +87,28 @@ async fn a_captioned_photo_reaches_the_model_as_an_image_and_later_turns_keep_on
     let second = mock.requests_to("/v1/chat/completions").await.pop().unwrap();
     assert!(image_urls(&second).is_empty(), "older images travel as references: {second}");
     assert!(second["body"].to_string().contains(&format!("[image: {reference}]")));
+}
+
+#[tokio::test]
+async fn an_image_generated_in_the_turn_is_uploaded_to_the_chat_with_send_photo() {
+    use base64::Engine as _;
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    mock.add_fixtures(serde_json::json!([
+        {"match": {"userMessage": "draw a lighthouse", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "generate_image", "arguments": {"prompt": "Lighthouse, watercolour"}}]}},
+        {"match": {"userMessage": "Lighthouse, watercolour"},
+         "response": {"image": {"b64Json": base64::engine::general_purpose::STANDARD.encode(PNG)}}},
+        {"match": {"userMessage": "draw a lighthouse", "hasToolResult": true}, "response": {"content": "Here it is."}}
+    ]))
+    .await;
+    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+    fake.send_text(ADMIN.id, &ADMIN, "draw a lighthouse");
+    fake.wait_for("a sendPhoto", |calls| calls.iter().any(|c| c.method == "sendPhoto")).await;
+    let shown = |fake: &FakeTelegram| fake.visible_messages(ADMIN.id).iter().any(|m| m["text"] == "Here it is.");
+    fake.wait_for("the reply text", |_| shown(&fake)).await;
+    let sent = fake.calls_to("sendPhoto");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].params["chat_id"], ADMIN.id.to_string());
+    assert_eq!(sent[0].params["photo"]["size"], PNG.len(), "{}", sent[0].params);
+    assert!(sent[0].params["photo"]["filename"].as_str().unwrap().ends_with(".png"));
 }

@@ -9,6 +9,7 @@
 
 pub mod analyze_image;
 mod delegate_code_task;
+pub mod generate_image;
 mod job_status;
 pub mod notion_query;
 mod project_context;
@@ -20,6 +21,7 @@ pub mod web_search;
 
 pub use analyze_image::AnalyzeImage;
 pub use delegate_code_task::DelegateCodeTask;
+pub use generate_image::GenerateImage;
 pub use job_status::JobStatus;
 pub use notion_query::NotionQuery;
 pub use project_context::ProjectContext;

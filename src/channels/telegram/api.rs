@@ -97,6 +97,44 @@ impl BotApi {
             self.http.post(url).timeout(timeout).json(params).send().await.map_err(|error| {
                 network(if error.is_timeout() { "timed out".into() } else { "cannot connect".into() })
             })?;
+        Self::answer(method, response).await
+    }
+
+    /// Upload a photo (`sendPhoto`, multipart/form-data) with an optional caption.
+    pub async fn send_photo(
+        &self,
+        target: (i64, Option<i64>),
+        photo: &[u8],
+        file_name: &str,
+        caption: &str,
+    ) -> Result<(), ApiError> {
+        let (chat_id, thread) = target;
+        let mut fields = vec![("chat_id", chat_id.to_string())];
+        if let Some(thread) = thread {
+            fields.push(("message_thread_id", thread.to_string()));
+        }
+        if !caption.is_empty() {
+            fields.push(("caption", caption.to_owned()));
+        }
+        let boundary = format!("valor-{}", uuid::Uuid::new_v4().simple());
+        let body = multipart_body(&boundary, &fields, ("photo", file_name, photo));
+        let url = format!("{}/bot{}/sendPhoto", self.base, self.token.expose_secret());
+        let network = |detail: &str| ApiError::Network { method: "sendPhoto".into(), detail: detail.to_owned() };
+        let response = self
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(120))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| network(if error.is_timeout() { "timed out" } else { "cannot connect" }))?;
+        Self::answer("sendPhoto", response).await.map(|_| ())
+    }
+
+    /// A Bot API answer envelope → result, or the classified error.
+    async fn answer(method: &str, response: reqwest::Response) -> Result<Value, ApiError> {
+        let network = |detail: String| ApiError::Network { method: method.to_owned(), detail };
         let status = response.status().as_u16();
         let envelope: Envelope =
             response.json().await.map_err(|_| network(format!("HTTP {status} without a Bot API answer")))?;
@@ -253,4 +291,27 @@ impl BotApi {
                             "reaction": [{"type": "emoji", "emoji": emoji}]});
         self.call("setMessageReaction", &params, Duration::from_secs(10)).await.map(|_| ())
     }
+}
+
+/// A `multipart/form-data` body: text fields, then one file part.
+fn multipart_body(boundary: &str, fields: &[(&str, String)], file: (&str, &str, &[u8])) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    let (name, file_name, bytes) = file;
+    let file_name: String =
+        file_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
 }

@@ -214,13 +214,17 @@ async fn answer(
     let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, images });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
+    let mut produced = Vec::new();
     let reply = loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(AgentEvent::TextDelta { text }) => stream.add(&text, Instant::now()),
                 Some(AgentEvent::ToolStarted { name, .. }) => stream.progress(&name, Instant::now()),
                 Some(AgentEvent::Error { .. }) => failed = true,
-                Some(AgentEvent::Done { reply, .. }) => break reply,
+                Some(AgentEvent::Done { reply, tool_calls, .. }) => {
+                    produced = crate::agent::media::produced_images(&tool_calls);
+                    break reply;
+                }
                 Some(_) => {}
                 None => {
                     failed = true;
@@ -231,8 +235,28 @@ async fn answer(
         }
     };
     finish(shared, rows, message, &reply, stream.preview_id).await?;
+    send_images(shared, message, &produced).await;
     react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
     Ok(())
+}
+
+/// Images a tool made in this turn go to the chat as photos, once each,
+/// after the reply is queued (a failed upload is logged, never retried).
+async fn send_images(shared: &Shared, message: &Incoming, references: &[String]) {
+    for reference in references {
+        let image = match crate::agent::media::load(&shared.data_dir, reference).await {
+            Ok(image) => image,
+            Err(error) => {
+                tracing::warn!(chat = message.chat_id, "telegram: generated image {reference} unusable: {error}");
+                continue;
+            }
+        };
+        let name = reference.rsplit('/').next().unwrap_or("image.png");
+        let target = (message.chat_id, message.thread_id);
+        if let Err(error) = shared.api.send_photo(target, &image.bytes, name, "").await {
+            tracing::warn!(chat = message.chat_id, "telegram: sending a photo failed: {error}");
+        }
+    }
 }
 
 async fn keep_typing(
