@@ -280,12 +280,18 @@ async fn cancelling_a_run_kills_its_whole_process_group() {
     let run = tokio::spawn(async move { worker.try_execute_next().await.unwrap() });
     wait_for_process("time.sleep(30.417)").await;
     assert!(!processes_with("Nap for 30.417 seconds").is_empty(), "the claude process is not visible");
+    // The running CLI is recorded (the daydream's cleanup reads this) and forgotten after the run.
+    let store = app.store().await;
+    let children = store.child_processes().await.unwrap();
+    assert_eq!(children.len(), 1, "{children:?}");
+    assert!(children[0].command.starts_with("claude (job #"), "{children:?}");
     let response = app.http.post(app.url(&format!("/api/jobs/{id}/cancel"))).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
     assert_eq!(outcome.unwrap().job_id, id);
     assert_eq!(app.get_json(&format!("/api/jobs/{id}")).await["status"], "cancelled");
     assert_eq!(processes_with("30.417"), Vec::<String>::new(), "processes outlived the cancelled run");
+    assert_eq!(store.child_processes().await.unwrap(), Vec::new(), "the pid was not forgotten");
 }
 
 #[tokio::test]

@@ -117,13 +117,31 @@ async fn report_progress(
     let mut summary = RunSummary::default();
     let mut pending: Option<String> = None;
     let mut step = first_step;
+    let mut spawned: Option<i64> = None;
     loop {
         let due =
             pending.as_ref().and_then(|line| optimizer.next_push(Instant::now(), line.len(), ContentKind::Progress));
         let wait = due.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
         tokio::select! {
             event = receiver.recv() => {
-                let Some(event) = event else { return };
+                let Some(event) = event else {
+                    // The run is over and its process group is gone: forget the pid.
+                    if let Some(pid) = spawned
+                        && let Err(error) = context.store.remove_child_process(pid).await
+                    {
+                        tracing::warn!(job = context.job.id, "could not forget child process {pid}: {error}");
+                    }
+                    return;
+                };
+                if let ClaudeEvent::Spawned { pid } = event {
+                    let pid = i64::from(pid);
+                    let command = format!("claude (job #{})", context.job.id);
+                    match context.store.register_child_process(pid, &command, context.clock.now_ms()).await {
+                        Ok(()) => spawned = Some(pid),
+                        Err(error) => tracing::warn!(job = context.job.id, "could not record child process {pid}: {error}"),
+                    }
+                    continue;
+                }
                 summary.apply(&event);
                 if let Some(line) = progress_line(&event, &summary) {
                     let line = line.replace(&format!("{}/", workspace.root().display()), "");

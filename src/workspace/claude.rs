@@ -91,6 +91,8 @@ pub async fn run_claude(
     let Some(group) = child.id() else { return Err(spawn_error("it exited at once".into())) };
     // Should this future be dropped mid-run (its task aborted), the group is killed anyway.
     let mut guard = GroupGuard { group, armed: true };
+    // The job records the pid, so the daydream can clean up after a hard crash.
+    let _ = events.send(ClaudeEvent::Spawned { pid: group }).await;
     let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(group, config.kill_grace, &mut child).await;
         return Err(spawn_error("its output could not be read".into()));

@@ -10,6 +10,8 @@ use serde_json::Value;
 /// One line, as valor cares about it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClaudeEvent {
+    /// Sent by the runner (not parsed from output): the CLI process started with this pid.
+    Spawned { pid: u32 },
     /// `system/init`: the session started (or resumed).
     Init { session_id: String },
     /// An assistant message used a tool; `file` is the path it writes, if any.
@@ -100,7 +102,7 @@ impl RunSummary {
                 }
             }
             ClaudeEvent::Text(text) => self.last_text = Some(text.clone()),
-            ClaudeEvent::ApiRetry { .. } => {}
+            ClaudeEvent::ApiRetry { .. } | ClaudeEvent::Spawned { .. } => {}
             ClaudeEvent::Result { is_error, text, session_id, turns, cost_usd } => {
                 if session_id.is_some() {
                     self.session_id.clone_from(session_id);
@@ -125,7 +127,7 @@ pub fn progress_line(event: &ClaudeEvent, summary: &RunSummary) -> Option<String
         ClaudeEvent::ApiRetry { attempt } => {
             Some(format!("the model API is busy; retrying (attempt {})", attempt.unwrap_or(0)))
         }
-        ClaudeEvent::Text(_) | ClaudeEvent::Result { .. } => None,
+        ClaudeEvent::Text(_) | ClaudeEvent::Result { .. } | ClaudeEvent::Spawned { .. } => None,
     }
 }
 
