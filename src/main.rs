@@ -83,8 +83,11 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
             let path = settings.database_path();
             let store =
                 valor::storage::Store::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
-            let applied = store.migrate().await?;
-            println!("database {} is up to date (newly applied: {:?})", path.display(), applied);
+            // Opening applies pending migrations; report the resulting schema version.
+            store.migrate().await?;
+            let report = store.pragma_report().await?;
+            let version = report.schema_version.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            println!("database {} is at schema version {version}", path.display());
             store.close().await;
             Ok(())
         }

@@ -118,6 +118,13 @@ async fn migrate_and_backup_work_on_the_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let output = valor(dir.path()).arg("migrate").output().await.unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let newest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.split('_').next()?.parse::<i64>().ok())
+        .max()
+        .unwrap();
+    assert!(stdout.contains(&format!("schema version {newest}")), "{stdout}");
     assert!(dir.path().join("data/valor.db").exists());
 
     // Put a conversation in through `valor chat` (no provider: the reply explains how to configure one).
