@@ -112,35 +112,51 @@ pub(super) fn to_json_text(field: &str, value: &serde_json::Value) -> StorageRes
     serde_json::to_string(value).map_err(|error| StorageError::Invalid(format!("job {field}: {error}")))
 }
 
+pub(super) fn check_kind(new: &NewJob) -> StorageResult<()> {
+    if new.kind.trim().is_empty() {
+        return Err(StorageError::Invalid("job kind must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// The one enqueue: insert, or (idempotency key taken) return the job that has it.
+/// Runs on a pooled connection or inside a caller's transaction.
+pub(super) async fn enqueue_on(
+    connection: &mut sqlx::SqliteConnection,
+    new: NewJob,
+    now_ms: i64,
+) -> StorageResult<Enqueued> {
+    let payload = to_json_text("payload", &new.payload)?;
+    let inserted = sqlx::query(ENQUEUE_SQL)
+        .bind(&new.kind)
+        .bind(&payload)
+        .bind(new.priority)
+        .bind(new.run_at_ms.unwrap_or(now_ms))
+        .bind(i64::from(new.max_attempts.max(1)))
+        .bind(&new.conversation_id)
+        .bind(&new.idempotency_key)
+        .bind(now_ms)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|error| sql_error("enqueue job", error))?;
+    if let Some(row) = inserted {
+        return Ok(Enqueued { job: job_row(&row)?, created: true });
+    }
+    let key = new.idempotency_key.unwrap_or_default();
+    let row = sqlx::query(BY_KEY_SQL)
+        .bind(&key)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|error| sql_error(&format!("job with idempotency key {key}"), error))?;
+    Ok(Enqueued { job: job_row(&row)?, created: false })
+}
+
 impl Store {
     /// Insert a job, or return the existing one with the same idempotency key.
     pub async fn enqueue_job(&self, new: NewJob, now_ms: i64) -> StorageResult<Enqueued> {
-        if new.kind.trim().is_empty() {
-            return Err(StorageError::Invalid("job kind must not be empty".into()));
-        }
-        let payload = to_json_text("payload", &new.payload)?;
-        let inserted = sqlx::query(ENQUEUE_SQL)
-            .bind(&new.kind)
-            .bind(&payload)
-            .bind(new.priority)
-            .bind(new.run_at_ms.unwrap_or(now_ms))
-            .bind(i64::from(new.max_attempts.max(1)))
-            .bind(&new.conversation_id)
-            .bind(&new.idempotency_key)
-            .bind(now_ms)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|error| sql_error("enqueue job", error))?;
-        if let Some(row) = inserted {
-            return Ok(Enqueued { job: job_row(&row)?, created: true });
-        }
-        let key = new.idempotency_key.unwrap_or_default();
-        let row = sqlx::query(BY_KEY_SQL)
-            .bind(&key)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|error| sql_error(&format!("job with idempotency key {key}"), error))?;
-        Ok(Enqueued { job: job_row(&row)?, created: false })
+        check_kind(&new)?;
+        let mut connection = self.pool.acquire().await.map_err(|error| sql_error("enqueue job", error))?;
+        enqueue_on(&mut connection, new, now_ms).await
     }
 
     /// Atomically take the next due queued job for `worker_id`: highest

@@ -3,7 +3,7 @@
 //! claiming the worker's next one.
 //!
 //! Invariants: the statements are the very ones the single-step calls in
-//! `jobs.rs` use (`ENQUEUE_SQL`, `CLAIM_SQL`, `COMPLETE_SQL`), so semantics
+//! `jobs.rs` use (`enqueue_on`, `CLAIM_SQL`, `COMPLETE_SQL`), so semantics
 //! (idempotency keys, lease conditions, per-kind limits, claim order) are
 //! identical; a batch either commits entirely or not at all. The transaction
 //! writes first, so SQLite takes the write lock at its first statement and
@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::jobs::{BY_KEY_SQL, CLAIM_SQL, COMPLETE_SQL, ENQUEUE_SQL, job_row, to_json_text};
+use super::jobs::{CLAIM_SQL, COMPLETE_SQL, check_kind, enqueue_on, job_row, to_json_text};
 use super::rows::sql_error;
 use super::{Enqueued, Job, NewJob, StorageError, StorageResult, Store};
 
@@ -19,35 +19,13 @@ impl Store {
     /// Insert many jobs in one transaction, in order; a job whose idempotency
     /// key exists already comes back as that job with `created: false`.
     pub async fn enqueue_jobs(&self, jobs: Vec<NewJob>, now_ms: i64) -> StorageResult<Vec<Enqueued>> {
-        if jobs.iter().any(|job| job.kind.trim().is_empty()) {
-            return Err(StorageError::Invalid("job kind must not be empty".into()));
+        for job in &jobs {
+            check_kind(job)?;
         }
         let mut tx = self.pool.begin().await.map_err(|error| sql_error("enqueue jobs", error))?;
         let mut enqueued = Vec::with_capacity(jobs.len());
         for new in jobs {
-            let payload = to_json_text("payload", &new.payload)?;
-            let inserted = sqlx::query(ENQUEUE_SQL)
-                .bind(&new.kind)
-                .bind(&payload)
-                .bind(new.priority)
-                .bind(new.run_at_ms.unwrap_or(now_ms))
-                .bind(i64::from(new.max_attempts.max(1)))
-                .bind(&new.conversation_id)
-                .bind(&new.idempotency_key)
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|error| sql_error("enqueue jobs", error))?;
-            if let Some(row) = inserted {
-                enqueued.push(Enqueued { job: job_row(&row)?, created: true });
-                continue;
-            }
-            let row = sqlx::query(BY_KEY_SQL)
-                .bind(new.idempotency_key.unwrap_or_default())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|error| sql_error("job by idempotency key", error))?;
-            enqueued.push(Enqueued { job: job_row(&row)?, created: false });
+            enqueued.push(enqueue_on(&mut tx, new, now_ms).await?);
         }
         tx.commit().await.map_err(|error| sql_error("enqueue jobs", error))?;
         Ok(enqueued)
