@@ -10,7 +10,7 @@
 //
 // Environment: CHROMIUM_PATH (default /usr/bin/chromium); VALOR_TOKEN, if set,
 // is stored as the page's bearer token before it loads.
-import { chromium } from 'playwright-core';
+import { fail, launchPage } from './harness.mjs';
 
 const QUESTION = 'What did we decide about the launch date?';
 const REPLY_TIMEOUT_MS = 20_000;
@@ -25,30 +25,8 @@ const consoleErrors = [];
 let browser;
 let page;
 
-function fail(reason) {
-  const err = new Error(reason);
-  err.isCheck = true;
-  throw err;
-}
-
 async function main() {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--disable-dev-shm-usage',
-    ],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  if (process.env.VALOR_TOKEN) {
-    await context.addInitScript((tok) => localStorage.setItem('valor.token', tok), process.env.VALOR_TOKEN);
-  }
-  page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-  page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(`console: ${msg.text()}`); });
-  page.on('pageerror', (err) => consoleErrors.push(`page error: ${err.message}`));
+  ({ browser, page } = await launchPage({ width: 1280, height: 800, token: process.env.VALOR_TOKEN, consoleErrors }));
   page.on('requestfailed', (req) => {
     const why = req.failure()?.errorText || '';
     // ERR_ABORTED: the page itself closed the request (e.g. the SSE stream after `done`).

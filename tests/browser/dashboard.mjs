@@ -8,7 +8,7 @@
 // from /api/status. Then the Jobs tab: both jobs are listed with their
 // progress, "Cancel" on the queued job makes it cancelled, "Retry" queues it
 // again. Saves a screenshot of each view and prints "browser dashboard: ok".
-import { chromium } from 'playwright-core';
+import { fail, launchPage } from './harness.mjs';
 
 const [baseUrl, statusPng, jobsPng] = process.argv.slice(2);
 if (!baseUrl || !statusPng || !jobsPng) {
@@ -20,24 +20,8 @@ const consoleErrors = [];
 let browser;
 let page;
 
-function fail(reason) {
-  const err = new Error(reason);
-  err.isCheck = true;
-  throw err;
-}
-
 async function main() {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-  page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(`console: ${msg.text()}`); });
-  page.on('pageerror', (err) => consoleErrors.push(`page error: ${err.message}`));
+  ({ browser, page } = await launchPage({ width: 1280, height: 860, consoleErrors }));
 
   const res = await page.goto(`${baseUrl}#status`, { waitUntil: 'load', timeout: 15_000 })
     .catch((e) => fail(`cannot open ${baseUrl}: ${e.message}`));
