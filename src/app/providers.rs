@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::agent::{ClassifierBackend, IntentClassifier, ModelSet};
-use crate::config::{ProviderChoice, Settings};
+use crate::config::{ProviderChoice, Settings, TierModels};
 use crate::llm::anthropic::AnthropicClient;
 use crate::llm::ollama::OllamaClient;
 use crate::llm::openai::OpenAiClient;
@@ -59,11 +59,16 @@ fn client(
 /// The chat model for turns, or `None` when nothing is configured.
 pub fn build_models(settings: &Settings) -> Result<Option<ModelSet>, LlmError> {
     let choice = resolve_provider(settings);
-    let tiers = match choice {
-        ProviderChoice::Anthropic => settings.anthropic.models.clone(),
-        _ => settings.openai.models.clone(),
-    };
+    let tiers = tier_models(settings, choice).clone();
     Ok(client(settings, choice, settings.llm.max_retries)?.map(|client| ModelSet { client, tiers }))
+}
+
+/// The tier → model-name map of a provider.
+fn tier_models(settings: &Settings, choice: ProviderChoice) -> &TierModels {
+    match choice {
+        ProviderChoice::Anthropic => &settings.anthropic.models,
+        _ => &settings.openai.models,
+    }
 }
 
 /// Ollama when configured, else the main provider's small tier (no retries),
@@ -79,9 +84,9 @@ pub fn build_classifier(settings: &Settings) -> Result<IntentClassifier, LlmErro
         }
     } else {
         let choice = resolve_provider(settings);
-        match (client(settings, choice, 0)?, build_models(settings)?) {
-            (Some(model), Some(models)) => ClassifierBackend::Model { model, model_name: models.tiers.small.clone() },
-            _ => ClassifierBackend::Fallback,
+        match client(settings, choice, 0)? {
+            Some(model) => ClassifierBackend::Model { model, model_name: tier_models(settings, choice).small.clone() },
+            None => ClassifierBackend::Fallback,
         }
     };
     Ok(IntentClassifier::new(backend, limit))

@@ -105,12 +105,13 @@ pub async fn post_message(
         Some(name) if !name.is_empty() => name.to_owned(),
         _ => default_title(text),
     };
-    let channel = if wants_event_stream(&headers) { "web" } else { "api" };
+    let streamed = wants_event_stream(&headers);
+    let channel = if streamed { "web" } else { "api" };
     let conversation = state.agent.open_conversation(&name, channel).await?;
     // Every API caller either holds a configured token or sits on this machine (loopback-only mode).
     let receiver =
         state.agent.spawn_turn(TurnRequest { conversation, text: text.to_owned(), is_admin: true, images: Vec::new() });
-    if wants_event_stream(&headers) {
+    if streamed {
         return Ok(Sse::new(sse_events(receiver))
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response());

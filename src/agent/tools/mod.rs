@@ -172,13 +172,6 @@ impl ToolRegistry {
         Self { tools: BTreeMap::new(), policy, breakers }
     }
 
-    /// The built-in tools that need nothing but the database.
-    pub fn with_builtin_tools() -> Self {
-        let mut registry = Self::default();
-        registry.register_builtin_tools();
-        registry
-    }
-
     /// History search and the job tools: they need nothing but the database.
     pub fn register_builtin_tools(&mut self) {
         self.register(Arc::new(SearchHistory));
