@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Aimock, TestApp, use_anthropic};
-use serde_json::json;
+use serde_json::{Value, json};
 use valor::agent::context::{self, summary::SUMMARY_HEADER};
 use valor::config::{Settings, Tier};
 use valor::storage::{MessageRole, NewConversation, NewMessage, Store};
@@ -124,4 +124,122 @@ async fn a_slow_summary_falls_back_to_the_extractive_one() {
     let sent = turn_request["body"]["messages"].to_string();
     assert!(sent.contains("14 March"), "the extractive summary should carry the planted fact");
     assert!(!sent.contains("arrives far too late"));
+}
+
+/// The Anthropic Messages API as far as these turns need it: a streamed
+/// answer that reports no usage (as aimock does), and `count_tokens`, which
+/// counts one token per 1.75 bytes of text — twice the default estimate's
+/// density — plus the per-message overhead.
+async fn anthropic_that_counts_tokens() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use axum::Json;
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+    fn text_bytes(value: &Value) -> usize {
+        match value {
+            Value::Object(fields) => fields
+                .iter()
+                .map(|(key, v)| match v {
+                    Value::String(s) if key == "text" || key == "content" => s.len(),
+                    _ => text_bytes(v),
+                })
+                .sum(),
+            Value::Array(items) => items.iter().map(text_bytes).sum(),
+            _ => 0,
+        }
+    }
+    async fn messages(State(seen): State<Seen>, Json(body): Json<Value>) -> impl axum::response::IntoResponse {
+        seen.lock().unwrap().push(("messages".into(), body));
+        let events = [
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null, "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Noted."}}),
+            ),
+            ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 0}}),
+            ),
+            ("message_stop", json!({"type": "message_stop"})),
+        ];
+        let sse: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
+        ([("content-type", "text/event-stream")], sse)
+    }
+    async fn count(State(seen): State<Seen>, headers: HeaderMap, Json(body): Json<Value>) -> Json<Value> {
+        let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let tools = body.get("tools").map_or(0, |t| t.to_string().len());
+        let bytes = text_bytes(&body["system"]) + text_bytes(&body["messages"]) + tools;
+        let messages = body["messages"].as_array().map_or(0, Vec::len);
+        seen.lock().unwrap().push((format!("count key={key}"), body));
+        Json(json!({ "input_tokens": (bytes as f64 / 1.75) as usize + 4 * messages }))
+    }
+    let seen = Seen::default();
+    let router = axum::Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn anthropics_token_count_calibrates_the_budget_for_the_next_turn() {
+    let (url, seen) = anthropic_that_counts_tokens().await;
+    let data = tempfile::tempdir().unwrap();
+    let conversation = seed(data.path()).await;
+    let app = TestApp::spawn_in(data, |s| {
+        s.llm.provider = valor::config::ProviderChoice::Anthropic;
+        s.anthropic.api_key = Some("sk-ant-test-secret".to_owned().into());
+        s.anthropic.base_url = url;
+        s.context.budget_tokens = 1500;
+        s.context.summary_tokens = 300;
+        s.context.summarize_with_model = false;
+    })
+    .await;
+    app.send_ok(&conversation, "first question").await;
+
+    // The count is asked once, in the background, with the request the model read.
+    let mut ratio = None;
+    for _ in 0..100 {
+        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        ratio = metrics
+            .lines()
+            .find(|l| l.starts_with("valor_context_bytes_per_token{") && l.contains("claude-"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        if ratio.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ratio = ratio.expect("no calibrated ratio in /metrics");
+    assert!((1.6..1.9).contains(&ratio), "learned {ratio} bytes per token, the counter says 1.75");
+    let (label, counted) = seen.lock().unwrap().iter().find(|(l, _)| l.starts_with("count")).cloned().unwrap();
+    assert_eq!(label, "count key=sk-ant-test-secret");
+    let mut fields: Vec<&String> = counted.as_object().unwrap().keys().collect();
+    fields.sort();
+    assert_eq!(fields, ["messages", "model", "system", "tools"], "generation fields must not be sent");
+
+    app.send_ok(&conversation, "second question").await;
+    let sent: Vec<usize> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, _)| l == "messages")
+        .map(|(_, body)| body["messages"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[1] * 4 < sent[0] * 3, "the denser count must keep fewer messages: {sent:?}");
+    assert_eq!(seen.lock().unwrap().iter().filter(|(l, _)| l.starts_with("count")).count(), 1, "counted once");
 }

@@ -59,6 +59,8 @@ pub struct AgentParts {
     pub max_tokens: u32,
     /// Counts turns in progress (load shedding, `/api/status`).
     pub monitor: ResourceMonitor,
+    /// Per-model token ratios learned from the providers' counts.
+    pub calibration: context::TokenCalibration,
 }
 
 /// Cheap to clone; shared by all channels.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::context::prepare;
+use super::context::{TokenCalibration, prepare};
 use super::events::{AgentEvent, ToolCallReport};
 use super::prompt::{PromptContext, system_prompt, today};
 use super::tools::{ToolContext, ToolError};
@@ -237,7 +237,8 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         .await
         .map_err(Failure::Storage)?;
     let summarizer = Some((models.client.as_ref(), models.tiers.small.as_str()));
-    let prepared = prepare(&parts.store, &parts.context, summarizer, &state.conversation_id, &stored).await;
+    let estimator = parts.calibration.estimator_for(model_name);
+    let prepared = prepare(&parts.store, &parts.context, estimator, summarizer, &state.conversation_id, &stored).await;
     if let Err(error) =
         parts.store.record_turn_context(&state.turn_id, prepared.context_tokens, prepared.tokens_saved).await
     {
@@ -265,6 +266,9 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         chat.tools = tools.clone();
         chat.max_tokens = parts.max_tokens;
         let response = stream_one_step(state, models.client.as_ref(), &chat).await?;
+        if state.steps == 1 {
+            calibrate(&parts.calibration, &models.client, chat, response.usage.input_tokens);
+        }
         state.usage.input_tokens += response.usage.input_tokens;
         state.usage.output_tokens += response.usage.output_tokens;
         let assistant = response.message;
@@ -316,6 +320,38 @@ fn attach_images(messages: &mut [Message], images: &[super::media::ImageAttachme
 }
 
 /// One model call, streaming its text to the channel as it arrives.
+/// Teaches the token estimate this model's ratio: from the answer's own
+/// input-token usage, else (once per model) from the provider's count
+/// endpoint, asked in the background so the turn never waits for it.
+fn calibrate(
+    calibration: &TokenCalibration,
+    client: &std::sync::Arc<dyn crate::llm::ChatModel>,
+    chat: ChatRequest,
+    input_tokens: u64,
+) {
+    if input_tokens > 0 {
+        calibration.observe(&chat.model, &chat, input_tokens);
+        return;
+    }
+    if calibration.is_calibrated(&chat.model) || !calibration.claim_count(&chat.model) {
+        return;
+    }
+    let (calibration, client) = (calibration.clone(), client.clone());
+    tokio::spawn(async move {
+        match tokio::time::timeout(COUNT_TIMEOUT, client.count_input_tokens(&chat)).await {
+            Ok(Ok(Some(tokens))) => {
+                calibration.observe(&chat.model, &chat, tokens);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "token count unavailable; keeping the estimate"),
+            Err(_) => tracing::debug!("token count timed out; keeping the estimate"),
+        }
+    });
+}
+
+/// How long a background token count may take.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn stream_one_step(
     state: &mut TurnState<'_>,
     model: &dyn crate::llm::ChatModel,

@@ -77,6 +77,7 @@ impl App {
             routes: settings.intent.routes.clone(),
             max_tokens: settings.llm.max_tokens,
             monitor: ResourceMonitor::new(&settings.resources, settings.telegram.bot_token.is_some()),
+            calibration: Default::default(),
         });
         let jobs = build_job_system(&settings, &store, &agent);
         let components = component_statuses(&settings, &agent);

@@ -34,16 +34,19 @@ impl AnthropicClient {
         request: &ChatRequest,
         stream: bool,
     ) -> reqwest::RequestBuilder {
+        let builder = self.post(client, "/v1/messages", &wire::request_body(request, stream));
+        if stream { builder.header("accept", "text/event-stream") } else { builder }
+    }
+
+    /// `POST {base}{path}` with the Anthropic headers and a JSON body.
+    fn post(&self, client: &reqwest::Client, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
         let mut builder = client
-            .post(self.transport.url("/v1/messages"))
+            .post(self.transport.url(path))
             .header("anthropic-version", ANTHROPIC_VERSION)
             .header("content-type", "application/json")
-            .json(&wire::request_body(request, stream));
+            .json(body);
         if let Some(key) = self.transport.api_key() {
             builder = builder.header("x-api-key", key);
-        }
-        if stream {
-            builder = builder.header("accept", "text/event-stream");
         }
         builder
     }
@@ -68,6 +71,12 @@ impl ChatModel for AnthropicClient {
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {
         let body = self.transport.send_streaming(|client| self.build_request(client, request, true)).await?;
         Ok(fold_sse_stream(body, stream::AnthropicStreamState::default()))
+    }
+
+    async fn count_input_tokens(&self, request: &ChatRequest) -> Result<Option<u64>, LlmError> {
+        let body = wire::count_tokens_body(request);
+        let answer = self.transport.send_json(|client| self.post(client, "/v1/messages/count_tokens", &body)).await?;
+        wire::parse_token_count(&answer).map(Some)
     }
 }
 

@@ -37,4 +37,11 @@ pub trait ChatModel: Send + Sync {
     /// One streamed call. Retries happen only before the first byte of the
     /// answer; an error after that ends the stream with that error.
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError>;
+
+    /// The provider's own count of the input tokens `request` would use
+    /// (Anthropic's `count_tokens` endpoint); `None` when the provider has no
+    /// such endpoint, so callers fall back to an estimate.
+    async fn count_input_tokens(&self, _request: &ChatRequest) -> Result<Option<u64>, LlmError> {
+        Ok(None)
+    }
 }

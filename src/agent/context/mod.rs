@@ -19,7 +19,7 @@ mod tokens;
 
 pub use prepare::{PreparedContext, Summarizer, policy_from, prepare, span_key};
 pub use priority::Priority;
-pub use tokens::TokenEstimator;
+pub use tokens::{TokenCalibration, TokenEstimator, request_bytes};
 
 use crate::storage::{MessageRole, StoredMessage};
 

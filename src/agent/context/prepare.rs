@@ -52,14 +52,17 @@ pub fn span_key(dropped: &[&StoredMessage]) -> String {
     format!("{first}-{last}-{}-{hash:016x}", dropped.len())
 }
 
+/// `estimator` is the token estimate for the model the turn will call
+/// (calibrated by [`super::TokenCalibration`] when the provider has counted).
 pub async fn prepare(
     store: &Store,
     settings: &ContextSettings,
+    estimator: TokenEstimator,
     summarizer: Summarizer<'_>,
     conversation_id: &str,
     stored: &[StoredMessage],
 ) -> PreparedContext {
-    let policy = policy_from(settings);
+    let policy = ContextPolicy { estimator, ..policy_from(settings) };
     let selection = select(stored, &policy);
     if selection.dropped.is_empty() {
         return PreparedContext {

@@ -134,3 +134,42 @@ fn the_extractive_summary_keeps_fact_sentences_in_order_within_the_limit() {
     let tiny = summary::extractive(&refs, 120);
     assert!(tiny.len() <= 120, "{tiny}");
 }
+
+fn request_of(text: &str) -> crate::llm::ChatRequest {
+    crate::llm::ChatRequest::new("model-a", "", vec![crate::llm::Message::user_text(text)])
+}
+
+#[test]
+fn calibration_learns_a_models_ratio_and_leaves_others_on_the_default() {
+    let calibration = TokenCalibration::default();
+    let request = request_of(&"x".repeat(2000));
+    // 2000 bytes read as 1000 tokens (+4 overhead): 2 bytes per token.
+    assert_eq!(calibration.observe("model-a", &request, 1004), Some(2.0));
+    assert_eq!(calibration.estimator_for("model-a").bytes_per_token, 2.0);
+    assert_eq!(calibration.estimator_for("model-b"), TokenEstimator::default());
+    // A later count moves the ratio part of the way, not all of it.
+    let moved = calibration.observe("model-a", &request, 504).unwrap();
+    assert!((moved - (2.0 * 0.7 + 4.0 * 0.3)).abs() < 1e-4, "{moved}");
+}
+
+#[test]
+fn calibration_ignores_implausible_counts_and_images() {
+    let calibration = TokenCalibration::default();
+    let request = request_of(&"x".repeat(2000));
+    assert_eq!(calibration.observe("m", &request, 4), None, "no tokens beyond the overhead");
+    assert_eq!(calibration.observe("m", &request, 20), None, "100 bytes per token is no tokenizer");
+    let mut with_image = request_of("look");
+    with_image.messages[0]
+        .content
+        .push(crate::llm::ContentBlock::Image { media_type: "image/png".into(), data_base64: "AAAA".into() });
+    assert_eq!(calibration.observe("m", &with_image, 10), None);
+    assert!(!calibration.is_calibrated("m"));
+}
+
+#[test]
+fn the_count_endpoint_is_claimed_once_per_model() {
+    let calibration = TokenCalibration::default();
+    assert!(calibration.claim_count("m"));
+    assert!(!calibration.claim_count("m"));
+    assert!(calibration.claim_count("n"));
+}

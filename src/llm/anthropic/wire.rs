@@ -50,6 +50,22 @@ pub fn request_body(request: &ChatRequest, stream: bool) -> Value {
     body
 }
 
+/// The `POST /v1/messages/count_tokens` body: what the model would read —
+/// model, system, messages and tools; the endpoint refuses generation fields
+/// such as `max_tokens` and `stream`.
+pub fn count_tokens_body(request: &ChatRequest) -> Value {
+    let mut body = request_body(request, false);
+    if let Some(fields) = body.as_object_mut() {
+        fields.retain(|name, _| matches!(name.as_str(), "model" | "system" | "messages" | "tools"));
+    }
+    body
+}
+
+/// The `count_tokens` answer: `{"input_tokens": N}`.
+pub fn parse_token_count(body: &Value) -> Result<u64, LlmError> {
+    body.get("input_tokens").and_then(Value::as_u64).ok_or_else(|| invalid("token count answer has no input_tokens"))
+}
+
 fn message_json(message: &Message) -> Value {
     let role = match message.role {
         Role::User => "user",

@@ -169,3 +169,20 @@ fn an_image_becomes_a_base64_image_block_as_in_the_recorded_request() {
     let expected: Value = serde_json::from_str(&fixture("anthropic_request_image.json")).unwrap();
     assert_eq!(body, expected);
 }
+
+#[test]
+fn count_tokens_body_keeps_what_the_model_reads_and_drops_generation_fields() {
+    let mut request = conversation();
+    request.temperature = Some(0.2);
+    let body = count_tokens_body(&request);
+    let mut fields: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["messages", "model", "system", "tools"]);
+    assert_eq!(body["messages"], request_body(&request, false)["messages"]);
+}
+
+#[test]
+fn token_count_answer_is_read_or_refused() {
+    assert_eq!(parse_token_count(&json!({ "input_tokens": 1234 })).unwrap(), 1234);
+    assert!(matches!(parse_token_count(&json!({ "tokens": 5 })), Err(LlmError::InvalidResponse(_))));
+}
