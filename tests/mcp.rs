@@ -306,3 +306,82 @@ fn conformance_checks(dir: &Path) -> Vec<Value> {
     }
     checks
 }
+
+async fn telegram_conversation(store: &Store, chat_id: i64) -> String {
+    let conversation =
+        NewConversation { title: format!("chat {chat_id}"), channel: "telegram".into(), chat_id: Some(chat_id) };
+    store.create_conversation(conversation).await.unwrap().id
+}
+
+/// One `tools/call` through the Inspector CLI over HTTP: (exit code, result).
+async fn call_over_http(app: &TestApp, tool: &str, args: &[String]) -> (Option<i32>, Value) {
+    let url = app.url("/mcp");
+    let mut all = vec!["--header", "Authorization: Bearer mcp-secret", "--method", "tools/call", "--tool-name", tool];
+    all.push("--tool-arg");
+    all.extend(args.iter().map(String::as_str));
+    let run = inspector(&[&url], &all, app.data_dir.as_ref().unwrap().path()).await;
+    let result = serde_json::from_str(&run.stdout).unwrap_or_else(|_| panic!("{}\n{}", run.stdout, run.stderr));
+    (run.code, result)
+}
+
+fn text(result: &Value) -> &str {
+    result["content"][0]["text"].as_str().unwrap()
+}
+
+/// An MCP call acts with the permissions of its `chat_id`'s people: an
+/// admin's Telegram chat as admin, a whitelisted user's chat or an allowed
+/// group as non-admins (no side-effect tools, the daily spending limit per
+/// chat), any other chat refused.
+#[tokio::test]
+async fn mcp_calls_get_the_permissions_and_spending_limit_of_their_chat() {
+    let mock = common::Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "tide"}, "response": {"content": "High tide at 06:12."}}]))
+        .await;
+    let app = TestApp::spawn(|s| {
+        s.server.api_tokens = vec!["mcp-secret".to_owned().into()];
+        s.telegram.admins = vec![111];
+        s.telegram.allowed_users = vec![valor::config::UserRef::Id(222)];
+        s.telegram.groups = vec![-300];
+        s.perplexity.api_key = Some("pplx-test".to_owned().into());
+        s.perplexity.base_url = mock.url.clone();
+        s.tools.non_admin_daily_spend_cents = 1;
+        s.jobs.workers = 0;
+    })
+    .await;
+    let store = app.store().await;
+    let (admin, user, group, stranger) = (
+        telegram_conversation(&store, 111).await,
+        telegram_conversation(&store, 222).await,
+        telegram_conversation(&store, -300).await,
+        telegram_conversation(&store, 999).await,
+    );
+    let args = |chat: &str, rest: &[&str]| -> Vec<String> {
+        std::iter::once(format!("chat_id={chat}")).chain(rest.iter().map(|a| (*a).to_owned())).collect()
+    };
+
+    let (code, refused) = call_over_http(&app, "search_history", &args(&stranger, &["query=x"])).await;
+    assert_eq!((code, &refused["isError"]), (Some(5), &json!(true)));
+    assert!(text(&refused).starts_with("Telegram chat 999 has no permission to use valor's tools"), "{refused}");
+
+    let queue = ["task=count the boats"];
+    let (code, denied) = call_over_http(&app, "queue_task", &args(&user, &queue)).await;
+    assert_eq!((code, text(&denied)), (Some(5), "queue_task is available to admins only"));
+    let (code, queued) = call_over_http(&app, "queue_task", &args(&admin, &queue)).await;
+    assert_eq!(code, Some(0), "{queued}");
+    let (code, read) = call_over_http(&app, "search_history", &args(&user, &["query=boats"])).await;
+    assert_eq!(code, Some(0), "{read}");
+
+    let search = ["query=tide"];
+    let (code, first) = call_over_http(&app, "web_search", &args(&user, &search)).await;
+    assert_eq!((code, text(&first)), (Some(0), "High tide at 06:12."));
+    let (code, over) = call_over_http(&app, "web_search", &args(&user, &search)).await;
+    assert_eq!(code, Some(5), "{over}");
+    assert!(text(&over).starts_with("web_search is refused: this chat's spending on paid tools is limited to $0.01"));
+    // The group pays from its own budget; the admin is not limited.
+    assert_eq!(call_over_http(&app, "web_search", &args(&group, &search)).await.0, Some(0));
+    for _ in 0..2 {
+        assert_eq!(call_over_http(&app, "web_search", &args(&admin, &search)).await.0, Some(0));
+    }
+    assert_eq!(store.spent_since("telegram:222", 0).await.unwrap(), 6_000);
+    assert_eq!(store.spent_since("telegram:111", 0).await.unwrap(), 12_000);
+}

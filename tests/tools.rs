@@ -413,3 +413,81 @@ async fn the_agent_lists_notion_tasks_and_answers_from_them() {
     assert!(output.contains("| Ship the harbour app | High | In progress |"), "{output}");
     assert_eq!(fake.state.last_request.lock().unwrap().clone().unwrap().1["database"], "harbour-db");
 }
+
+/// The agent door of the spending limit: a non-admin turn (as Telegram runs
+/// them for non-admins) asks for two paid searches under a one-cent limit;
+/// the first (≈ 0.6 ¢) runs, the second is refused as a tool error the model
+/// sees. An admin turn in the same chat is not limited.
+#[tokio::test]
+async fn a_non_admin_turn_stops_at_its_chat_s_daily_spending_limit_and_an_admin_turn_does_not() {
+    let mock = Aimock::start().await;
+    let two_searches = json!({"toolCalls": [
+        {"name": "web_search", "arguments": {"query": "tide tables"}},
+        {"name": "web_search", "arguments": {"query": "harbour fees"}}]});
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "search twice", "hasToolResult": false}, "response": two_searches},
+        {"match": {"userMessage": "tide tables"}, "response": {"content": "High tide at 06:12."}},
+        {"match": {"userMessage": "harbour fees"}, "response": {"content": "Mooring costs 20 EUR."}},
+        {"match": {"userMessage": "search twice", "hasToolResult": true}, "response": {"content": "Done."}}
+    ]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::test_settings(dir.path());
+    use_openai(&mut settings, &mock);
+    settings.perplexity.api_key = Some("pplx-test".to_owned().into());
+    settings.perplexity.base_url = mock.url.clone();
+    settings.tools.non_admin_daily_spend_cents = 1;
+    settings.jobs.workers = 0;
+    let app = valor::app::App::build(settings).await.unwrap();
+    let conversation = app
+        .store
+        .create_conversation(valor::storage::NewConversation {
+            title: "harbour chat".into(),
+            channel: "telegram".into(),
+            chat_id: Some(4242),
+        })
+        .await
+        .unwrap();
+    let turn = |is_admin: bool| {
+        let request = valor::agent::TurnRequest {
+            conversation: conversation.clone(),
+            text: "please search twice".into(),
+            is_admin,
+            images: Vec::new(),
+        };
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
+        let agent = app.agent.clone();
+        async move {
+            let drain = tokio::spawn(async move { while receiver.recv().await.is_some() {} });
+            let outcome = agent.run_turn(request, &sender).await;
+            drop(sender);
+            drain.await.unwrap();
+            outcome
+        }
+    };
+
+    let outcome = turn(false).await;
+    assert_eq!(outcome.reply, "Done.");
+    let (ran, refused): (Vec<_>, Vec<_>) = outcome.tool_calls.iter().partition(|call| !call.is_error);
+    assert_eq!((ran.len(), refused.len()), (1, 1), "{:#?}", outcome.tool_calls);
+    assert!(["High tide at 06:12.", "Mooring costs 20 EUR."].contains(&ran[0].output.as_str()), "{ran:?}");
+    assert!(
+        refused[0].output.starts_with(
+            "web_search is refused: this chat's spending on paid tools is limited to $0.01 a day for non-admins \
+             ($0.006 used today, this call costs about $0.006)"
+        ),
+        "{}",
+        refused[0].output
+    );
+    // Only one search reached Perplexity; the refusal went back to the model.
+    let searches = mock.requests_to("/chat/completions").await;
+    let to_perplexity = searches.iter().filter(|r| r["body"]["model"] == app.settings.perplexity.model.as_str());
+    assert_eq!(to_perplexity.count(), 1);
+    let last = mock.requests_to("/v1/chat/completions").await.pop().unwrap();
+    assert!(last["body"].to_string().contains("web_search is refused"), "{last}");
+    assert_eq!(app.store.spent_since("telegram:4242", 0).await.unwrap(), 6_000);
+
+    let outcome = turn(true).await;
+    assert!(outcome.tool_calls.iter().all(|call| !call.is_error), "{:#?}", outcome.tool_calls);
+    assert_eq!(app.store.spent_since("telegram:4242", 0).await.unwrap(), 18_000);
+}

@@ -12,10 +12,14 @@
 //! chose (default `warning`); a failed tool call is also sent as a
 //! `notifications/message` at `warning` when the level lets it through.
 //!
-//! Invariants: tool failures, bad arguments and unknown chats are MCP tool
-//! errors (`isError: true`), never protocol errors; calls go through the
-//! registry, so its permission policy applies. MCP callers hold an API token
-//! (HTTP) or local process access (stdio) and are treated as admins.
+//! Permissions: a call acts with the permissions of the people of its
+//! `chat_id`'s conversation (`access.rs`: an admin's Telegram chat or a
+//! web/API/terminal conversation as admin, other allowed chats as
+//! non-admins, the rest refused); the registry then applies the tool
+//! permissions and the non-admin spending limit, as for the agent.
+//!
+//! Invariants: tool failures, bad arguments, unknown chats and refused
+//! permissions are MCP tool errors (`isError: true`), never protocol errors.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -23,12 +27,12 @@ use std::time::Duration;
 
 // MCP logging is deprecated by SEP-2577 but still part of the protocol
 // versions valor speaks (2025-06-18, 2025-11-25), whose clients call it.
-#[allow(deprecated)]
-use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
+#[allow(deprecated)]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -37,8 +41,12 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::tools::{Tool as ValorTool, ToolContext, ToolError, ToolRegistry};
-use crate::config::McpSettings;
+use crate::config::{McpSettings, Settings, TelegramSettings};
 use crate::storage::Store;
+
+mod access;
+
+use access::acts_as_admin;
 
 /// The MCP view of the registry.
 #[derive(Clone)]
@@ -46,6 +54,8 @@ pub struct McpServer {
     tools: ToolRegistry,
     store: Store,
     tool_timeout: Duration,
+    /// Who a `chat_id` acts as (Telegram's access rules).
+    telegram: Arc<TelegramSettings>,
     /// The session's `logging/setLevel` choice (a fresh one per HTTP session).
     log_level: Arc<AtomicU8>,
 }
@@ -79,8 +89,14 @@ impl std::fmt::Debug for McpServer {
 }
 
 impl McpServer {
-    pub fn new(tools: ToolRegistry, store: Store, tool_timeout: Duration) -> Self {
-        Self { tools, store, tool_timeout, log_level: Arc::new(AtomicU8::new(LogLevel::WARNING.0)) }
+    pub fn new(tools: ToolRegistry, store: Store, settings: &Settings) -> Self {
+        Self {
+            tools,
+            store,
+            tool_timeout: Duration::from_secs(settings.agent.tool_timeout_secs),
+            telegram: Arc::new(settings.telegram.clone()),
+            log_level: Arc::new(AtomicU8::new(LogLevel::WARNING.0)),
+        }
     }
 
     /// The same server with its own session state (logging level).
@@ -130,11 +146,12 @@ impl McpServer {
                 return Err("the conversation could not be looked up; see valor's log".into());
             }
         };
+        let is_admin = acts_as_admin(&self.telegram, &conversation)?;
         let context = ToolContext {
             store: self.store.clone(),
             conversation_id: conversation.id,
             turn_id: format!("mcp-{}", uuid::Uuid::now_v7()),
-            is_admin: true,
+            is_admin,
         };
         self.tools.call(&context, name, Value::Object(arguments), self.tool_timeout).await.map_err(
             |error| match error {
