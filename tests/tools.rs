@@ -491,3 +491,71 @@ async fn a_non_admin_turn_stops_at_its_chat_s_daily_spending_limit_and_an_admin_
     assert!(outcome.tool_calls.iter().all(|call| !call.is_error), "{:#?}", outcome.tool_calls);
     assert_eq!(app.store.spent_since("telegram:4242", 0).await.unwrap(), 18_000);
 }
+
+/// `read_link` with a summarizer on the OpenAI wire (aimock): `max_chars`
+/// small enough that the article is "long".
+fn summarising_read_link(h: &Harness, model_url: String) -> ReadLink {
+    let config = valor::llm::transport::TransportConfig {
+        base_url: model_url,
+        api_key: Some("sk-test".to_owned().into()),
+        request_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(2),
+        max_retries: 0,
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_millis(50),
+    };
+    let model = Arc::new(valor::llm::openai::OpenAiClient::new(config).unwrap());
+    let summarizer = valor::agent::tools::read_link::Summarizer { model, model_name: "small-model".into() };
+    let service = ExternalService::new("read_link", "reading links", h.breakers.clone(), fast_policy());
+    let ip: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let limits = ReadLinkLimits { max_bytes: 1024 * 1024, max_chars: 40 };
+    ReadLink::with_network(
+        limits,
+        service,
+        Some(summarizer),
+        AddressPolicy::public_and(vec![ip]),
+        Arc::new(FixedResolver(ip)),
+    )
+}
+
+#[tokio::test]
+async fn read_link_summarises_a_long_page_with_the_model_and_falls_back_to_the_extract_when_it_fails() {
+    let h = harness().await;
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "Summarise this web page"},
+        "response": {"content": "- The lamp was relit at 21:40.\n- 40 litres of fuel left."}}]))
+        .await;
+    let base = fakes::pages("127.0.0.2", String::new()).await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let url = format!("http://news.example:{port}/article");
+    let tool = summarising_read_link(&h, format!("{}/v1", mock.url));
+    assert!(tool.cost_microusd() > 0, "summaries cost money");
+
+    let summary = read(&tool, &h, &url).await.unwrap();
+    assert_eq!(
+        summary,
+        format!(
+            "Title: The Lighthouse Report\nURL: {url}\nSummary of a long page:\n\n\
+             - The lamp was relit at 21:40.\n- 40 litres of fuel left."
+        )
+    );
+    let asked = mock.requests_to("/v1/chat/completions").await;
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["body"]["model"], "small-model");
+    let prompt = asked[0]["body"]["messages"].to_string();
+    assert!(prompt.contains("Title: The Lighthouse Report") && prompt.contains("Fuel left: 40 litres."), "{prompt}");
+
+    // The model fails (a 500, no retries here): the cut extract comes back instead.
+    mock.queue_error(500, "server_error", "the model is down").await;
+    let fallback = read(&tool, &h, &url).await.unwrap();
+    assert!(fallback.starts_with(&format!("Title: The Lighthouse Report\nURL: {url}\n\n")), "{fallback}");
+    assert!(!fallback.contains("Summary of a long page"), "{fallback}");
+    let body = fallback.split("\n\n").skip(1).collect::<Vec<_>>().join("\n\n");
+    assert!(body.starts_with("Keeper's log") && body.chars().count() <= 41, "{body:?}");
+
+    // An unreachable model gives the same fallback, and the page fetch is not blamed.
+    let unreachable = summarising_read_link(&h, format!("{}/v1", common::closed_port_url().await));
+    let fallback = read(&unreachable, &h, &url).await.unwrap();
+    assert!(fallback.starts_with("Title: The Lighthouse Report") && !fallback.contains("Summary"), "{fallback}");
+    assert!(h.breakers.snapshot().iter().all(|b| b.consecutive_failures == 0));
+}
