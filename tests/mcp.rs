@@ -277,7 +277,8 @@ async fn inspector_scenario(target: &[&str], extra: &[&str], chat_id: &str, cwd:
         inspector(target, &args, cwd).await
     };
 
-    let listed = run(with(&["--method", "tools/list"])).await;
+    // --strict: exit 6 if a tool schema has an error-severity portability problem.
+    let listed = run(with(&["--method", "tools/list", "--strict"])).await;
     assert_eq!(listed.code, Some(0), "stdout:\n{}\nstderr:\n{}", listed.stdout, listed.stderr);
     let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
     let search = listed["tools"].as_array().unwrap().iter().find(|tool| tool["name"] == "search_history").unwrap();
