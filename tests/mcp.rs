@@ -277,9 +277,10 @@ async fn inspector_scenario(target: &[&str], extra: &[&str], chat_id: &str, cwd:
         inspector(target, &args, cwd).await
     };
 
-    // --strict: exit 6 if a tool schema has an error-severity portability problem.
+    // --strict: exit 6 on an error-severity schema portability problem; warnings go to stderr.
     let listed = run(with(&["--method", "tools/list", "--strict"])).await;
     assert_eq!(listed.code, Some(0), "stdout:\n{}\nstderr:\n{}", listed.stdout, listed.stderr);
+    assert!(!listed.stderr.contains("Warning: tool"), "tool schemas are not portable:\n{}", listed.stderr);
     let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
     let search = listed["tools"].as_array().unwrap().iter().find(|tool| tool["name"] == "search_history").unwrap();
     assert_eq!(search["inputSchema"]["required"], json!(["query", "chat_id"]));

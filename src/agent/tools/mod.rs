@@ -116,6 +116,7 @@ impl<T: TypedTool> Tool for T {
             map.remove("$schema");
             map.remove("title");
         }
+        without_null_types(&mut schema);
         schema
     }
 
@@ -331,6 +332,32 @@ async fn payer_of(context: &ToolContext) -> String {
     }
 }
 
+/// Optional fields are offered as optional, not as nullable: a derived
+/// `"type": ["integer", "null"]` becomes `"type": "integer"` (and its `null`
+/// default goes), which every client's schema dialect reads; the field stays
+/// out of `required`, and a `null` sent anyway still parses as absent.
+fn without_null_types(schema: &mut serde_json::Value) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(types)) = map.get("type") {
+                let kept: Vec<&serde_json::Value> = types.iter().filter(|kind| *kind != "null").collect();
+                if let [single] = kept[..]
+                    && kept.len() < types.len()
+                {
+                    let single = single.clone();
+                    map.insert("type".into(), single);
+                    if map.get("default").is_some_and(serde_json::Value::is_null) {
+                        map.remove("default");
+                    }
+                }
+            }
+            map.values_mut().for_each(without_null_types);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_null_types),
+        _ => {}
+    }
+}
+
 fn spec_of(tool: &dyn Tool) -> ToolSpec {
     ToolSpec {
         name: tool.name().to_owned(),
@@ -388,6 +415,19 @@ mod tests {
     fn the_configured_list_decides_what_non_admins_may_use() {
         let registry = registry(ToolPolicy { non_admin_tools: Some(vec!["paint".into()]), ..ToolPolicy::default() });
         assert_eq!(names(registry.specs_for(false)), ["paint"]);
+    }
+
+    #[test]
+    fn optional_fields_are_optional_not_nullable() {
+        let schema = SearchHistory.input_schema();
+        assert_eq!(schema["properties"]["limit"]["type"], "integer", "{schema}");
+        assert!(schema["properties"]["limit"].get("default").is_none(), "{schema}");
+        assert_eq!(schema["required"], serde_json::json!(["query"]));
+        assert!(!schema.to_string().contains("\"null\""), "{schema}");
+        // A null sent anyway still reads as absent.
+        let input: search_history::SearchHistoryInput =
+            serde_json::from_value(serde_json::json!({"query": "x", "limit": null})).unwrap();
+        assert_eq!(input.limit, None);
     }
 
     #[test]
