@@ -64,8 +64,7 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
         }
         Command::Mcp => {
             let app = App::build(settings).await?;
-            let timeout = std::time::Duration::from_secs(app.settings.agent.tool_timeout_secs);
-            let server = valor::mcp::McpServer::new(app.agent.tools().clone(), app.store.clone(), timeout);
+            let server = valor::mcp::McpServer::new(app.agent.tools().clone(), app.store.clone(), &app.settings);
             server.serve_stdio().await?;
             app.store.close().await;
             Ok(())

@@ -413,3 +413,149 @@ async fn the_agent_lists_notion_tasks_and_answers_from_them() {
     assert!(output.contains("| Ship the harbour app | High | In progress |"), "{output}");
     assert_eq!(fake.state.last_request.lock().unwrap().clone().unwrap().1["database"], "harbour-db");
 }
+
+/// The agent door of the spending limit: a non-admin turn (as Telegram runs
+/// them for non-admins) asks for two paid searches under a one-cent limit;
+/// the first (≈ 0.6 ¢) runs, the second is refused as a tool error the model
+/// sees. An admin turn in the same chat is not limited.
+#[tokio::test]
+async fn a_non_admin_turn_stops_at_its_chat_s_daily_spending_limit_and_an_admin_turn_does_not() {
+    let mock = Aimock::start().await;
+    let two_searches = json!({"toolCalls": [
+        {"name": "web_search", "arguments": {"query": "tide tables"}},
+        {"name": "web_search", "arguments": {"query": "harbour fees"}}]});
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "search twice", "hasToolResult": false}, "response": two_searches},
+        {"match": {"userMessage": "tide tables"}, "response": {"content": "High tide at 06:12."}},
+        {"match": {"userMessage": "harbour fees"}, "response": {"content": "Mooring costs 20 EUR."}},
+        {"match": {"userMessage": "search twice", "hasToolResult": true}, "response": {"content": "Done."}}
+    ]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::test_settings(dir.path());
+    use_openai(&mut settings, &mock);
+    settings.perplexity.api_key = Some("pplx-test".to_owned().into());
+    settings.perplexity.base_url = mock.url.clone();
+    settings.tools.non_admin_daily_spend_cents = 1;
+    settings.jobs.workers = 0;
+    let app = valor::app::App::build(settings).await.unwrap();
+    let conversation = app
+        .store
+        .create_conversation(valor::storage::NewConversation {
+            title: "harbour chat".into(),
+            channel: "telegram".into(),
+            chat_id: Some(4242),
+        })
+        .await
+        .unwrap();
+    let turn = |is_admin: bool| {
+        let request = valor::agent::TurnRequest {
+            conversation: conversation.clone(),
+            text: "please search twice".into(),
+            is_admin,
+            images: Vec::new(),
+        };
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
+        let agent = app.agent.clone();
+        async move {
+            let drain = tokio::spawn(async move { while receiver.recv().await.is_some() {} });
+            let outcome = agent.run_turn(request, &sender).await;
+            drop(sender);
+            drain.await.unwrap();
+            outcome
+        }
+    };
+
+    let outcome = turn(false).await;
+    assert_eq!(outcome.reply, "Done.");
+    let (ran, refused): (Vec<_>, Vec<_>) = outcome.tool_calls.iter().partition(|call| !call.is_error);
+    assert_eq!((ran.len(), refused.len()), (1, 1), "{:#?}", outcome.tool_calls);
+    assert!(["High tide at 06:12.", "Mooring costs 20 EUR."].contains(&ran[0].output.as_str()), "{ran:?}");
+    assert!(
+        refused[0].output.starts_with(
+            "web_search is refused: this chat's spending on paid tools is limited to $0.01 a day for non-admins \
+             ($0.006 used today, this call costs about $0.006)"
+        ),
+        "{}",
+        refused[0].output
+    );
+    // Only one search reached Perplexity; the refusal went back to the model.
+    let searches = mock.requests_to("/chat/completions").await;
+    let to_perplexity = searches.iter().filter(|r| r["body"]["model"] == app.settings.perplexity.model.as_str());
+    assert_eq!(to_perplexity.count(), 1);
+    let last = mock.requests_to("/v1/chat/completions").await.pop().unwrap();
+    assert!(last["body"].to_string().contains("web_search is refused"), "{last}");
+    assert_eq!(app.store.spent_since("telegram:4242", 0).await.unwrap(), 6_000);
+
+    let outcome = turn(true).await;
+    assert!(outcome.tool_calls.iter().all(|call| !call.is_error), "{:#?}", outcome.tool_calls);
+    assert_eq!(app.store.spent_since("telegram:4242", 0).await.unwrap(), 18_000);
+}
+
+/// `read_link` with a summarizer on the OpenAI wire (aimock): `max_chars`
+/// small enough that the article is "long".
+fn summarising_read_link(h: &Harness, model_url: String) -> ReadLink {
+    let config = valor::llm::transport::TransportConfig {
+        base_url: model_url,
+        api_key: Some("sk-test".to_owned().into()),
+        request_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(2),
+        max_retries: 0,
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_millis(50),
+    };
+    let model = Arc::new(valor::llm::openai::OpenAiClient::new(config).unwrap());
+    let summarizer = valor::agent::tools::read_link::Summarizer { model, model_name: "small-model".into() };
+    let service = ExternalService::new("read_link", "reading links", h.breakers.clone(), fast_policy());
+    let ip: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let limits = ReadLinkLimits { max_bytes: 1024 * 1024, max_chars: 40 };
+    ReadLink::with_network(
+        limits,
+        service,
+        Some(summarizer),
+        AddressPolicy::public_and(vec![ip]),
+        Arc::new(FixedResolver(ip)),
+    )
+}
+
+#[tokio::test]
+async fn read_link_summarises_a_long_page_with_the_model_and_falls_back_to_the_extract_when_it_fails() {
+    let h = harness().await;
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "Summarise this web page"},
+        "response": {"content": "- The lamp was relit at 21:40.\n- 40 litres of fuel left."}}]))
+        .await;
+    let base = fakes::pages("127.0.0.2", String::new()).await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let url = format!("http://news.example:{port}/article");
+    let tool = summarising_read_link(&h, format!("{}/v1", mock.url));
+    assert!(tool.cost_microusd() > 0, "summaries cost money");
+
+    let summary = read(&tool, &h, &url).await.unwrap();
+    assert_eq!(
+        summary,
+        format!(
+            "Title: The Lighthouse Report\nURL: {url}\nSummary of a long page:\n\n\
+             - The lamp was relit at 21:40.\n- 40 litres of fuel left."
+        )
+    );
+    let asked = mock.requests_to("/v1/chat/completions").await;
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["body"]["model"], "small-model");
+    let prompt = asked[0]["body"]["messages"].to_string();
+    assert!(prompt.contains("Title: The Lighthouse Report") && prompt.contains("Fuel left: 40 litres."), "{prompt}");
+
+    // The model fails (a 500, no retries here): the cut extract comes back instead.
+    mock.queue_error(500, "server_error", "the model is down").await;
+    let fallback = read(&tool, &h, &url).await.unwrap();
+    assert!(fallback.starts_with(&format!("Title: The Lighthouse Report\nURL: {url}\n\n")), "{fallback}");
+    assert!(!fallback.contains("Summary of a long page"), "{fallback}");
+    let body = fallback.split("\n\n").skip(1).collect::<Vec<_>>().join("\n\n");
+    assert!(body.starts_with("Keeper's log") && body.chars().count() <= 41, "{body:?}");
+
+    // An unreachable model gives the same fallback, and the page fetch is not blamed.
+    let unreachable = summarising_read_link(&h, format!("{}/v1", common::closed_port_url().await));
+    let fallback = read(&unreachable, &h, &url).await.unwrap();
+    assert!(fallback.starts_with("Title: The Lighthouse Report") && !fallback.contains("Summary"), "{fallback}");
+    assert!(h.breakers.snapshot().iter().all(|b| b.consecutive_failures == 0));
+}

@@ -111,11 +111,7 @@ impl App {
             tracing::info!("{}: {state} — {}", component.name, component.detail);
         }
         let grace = self.settings.server.shutdown_grace();
-        let mcp = crate::mcp::McpServer::new(
-            self.agent.tools().clone(),
-            self.store.clone(),
-            std::time::Duration::from_secs(self.settings.agent.tool_timeout_secs),
-        );
+        let mcp = crate::mcp::McpServer::new(self.agent.tools().clone(), self.store.clone(), &self.settings);
         let mcp = axum::Router::new().fallback_service(mcp.http_service(&self.settings.mcp, shutdown.child_token()));
         let mut router = crate::http::router_with_mcp(state, Some(mcp));
         if let Some(channel) = &telegram {

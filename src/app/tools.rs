@@ -36,7 +36,7 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
         },
         Arc::new(SystemClock),
     );
-    let policy = ToolPolicy { non_admin_tools: settings.tools.non_admin_tools.clone() };
+    let policy = ToolPolicy::from_settings(&settings.tools);
     let mut registry = ToolRegistry::new(policy, breakers.clone());
     registry.register_builtin_tools();
     let call_policy = call_policy(settings);

@@ -1,8 +1,10 @@
 //! The `[tools]` section: resilience limits for every external call a tool
-//! makes, `read_link` limits, and which tools non-admins may use.
+//! makes, `read_link` limits, which tools non-admins may use and how much
+//! they may spend.
 //!
 //! Invariant: the defaults are safe — tools with side effects (writing files,
-//! spending money) are for admins unless `non_admin_tools` names them.
+//! starting work) are for admins unless `non_admin_tools` names them, and
+//! paid tools stop for a non-admin chat at its daily spending limit.
 
 use serde::Deserialize;
 
@@ -28,6 +30,9 @@ pub struct ToolsSettings {
     pub read_link_max_chars: usize,
     /// Tool names non-admin users may use. Unset: every tool without side effects.
     pub non_admin_tools: Option<Vec<String>>,
+    /// What a non-admin chat may spend on paid tools per UTC day, in US
+    /// cents (by the tools' cost estimates); 0 = no paid tools for non-admins.
+    pub non_admin_daily_spend_cents: u32,
 }
 
 impl Default for ToolsSettings {
@@ -42,6 +47,7 @@ impl Default for ToolsSettings {
             read_link_max_bytes: 2 * 1024 * 1024,
             read_link_max_chars: 12_000,
             non_admin_tools: None,
+            non_admin_daily_spend_cents: 20,
         }
     }
 }

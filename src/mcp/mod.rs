@@ -8,18 +8,31 @@
 //! behind the API bearer token, with Host/Origin checks against DNS
 //! rebinding (rmcp's allow-lists, from `[mcp]` settings).
 //!
-//! Invariants: tool failures, bad arguments and unknown chats are MCP tool
-//! errors (`isError: true`), never protocol errors; calls go through the
-//! registry, so its permission policy applies. MCP callers hold an API token
-//! (HTTP) or local process access (stdio) and are treated as admins.
+//! Logging (`logging/setLevel`): each session keeps the level its client
+//! chose (default `warning`); a failed tool call is also sent as a
+//! `notifications/message` at `warning` when the level lets it through.
+//!
+//! Permissions: a call acts with the permissions of the people of its
+//! `chat_id`'s conversation (`access.rs`: an admin's Telegram chat or a
+//! web/API/terminal conversation as admin, other allowed chats as
+//! non-admins, the rest refused); the registry then applies the tool
+//! permissions and the non-admin spending limit, as for the agent.
+//!
+//! Invariants: tool failures, bad arguments, unknown chats and refused
+//! permissions are MCP tool errors (`isError: true`), never protocol errors.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
+// MCP logging is deprecated by SEP-2577 but still part of the protocol
+// versions valor speaks (2025-06-18, 2025-11-25), whose clients call it.
+#[allow(deprecated)]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -28,8 +41,12 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::tools::{Tool as ValorTool, ToolContext, ToolError, ToolRegistry};
-use crate::config::McpSettings;
+use crate::config::{McpSettings, Settings, TelegramSettings};
 use crate::storage::Store;
+
+mod access;
+
+use access::acts_as_admin;
 
 /// The MCP view of the registry.
 #[derive(Clone)]
@@ -37,6 +54,32 @@ pub struct McpServer {
     tools: ToolRegistry,
     store: Store,
     tool_timeout: Duration,
+    /// Who a `chat_id` acts as (Telegram's access rules).
+    telegram: Arc<TelegramSettings>,
+    /// The session's `logging/setLevel` choice (a fresh one per HTTP session).
+    log_level: Arc<AtomicU8>,
+}
+
+/// MCP's syslog levels in order of severity (`LoggingLevel` has no order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogLevel(u8);
+
+impl LogLevel {
+    const WARNING: LogLevel = LogLevel(3);
+
+    #[allow(deprecated)]
+    fn of(level: LoggingLevel) -> Self {
+        LogLevel(match level {
+            LoggingLevel::Debug => 0,
+            LoggingLevel::Info => 1,
+            LoggingLevel::Notice => 2,
+            LoggingLevel::Warning => 3,
+            LoggingLevel::Error => 4,
+            LoggingLevel::Critical => 5,
+            LoggingLevel::Alert => 6,
+            LoggingLevel::Emergency => 7,
+        })
+    }
 }
 
 impl std::fmt::Debug for McpServer {
@@ -46,8 +89,23 @@ impl std::fmt::Debug for McpServer {
 }
 
 impl McpServer {
-    pub fn new(tools: ToolRegistry, store: Store, tool_timeout: Duration) -> Self {
-        Self { tools, store, tool_timeout }
+    pub fn new(tools: ToolRegistry, store: Store, settings: &Settings) -> Self {
+        Self {
+            tools,
+            store,
+            tool_timeout: Duration::from_secs(settings.agent.tool_timeout_secs),
+            telegram: Arc::new(settings.telegram.clone()),
+            log_level: Arc::new(AtomicU8::new(LogLevel::WARNING.0)),
+        }
+    }
+
+    /// The same server with its own session state (logging level).
+    fn for_session(&self) -> Self {
+        Self { log_level: Arc::new(AtomicU8::new(LogLevel::WARNING.0)), ..self.clone() }
+    }
+
+    fn logs(&self, level: LogLevel) -> bool {
+        level.0 >= self.log_level.load(Ordering::Relaxed)
     }
 
     /// Serve one client over stdin/stdout until it disconnects.
@@ -68,7 +126,7 @@ impl McpServer {
             .with_allowed_origins(settings.allowed_origins.clone())
             .enforce_origin_validation()
             .with_cancellation_token(shutdown);
-        StreamableHttpService::new(move || Ok(self.clone()), Arc::new(LocalSessionManager::default()), config)
+        StreamableHttpService::new(move || Ok(self.for_session()), Arc::new(LocalSessionManager::default()), config)
     }
 
     async fn run(&self, name: &str, arguments: Option<Map<String, Value>>) -> Result<String, String> {
@@ -88,11 +146,12 @@ impl McpServer {
                 return Err("the conversation could not be looked up; see valor's log".into());
             }
         };
+        let is_admin = acts_as_admin(&self.telegram, &conversation)?;
         let context = ToolContext {
             store: self.store.clone(),
             conversation_id: conversation.id,
             turn_id: format!("mcp-{}", uuid::Uuid::now_v7()),
-            is_admin: true,
+            is_admin,
         };
         self.tools.call(&context, name, Value::Object(arguments), self.tool_timeout).await.map_err(
             |error| match error {
@@ -129,7 +188,9 @@ pub fn mcp_tool(tool: &dyn ValorTool) -> Tool {
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        #[allow(deprecated)]
+        let capabilities = ServerCapabilities::builder().enable_tools().enable_logging().build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("valor", env!("CARGO_PKG_VERSION")))
             .with_instructions("valor's tools. Every call needs chat_id: the valor conversation to act in.")
     }
@@ -145,13 +206,37 @@ impl ServerHandler for McpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let result = match self.run(&request.name, request.arguments).await {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
-            Err(text) => CallToolResult::error(vec![ContentBlock::text(text)]),
+            Err(text) => {
+                if self.logs(LogLevel::WARNING) {
+                    #[allow(deprecated)]
+                    let message = LoggingMessageNotificationParam::new(
+                        LoggingLevel::Warning,
+                        json!({"tool": request.name.as_ref(), "error": text}),
+                    )
+                    .with_logger("valor");
+                    #[allow(deprecated)]
+                    if let Err(error) = context.peer.notify_logging_message(message).await {
+                        tracing::debug!(%error, "MCP: the log notification was not delivered");
+                    }
+                }
+                CallToolResult::error(vec![ContentBlock::text(text)])
+            }
         };
         Ok(result.into())
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log_level.store(LogLevel::of(request.level).0, Ordering::Relaxed);
+        Ok(())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

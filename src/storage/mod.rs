@@ -18,6 +18,7 @@ mod jobs;
 mod jobs_batch;
 mod records;
 mod schedules;
+mod spend;
 mod telegram;
 mod types;
 mod workspace;
@@ -25,6 +26,7 @@ mod workspace;
 pub use daydream::{ChildProcess, DaydreamPhase, DaydreamSession, JobKindStats};
 pub use job_types::*;
 pub use schedules::ScheduleState;
+pub use spend::NewSpend;
 pub use telegram::{NewTelegramReply, TelegramInbound, TelegramOutboxRow, TelegramUpdateRow};
 
 pub use types::*;

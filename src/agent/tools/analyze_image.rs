@@ -73,6 +73,11 @@ impl TypedTool for AnalyzeImage {
     const DESCRIPTION: &'static str = "Look at an image and answer a question about it: an image from this chat \
         (the path in an `[image: …]` note), an image file in valor's data folder, or an http(s) link to an image.";
 
+    /// One vision call of the medium-tier model.
+    fn cost_microusd(&self) -> u64 {
+        10_000
+    }
+
     async fn run(&self, _context: &ToolContext, input: AnalyzeImageInput) -> Result<String, ToolError> {
         let question = input.question.trim();
         let question = if question.is_empty() { "Describe this image." } else { question };

@@ -53,7 +53,11 @@ impl TypedTool for DelegateCodeTask {
         final summary (files changed, cost) are posted to this conversation. Follow-ups continue the same \
         Claude Code session.";
     const SIDE_EFFECTS: bool = true;
-    const SPENDS_MONEY: bool = true;
+
+    /// A short Claude Code run (admins only by default: it has side effects).
+    fn cost_microusd(&self) -> u64 {
+        250_000
+    }
 
     async fn run(&self, context: &ToolContext, input: DelegateCodeTaskInput) -> Result<String, ToolError> {
         let task = input.task.trim();

@@ -4,8 +4,8 @@
 //! `[image: media/generated/<id>.png]` reference, which channels that can
 //! show images (Telegram) send as a photo (`agent::media::produced_images`).
 //!
-//! Invariants: costs money, so it is marked `SPENDS_MONEY` (non-admins do not
-//! get it by default); every call goes through the `image_generation`
+//! Invariants: costs money, so it carries a cost estimate (non-admins are
+//! held to the daily spending limit); every call goes through the `image_generation`
 //! service (breaker, time limit, retries); the key is only a bearer header.
 
 use std::path::PathBuf;
@@ -89,7 +89,11 @@ impl TypedTool for GenerateImage {
     const NAME: &'static str = "generate_image";
     const DESCRIPTION: &'static str = "Create an image from a text description (OpenAI images). The image is \
         saved and shown to the user; describe subject, style and composition in the prompt.";
-    const SPENDS_MONEY: bool = true;
+
+    /// About one standard 1024×1024 image.
+    fn cost_microusd(&self) -> u64 {
+        40_000
+    }
 
     async fn run(&self, _context: &ToolContext, input: GenerateImageInput) -> Result<String, ToolError> {
         let prompt = input.prompt.trim();

@@ -255,6 +255,11 @@ impl TypedTool for ReadLink {
     const DESCRIPTION: &'static str = "Read a web page (http/https link) and return its readable text, \
         summarised when long. Use it when the user shares a link or asks what a page says.";
 
+    /// A possible summary by the small-tier model; free without a model.
+    fn cost_microusd(&self) -> u64 {
+        if self.summarizer.is_some() { 2_000 } else { 0 }
+    }
+
     async fn run(&self, _context: &ToolContext, input: ReadLinkInput) -> Result<String, ToolError> {
         let url = Url::parse(input.url.trim())
             .map_err(|error| ToolError::RespondToModel(format!("that is not a valid link: {error}")))?;

@@ -62,6 +62,11 @@ impl TypedTool for WebSearch {
     const DESCRIPTION: &'static str = "Search the web for current information and get a short answer with its \
         sources. Use it for news, prices, releases, documentation or anything that may have changed recently.";
 
+    /// One Perplexity request with its tokens.
+    fn cost_microusd(&self) -> u64 {
+        6_000
+    }
+
     async fn run(&self, _context: &ToolContext, input: WebSearchInput) -> Result<String, ToolError> {
         let query = input.query.trim();
         if query.is_empty() {
