@@ -401,6 +401,18 @@ pub enum UserRef {
     Username(String),
 }
 
+impl UserRef {
+    /// True for the user with this id or username (case-insensitive, a leading `@` ignored).
+    pub fn matches(&self, id: Option<i64>, username: Option<&str>) -> bool {
+        match self {
+            UserRef::Id(wanted) => id == Some(*wanted),
+            UserRef::Username(name) => {
+                username.is_some_and(|username| username.eq_ignore_ascii_case(name.trim_start_matches('@')))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelegramSettings {

@@ -6,7 +6,7 @@
 //! the final notice. The session id is stored per (conversation, workspace)
 //! so the next run in the chat continues it (`--resume`).
 //!
-//! Payload: `{"task", "workspace", "fresh_session"}`. The workspace is looked
+//! Payload: `{"task", "workspace", "fresh_session", "requester"}`. The workspace is looked
 //! up again at run time (config may have changed since it was queued). A
 //! cancel or valor's shutdown kills the run's process group; the worker then
 //! records "cancelled" or hands the job back so it runs again after a restart.
@@ -48,6 +48,7 @@ impl JobHandler for ClaudeCodeHandler {
             return Err(JobError::Fail("the payload needs `task` and `workspace`".into()));
         };
         let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let requester = crate::workspace::Requester::from_payload(&payload);
         let Some(conversation_id) = context.job.conversation_id.clone() else {
             return Err(JobError::Fail("a code run needs the conversation it was asked in".into()));
         };
@@ -55,7 +56,7 @@ impl JobHandler for ClaudeCodeHandler {
         let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
         let workspace = self
             .workspaces
-            .for_conversation(store, &conversation, Some(&name))
+            .for_conversation(store, &conversation, Some(&name), &requester)
             .await
             .map_err(|error| JobError::Fail(error.to_string()))?;
         let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };

@@ -4,9 +4,16 @@
 //! conversation as notices. A follow-up continues the chat's previous Claude
 //! Code session unless the model asks for a fresh one.
 //!
+//! When the run has to wait behind the concurrency limit of its kind, the
+//! answer says "queued, position N" (the jobs API, `job_status` and `/jobs`
+//! show the same place in line while it waits).
+//!
 //! Invariants: the workspace is checked (and audit-logged) before anything
-//! is queued, so a chat without a workspace gets a clear answer; the job
-//! reaches the queue through the Store only (the agent never imports `jobs`).
+//! is queued — including its `allowed_users` against the message's sender,
+//! who is stored in the payload so the run is checked again when it starts —
+//! so a chat without a workspace or a member without access gets a clear
+//! answer; the job reaches the queue through the Store only (the agent never
+//! imports `jobs`).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -14,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::project_context::workspace_for;
 use super::{ToolContext, ToolError, TypedTool};
-use crate::storage::{JobFilter, JobStatus, NewJob, wall_clock_ms};
+use crate::storage::{NewJob, wall_clock_ms};
 use crate::workspace::{CLAUDE_CODE_KIND, Workspaces};
 
 /// A crashed run is re-run once; a run that failed on its own is not retried (it spends money).
@@ -36,11 +43,13 @@ pub struct DelegateCodeTaskInput {
 #[derive(Debug, Clone)]
 pub struct DelegateCodeTask {
     workspaces: Workspaces,
+    /// Most code runs at once (`[jobs.concurrency]`); `None`: unlimited.
+    concurrency: Option<u32>,
 }
 
 impl DelegateCodeTask {
-    pub fn new(workspaces: Workspaces) -> Self {
-        Self { workspaces }
+    pub fn new(workspaces: Workspaces, concurrency: Option<u32>) -> Self {
+        Self { workspaces, concurrency }
     }
 }
 
@@ -67,6 +76,7 @@ impl TypedTool for DelegateCodeTask {
             kind: CLAUDE_CODE_KIND.into(),
             payload: serde_json::json!({
                 "task": task, "workspace": workspace.name, "fresh_session": input.fresh_session,
+                "requester": context.requester(),
             }),
             priority: 0,
             run_at_ms: None,
@@ -77,11 +87,19 @@ impl TypedTool for DelegateCodeTask {
         let error = |error: crate::storage::StorageError| {
             ToolError::RespondToModel(format!("the code task could not be queued: {error}"))
         };
-        let id = context.store.enqueue_job(new, wall_clock_ms()).await.map_err(error)?.job.id;
-        let ahead = runs_ahead(context, id).await.map_err(error)?;
-        let position = match ahead {
-            0 => "It starts as soon as a worker is free.".to_owned(),
-            n => format!("{n} code run(s) are ahead of it in the queue."),
+        let job = context.store.enqueue_job(new, wall_clock_ms()).await.map_err(error)?.job;
+        let id = job.id;
+        let position = context.store.queue_position(&job).await.map_err(error)?;
+        let running = context.store.running_jobs_of_kind(&job.kind).await.map_err(error)?;
+        let position = match position {
+            Some(1) if self.concurrency.is_none_or(|limit| running < i64::from(limit)) => {
+                "It starts as soon as a worker is free.".to_owned()
+            }
+            Some(n) => format!(
+                "All code-run slots are busy ({running} running): it is queued, position {n}. Tell the user \
+                 it is queued at position {n}."
+            ),
+            None => format!("It is already {}.", job.status.as_str()),
         };
         Ok(format!(
             "Queued as job #{id} in workspace {:?}. {position} Tell the user you are on it (job #{id}); \
@@ -89,15 +107,4 @@ impl TypedTool for DelegateCodeTask {
             workspace.name
         ))
     }
-}
-
-/// Claude Code runs queued or running before job `id`.
-async fn runs_ahead(context: &ToolContext, id: i64) -> crate::storage::StorageResult<usize> {
-    let mut ahead = 0;
-    for status in [JobStatus::Queued, JobStatus::Running] {
-        let filter = JobFilter { status: Some(status), conversation_id: None, limit: 500 };
-        let jobs = context.store.list_jobs(&filter).await?;
-        ahead += jobs.iter().filter(|job| job.kind == CLAUDE_CODE_KIND && job.id < id).count();
-    }
-    Ok(ahead)
 }

@@ -59,6 +59,15 @@ pub struct ToolContext {
     /// The turn making the call (its own messages are excluded from history searches).
     pub turn_id: String,
     pub is_admin: bool,
+    /// The chat member who sent the message (Telegram), for per-workspace `allowed_users`.
+    pub user: Option<crate::workspace::ChatUser>,
+}
+
+impl ToolContext {
+    /// Who is asking, for workspace access checks.
+    pub fn requester(&self) -> crate::workspace::Requester {
+        crate::workspace::Requester { user: self.user.clone(), is_admin: self.is_admin }
+    }
 }
 
 /// A tool as the registry sees it.
@@ -289,7 +298,8 @@ mod tests {
     async fn a_refused_call_goes_back_to_the_model() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("v.db")).await.unwrap();
-        let context = ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: false };
+        let context =
+            ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: false, user: None };
         let registry = registry(ToolPolicy::default());
         let refused = registry.call(&context, "paint", serde_json::json!({}), Duration::from_secs(5)).await;
         assert_eq!(refused, Err(ToolError::RespondToModel("paint is available to admins only".into())));
