@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run valor's whole test suite on a fresh machine: installs the out-of-process
 # stand-ins the tests use (Node.js packages: the aimock LLM server,
-# playwright-core and the Claude Code CLI; Debian's Chromium for the browser test; the MCP Python SDK), then runs every
+# playwright-core, the Claude Code and Gemini CLIs; Debian's Chromium for the browser test; the MCP Python SDK), then runs every
 # Rust test. Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ command -v chromium >/dev/null || apt_install chromium
 
 # package-lock.json pins the stand-ins; `npm ci` reinstalls them exactly.
 if [ ! -f node_modules/@copilotkit/aimock/dist/cli.js ] || [ ! -d node_modules/playwright-core ] \
-   || [ ! -x node_modules/.bin/claude ] \
+   || [ ! -x node_modules/.bin/claude ] || [ ! -x node_modules/.bin/gemini ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -11,11 +11,13 @@ mod housekeeping;
 mod jobs_cli;
 mod providers;
 pub mod tools;
+mod workspace_cli;
 
 pub use daydream_cli::{build_daydream, daydream_run_command};
 pub use doctor::{DoctorRow, DoctorState, doctor};
 pub use jobs_cli::{JobsAction, jobs_command};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
+pub use workspace_cli::{WorkspaceAction, workspace_command};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

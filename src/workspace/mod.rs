@@ -13,6 +13,7 @@ mod access;
 pub mod claude;
 mod paths;
 pub mod stream_json;
+pub mod subagents;
 
 pub use access::{ChatUser, Requester, may_use};
 pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathRefusal, Workspace};
@@ -64,6 +65,19 @@ impl Workspaces {
         self.entries.iter().map(|entry| entry.name.as_str()).collect()
     }
 
+    /// Every configured entry, in configuration order.
+    pub fn entries(&self) -> &[WorkspaceSettings] {
+        &self.entries
+    }
+
+    /// The entry named `name` (for operator commands, which need no conversation).
+    pub fn by_name(&self, name: &str) -> Result<&WorkspaceSettings, WorkspaceError> {
+        if self.entries.is_empty() {
+            return Err(WorkspaceError::NoneConfigured);
+        }
+        self.entries.iter().find(|entry| entry.name == name).ok_or_else(|| WorkspaceError::Unknown(name.to_owned()))
+    }
+
     /// The configuration entry a conversation may use (no file-system access).
     pub fn entry_for(
         &self,
@@ -87,11 +101,7 @@ impl Workspaces {
             };
         }
         match requested {
-            Some(name) => self
-                .entries
-                .iter()
-                .find(|entry| entry.name == name)
-                .ok_or_else(|| WorkspaceError::Unknown(name.to_owned())),
+            Some(name) => self.by_name(name),
             None => Err(WorkspaceError::NameRequired(self.names().join(", "))),
         }
     }
