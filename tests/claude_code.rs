@@ -110,7 +110,11 @@ fn use_claude_code(settings: &mut Settings, mock: &Aimock, home: &Path) {
     .collect();
     settings.jobs.workers = 0;
     settings.jobs.lease_secs = 3;
+    // The router's model for interactive work reaches the CLI (as ANTHROPIC_MODEL).
+    settings.routing.claude_models.medium = ROUTED_MODEL.into();
 }
+
+const ROUTED_MODEL: &str = "claude-routed-medium-1";
 
 /// Script valor's model to delegate `task` when the user says `ask`.
 async fn script_delegation(mock: &Aimock, ask: &str, task: &str, workspace: &str) {
@@ -177,6 +181,9 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
     let outcome = worker.try_execute_next().await.unwrap().expect("the code run did not start");
     assert_eq!(outcome.job_id, id);
     assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    let models: Vec<Value> =
+        mock.requests_to("/v1/messages").await.iter().map(|r| r["body"]["model"].clone()).collect();
+    assert!(models.contains(&json!(ROUTED_MODEL)), "the routed model was not used: {models:?}");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["files_changed"], json!(["hello.txt"]));

@@ -6,7 +6,8 @@
 //! the final notice. The session id is stored per (conversation, workspace)
 //! so the next run in the chat continues it (`--resume`).
 //!
-//! Payload: `{"task", "workspace", "fresh_session", "requester"}`. The workspace is looked
+//! Payload: `{"task", "workspace", "fresh_session", "requester", "route"}`;
+//! the route's model (the router's tier choice) is passed as `ANTHROPIC_MODEL`. The workspace is looked
 //! up again at run time (config may have changed since it was queued). A
 //! cancel or valor's shutdown kills the run's process group; the worker then
 //! records "cancelled" or hands the job back so it runs again after a restart.
@@ -20,6 +21,7 @@ use super::handler::{JobContext, JobError, JobHandler};
 use crate::agent::streaming::{ContentKind, StreamPolicy, StreamingOptimizer};
 use crate::storage::StorageError;
 use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
+use crate::workspace::router::{Executor, Route};
 use crate::workspace::stream_json::{ClaudeEvent, RunSummary, progress_line};
 use crate::workspace::{CLAUDE_CODE_KIND, Workspace, Workspaces};
 
@@ -65,15 +67,20 @@ impl JobHandler for ClaudeCodeHandler {
             None => format!("Claude Code is starting in workspace {name:?}"),
         };
         context.notify_progress(0, &start, None).await.map_err(retry)?;
-        let mut outcome = self.run_once(context, &workspace, &task, resume.as_deref(), 1).await;
+        let mut config = self.config.clone();
+        if let Some(route) = Route::from_payload(&payload) {
+            config.env.insert("ANTHROPIC_MODEL".into(), route.model);
+        }
+        let config = &config;
+        let mut outcome = self.run_once(config, context, &workspace, &task, resume.as_deref(), 1).await;
         if resume.is_some() && could_not_resume(&outcome) {
             // A session the CLI no longer knows: forget it and start a new one, once.
             store.clear_claude_session(&conversation_id, &name).await.map_err(retry)?;
             let text = "the previous Claude Code session could not be resumed; starting a new one";
             context.notify_progress(RESTART_STEPS, text, None).await.map_err(retry)?;
-            outcome = self.run_once(context, &workspace, &task, None, RESTART_STEPS + 1).await;
+            outcome = self.run_once(config, context, &workspace, &task, None, RESTART_STEPS + 1).await;
         }
-        finish(store, &conversation_id, &workspace, outcome).await
+        finish(store, &conversation_id, &workspace, outcome, Executor::ClaudeCode).await
     }
 }
 
@@ -83,6 +90,7 @@ const RESTART_STEPS: u32 = 10_000;
 impl ClaudeCodeHandler {
     async fn run_once(
         &self,
+        config: &ClaudeRunConfig,
         context: &JobContext,
         workspace: &Workspace,
         task: &str,
@@ -90,8 +98,8 @@ impl ClaudeCodeHandler {
         first_step: u32,
     ) -> Result<RunSummary, RunError> {
         let (sender, receiver) = mpsc::channel(256);
-        let run = run_claude(&self.config, workspace, task, resume, &context.cancel, sender);
-        let progress = report_progress(context, workspace, self.policy, receiver, first_step);
+        let run = run_claude(config, workspace, task, resume, &context.cancel, sender);
+        let progress = report_progress(context, workspace, self.policy, receiver, first_step, Executor::ClaudeCode);
         let (outcome, ()) = tokio::join!(run, progress);
         outcome
     }
@@ -102,17 +110,19 @@ fn could_not_resume(outcome: &Result<RunSummary, RunError>) -> bool {
     matches!(outcome, Ok(summary) if !summary.initialized && summary.result.as_ref().is_some_and(|(error, _)| *error))
 }
 
-fn retry(error: StorageError) -> JobError {
+pub(super) fn retry(error: StorageError) -> JobError {
     JobError::Retry(error.to_string())
 }
 
 /// Store every progress line; post them to the chat when the streaming policy says so.
-async fn report_progress(
+/// (Shared by the executors: their events are parsed into the same shape.)
+pub(super) async fn report_progress(
     context: &JobContext,
     workspace: &Workspace,
     policy: StreamPolicy,
     mut receiver: mpsc::Receiver<ClaudeEvent>,
     first_step: u32,
+    executor: Executor,
 ) {
     let mut optimizer = StreamingOptimizer::new(policy);
     let mut summary = RunSummary::default();
@@ -136,7 +146,11 @@ async fn report_progress(
                 };
                 if let ClaudeEvent::Spawned { pid } = event {
                     let pid = i64::from(pid);
-                    let command = format!("claude (job #{})", context.job.id);
+                    let program = match executor {
+                        Executor::ClaudeCode => "claude",
+                        Executor::GeminiCli => "gemini",
+                    };
+                    let command = format!("{program} (job #{})", context.job.id);
                     match context.store.register_child_process(pid, &command, context.clock.now_ms()).await {
                         Ok(()) => spawned = Some(pid),
                         Err(error) => tracing::warn!(job = context.job.id, "could not record child process {pid}: {error}"),
@@ -144,7 +158,7 @@ async fn report_progress(
                     continue;
                 }
                 summary.apply(&event);
-                if let Some(line) = progress_line(&event, &summary) {
+                if let Some(line) = progress_line(executor.label(), &event, &summary) {
                     let line = line.replace(&format!("{}/", workspace.root().display()), "");
                     let _ = context.report_progress(&line, None).await;
                     pending = Some(line);
@@ -163,12 +177,13 @@ async fn report_progress(
     }
 }
 
-/// Turn the run's outcome into the job's result (and remember the session).
-async fn finish(
+/// Turn the run's outcome into the job's result (and remember a Claude Code session).
+pub(super) async fn finish(
     store: &crate::storage::Store,
     conversation_id: &str,
     workspace: &Workspace,
     outcome: Result<RunSummary, RunError>,
+    executor: Executor,
 ) -> Result<serde_json::Value, JobError> {
     let summary = match &outcome {
         Ok(summary) => Some(summary),
@@ -177,7 +192,8 @@ async fn finish(
         }
         Err(RunError::Spawn { .. }) => None,
     };
-    if let Some(session) = summary.and_then(|summary| summary.session_id.as_deref()) {
+    if let (Executor::ClaudeCode, Some(session)) = (executor, summary.and_then(|summary| summary.session_id.as_deref()))
+    {
         store.set_claude_session(conversation_id, &workspace.name, session).await.map_err(retry)?;
     }
     let summary = match outcome {
@@ -188,16 +204,15 @@ async fn finish(
     let (is_error, text) = summary.result.clone().unwrap_or((true, String::new()));
     let files: Vec<String> = summary.files_touched.iter().map(|file| workspace.display_relative(file)).collect();
     if is_error {
-        return Err(JobError::Fail(format!("Claude Code reported an error: {text}")));
+        return Err(JobError::Fail(format!("{} reported an error: {text}", executor.label())));
     }
     let files_line = if files.is_empty() { "none".to_owned() } else { files.join(", ") };
-    let reply = format!(
-        "{}\n\nFiles changed: {files_line}\nTurns: {} · cost ${:.4} · session {}",
-        text.trim(),
-        summary.turns,
-        summary.cost_usd,
-        summary.session_id.as_deref().unwrap_or("?")
-    );
+    let session = summary.session_id.as_deref().unwrap_or("?");
+    let stats = match executor {
+        Executor::ClaudeCode => format!("Turns: {} · cost ${:.4} · session {session}", summary.turns, summary.cost_usd),
+        Executor::GeminiCli => format!("Gemini CLI · {} tool call(s) · session {session}", summary.tool_uses),
+    };
+    let reply = format!("{}\n\nFiles changed: {files_line}\n{stats}", text.trim());
     Ok(json!({
         "reply": reply,
         "summary": text,
@@ -206,5 +221,6 @@ async fn finish(
         "turns": summary.turns,
         "session_id": summary.session_id,
         "workspace": workspace.name,
+        "executor": executor,
     }))
 }

@@ -1,6 +1,9 @@
-//! Workspaces: which project directory a chat works in, the checks every
-//! path a tool or a Claude Code run touches goes through (`paths.rs`), and
-//! the Claude Code runner (`claude.rs`, its event stream in `stream_json.rs`).
+//! Workspaces: which project directory a chat works in and who may use it
+//! (`access.rs`), the checks every path a tool or a code run touches goes
+//! through (`paths.rs`), the executor router (`router.rs`), the runners —
+//! Claude Code (`claude.rs`, events in `stream_json.rs`) and the Gemini CLI
+//! (`gemini.rs`), both on `process.rs` — and the subagent templates
+//! (`subagents.rs`).
 //!
 //! Invariants: a conversation reaches a workspace only through
 //! [`Workspaces::for_conversation`] — a Telegram chat only the workspace
@@ -11,7 +14,10 @@
 
 mod access;
 pub mod claude;
+pub mod gemini;
 mod paths;
+pub mod process;
+pub mod router;
 pub mod stream_json;
 pub mod subagents;
 
@@ -25,6 +31,8 @@ use crate::storage::{Conversation, NewAuditEvent, Store};
 
 /// The job kind of a delegated Claude Code run (queued by `delegate_code_task`, run by `jobs`).
 pub const CLAUDE_CODE_KIND: &str = "claude_code";
+/// The job kind of a delegated Gemini CLI run (background work routed by `router`).
+pub const GEMINI_CLI_KIND: &str = "gemini_cli";
 
 /// Why a conversation cannot work in a workspace (the text is the user's answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
