@@ -93,3 +93,46 @@ impl RoutingSettings {
         validate_models(&self.claude_models, "routing.claude_models")
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<super::super::Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("valor.toml");
+        std::fs::write(&path, toml).unwrap();
+        super::super::load(Some(&path), &super::super::EnvSource::default())
+    }
+
+    #[test]
+    fn gemini_and_routing_load_from_toml_and_bad_values_name_their_key() {
+        let settings = load(
+            "[gemini]\nenabled = true\napproval_mode = \"yolo\"\n\
+             models = { small = \"a\", medium = \"b\", large = \"c\" }\n\
+             [routing]\nbackground_tier = \"medium\"\n",
+        )
+        .unwrap();
+        assert!(settings.gemini.enabled);
+        assert_eq!(settings.gemini.models.for_tier(Tier::Large), "c");
+        assert_eq!(settings.routing.background_tier, Tier::Medium);
+        assert_eq!(settings.routing.claude_models.small, "haiku");
+        let cases = [
+            ("[gemini]\napproval_mode = \"always\"\n", "gemini.approval_mode"),
+            ("[gemini]\ntime_limit_secs = 0\n", "gemini.time_limit_secs"),
+            ("[gemini]\nenabled = true\nbin = \" \"\n", "gemini.bin"),
+            ("[gemini]\nmodels = { small = \"\", medium = \"b\", large = \"c\" }\n", "gemini.models.small"),
+            (
+                "[routing]\nclaude_models = { small = \"a\", medium = \"b\", large = \" \" }\n",
+                "routing.claude_models.large",
+            ),
+            ("[routing]\nbackground_tier = \"huge\"\n", "background_tier"),
+            ("[gemini]\nmodle = \"x\"\n", "modle"),
+        ];
+        for (toml, key) in cases {
+            let error = load(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml:?}: {error}");
+        }
+    }
+}

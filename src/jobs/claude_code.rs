@@ -45,22 +45,9 @@ impl JobHandler for ClaudeCodeHandler {
     }
 
     async fn run(&self, context: &JobContext, payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
-        let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
-        let (Some(task), Some(name)) = (text("task"), text("workspace")) else {
-            return Err(JobError::Fail("the payload needs `task` and `workspace`".into()));
-        };
+        let CodeRun { task, name, conversation_id, workspace } = open_run(&self.workspaces, context, &payload).await?;
         let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false);
-        let requester = crate::workspace::Requester::from_payload(&payload);
-        let Some(conversation_id) = context.job.conversation_id.clone() else {
-            return Err(JobError::Fail("a code run needs the conversation it was asked in".into()));
-        };
         let store = context.store();
-        let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
-        let workspace = self
-            .workspaces
-            .for_conversation(store, &conversation, Some(&name), &requester)
-            .await
-            .map_err(|error| JobError::Fail(error.to_string()))?;
         let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };
         let start = match &resume {
             Some(_) => format!("Claude Code is continuing the previous session in workspace {name:?}"),
@@ -82,6 +69,38 @@ impl JobHandler for ClaudeCodeHandler {
         }
         finish(store, &conversation_id, &workspace, outcome, Executor::ClaudeCode).await
     }
+}
+
+/// What every code run starts from (Claude Code or Gemini CLI).
+pub(super) struct CodeRun {
+    pub task: String,
+    /// The workspace's name.
+    pub name: String,
+    pub conversation_id: String,
+    pub workspace: Workspace,
+}
+
+/// Read the payload and check the workspace again for the stored requester (config may have changed).
+pub(super) async fn open_run(
+    workspaces: &Workspaces,
+    context: &JobContext,
+    payload: &serde_json::Value,
+) -> Result<CodeRun, JobError> {
+    let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let (Some(task), Some(name)) = (text("task"), text("workspace")) else {
+        return Err(JobError::Fail("the payload needs `task` and `workspace`".into()));
+    };
+    let Some(conversation_id) = context.job.conversation_id.clone() else {
+        return Err(JobError::Fail("a code run needs the conversation it was asked in".into()));
+    };
+    let store = context.store();
+    let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
+    let requester = crate::workspace::Requester::from_payload(payload);
+    let workspace = workspaces
+        .for_conversation(store, &conversation, Some(&name), &requester)
+        .await
+        .map_err(|error| JobError::Fail(error.to_string()))?;
+    Ok(CodeRun { task, name, conversation_id, workspace })
 }
 
 /// Progress steps of a fresh run after a failed resume start here (notices are deduplicated by step).

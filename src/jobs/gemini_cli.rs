@@ -11,12 +11,12 @@
 
 use tokio::sync::mpsc;
 
-use super::claude_code::{finish, report_progress, retry};
+use super::claude_code::{CodeRun, finish, open_run, report_progress, retry};
 use super::handler::{JobContext, JobError, JobHandler};
 use crate::agent::streaming::StreamPolicy;
 use crate::workspace::gemini::{GeminiRunConfig, run_gemini};
 use crate::workspace::router::{Executor, Route};
-use crate::workspace::{GEMINI_CLI_KIND, Requester, Workspaces};
+use crate::workspace::{GEMINI_CLI_KIND, Workspaces};
 
 #[derive(Debug, Clone)]
 pub struct GeminiCliHandler {
@@ -40,20 +40,8 @@ impl JobHandler for GeminiCliHandler {
     }
 
     async fn run(&self, context: &JobContext, payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
-        let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
-        let (Some(task), Some(name)) = (text("task"), text("workspace")) else {
-            return Err(JobError::Fail("the payload needs `task` and `workspace`".into()));
-        };
-        let Some(conversation_id) = context.job.conversation_id.clone() else {
-            return Err(JobError::Fail("a code run needs the conversation it was asked in".into()));
-        };
+        let CodeRun { task, name, conversation_id, workspace } = open_run(&self.workspaces, context, &payload).await?;
         let store = context.store();
-        let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
-        let workspace = self
-            .workspaces
-            .for_conversation(store, &conversation, Some(&name), &Requester::from_payload(&payload))
-            .await
-            .map_err(|error| JobError::Fail(error.to_string()))?;
         let model = Route::from_payload(&payload).map_or_else(|| self.default_model.clone(), |route| route.model);
         let start = format!("Gemini CLI ({model}) is starting in workspace {name:?}");
         context.notify_progress(0, &start, None).await.map_err(retry)?;
