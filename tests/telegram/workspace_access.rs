@@ -40,6 +40,13 @@ async fn tool_results(mock: &Aimock) -> Vec<String> {
     found
 }
 
+/// Wait until the turn's final answer replaced the "⏳ tool…" preview; the chat's messages.
+async fn final_reply(fake: &FakeTelegram, chat: i64) -> Vec<Value> {
+    let answered = |messages: &[Value]| messages.iter().any(|m| m["text"] == "Answered.");
+    fake.wait_for("the final answer", |_| answered(&fake.visible_messages(chat))).await;
+    fake.visible_messages(chat)
+}
+
 #[tokio::test]
 async fn only_allowed_members_delegate_code_work_and_refusals_are_audit_logged() {
     let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
@@ -63,9 +70,9 @@ async fn only_allowed_members_delegate_code_work_and_refusals_are_audit_logged()
     .await;
 
     fake.send_text(BOB.id, &BOB, "please fix the checkout");
-    fake.wait_for_replies(BOB.id, 1).await;
+    let replies = final_reply(&fake, BOB.id).await;
     let refusals = tool_results(&mock).await;
-    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals.len(), 1, "tool results {refusals:?}; Bob saw {replies:?}");
     assert!(
         refusals[0].contains("@Bob (200) may not work in workspace \"shop\"") && refusals[0].contains("allowed_users"),
         "{refusals:?}"
@@ -78,9 +85,9 @@ async fn only_allowed_members_delegate_code_work_and_refusals_are_audit_logged()
     assert_eq!((denied.subject.as_str(), &denied.detail["requester"]["user"]["id"]), ("shop", &json!(BOB.id)));
 
     fake.send_text(ALICE.id, &ALICE, "please fix the checkout");
-    fake.wait_for_replies(ALICE.id, 1).await;
+    let replies = final_reply(&fake, ALICE.id).await;
     let results = tool_results(&mock).await;
-    assert!(results.last().unwrap().starts_with("Queued as job #"), "{results:?}");
+    assert!(results.last().unwrap().starts_with("Queued as job #"), "{results:?}; Alice saw {replies:?}");
     let filter = valor::storage::JobFilter { status: None, conversation_id: None, limit: 10 };
     let queued = store.list_jobs(&filter).await.unwrap();
     assert_eq!(queued.len(), 1);
