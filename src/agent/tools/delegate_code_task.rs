@@ -106,8 +106,10 @@ impl TypedTool for DelegateCodeTask {
         let id = job.id;
         let position = context.store.queue_position(&job).await.map_err(error)?;
         let running = context.store.running_jobs_of_kind(&job.kind).await.map_err(error)?;
+        // It waits when the runs already going plus those ahead of it fill every slot of its kind.
+        let limit = self.concurrency.get(kind).map(|limit| i64::from(*limit));
         let position = match position {
-            Some(1) if self.concurrency.get(kind).is_none_or(|limit| running < i64::from(*limit)) => {
+            Some(n) if limit.is_none_or(|limit| running + n <= limit) => {
                 "It starts as soon as a worker is free.".to_owned()
             }
             Some(n) => format!(
