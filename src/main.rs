@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use valor::app::App;
-use valor::cli::{Cli, Command, DaydreamCommand, JobsCommand};
+use valor::cli::{Cli, Command, DaydreamCommand, JobsCommand, WorkspaceCommand};
 use valor::config::{self, EnvSource};
 
 fn main() -> ExitCode {
@@ -107,6 +107,14 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
                 JobsCommand::Cancel { id } => valor::app::JobsAction::Cancel { id },
             };
             println!("{}", valor::app::jobs_command(&settings, action).await?);
+            Ok(())
+        }
+        Command::Workspace { action } => {
+            let action = match action {
+                WorkspaceCommand::List => valor::app::WorkspaceAction::List,
+                WorkspaceCommand::Init { name } => valor::app::WorkspaceAction::Init { name },
+            };
+            println!("{}", valor::app::workspace_command(&settings, action).await?);
             Ok(())
         }
         Command::Daydream { action: DaydreamCommand::Run } => {

@@ -110,7 +110,11 @@ fn use_claude_code(settings: &mut Settings, mock: &Aimock, home: &Path) {
     .collect();
     settings.jobs.workers = 0;
     settings.jobs.lease_secs = 3;
+    // The router's model for interactive work reaches the CLI (as ANTHROPIC_MODEL).
+    settings.routing.claude_models.medium = ROUTED_MODEL.into();
 }
+
+const ROUTED_MODEL: &str = "claude-routed-medium-1";
 
 /// Script valor's model to delegate `task` when the user says `ask`.
 async fn script_delegation(mock: &Aimock, ask: &str, task: &str, workspace: &str) {
@@ -177,6 +181,9 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
     let outcome = worker.try_execute_next().await.unwrap().expect("the code run did not start");
     assert_eq!(outcome.job_id, id);
     assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    let models: Vec<Value> =
+        mock.requests_to("/v1/messages").await.iter().map(|r| r["body"]["model"].clone()).collect();
+    assert!(models.contains(&json!(ROUTED_MODEL)), "the routed model was not used: {models:?}");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["files_changed"], json!(["hello.txt"]));
@@ -418,4 +425,46 @@ async fn a_session_the_cli_no_longer_knows_is_replaced_by_a_new_one() {
     assert_ne!(session, stale);
     let notices = system_notices(&app, &conversation).await;
     assert!(notices.iter().any(|n| n.contains("could not be resumed")), "{notices:?}");
+}
+
+#[tokio::test]
+async fn a_run_waiting_behind_the_concurrency_limit_shows_its_place_in_line() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    for (ask, task) in [("first run", "Task one"), ("second run", "Task two"), ("third run", "Task three")] {
+        script_delegation(&mock, ask, task, "shop").await;
+    }
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        with_workspace(s, "shop", &root);
+        s.jobs.workers = 0;
+        s.jobs.concurrency.insert("claude_code".into(), 1);
+    })
+    .await;
+
+    let first = tool_output(&app.send_ok("a", "Start the first run").await);
+    assert!(first.contains("starts as soon as a worker is free"), "{first}");
+    let store = app.store().await;
+    let limits = std::collections::BTreeMap::from([("claude_code".to_owned(), 1)]);
+    let running = store.claim_job("w", valor::storage::wall_clock_ms(), 600_000, &limits).await.unwrap().unwrap();
+    assert_eq!(running.id, job_id_in(&first));
+
+    let second = tool_output(&app.send_ok("b", "Start the second run").await);
+    assert!(second.contains("queued, position 1"), "{second}");
+    let third = tool_output(&app.send_ok("c", "Start the third run").await);
+    assert!(third.contains("queued, position 2"), "{third}");
+    let (second, third) = (job_id_in(&second), job_id_in(&third));
+    assert_eq!(app.get_json(&format!("/api/jobs/{second}")).await["queue_position"], 1);
+    assert_eq!(app.get_json(&format!("/api/jobs/{third}")).await["queue_position"], 2);
+    assert_eq!(app.get_json(&format!("/api/jobs/{}", running.id)).await["queue_position"], Value::Null);
+    let listed = app.get_json("/api/jobs?status=queued").await;
+    let positions: Vec<&Value> = listed["jobs"].as_array().unwrap().iter().map(|j| &j["queue_position"]).collect();
+    assert_eq!(positions, [&json!(2), &json!(1)], "newest first");
+    let summary = store.job_summary(&store.get_job(third).await.unwrap()).await.unwrap();
+    assert!(summary.ends_with("queued at position 2"), "{summary}");
+
+    // The line moves up once the run ahead is gone.
+    store.request_job_cancel(second, valor::storage::wall_clock_ms()).await.unwrap();
+    assert_eq!(app.get_json(&format!("/api/jobs/{third}")).await["queue_position"], 1);
 }

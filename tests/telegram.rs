@@ -22,6 +22,8 @@ mod media;
 mod shedding;
 #[path = "telegram/webhook.rs"]
 mod webhook;
+#[path = "telegram/workspace_access.rs"]
+mod workspace_access;
 
 use common::Aimock;
 use fake_telegram::{FakeTelegram, Person, TOKEN};

@@ -32,7 +32,7 @@ struct Harness {
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = valor::storage::Store::open(&dir.path().join("valor.db")).await.unwrap();
-    let context = ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: true };
+    let context = ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: true, user: None };
     let clock = ManualClock::default();
     let breakers = CircuitBreakers::new(
         BreakerConfig { failure_threshold: 2, cool_down: Duration::from_secs(30) },

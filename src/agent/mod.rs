@@ -17,6 +17,8 @@ pub mod streaming;
 pub mod tools;
 mod turn;
 
+/// The sender of a chat message (channels fill `TurnRequest::user` with it).
+pub use crate::workspace::ChatUser;
 pub use events::{AgentEvent, ToolCallReport};
 pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
@@ -96,6 +98,8 @@ pub struct TurnRequest {
     pub conversation: Conversation,
     pub text: String,
     pub is_admin: bool,
+    /// The chat member who sent it (Telegram); `None` for operator doors and background tasks.
+    pub user: Option<crate::workspace::ChatUser>,
     /// Images sent with the message (already stored under the data dir); the
     /// model sees them in this turn, the transcript keeps `[image: …]` references.
     pub images: Vec<media::ImageAttachment>,

@@ -259,6 +259,7 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         conversation_id: state.conversation_id.clone(),
         turn_id: state.turn_id.clone(),
         is_admin: request.is_admin,
+        user: request.user.clone(),
     };
     while state.steps < parts.settings.max_steps {
         state.steps += 1;

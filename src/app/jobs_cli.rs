@@ -33,9 +33,17 @@ async fn run(store: &Store, action: JobsAction) -> anyhow::Result<String> {
             if jobs.is_empty() {
                 return Ok("no jobs".into());
             }
-            Ok(jobs.iter().map(Job::summary).collect::<Vec<_>>().join("\n"))
+            let mut lines = Vec::new();
+            for job in &jobs {
+                lines.push(store.job_summary(job).await?);
+            }
+            Ok(lines.join("\n"))
         }
-        JobsAction::Show { id } => Ok(details(&store.get_job(id).await?)),
+        JobsAction::Show { id } => {
+            let job = store.get_job(id).await?;
+            let summary = store.job_summary(&job).await?;
+            Ok(details(&job, summary))
+        }
         JobsAction::Retry { id } => match store.retry_job(id, wall_clock_ms()).await? {
             RetryOutcome::Requeued(job) => Ok(format!("queued again: {}", job.summary())),
             RetryOutcome::NotRetryable(job) => {
@@ -52,7 +60,7 @@ async fn run(store: &Store, action: JobsAction) -> anyhow::Result<String> {
     }
 }
 
-fn details(job: &Job) -> String {
+fn details(job: &Job, summary: String) -> String {
     let time = |ms: Option<i64>| {
         ms.and_then(chrono::DateTime::from_timestamp_millis)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -60,7 +68,7 @@ fn details(job: &Job) -> String {
     };
     let json = |value: &Option<serde_json::Value>| value.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     [
-        job.summary(),
+        summary,
         format!("payload:      {}", job.payload),
         format!("priority:     {}", job.priority),
         format!("conversation: {}", job.conversation_id.as_deref().unwrap_or("-")),

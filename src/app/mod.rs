@@ -11,11 +11,13 @@ mod housekeeping;
 mod jobs_cli;
 mod providers;
 pub mod tools;
+mod workspace_cli;
 
 pub use daydream_cli::{build_daydream, daydream_run_command};
 pub use doctor::{DoctorRow, DoctorState, doctor};
 pub use jobs_cli::{JobsAction, jobs_command};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
+pub use workspace_cli::{WorkspaceAction, workspace_command};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -237,6 +239,9 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSys
     handlers.register(Arc::new(crate::jobs::DaydreamHandler::new(Arc::new(daydream))));
     if !settings.workspaces.is_empty() {
         handlers.register(Arc::new(claude_code_handler(settings)));
+        if settings.gemini.enabled {
+            handlers.register(Arc::new(gemini_cli_handler(settings)));
+        }
     }
     JobSystem {
         store: store.clone(),
@@ -259,6 +264,21 @@ fn claude_code_handler(settings: &Settings) -> crate::jobs::ClaudeCodeHandler {
         kill_grace: std::time::Duration::from_secs(3),
     };
     crate::jobs::ClaudeCodeHandler::new(workspaces, config, crate::agent::streaming::StreamPolicy::default())
+}
+
+/// Delegated Gemini CLI runs (`[gemini]`, enabled), for background work the router sends there.
+fn gemini_cli_handler(settings: &Settings) -> crate::jobs::GeminiCliHandler {
+    let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
+    let gemini = &settings.gemini;
+    let config = crate::workspace::gemini::GeminiRunConfig {
+        bin: gemini.bin.clone(),
+        time_limit: std::time::Duration::from_secs(gemini.time_limit_secs),
+        approval_mode: gemini.approval_mode.clone(),
+        env: gemini.env.clone(),
+        kill_grace: std::time::Duration::from_secs(3),
+    };
+    let model = gemini.models.small.clone();
+    crate::jobs::GeminiCliHandler::new(workspaces, config, model, crate::agent::streaming::StreamPolicy::default())
 }
 
 fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus> {

@@ -69,7 +69,9 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
     if !settings.workspaces.is_empty() {
         let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
         registry.register(Arc::new(crate::agent::tools::ProjectContext::new(workspaces.clone())));
-        registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces)));
+        let router = crate::workspace::router::Router::new(settings.routing.clone(), settings.gemini.clone());
+        let limits = settings.jobs.concurrency.clone();
+        registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces, router, limits)));
     }
 
     if let Some(api_key) = &settings.openai.api_key {

@@ -41,6 +41,7 @@ where
             conversation: conversation.clone(),
             text: text.to_owned(),
             is_admin: true,
+            user: None,
             images: Vec::new(),
         });
         output.write_all(b"valor> ").await?;

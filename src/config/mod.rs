@@ -8,12 +8,14 @@
 
 mod daydream_settings;
 mod env;
+mod executor_settings;
 mod resources_settings;
 mod settings;
 mod tools_settings;
 
 pub use daydream_settings::{DaydreamSettings, OfficeHours};
 pub use env::EnvSource;
+pub use executor_settings::{GeminiSettings, RoutingSettings};
 pub use resources_settings::ResourcesSettings;
 pub use settings::*;
 pub use tools_settings::{McpSettings, ToolsSettings};

@@ -35,6 +35,8 @@ pub struct Settings {
     #[serde(rename = "schedule")]
     pub schedules: Vec<ScheduleSettings>,
     pub daydream: super::DaydreamSettings,
+    pub gemini: super::GeminiSettings,
+    pub routing: super::RoutingSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
     /// The file these settings were read from, if any (not a key).
@@ -65,6 +67,8 @@ impl Default for Settings {
             resources: super::ResourcesSettings::default(),
             schedules: Vec::new(),
             daydream: super::DaydreamSettings::default(),
+            gemini: super::GeminiSettings::default(),
+            routing: super::RoutingSettings::default(),
             workspaces: Vec::new(),
             source_file: None,
         }
@@ -110,6 +114,8 @@ impl Settings {
         self.resources.validate()?;
         validate_schedules(&self.schedules)?;
         self.daydream.validate()?;
+        self.gemini.validate()?;
+        self.routing.validate()?;
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
         }
@@ -148,7 +154,7 @@ impl Settings {
     }
 }
 
-fn invalid(key: &str, why: &str) -> ConfigError {
+pub(super) fn invalid(key: &str, why: &str) -> ConfigError {
     ConfigError::Invalid(format!("`{key}` {why}"))
 }
 
@@ -401,6 +407,18 @@ pub enum UserRef {
     Username(String),
 }
 
+impl UserRef {
+    /// True for the user with this id or username (case-insensitive, a leading `@` ignored).
+    pub fn matches(&self, id: Option<i64>, username: Option<&str>) -> bool {
+        match self {
+            UserRef::Id(wanted) => id == Some(*wanted),
+            UserRef::Username(name) => {
+                username.is_some_and(|username| username.eq_ignore_ascii_case(name.trim_start_matches('@')))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelegramSettings {
@@ -640,6 +658,7 @@ impl Default for JobsSettings {
             concurrency: std::collections::BTreeMap::from([
                 ("agent_task".to_owned(), 2),
                 ("claude_code".to_owned(), 1),
+                ("gemini_cli".to_owned(), 1),
             ]),
         }
     }

@@ -37,6 +37,8 @@ pub struct JobView {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// A queued job's place in line among queued jobs of its kind (1 = next); null otherwise.
+    pub queue_position: Option<i64>,
 }
 
 impl From<Job> for JobView {
@@ -62,8 +64,15 @@ impl From<Job> for JobView {
             created_at_ms: job.created_at_ms,
             started_at_ms: job.started_at_ms,
             finished_at_ms: job.finished_at_ms,
+            queue_position: None,
         }
     }
+}
+
+/// The view with the job's place in line filled in.
+async fn view(store: &crate::storage::Store, job: Job) -> Result<JobView, ApiError> {
+    let queue_position = store.queue_position(&job).await?;
+    Ok(JobView { queue_position, ..JobView::from(job) })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,8 +111,12 @@ pub async fn list_jobs(
     };
     let filter =
         JobFilter { status, conversation_id: query.conversation, limit: query.limit.unwrap_or(50).clamp(1, 500) };
-    let jobs = state.agent.store().list_jobs(&filter).await?;
-    Ok(Json(JobList { jobs: jobs.into_iter().map(JobView::from).collect() }))
+    let store = state.agent.store();
+    let mut views = Vec::new();
+    for job in store.list_jobs(&filter).await? {
+        views.push(view(store, job).await?);
+    }
+    Ok(Json(JobList { jobs: views }))
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id")),
@@ -115,7 +128,8 @@ pub async fn get_job(
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
     let Path(id) = id?;
-    Ok(Json(state.agent.store().get_job(id).await?.into()))
+    let store = state.agent.store();
+    Ok(Json(view(store, store.get_job(id).await?).await?))
 }
 
 /// A queued job is cancelled at once; a running job's worker is asked to stop
@@ -151,7 +165,7 @@ pub async fn retry_job(
 ) -> Result<Json<JobView>, ApiError> {
     let Path(id) = id?;
     match state.agent.store().retry_job(id, wall_clock_ms()).await? {
-        RetryOutcome::Requeued(job) => Ok(Json(job.into())),
+        RetryOutcome::Requeued(job) => Ok(Json(view(state.agent.store(), job).await?)),
         RetryOutcome::NotRetryable(job) => Err(ApiError::Conflict(format!(
             "job {id} is {}; only failed or cancelled jobs can be retried",
             job.status.as_str()

@@ -6,7 +6,8 @@
 //! the final notice. The session id is stored per (conversation, workspace)
 //! so the next run in the chat continues it (`--resume`).
 //!
-//! Payload: `{"task", "workspace", "fresh_session"}`. The workspace is looked
+//! Payload: `{"task", "workspace", "fresh_session", "requester", "route"}`;
+//! the route's model (the router's tier choice) is passed as `ANTHROPIC_MODEL`. The workspace is looked
 //! up again at run time (config may have changed since it was queued). A
 //! cancel or valor's shutdown kills the run's process group; the worker then
 //! records "cancelled" or hands the job back so it runs again after a restart.
@@ -20,6 +21,7 @@ use super::handler::{JobContext, JobError, JobHandler};
 use crate::agent::streaming::{ContentKind, StreamPolicy, StreamingOptimizer};
 use crate::storage::StorageError;
 use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
+use crate::workspace::router::{Executor, Route};
 use crate::workspace::stream_json::{ClaudeEvent, RunSummary, progress_line};
 use crate::workspace::{CLAUDE_CODE_KIND, Workspace, Workspaces};
 
@@ -43,37 +45,62 @@ impl JobHandler for ClaudeCodeHandler {
     }
 
     async fn run(&self, context: &JobContext, payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
-        let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
-        let (Some(task), Some(name)) = (text("task"), text("workspace")) else {
-            return Err(JobError::Fail("the payload needs `task` and `workspace`".into()));
-        };
+        let CodeRun { task, name, conversation_id, workspace } = open_run(&self.workspaces, context, &payload).await?;
         let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false);
-        let Some(conversation_id) = context.job.conversation_id.clone() else {
-            return Err(JobError::Fail("a code run needs the conversation it was asked in".into()));
-        };
         let store = context.store();
-        let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
-        let workspace = self
-            .workspaces
-            .for_conversation(store, &conversation, Some(&name))
-            .await
-            .map_err(|error| JobError::Fail(error.to_string()))?;
         let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };
         let start = match &resume {
             Some(_) => format!("Claude Code is continuing the previous session in workspace {name:?}"),
             None => format!("Claude Code is starting in workspace {name:?}"),
         };
         context.notify_progress(0, &start, None).await.map_err(retry)?;
-        let mut outcome = self.run_once(context, &workspace, &task, resume.as_deref(), 1).await;
+        let mut config = self.config.clone();
+        if let Some(route) = Route::from_payload(&payload) {
+            config.env.insert("ANTHROPIC_MODEL".into(), route.model);
+        }
+        let config = &config;
+        let mut outcome = self.run_once(config, context, &workspace, &task, resume.as_deref(), 1).await;
         if resume.is_some() && could_not_resume(&outcome) {
             // A session the CLI no longer knows: forget it and start a new one, once.
             store.clear_claude_session(&conversation_id, &name).await.map_err(retry)?;
             let text = "the previous Claude Code session could not be resumed; starting a new one";
             context.notify_progress(RESTART_STEPS, text, None).await.map_err(retry)?;
-            outcome = self.run_once(context, &workspace, &task, None, RESTART_STEPS + 1).await;
+            outcome = self.run_once(config, context, &workspace, &task, None, RESTART_STEPS + 1).await;
         }
-        finish(store, &conversation_id, &workspace, outcome).await
+        finish(store, &conversation_id, &workspace, outcome, Executor::ClaudeCode).await
     }
+}
+
+/// What every code run starts from (Claude Code or Gemini CLI).
+pub(super) struct CodeRun {
+    pub task: String,
+    /// The workspace's name.
+    pub name: String,
+    pub conversation_id: String,
+    pub workspace: Workspace,
+}
+
+/// Read the payload and check the workspace again for the stored requester (config may have changed).
+pub(super) async fn open_run(
+    workspaces: &Workspaces,
+    context: &JobContext,
+    payload: &serde_json::Value,
+) -> Result<CodeRun, JobError> {
+    let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let (Some(task), Some(name)) = (text("task"), text("workspace")) else {
+        return Err(JobError::Fail("the payload needs `task` and `workspace`".into()));
+    };
+    let Some(conversation_id) = context.job.conversation_id.clone() else {
+        return Err(JobError::Fail("a code run needs the conversation it was asked in".into()));
+    };
+    let store = context.store();
+    let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
+    let requester = crate::workspace::Requester::from_payload(payload);
+    let workspace = workspaces
+        .for_conversation(store, &conversation, Some(&name), &requester)
+        .await
+        .map_err(|error| JobError::Fail(error.to_string()))?;
+    Ok(CodeRun { task, name, conversation_id, workspace })
 }
 
 /// Progress steps of a fresh run after a failed resume start here (notices are deduplicated by step).
@@ -82,6 +109,7 @@ const RESTART_STEPS: u32 = 10_000;
 impl ClaudeCodeHandler {
     async fn run_once(
         &self,
+        config: &ClaudeRunConfig,
         context: &JobContext,
         workspace: &Workspace,
         task: &str,
@@ -89,8 +117,8 @@ impl ClaudeCodeHandler {
         first_step: u32,
     ) -> Result<RunSummary, RunError> {
         let (sender, receiver) = mpsc::channel(256);
-        let run = run_claude(&self.config, workspace, task, resume, &context.cancel, sender);
-        let progress = report_progress(context, workspace, self.policy, receiver, first_step);
+        let run = run_claude(config, workspace, task, resume, &context.cancel, sender);
+        let progress = report_progress(context, workspace, self.policy, receiver, first_step, Executor::ClaudeCode);
         let (outcome, ()) = tokio::join!(run, progress);
         outcome
     }
@@ -101,17 +129,19 @@ fn could_not_resume(outcome: &Result<RunSummary, RunError>) -> bool {
     matches!(outcome, Ok(summary) if !summary.initialized && summary.result.as_ref().is_some_and(|(error, _)| *error))
 }
 
-fn retry(error: StorageError) -> JobError {
+pub(super) fn retry(error: StorageError) -> JobError {
     JobError::Retry(error.to_string())
 }
 
 /// Store every progress line; post them to the chat when the streaming policy says so.
-async fn report_progress(
+/// (Shared by the executors: their events are parsed into the same shape.)
+pub(super) async fn report_progress(
     context: &JobContext,
     workspace: &Workspace,
     policy: StreamPolicy,
     mut receiver: mpsc::Receiver<ClaudeEvent>,
     first_step: u32,
+    executor: Executor,
 ) {
     let mut optimizer = StreamingOptimizer::new(policy);
     let mut summary = RunSummary::default();
@@ -135,7 +165,11 @@ async fn report_progress(
                 };
                 if let ClaudeEvent::Spawned { pid } = event {
                     let pid = i64::from(pid);
-                    let command = format!("claude (job #{})", context.job.id);
+                    let program = match executor {
+                        Executor::ClaudeCode => "claude",
+                        Executor::GeminiCli => "gemini",
+                    };
+                    let command = format!("{program} (job #{})", context.job.id);
                     match context.store.register_child_process(pid, &command, context.clock.now_ms()).await {
                         Ok(()) => spawned = Some(pid),
                         Err(error) => tracing::warn!(job = context.job.id, "could not record child process {pid}: {error}"),
@@ -143,7 +177,7 @@ async fn report_progress(
                     continue;
                 }
                 summary.apply(&event);
-                if let Some(line) = progress_line(&event, &summary) {
+                if let Some(line) = progress_line(executor.label(), &event, &summary) {
                     let line = line.replace(&format!("{}/", workspace.root().display()), "");
                     let _ = context.report_progress(&line, None).await;
                     pending = Some(line);
@@ -162,12 +196,13 @@ async fn report_progress(
     }
 }
 
-/// Turn the run's outcome into the job's result (and remember the session).
-async fn finish(
+/// Turn the run's outcome into the job's result (and remember a Claude Code session).
+pub(super) async fn finish(
     store: &crate::storage::Store,
     conversation_id: &str,
     workspace: &Workspace,
     outcome: Result<RunSummary, RunError>,
+    executor: Executor,
 ) -> Result<serde_json::Value, JobError> {
     let summary = match &outcome {
         Ok(summary) => Some(summary),
@@ -176,7 +211,8 @@ async fn finish(
         }
         Err(RunError::Spawn { .. }) => None,
     };
-    if let Some(session) = summary.and_then(|summary| summary.session_id.as_deref()) {
+    if let (Executor::ClaudeCode, Some(session)) = (executor, summary.and_then(|summary| summary.session_id.as_deref()))
+    {
         store.set_claude_session(conversation_id, &workspace.name, session).await.map_err(retry)?;
     }
     let summary = match outcome {
@@ -187,16 +223,15 @@ async fn finish(
     let (is_error, text) = summary.result.clone().unwrap_or((true, String::new()));
     let files: Vec<String> = summary.files_touched.iter().map(|file| workspace.display_relative(file)).collect();
     if is_error {
-        return Err(JobError::Fail(format!("Claude Code reported an error: {text}")));
+        return Err(JobError::Fail(format!("{} reported an error: {text}", executor.label())));
     }
     let files_line = if files.is_empty() { "none".to_owned() } else { files.join(", ") };
-    let reply = format!(
-        "{}\n\nFiles changed: {files_line}\nTurns: {} · cost ${:.4} · session {}",
-        text.trim(),
-        summary.turns,
-        summary.cost_usd,
-        summary.session_id.as_deref().unwrap_or("?")
-    );
+    let session = summary.session_id.as_deref().unwrap_or("?");
+    let stats = match executor {
+        Executor::ClaudeCode => format!("Turns: {} · cost ${:.4} · session {session}", summary.turns, summary.cost_usd),
+        Executor::GeminiCli => format!("Gemini CLI · {} tool call(s) · session {session}", summary.tool_uses),
+    };
+    let reply = format!("{}\n\nFiles changed: {files_line}\n{stats}", text.trim());
     Ok(json!({
         "reply": reply,
         "summary": text,
@@ -205,5 +240,6 @@ async fn finish(
         "turns": summary.turns,
         "session_id": summary.session_id,
         "workspace": workspace.name,
+        "executor": executor,
     }))
 }

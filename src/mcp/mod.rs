@@ -152,6 +152,7 @@ impl McpServer {
             conversation_id: conversation.id,
             turn_id: format!("mcp-{}", uuid::Uuid::now_v7()),
             is_admin,
+            user: None,
         };
         self.tools.call(&context, name, Value::Object(arguments), self.tool_timeout).await.map_err(
             |error| match error {

@@ -13,6 +13,7 @@ mod context;
 mod conversations;
 mod daydream;
 mod fts;
+mod job_position;
 mod job_types;
 mod jobs;
 mod jobs_batch;

@@ -1,6 +1,9 @@
-//! Workspaces: which project directory a chat works in, the checks every
-//! path a tool or a Claude Code run touches goes through (`paths.rs`), and
-//! the Claude Code runner (`claude.rs`, its event stream in `stream_json.rs`).
+//! Workspaces: which project directory a chat works in and who may use it
+//! (`access.rs`), the checks every path a tool or a code run touches goes
+//! through (`paths.rs`), the executor router (`router.rs`), the runners —
+//! Claude Code (`claude.rs`, events in `stream_json.rs`) and the Gemini CLI
+//! (`gemini.rs`), both on `process.rs` — and the subagent templates
+//! (`subagents.rs`).
 //!
 //! Invariants: a conversation reaches a workspace only through
 //! [`Workspaces::for_conversation`] — a Telegram chat only the workspace
@@ -9,10 +12,16 @@
 //! audit-logged (kind `workspace`). Each workspace forbids the others' roots
 //! and valor's data directory.
 
+mod access;
 pub mod claude;
+pub mod gemini;
 mod paths;
+pub mod process;
+pub mod router;
 pub mod stream_json;
+pub mod subagents;
 
+pub use access::{ChatUser, Requester, may_use};
 pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathRefusal, Workspace};
 
 use std::path::{Path, PathBuf};
@@ -22,6 +31,8 @@ use crate::storage::{Conversation, NewAuditEvent, Store};
 
 /// The job kind of a delegated Claude Code run (queued by `delegate_code_task`, run by `jobs`).
 pub const CLAUDE_CODE_KIND: &str = "claude_code";
+/// The job kind of a delegated Gemini CLI run (background work routed by `router`).
+pub const GEMINI_CLI_KIND: &str = "gemini_cli";
 
 /// Why a conversation cannot work in a workspace (the text is the user's answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +47,8 @@ pub enum WorkspaceError {
     Unknown(String),
     #[error("this chat works in workspace {mapped:?}, not {requested:?}")]
     NotThisChats { mapped: String, requested: String },
+    #[error("{who} may not work in workspace {name:?}. An admin can add them to its `allowed_users` in valor.toml")]
+    NotAllowed { name: String, who: String },
     #[error("workspace {name:?} is not usable: {reason}")]
     Unusable { name: String, reason: PathRefusal },
 }
@@ -58,6 +71,19 @@ impl Workspaces {
 
     pub fn names(&self) -> Vec<&str> {
         self.entries.iter().map(|entry| entry.name.as_str()).collect()
+    }
+
+    /// Every configured entry, in configuration order.
+    pub fn entries(&self) -> &[WorkspaceSettings] {
+        &self.entries
+    }
+
+    /// The entry named `name` (for operator commands, which need no conversation).
+    pub fn by_name(&self, name: &str) -> Result<&WorkspaceSettings, WorkspaceError> {
+        if self.entries.is_empty() {
+            return Err(WorkspaceError::NoneConfigured);
+        }
+        self.entries.iter().find(|entry| entry.name == name).ok_or_else(|| WorkspaceError::Unknown(name.to_owned()))
     }
 
     /// The configuration entry a conversation may use (no file-system access).
@@ -83,11 +109,7 @@ impl Workspaces {
             };
         }
         match requested {
-            Some(name) => self
-                .entries
-                .iter()
-                .find(|entry| entry.name == name)
-                .ok_or_else(|| WorkspaceError::Unknown(name.to_owned())),
+            Some(name) => self.by_name(name),
             None => Err(WorkspaceError::NameRequired(self.names().join(", "))),
         }
     }
@@ -101,20 +123,29 @@ impl Workspaces {
             .map_err(|reason| WorkspaceError::Unusable { name: entry.name.clone(), reason })
     }
 
-    /// Look up and open the conversation's workspace, audit-logging the decision.
+    /// Look up and open the conversation's workspace for `requester` (its
+    /// `allowed_users` apply), audit-logging the decision.
     pub async fn for_conversation(
         &self,
         store: &Store,
         conversation: &Conversation,
         requested: Option<&str>,
+        requester: &Requester,
     ) -> Result<Workspace, WorkspaceError> {
-        let outcome = self.entry_for(conversation, requested).and_then(|entry| self.open(entry));
+        let outcome = self
+            .entry_for(conversation, requested)
+            .and_then(|entry| match may_use(entry, requester) {
+                true => Ok(entry),
+                false => Err(WorkspaceError::NotAllowed { name: entry.name.clone(), who: requester.describe() }),
+            })
+            .and_then(|entry| self.open(entry));
         let (subject, decision, reason) = match &outcome {
             Ok(workspace) => (workspace.name.clone(), "allowed", String::new()),
+            Err(error @ WorkspaceError::NotAllowed { name, .. }) => (name.clone(), "denied", error.to_string()),
             Err(error) => (requested.unwrap_or("").to_owned(), "denied", error.to_string()),
         };
-        audit(store, &conversation.id, &subject, decision, serde_json::json!({"check": "lookup", "reason": reason}))
-            .await;
+        let detail = serde_json::json!({"check": "lookup", "reason": reason, "requester": requester});
+        audit(store, &conversation.id, &subject, decision, detail).await;
         outcome
     }
 }
@@ -221,13 +252,35 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         let store = Store::open(&dir.path().join("v.db")).await.unwrap();
         let w = Workspaces::new(vec![entry("shop", root.to_str().unwrap(), &[])], &dir.path().join("data"));
-        let workspace = w.for_conversation(&store, &conversation(None), Some("shop")).await.unwrap();
-        assert!(w.for_conversation(&store, &conversation(Some(5)), None).await.is_err());
+        let admin = Requester::admin();
+        let workspace = w.for_conversation(&store, &conversation(None), Some("shop"), &admin).await.unwrap();
+        assert!(w.for_conversation(&store, &conversation(Some(5)), None, &admin).await.is_err());
         assert!(resolve_audited(&store, "c1", &workspace, "a.txt").await.is_ok());
         assert!(resolve_audited(&store, "c1", &workspace, "../x").await.is_err());
         let events = store.list_audit(Some("workspace"), 10).await.unwrap();
         let mut decisions: Vec<&str> = events.iter().map(|e| e.decision.as_str()).collect();
         decisions.sort_unstable();
         assert_eq!(decisions, ["allowed", "allowed", "denied", "denied"]);
+    }
+
+    #[tokio::test]
+    async fn a_member_outside_allowed_users_is_refused_by_name_and_audit_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("shop");
+        std::fs::create_dir_all(&root).unwrap();
+        let store = Store::open(&dir.path().join("v.db")).await.unwrap();
+        let mut restricted = entry("shop", root.to_str().unwrap(), &[10]);
+        restricted.allowed_users = vec![crate::config::UserRef::Id(1)];
+        let w = Workspaces::new(vec![restricted], &dir.path().join("data"));
+        let mallory = Requester { user: Some(ChatUser { id: 2, username: Some("mallory".into()) }), is_admin: false };
+        let refused = w.for_conversation(&store, &conversation(Some(10)), None, &mallory).await.unwrap_err();
+        assert_eq!(refused, WorkspaceError::NotAllowed { name: "shop".into(), who: "@mallory (2)".into() });
+        assert!(refused.to_string().contains("allowed_users"), "{refused}");
+        let alice = Requester { user: Some(ChatUser { id: 1, username: None }), is_admin: false };
+        assert!(w.for_conversation(&store, &conversation(Some(10)), None, &alice).await.is_ok());
+        let events = store.list_audit(Some("workspace"), 10).await.unwrap();
+        let denied = events.iter().find(|e| e.decision == "denied").unwrap();
+        assert_eq!(denied.subject, "shop");
+        assert_eq!(denied.detail["requester"]["user"]["id"], 2, "{:?}", denied.detail);
     }
 }

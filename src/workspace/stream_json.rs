@@ -18,6 +18,8 @@ pub enum ClaudeEvent {
     ToolUse { name: String, detail: Option<String>, file: Option<String> },
     /// Assistant text.
     Text(String),
+    /// A piece of streamed assistant text (Gemini CLI); the pieces make up the answer.
+    TextDelta(String),
     /// `system/api_retry`: the model API is being retried.
     ApiRetry { attempt: Option<u64> },
     /// The final `result` line.
@@ -82,6 +84,8 @@ pub struct RunSummary {
     pub tool_uses: u32,
     pub files_touched: BTreeSet<String>,
     pub last_text: Option<String>,
+    /// The streamed answer so far (from [`ClaudeEvent::TextDelta`]).
+    pub streamed_text: String,
     pub turns: u64,
     pub cost_usd: f64,
     /// Set by the final `result` line: (is_error, text).
@@ -102,6 +106,7 @@ impl RunSummary {
                 }
             }
             ClaudeEvent::Text(text) => self.last_text = Some(text.clone()),
+            ClaudeEvent::TextDelta(piece) => self.streamed_text.push_str(piece),
             ClaudeEvent::ApiRetry { .. } | ClaudeEvent::Spawned { .. } => {}
             ClaudeEvent::Result { is_error, text, session_id, turns, cost_usd } => {
                 if session_id.is_some() {
@@ -109,16 +114,18 @@ impl RunSummary {
                 }
                 self.turns = *turns;
                 self.cost_usd = *cost_usd;
-                self.result = Some((*is_error, text.clone()));
+                // A CLI that streams its answer leaves the result line's text empty.
+                let text = if text.is_empty() && !*is_error { self.streamed_text.clone() } else { text.clone() };
+                self.result = Some((*is_error, text));
             }
         }
     }
 }
 
-/// The progress line for an event, if it is worth showing.
-pub fn progress_line(event: &ClaudeEvent, summary: &RunSummary) -> Option<String> {
+/// The progress line for an event of `program`'s run, if it is worth showing.
+pub fn progress_line(program: &str, event: &ClaudeEvent, summary: &RunSummary) -> Option<String> {
     match event {
-        ClaudeEvent::Init { .. } => Some("Claude Code started".into()),
+        ClaudeEvent::Init { .. } => Some(format!("{program} started")),
         ClaudeEvent::ToolUse { name, detail, .. } => {
             let files = summary.files_touched.len();
             let detail = detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
@@ -127,7 +134,9 @@ pub fn progress_line(event: &ClaudeEvent, summary: &RunSummary) -> Option<String
         ClaudeEvent::ApiRetry { attempt } => {
             Some(format!("the model API is busy; retrying (attempt {})", attempt.unwrap_or(0)))
         }
-        ClaudeEvent::Text(_) | ClaudeEvent::Result { .. } | ClaudeEvent::Spawned { .. } => None,
+        ClaudeEvent::Text(_) | ClaudeEvent::TextDelta(_) | ClaudeEvent::Result { .. } | ClaudeEvent::Spawned { .. } => {
+            None
+        }
     }
 }
 

@@ -33,7 +33,11 @@ impl TypedTool for JobStatus {
             if jobs.is_empty() {
                 return Ok("This conversation has no background jobs.".into());
             }
-            return Ok(jobs.iter().map(|job| job.summary()).collect::<Vec<_>>().join("\n"));
+            let mut lines = Vec::new();
+            for job in &jobs {
+                lines.push(context.store.job_summary(job).await.map_err(unavailable)?);
+            }
+            return Ok(lines.join("\n"));
         };
         let job = match context.store.get_job(job_id).await {
             Ok(job) => job,
@@ -45,7 +49,7 @@ impl TypedTool for JobStatus {
         if !context.is_admin && job.conversation_id.as_deref() != Some(context.conversation_id.as_str()) {
             return Err(ToolError::RespondToModel(format!("job #{job_id} belongs to another conversation")));
         }
-        Ok(job.summary())
+        context.store.job_summary(&job).await.map_err(unavailable)
     }
 }
 

@@ -60,6 +60,15 @@ pub struct ToolContext {
     /// The turn making the call (its own messages are excluded from history searches).
     pub turn_id: String,
     pub is_admin: bool,
+    /// The chat member who sent the message (Telegram), for per-workspace `allowed_users`.
+    pub user: Option<crate::workspace::ChatUser>,
+}
+
+impl ToolContext {
+    /// Who is asking, for workspace access checks.
+    pub fn requester(&self) -> crate::workspace::Requester {
+        crate::workspace::Requester { user: self.user.clone(), is_admin: self.is_admin }
+    }
 }
 
 /// A tool as the registry sees it.
@@ -449,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_call_goes_back_to_the_model() {
         let (_dir, store) = store().await;
-        let context = ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: false };
+        let context = ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: false, user: None };
         let registry = registry(ToolPolicy::default());
         let input = serde_json::json!({"task": "x"});
         let refused = registry.call(&context, "queue_task", input, LIMIT).await;
@@ -469,6 +478,7 @@ mod tests {
             conversation_id: conversation.into(),
             turn_id: "t".into(),
             is_admin: false,
+            user: None,
         };
         let paint = serde_json::json!({});
         let failing = serde_json::json!({"fail": true});

@@ -87,7 +87,7 @@ pub(crate) async fn workspace_for(
         .await
         .map_err(|error| ToolError::RespondToModel(format!("the conversation could not be read: {error}")))?;
     workspaces
-        .for_conversation(&context.store, &conversation, requested)
+        .for_conversation(&context.store, &conversation, requested, &context.requester())
         .await
         .map_err(|error| ToolError::RespondToModel(error.to_string()))
 }

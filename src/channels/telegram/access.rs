@@ -9,7 +9,7 @@
 //! to the bot); anything else is ignored silently. Mentions are matched by
 //! entities, never substrings ("valorant" is not a mention).
 
-use crate::config::{TelegramSettings, UserRef};
+use crate::config::TelegramSettings;
 
 use super::api::BotIdentity;
 use super::inbound::Incoming;
@@ -58,13 +58,7 @@ fn allow(bot: &BotIdentity, message: &Incoming, reason: &'static str, is_admin: 
 }
 
 fn whitelisted(rules: &TelegramSettings, message: &Incoming) -> bool {
-    rules.allowed_users.iter().any(|allowed| match allowed {
-        UserRef::Id(id) => message.user_id == Some(*id),
-        UserRef::Username(name) => message
-            .username
-            .as_deref()
-            .is_some_and(|username| username.eq_ignore_ascii_case(name.trim_start_matches('@'))),
-    })
+    rules.allowed_users.iter().any(|allowed| allowed.matches(message.user_id, message.username.as_deref()))
 }
 
 fn is_bot_mention(bot: &BotIdentity, text: &str) -> bool {
@@ -129,6 +123,7 @@ pub fn strip_mentions(bot: &BotIdentity, message: &Incoming) -> String {
 mod tests {
     use super::super::inbound::Entity;
     use super::*;
+    use crate::config::UserRef;
 
     const BOT: i64 = 777;
     const DEV: i64 = -1001;

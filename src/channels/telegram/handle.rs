@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::streaming::{ContentKind, StreamingOptimizer, text_kind};
-use crate::agent::{AgentEvent, TurnRequest};
+use crate::agent::{AgentEvent, ChatUser, TurnRequest};
 use crate::monitoring::resources::BUSY_REPLY;
 use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
 
@@ -211,7 +211,8 @@ async fn answer(
     let _stop_typing = typing.clone().drop_guard();
     let target = (message.chat_id, message.thread_id);
     tokio::spawn(keep_typing(shared.api.clone(), target, shared.typing_interval(), typing.clone()));
-    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, images });
+    let user = message.user_id.map(|id| ChatUser { id, username: message.username.clone() });
+    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, user, images });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
     let mut produced = Vec::new();

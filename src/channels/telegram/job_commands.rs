@@ -30,7 +30,10 @@ pub(super) async fn list(shared: &Shared, message: &Incoming) -> StorageResult<S
     if jobs.is_empty() {
         return Ok("This chat has no background jobs.".into());
     }
-    let lines: Vec<String> = jobs.iter().map(|job| format!("- {}", job.summary())).collect();
+    let mut lines = Vec::new();
+    for job in &jobs {
+        lines.push(format!("- {}", shared.store.job_summary(job).await?));
+    }
     Ok(format!("Background jobs of this chat (newest first):\n{}\n\nCancel one with /cancel ID.", lines.join("\n")))
 }
 
