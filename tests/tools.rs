@@ -454,6 +454,7 @@ async fn a_non_admin_turn_stops_at_its_chat_s_daily_spending_limit_and_an_admin_
             text: "please search twice".into(),
             is_admin,
             images: Vec::new(),
+            user: None,
         };
         let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
         let agent = app.agent.clone();
