@@ -625,6 +625,8 @@ pub struct JobsSettings {
     pub backoff_max_ms: u64,
     /// Most jobs of a kind running at once, e.g. `agent_task = 2`; kinds not listed are unlimited.
     pub concurrency: std::collections::BTreeMap<String, u32>,
+    /// Most jobs a worker claims in one statement while jobs finish fast (1–1000).
+    pub claim_batch: u32,
 }
 
 impl Default for JobsSettings {
@@ -641,6 +643,7 @@ impl Default for JobsSettings {
                 ("agent_task".to_owned(), 2),
                 ("claude_code".to_owned(), 1),
             ]),
+            claim_batch: 64,
         }
     }
 }
@@ -655,6 +658,9 @@ impl JobsSettings {
         }
         if self.max_attempts == 0 {
             return Err(invalid("jobs.max_attempts", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&self.claim_batch) {
+            return Err(invalid("jobs.claim_batch", "must be between 1 and 1000"));
         }
         if self.backoff_max_ms < self.backoff_base_ms {
             return Err(invalid("jobs.backoff_max_ms", "must not be smaller than jobs.backoff_base_ms"));
