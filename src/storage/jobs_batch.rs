@@ -18,21 +18,21 @@ use super::rows::sql_error;
 use super::{Enqueued, Job, NewJob, StorageError, StorageResult, Store};
 
 /// Claim up to $5 due jobs (binds: worker, now, lease_ms, kind limits JSON, max).
-/// `candidates` walks the claim-order index, skipping kinds at their limit,
-/// and keeps the first $5; `ranked` drops a candidate when its kind has fewer
-/// free slots than candidates before it. SQLite-only: json_extract reads the
+/// `running` counts live leases per kind once; `candidates` walks the
+/// claim-order index, skipping kinds at their limit, and keeps the first $5;
+/// the update drops a candidate whose kind has fewer free slots than
+/// candidates of that kind before it. SQLite-only: json_extract reads the
 /// per-kind limit (PostgreSQL: `($4::jsonb ->> j.kind)::bigint`).
 const CLAIM_BATCH_SQL: &str = concat!(
-    "WITH candidates AS ( \
+    "WITH running AS MATERIALIZED ( \
+         SELECT kind, COUNT(*) AS n FROM jobs \
+         WHERE status = 'running' AND lease_until_ms >= $2 GROUP BY kind), \
+     candidates AS ( \
          SELECT j.id, j.kind, j.priority, j.run_at_ms, \
                 COALESCE(json_extract($4, '$.\"' || j.kind || '\"'), 9223372036854775807) \
-                  - (SELECT COUNT(*) FROM jobs r \
-                     WHERE r.kind = j.kind AND r.status = 'running' AND r.lease_until_ms >= $2) AS free \
+                  - COALESCE((SELECT n FROM running WHERE running.kind = j.kind), 0) AS free \
          FROM jobs j \
-         WHERE j.status = 'queued' AND j.run_at_ms <= $2 \
-           AND (SELECT COUNT(*) FROM jobs r \
-                WHERE r.kind = j.kind AND r.status = 'running' AND r.lease_until_ms >= $2) \
-               < COALESCE(json_extract($4, '$.\"' || j.kind || '\"'), 9223372036854775807) \
+         WHERE j.status = 'queued' AND j.run_at_ms <= $2 AND free > 0 \
          ORDER BY j.priority DESC, j.run_at_ms ASC, j.id ASC LIMIT $5), \
      ranked AS ( \
          SELECT id, free, ROW_NUMBER() OVER (PARTITION BY kind ORDER BY priority DESC, run_at_ms, id) AS place \
@@ -150,15 +150,18 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| sql_error("renew job leases", error))?;
-        rows.iter()
-            .map(|row| Ok((column::<i64>(row, "id")?, column::<i64>(row, "cancel_requested")? != 0)))
-            .collect()
+        rows.iter().map(|row| Ok((column::<i64>(row, "id")?, column::<i64>(row, "cancel_requested")? != 0))).collect()
     }
 
     /// Hand held jobs that never started back to the queue (due now, the
     /// attempt not counted), so other workers can take them. Returns the ids
     /// handed back; jobs whose lease was lost are left alone.
-    pub async fn release_unstarted_jobs(&self, job_ids: &[i64], worker_id: &str, now_ms: i64) -> StorageResult<Vec<i64>> {
+    pub async fn release_unstarted_jobs(
+        &self,
+        job_ids: &[i64],
+        worker_id: &str,
+        now_ms: i64,
+    ) -> StorageResult<Vec<i64>> {
         if job_ids.is_empty() {
             return Ok(Vec::new());
         }

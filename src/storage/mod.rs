@@ -92,7 +92,9 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(options)
             .await
-            .map_err(|error| StorageError::Database(format!("opening {}: {}", path.display(), short_message(&error))))?;
+            .map_err(|error| {
+                StorageError::Database(format!("opening {}: {}", path.display(), short_message(&error)))
+            })?;
         let store = Store { pool };
         store.migrate().await?;
         Ok(store)
