@@ -148,6 +148,14 @@ impl Settings {
     }
 }
 
+/// An IANA time zone name (`"Europe/Berlin"`, `"UTC"`), as `[[schedule]]`
+/// and `[daydream]` take it; the error text follows the key it belongs to.
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.trim()
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("is not an IANA time zone name (e.g. \"Europe/Berlin\" or \"UTC\"): {name:?}"))
+}
+
 fn invalid(key: &str, why: &str) -> ConfigError {
     ConfigError::Invalid(format!("`{key}` {why}"))
 }
@@ -669,8 +677,8 @@ impl JobsSettings {
     }
 }
 
-/// `[[schedule]]`: a cron expression (UTC, with seconds: `sec min hour day month weekday`)
-/// that enqueues a job of `kind` with `payload` at every slot.
+/// `[[schedule]]`: a cron expression (with seconds: `sec min hour day month weekday`)
+/// in `timezone` (default UTC) that enqueues a job of `kind` with `payload` at every slot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSettings {
@@ -686,6 +694,9 @@ pub struct ScheduleSettings {
     pub conversation: Option<String>,
     #[serde(default)]
     pub priority: i64,
+    /// IANA time zone the cron fields are read in (None: UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 fn default_schedule_kind() -> String {
@@ -706,6 +717,11 @@ fn validate_schedules(schedules: &[ScheduleSettings]) -> Result<(), ConfigError>
                 &format!("schedule[{index}].cron"),
                 &format!("is not a cron expression (sec min hour day month weekday): {error}"),
             ));
+        }
+        if let Some(name) = &schedule.timezone
+            && let Err(why) = parse_timezone(name)
+        {
+            return Err(invalid(&format!("schedule[{index}].timezone"), &why));
         }
     }
     Ok(())
