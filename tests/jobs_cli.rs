@@ -202,9 +202,8 @@ async fn two_servers_on_one_database_run_every_job_exactly_once() {
         assert_eq!(runs, 1, "task {n} ran {runs} times");
     }
     // Both processes took part (final notices are claimed by the delivering worker, `<pid>-w<n>`).
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("data/valor.db").display()))
-        .await
-        .unwrap();
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("data/valor.db").display())).await.unwrap();
     let processes: i64 = sqlx::query_scalar(
         "SELECT COUNT(DISTINCT substr(claimed_by, 1, instr(claimed_by, '-'))) FROM job_notices \
          WHERE notice_key = 'final:0'",
