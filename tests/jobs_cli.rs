@@ -100,6 +100,22 @@ async fn serve(dir: &Path, mock: &Aimock) -> tokio::process::Child {
     child
 }
 
+/// A data dir whose database holds `count` agent tasks "`marker` number N." for one conversation.
+async fn queued_agent_tasks(marker: &str, count: i64) -> (tempfile::TempDir, Store, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data/valor.db")).await.unwrap();
+    let conversation = store
+        .create_conversation(NewConversation { title: marker.into(), channel: "web".into(), chat_id: None })
+        .await
+        .unwrap()
+        .id;
+    for n in 0..count {
+        let payload = json!({"task": format!("{marker} number {n}.")});
+        store.enqueue_job(new_job("agent_task", payload, Some(&conversation)), wall_clock_ms()).await.unwrap();
+    }
+    (dir, store, conversation)
+}
+
 async fn finished_count(store: &Store) -> i64 {
     let counts = store.count_jobs_by_status().await.unwrap();
     counts["succeeded"] + counts["failed"] + counts["cancelled"]
@@ -110,17 +126,7 @@ async fn a_server_killed_mid_run_resumes_and_every_job_ends_and_is_announced_exa
     const JOBS: i64 = 200;
     let mock = Aimock::start_with(&["-l", "5"]).await;
     mock.add_fixtures(json!([{"match": {"userMessage": "crash-task"}, "response": {"content": "task done"}}])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("data/valor.db")).await.unwrap();
-    let conversation = store
-        .create_conversation(NewConversation { title: "crash".into(), channel: "web".into(), chat_id: None })
-        .await
-        .unwrap()
-        .id;
-    for n in 0..JOBS {
-        let payload = json!({"task": format!("crash-task number {n}")});
-        store.enqueue_job(new_job("agent_task", payload, Some(&conversation)), wall_clock_ms()).await.unwrap();
-    }
+    let (dir, store, conversation) = queued_agent_tasks("crash-task", JOBS).await;
 
     let mut first = serve(dir.path(), &mock).await;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -171,17 +177,7 @@ async fn two_servers_on_one_database_run_every_job_exactly_once() {
     const JOBS: i64 = 120;
     let mock = Aimock::start_with(&["-l", "5"]).await;
     mock.add_fixtures(json!([{"match": {"userMessage": "pair-task"}, "response": {"content": "pair done"}}])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("data/valor.db")).await.unwrap();
-    let conversation = store
-        .create_conversation(NewConversation { title: "pair".into(), channel: "web".into(), chat_id: None })
-        .await
-        .unwrap()
-        .id;
-    for n in 0..JOBS {
-        let payload = json!({"task": format!("pair-task number {n}.")});
-        store.enqueue_job(new_job("agent_task", payload, Some(&conversation)), wall_clock_ms()).await.unwrap();
-    }
+    let (dir, store, conversation) = queued_agent_tasks("pair-task", JOBS).await;
     let (mut first, mut second) = (serve(dir.path(), &mock).await, serve(dir.path(), &mock).await);
     let deadline = Instant::now() + Duration::from_secs(120);
     while finished_count(&store).await < JOBS || !store.jobs_awaiting_final_notice(1).await.unwrap().is_empty() {

@@ -123,7 +123,23 @@ fn job(kind: &str, payload: Value) -> NewJob {
     }
 }
 
+/// The ids the claimer tasks return: `expected` jobs, none twice.
+async fn assert_each_job_claimed_once(tasks: Vec<tokio::task::JoinHandle<Vec<i64>>>, expected: usize) {
+    let mut seen = BTreeSet::new();
+    for task in tasks {
+        for id in task.await.unwrap() {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), expected);
+}
+
 impl Harness {
+    async fn assert_all_succeeded_on_the_first_attempt(&self) {
+        let jobs = self.store.list_jobs(&JobFilter { limit: 500, ..JobFilter::default() }).await.unwrap();
+        assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1));
+    }
+
     async fn enqueue(&self, new: NewJob) -> i64 {
         self.store.enqueue_job(new, self.clock.now_ms()).await.unwrap().job.id
     }
@@ -365,17 +381,8 @@ async fn concurrent_claimers_in_two_pools_never_hold_the_same_job() {
             mine
         }));
     }
-    let mut seen = BTreeSet::new();
-    let mut total = 0;
-    for task in tasks {
-        for id in task.await.unwrap() {
-            total += 1;
-            assert!(seen.insert(id), "job {id} was claimed twice");
-        }
-    }
-    assert_eq!((total, seen.len()), (200, 200));
-    let jobs = h.store.list_jobs(&JobFilter { limit: 500, ..JobFilter::default() }).await.unwrap();
-    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1));
+    assert_each_job_claimed_once(tasks, 200).await;
+    h.assert_all_succeeded_on_the_first_attempt().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -559,16 +566,7 @@ async fn batch_claimers_in_two_pools_never_hold_the_same_job() {
             }
         }));
     }
-    let mut seen = BTreeSet::new();
-    let mut total = 0;
-    for task in tasks {
-        for id in task.await.unwrap() {
-            total += 1;
-            assert!(seen.insert(id), "job {id} was claimed twice");
-        }
-    }
-    assert_eq!((total, seen.len()), (300, 300));
+    assert_each_job_claimed_once(tasks, 300).await;
     assert!(peak.load(Ordering::SeqCst) <= 5, "more jobs of the kind ran than its limit");
-    let jobs = h.store.list_jobs(&JobFilter { limit: 500, ..JobFilter::default() }).await.unwrap();
-    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1));
+    h.assert_all_succeeded_on_the_first_attempt().await;
 }
