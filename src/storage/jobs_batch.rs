@@ -167,7 +167,7 @@ impl Store {
         }
         let rows = sqlx::query(
             "UPDATE jobs SET status = 'queued', run_at_ms = $2, attempts = MAX(attempts - 1, 0), \
-                 started_at_ms = CASE WHEN attempts <= 1 AND retries = 0 THEN NULL ELSE started_at_ms END, \
+                 started_at_ms = CASE WHEN attempts <= 1 THEN NULL ELSE started_at_ms END, \
                  worker_id = NULL, lease_until_ms = NULL, updated_at_ms = $2 \
              WHERE worker_id = $1 AND status = 'running' AND id IN (SELECT value FROM json_each($3)) \
              RETURNING id",
