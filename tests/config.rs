@@ -114,6 +114,28 @@ fn invalid_values_are_errors_that_name_the_key() {
 }
 
 #[test]
+fn time_zones_are_iana_names_and_a_wrong_one_names_its_key() {
+    let schedule = "[[schedule]]\nname = \"a\"\ncron = \"0 0 9 * * *\"\n";
+    let settings = load_toml(&format!("{schedule}timezone = \"Europe/Berlin\"\n"), &[]).unwrap();
+    assert_eq!(settings.schedules[0].timezone.as_deref(), Some("Europe/Berlin"));
+    let settings = load_toml("[daydream]\ntimezone = \"America/New_York\"\n", &[]).unwrap();
+    assert_eq!(settings.daydream.timezone(), chrono_tz::Tz::America__New_York);
+    assert_eq!(load_toml("", &[]).unwrap().daydream.timezone(), chrono_tz::Tz::UTC, "the default is UTC");
+    let error = load_toml(&format!("{schedule}timezone = \"Mars/Olympus\"\n"), &[]).unwrap_err().to_string();
+    assert!(error.contains("schedule[0].timezone") && error.contains("Mars/Olympus"), "{error}");
+    let error = load_toml("[daydream]\ntimezone = \"CEST+2\"\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("daydream.timezone"), "{error}");
+    let error = load_toml("[jobs]\nclaim_batch = 0\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("jobs.claim_batch"), "{error}");
+}
+
+#[test]
+fn an_environment_address_error_names_the_variable() {
+    let error = load_toml("", &[("VALOR_HTTP_ADDR", "nowhere")]).unwrap_err().to_string();
+    assert!(error.contains("VALOR_HTTP_ADDR"), "{error}");
+}
+
+#[test]
 fn an_explicit_config_file_that_does_not_exist_is_an_error() {
     let error = config::load(Some(Path::new("/nonexistent/valor.toml")), &EnvSource::default()).unwrap_err();
     assert!(error.to_string().contains("/nonexistent/valor.toml"));

@@ -210,12 +210,15 @@ async fn a_busy_queue_skips_the_daydream_with_a_recorded_reason() {
 
 #[tokio::test]
 async fn a_scheduled_daydream_inside_office_hours_is_skipped_but_a_manual_one_runs() {
-    let now_minute = (wall_clock_ms() / 60_000).rem_euclid(1440);
+    // Office hours are read in the configured zone: Kolkata is UTC+05:30 all year,
+    // so a window around its local time is 5.5 hours away from UTC's.
+    let now_minute = (wall_clock_ms() / 60_000 + 330).rem_euclid(1440);
     let window = |minute: i64| format!("{:02}:{:02}", minute.rem_euclid(1440) / 60, minute.rem_euclid(1440) % 60);
     let office_hours = format!("{}-{}", window(now_minute - 60), window(now_minute + 60));
     let app = TestApp::spawn(|s| {
         s.jobs.workers = 0;
         s.daydream.office_hours = Some(office_hours.clone());
+        s.daydream.timezone = Some("Asia/Kolkata".into());
         s.daydream.min_available_memory_mb = 0;
     })
     .await;

@@ -166,6 +166,7 @@ async fn valor_serve_runs_configured_schedules() {
             payload: json!({"what": "tick"}),
             conversation: None,
             priority: 0,
+            timezone: Some("Asia/Tokyo".into()),
         }];
     })
     .await;

@@ -1,7 +1,8 @@
 //! Jobs through the real binary: `valor jobs list|show|retry|cancel`, SIGTERM
 //! handing a running job back, and a crash test — `valor serve` working through 200 queued agent tasks is
 //! SIGKILLed mid-run and restarted; every job ends once and its outcome
-//! reaches the conversation exactly once.
+//! reaches the conversation exactly once — and two `valor serve` processes on
+//! one database file, which never run one job twice.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
@@ -99,6 +100,22 @@ async fn serve(dir: &Path, mock: &Aimock) -> tokio::process::Child {
     child
 }
 
+/// A data dir whose database holds `count` agent tasks "`marker` number N." for one conversation.
+async fn queued_agent_tasks(marker: &str, count: i64) -> (tempfile::TempDir, Store, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data/valor.db")).await.unwrap();
+    let conversation = store
+        .create_conversation(NewConversation { title: marker.into(), channel: "web".into(), chat_id: None })
+        .await
+        .unwrap()
+        .id;
+    for n in 0..count {
+        let payload = json!({"task": format!("{marker} number {n}.")});
+        store.enqueue_job(new_job("agent_task", payload, Some(&conversation)), wall_clock_ms()).await.unwrap();
+    }
+    (dir, store, conversation)
+}
+
 async fn finished_count(store: &Store) -> i64 {
     let counts = store.count_jobs_by_status().await.unwrap();
     counts["succeeded"] + counts["failed"] + counts["cancelled"]
@@ -109,17 +126,7 @@ async fn a_server_killed_mid_run_resumes_and_every_job_ends_and_is_announced_exa
     const JOBS: i64 = 200;
     let mock = Aimock::start_with(&["-l", "5"]).await;
     mock.add_fixtures(json!([{"match": {"userMessage": "crash-task"}, "response": {"content": "task done"}}])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("data/valor.db")).await.unwrap();
-    let conversation = store
-        .create_conversation(NewConversation { title: "crash".into(), channel: "web".into(), chat_id: None })
-        .await
-        .unwrap()
-        .id;
-    for n in 0..JOBS {
-        let payload = json!({"task": format!("crash-task number {n}")});
-        store.enqueue_job(new_job("agent_task", payload, Some(&conversation)), wall_clock_ms()).await.unwrap();
-    }
+    let (dir, store, conversation) = queued_agent_tasks("crash-task", JOBS).await;
 
     let mut first = serve(dir.path(), &mock).await;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -135,8 +142,8 @@ async fn a_server_killed_mid_run_resumes_and_every_job_ends_and_is_announced_exa
 
     let mut second = serve(dir.path(), &mock).await;
     loop {
-        let pending = store.jobs_awaiting_final_notice(1).await.unwrap();
-        if finished_count(&store).await == JOBS && pending.is_empty() {
+        // Count first, then look for pending notices: the other order misses a job finishing in between.
+        if finished_count(&store).await == JOBS && store.jobs_awaiting_final_notice(1).await.unwrap().is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "jobs did not all finish after the restart");
@@ -163,6 +170,47 @@ async fn a_server_killed_mid_run_resumes_and_every_job_ends_and_is_announced_exa
         let keys: Vec<String> = store.job_notices(*id).await.unwrap().into_iter().map(|(key, _)| key).collect();
         assert!(keys.contains(&"final:0".to_owned()), "{keys:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_run_every_job_exactly_once() {
+    const JOBS: i64 = 120;
+    let mock = Aimock::start_with(&["-l", "5"]).await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "pair-task"}, "response": {"content": "pair done"}}])).await;
+    let (dir, store, conversation) = queued_agent_tasks("pair-task", JOBS).await;
+    let (mut first, mut second) = (serve(dir.path(), &mock).await, serve(dir.path(), &mock).await);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while finished_count(&store).await < JOBS || !store.jobs_awaiting_final_notice(1).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the two servers did not finish the queue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for server in [&mut first, &mut second] {
+        server.start_kill().unwrap();
+        server.wait().await.unwrap();
+    }
+    let jobs = store.list_jobs(&valor::storage::JobFilter { limit: 500, ..Default::default() }).await.unwrap();
+    assert_eq!(jobs.len() as i64, JOBS);
+    assert!(jobs.iter().all(|job| job.status.as_str() == "succeeded" && job.attempts == 1), "a job was claimed twice");
+    // Each task reached the model once: no job ran in both processes.
+    let requests: Vec<String> = mock.requests_to("/v1/messages").await.iter().map(|r| r.to_string()).collect();
+    for n in 0..JOBS {
+        let runs = requests.iter().filter(|r| r.contains(&format!("pair-task number {n}."))).count();
+        assert_eq!(runs, 1, "task {n} ran {runs} times");
+    }
+    // Both processes took part (final notices are claimed by the delivering worker, `<pid>-w<n>`).
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("data/valor.db").display())).await.unwrap();
+    let processes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT substr(claimed_by, 1, instr(claimed_by, '-'))) FROM job_notices \
+         WHERE notice_key = 'final:0'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(processes, 2, "one server did all the work; the test proved nothing");
+    let messages = store.recent_messages(&conversation, 1000).await.unwrap();
+    let finals = messages.iter().filter(|m| m.role == MessageRole::System && m.text.contains("finished")).count();
+    assert_eq!(finals as i64, JOBS, "each outcome is announced once");
 }
 
 #[tokio::test]

@@ -104,6 +104,7 @@ async fn harness(kind_limits: BTreeMap<String, u32>) -> Harness {
             backoff_base_ms: BASE_MS,
             backoff_max_ms: 60_000,
             kind_limits,
+            claim_batch: 16,
             retention: Duration::from_secs(7 * 86_400),
         },
     };
@@ -122,7 +123,23 @@ fn job(kind: &str, payload: Value) -> NewJob {
     }
 }
 
+/// The ids the claimer tasks return: `expected` jobs, none twice.
+async fn assert_each_job_claimed_once(tasks: Vec<tokio::task::JoinHandle<Vec<i64>>>, expected: usize) {
+    let mut seen = BTreeSet::new();
+    for task in tasks {
+        for id in task.await.unwrap() {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), expected);
+}
+
 impl Harness {
+    async fn assert_all_succeeded_on_the_first_attempt(&self) {
+        let jobs = self.store.list_jobs(&JobFilter { limit: 500, ..JobFilter::default() }).await.unwrap();
+        assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1));
+    }
+
     async fn enqueue(&self, new: NewJob) -> i64 {
         self.store.enqueue_job(new, self.clock.now_ms()).await.unwrap().job.id
     }
@@ -364,17 +381,8 @@ async fn concurrent_claimers_in_two_pools_never_hold_the_same_job() {
             mine
         }));
     }
-    let mut seen = BTreeSet::new();
-    let mut total = 0;
-    for task in tasks {
-        for id in task.await.unwrap() {
-            total += 1;
-            assert!(seen.insert(id), "job {id} was claimed twice");
-        }
-    }
-    assert_eq!((total, seen.len()), (200, 200));
-    let jobs = h.store.list_jobs(&JobFilter { limit: 500, ..JobFilter::default() }).await.unwrap();
-    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1));
+    assert_each_job_claimed_once(tasks, 200).await;
+    h.assert_all_succeeded_on_the_first_attempt().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -429,27 +437,136 @@ async fn enqueue_jobs_inserts_a_batch_in_order_and_honours_idempotency_keys() {
 }
 
 #[tokio::test]
-async fn complete_and_claim_next_finishes_the_held_job_and_takes_the_next_in_claim_order() {
-    let limits = BTreeMap::from([("echo".to_owned(), 1)]);
+async fn a_batch_claim_follows_claim_order_and_never_exceeds_a_kinds_free_slots() {
+    let limits = BTreeMap::from([("echo".to_owned(), 2)]);
     let h = harness(limits.clone()).await;
-    let first = h.enqueue(job("echo", json!(1))).await;
-    let urgent = h.enqueue(NewJob { priority: 5, ..job("echo", json!(2)) }).await;
-    let last = h.enqueue(job("echo", json!(3))).await;
+    let echo_low = h.enqueue(job("echo", json!(1))).await;
+    let flaky = h.enqueue(NewJob { payload: json!({"fail_times": 0}), ..job("flaky", json!(null)) }).await;
+    let echo_high = h.enqueue(NewJob { priority: 9, ..job("echo", json!(2)) }).await;
+    let echo_mid = h.enqueue(NewJob { priority: 5, ..job("echo", json!(3)) }).await;
+    let later = h.enqueue(NewJob { priority: 99, run_at_ms: Some(START_MS + 1), ..job("flaky", json!(4)) }).await;
     let now = h.clock.now_ms();
-    assert_eq!(h.store.claim_job("w", now, 30_000, &limits).await.unwrap().unwrap().id, urgent);
-    // The kind limit (1) counts the job being completed as finished: the next claim succeeds.
-    let (done, next) =
-        h.store.complete_job_and_claim_next(urgent, "w", &json!("ok"), now, 30_000, &limits).await.unwrap();
-    assert_eq!(done.unwrap().status, JobStatus::Succeeded);
-    let next = next.unwrap();
-    assert_eq!((next.id, next.status, next.worker_id.as_deref()), (first, JobStatus::Running, Some("w")));
-    // A worker that lost its lease completes nothing, but may still claim.
-    let (done, next) =
-        h.store.complete_job_and_claim_next(urgent, "intruder", &json!("x"), now, 30_000, &limits).await.unwrap();
-    assert!(done.is_none());
-    assert!(next.is_none(), "the kind is at its limit while `first` runs");
-    let (done, next) = h.store.complete_job_and_claim_next(first, "w", &json!(1), now, 30_000, &limits).await.unwrap();
-    assert_eq!(done.unwrap().result, Some(json!(1)));
-    assert_eq!(next.unwrap().id, last);
-    assert_eq!(h.status(urgent).await, JobStatus::Succeeded);
+    // One echo is already running elsewhere: one echo slot is left of two.
+    let elsewhere = h.store.claim_job("other", now, 30_000, &limits).await.unwrap().unwrap();
+    assert_eq!(elsewhere.id, echo_high);
+    let batch = h.store.claim_jobs("w", now, 30_000, &limits, 10).await.unwrap();
+    let ids: Vec<i64> = batch.iter().map(|j| j.id).collect();
+    assert_eq!(ids, [echo_mid, flaky], "claim order, one echo slot, no job before its run_at");
+    assert!(batch.iter().all(|j| j.status == JobStatus::Running
+        && j.worker_id.as_deref() == Some("w")
+        && j.lease_until_ms == Some(now + 30_000)
+        && j.attempts == 1));
+    assert!(h.store.claim_jobs("x", now, 30_000, &limits, 10).await.unwrap().is_empty(), "echo is at its limit");
+    // `max` caps the batch; a finished echo frees a slot for the next claim.
+    h.store.complete_job(echo_high, "other", &json!("done"), now).await.unwrap().unwrap();
+    let next = h.store.claim_jobs("x", now, 30_000, &limits, 1).await.unwrap();
+    assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), [echo_low]);
+    assert_eq!(h.status(later).await, JobStatus::Queued);
+}
+
+#[tokio::test]
+async fn batch_completion_writes_only_jobs_whose_lease_the_caller_holds() {
+    let h = harness(BTreeMap::new()).await;
+    let mine = h.enqueue(job("echo", json!(1))).await;
+    let also_mine = h.enqueue(job("echo", json!(2))).await;
+    let theirs = h.enqueue(job("echo", json!(3))).await;
+    let now = h.clock.now_ms();
+    assert_eq!(h.store.claim_jobs("w", now, 30_000, &BTreeMap::new(), 2).await.unwrap().len(), 2);
+    h.store.claim_job("other", now, 30_000, &BTreeMap::new()).await.unwrap().unwrap();
+    let results = [(mine, json!("text")), (also_mine, json!({"reply": [1, null]})), (theirs, json!("stolen"))];
+    let written = h.store.complete_jobs("w", &results, now).await.unwrap();
+    let mut ids: Vec<i64> = written.iter().map(|j| j.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [mine, also_mine]);
+    assert_eq!(h.store.get_job(mine).await.unwrap().result, Some(json!("text")));
+    let second = h.store.get_job(also_mine).await.unwrap();
+    assert_eq!((second.status, second.result), (JobStatus::Succeeded, Some(json!({"reply": [1, null]}))));
+    let other = h.store.get_job(theirs).await.unwrap();
+    assert_eq!((other.status, other.worker_id.as_deref(), other.result), (JobStatus::Running, Some("other"), None));
+    assert!(h.store.complete_jobs("w", &[], now).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_batch_runs_every_claimed_job_and_completes_them_together() {
+    let h = harness(BTreeMap::new()).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(h.enqueue(NewJob { conversation_id: Some(h.conversation.clone()), ..job("echo", json!(n)) }).await);
+    }
+    let failing = h.enqueue(NewJob { max_attempts: 1, ..job("flaky", json!({"fail_times": 1})) }).await;
+    let worker = h.system.worker("w", CancellationToken::new());
+    let outcomes = worker.try_execute_batch(16).await.unwrap();
+    let mut by_job: Vec<(i64, OutcomeStatus)> = outcomes.into_iter().map(|o| (o.job_id, o.status)).collect();
+    by_job.sort_by_key(|(id, _)| *id);
+    assert_eq!(by_job.len(), 6);
+    assert!(by_job[..5].iter().all(|(_, status)| *status == OutcomeStatus::Succeeded), "{by_job:?}");
+    assert!(matches!(by_job[5], (id, OutcomeStatus::Failed { .. }) if id == failing));
+    for (n, id) in ids.iter().enumerate() {
+        let done = h.store.get_job(*id).await.unwrap();
+        assert_eq!((done.status, done.result, done.worker_id), (JobStatus::Succeeded, Some(json!(n)), None));
+    }
+    assert_eq!(h.system_texts().await.len(), 5, "one final notice per finished job with a conversation");
+    assert!(worker.try_execute_batch(16).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_job_hands_the_rest_of_its_batch_back_for_other_workers() {
+    let mut h = harness(BTreeMap::new()).await;
+    let slow = h.enqueue(NewJob { priority: 1, ..job("blocking", json!({})) }).await;
+    let quick = h.enqueue(job("echo", json!("quick"))).await;
+    let slow_worker = h.system.worker("slow", CancellationToken::new());
+    let running = tokio::spawn(async move { slow_worker.try_execute_batch(8).await });
+    assert_eq!(h.started.recv().await, Some(slow));
+    // The slow worker claimed both; once its job is slow it gives `quick` back.
+    let other = h.system.worker("other", CancellationToken::new());
+    let mut taken = None;
+    for _ in 0..500 {
+        if let Some(outcome) = other.try_execute_next().await.unwrap() {
+            taken = Some(outcome);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let taken = taken.expect("the waiting job was never handed back");
+    assert_eq!((taken.job_id, taken.status), (quick, OutcomeStatus::Succeeded));
+    assert_eq!(h.store.get_job(quick).await.unwrap().attempts, 1, "the handed-back claim counted as an attempt");
+    h.store.request_job_cancel(slow, h.clock.now_ms()).await.unwrap();
+    let outcomes = tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
+    let statuses: Vec<(i64, OutcomeStatus)> = outcomes.into_iter().map(|o| (o.job_id, o.status)).collect();
+    assert!(statuses.contains(&(quick, OutcomeStatus::Released)), "{statuses:?}");
+    assert!(statuses.contains(&(slow, OutcomeStatus::Cancelled)), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_claimers_in_two_pools_never_hold_the_same_job() {
+    let limits = BTreeMap::from([("echo".to_owned(), 5)]);
+    let h = harness(limits.clone()).await;
+    for n in 0..300 {
+        h.enqueue(job("echo", json!(n))).await;
+    }
+    let other_process = Store::open(&h._dir.path().join("valor.db")).await.unwrap();
+    let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..6 {
+        let store = if worker % 2 == 0 { h.store.clone() } else { other_process.clone() };
+        let (limits, peak) = (limits.clone(), peak.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = format!("w{worker}");
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.claim_jobs(&name, START_MS, 30_000, &limits, 4).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                let running = store.count_jobs_by_status().await.unwrap()["running"];
+                peak.fetch_max(usize::try_from(running).unwrap(), Ordering::SeqCst);
+                let results: Vec<(i64, Value)> = batch.iter().map(|j| (j.id, json!(null))).collect();
+                assert_eq!(store.complete_jobs(&name, &results, START_MS).await.unwrap().len(), batch.len());
+                mine.extend(batch.iter().map(|j| j.id));
+            }
+        }));
+    }
+    assert_each_job_claimed_once(tasks, 300).await;
+    assert!(peak.load(Ordering::SeqCst) <= 5, "more jobs of the kind ran than its limit");
+    h.assert_all_succeeded_on_the_first_attempt().await;
 }

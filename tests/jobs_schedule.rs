@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono_tz::Tz;
 use valor::jobs::{Clock, ManualClock, ScheduleSpec, Scheduler, next_run_after};
 use valor::storage::{JobFilter, Store};
 
@@ -19,6 +20,7 @@ fn hourly() -> ScheduleSpec {
         name: "hourly".into(),
         expression: "0 0 * * * *".into(),
         schedule: cron::Schedule::from_str("0 0 * * * *").unwrap(),
+        timezone: Tz::UTC,
         kind: "report".into(),
         payload: serde_json::json!({"what": "hourly"}),
         conversation: None,
@@ -33,12 +35,71 @@ async fn job_count(store: &Store) -> usize {
 #[test]
 fn the_next_run_is_the_first_slot_strictly_after_the_given_time() {
     let schedule = cron::Schedule::from_str("0 0 * * * *").unwrap();
-    assert_eq!(next_run_after(&schedule, MONDAY_1030), Some(MONDAY_1030 + HOUR / 2));
-    assert_eq!(next_run_after(&schedule, MONDAY_1030 + HOUR / 2), Some(MONDAY_1030 + HOUR / 2 + HOUR));
+    assert_eq!(next_run_after(&schedule, Tz::UTC, MONDAY_1030), Some(MONDAY_1030 + HOUR / 2));
+    assert_eq!(next_run_after(&schedule, Tz::UTC, MONDAY_1030 + HOUR / 2), Some(MONDAY_1030 + HOUR / 2 + HOUR));
     let weekdays = cron::Schedule::from_str("0 0 7 * * Mon-Fri").unwrap();
     // Friday 2026-01-09 08:00 → Monday 2026-01-12 07:00.
     let (friday_0800, monday_0700) = (1_767_945_600_000, 1_768_201_200_000);
-    assert_eq!(next_run_after(&weekdays, friday_0800), Some(monday_0700));
+    assert_eq!(next_run_after(&weekdays, Tz::UTC, friday_0800), Some(monday_0700));
+}
+
+// Europe/Berlin in 2026: summer time from 2026-03-29 02:00 CET (clocks jump to
+// 03:00) to 2026-10-25 03:00 CEST (clocks go back to 02:00). Instants are UTC.
+const BERLIN: Tz = Tz::Europe__Berlin;
+
+#[test]
+fn a_daily_slot_keeps_its_wall_clock_time_across_the_spring_change() {
+    let nine = cron::Schedule::from_str("0 0 9 * * *").unwrap();
+    // 2026-03-28 09:00 CET = 08:00Z; the next day 09:00 CEST = 07:00Z: 23 hours later.
+    let (saturday_0900, sunday_0900) = (1_774_684_800_000, 1_774_767_600_000);
+    assert_eq!(next_run_after(&nine, BERLIN, saturday_0900), Some(sunday_0900));
+    assert_eq!(next_run_after(&nine, BERLIN, saturday_0900 - 1), Some(saturday_0900));
+}
+
+#[test]
+fn a_slot_skipped_by_the_spring_change_runs_once_an_hour_later() {
+    let half_two = cron::Schedule::from_str("0 30 2 * * *").unwrap();
+    // 2026-03-28 02:30 CET = 01:30Z. 2026-03-29 02:30 does not exist: it runs at
+    // 03:30 CEST = 01:30Z; 2026-03-30 02:30 CEST = 00:30Z.
+    let (saturday, sunday, monday) = (1_774_661_400_000, 1_774_747_800_000, 1_774_830_600_000);
+    assert_eq!(next_run_after(&half_two, BERLIN, saturday), Some(sunday));
+    assert_eq!(next_run_after(&half_two, BERLIN, sunday), Some(monday));
+}
+
+#[test]
+fn a_slot_repeated_by_the_autumn_change_runs_once() {
+    let half_two = cron::Schedule::from_str("0 30 2 * * *").unwrap();
+    // 2026-10-25 02:30 happens at 00:30Z (CEST) and again at 01:30Z (CET).
+    let (saturday, first_pass, monday) = (1_792_801_800_000, 1_792_888_200_000, 1_792_978_200_000);
+    assert_eq!(next_run_after(&half_two, BERLIN, saturday), Some(first_pass));
+    assert_eq!(next_run_after(&half_two, BERLIN, first_pass), Some(monday), "ran twice on the long night");
+    // Hourly slots in the repeated hour: 02:00 CEST, then 03:00 CET (02:00 CET is the same wall-clock slot).
+    let hourly = cron::Schedule::from_str("0 0 * * * *").unwrap();
+    let two_cest = first_pass - HOUR / 2;
+    assert_eq!(next_run_after(&hourly, BERLIN, two_cest), Some(two_cest + 2 * HOUR));
+}
+
+#[tokio::test]
+async fn the_scheduler_persists_next_runs_computed_in_the_schedules_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("valor.db")).await.unwrap();
+    // 2026-03-28 10:00 CET; a daily 09:00 Berlin schedule is due next on Sunday at 07:00Z.
+    let (saturday_1000, sunday_0900) = (1_774_684_800_000 + HOUR, 1_774_767_600_000);
+    let clock = Arc::new(ManualClock::starting_at(saturday_1000));
+    let spec = ScheduleSpec {
+        name: "brief".into(),
+        expression: "0 0 9 * * *".into(),
+        schedule: cron::Schedule::from_str("0 0 9 * * *").unwrap(),
+        timezone: BERLIN,
+        ..hourly()
+    };
+    let scheduler = Scheduler::new(store.clone(), clock.clone(), vec![spec], 3);
+    assert!(scheduler.try_run_due().await.unwrap().is_empty());
+    assert_eq!(store.get_schedule("brief").await.unwrap().next_run_at_ms, sunday_0900);
+    clock.set(sunday_0900);
+    assert_eq!(scheduler.try_run_due().await.unwrap().len(), 1);
+    // Monday 09:00 CEST = 07:00Z, 24 hours later.
+    assert_eq!(store.get_schedule("brief").await.unwrap().next_run_at_ms, sunday_0900 + 24 * HOUR);
 }
 
 #[tokio::test]

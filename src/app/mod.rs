@@ -143,7 +143,7 @@ impl App {
             .iter()
             .map(ScheduleSpec::from_settings)
             .collect::<Result<Vec<_>, _>>()
-            .context("parsing [[schedule]] cron expressions")?;
+            .map_err(|why| anyhow::anyhow!("parsing [[schedule]]: {why}"))?;
         // `[daydream]` is one more schedule (a `[[schedule]]` of the same name wins).
         if let Some(daydream) = crate::jobs::Daydream::schedule_spec(&self.settings.daydream)
             && !specs.iter().any(|spec| spec.name == daydream.name)

@@ -7,18 +7,19 @@
 use serde::Deserialize;
 
 use super::ConfigError;
+use super::settings::parse_timezone;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaydreamSettings {
     /// Schedule daydream sessions inside `valor serve` (`valor daydream run` works either way).
     pub enabled: bool,
-    /// Cron expression (UTC, with seconds). Default: every 6 hours.
+    /// Cron expression (with seconds, in `timezone`). Default: every 6 hours.
     pub cron: String,
     /// Skip scheduled sessions inside this local window, e.g. `"09:00-18:00"` (None: never skip).
     pub office_hours: Option<String>,
-    /// Offset of the office-hours clock from UTC in minutes (e.g. 60 for UTC+1).
-    pub utc_offset_minutes: i32,
+    /// IANA time zone of `cron` and `office_hours` (None: UTC).
+    pub timezone: Option<String>,
     /// Skip when more jobs than this are queued.
     pub max_queued_jobs: i64,
     /// Skip when less memory than this is available (`MemAvailable` in `/proc/meminfo`).
@@ -37,7 +38,7 @@ impl Default for DaydreamSettings {
             enabled: true,
             cron: "0 0 */6 * * *".into(),
             office_hours: None,
-            utc_offset_minutes: 0,
+            timezone: None,
             max_queued_jobs: 20,
             min_available_memory_mb: 256,
             child_max_age_secs: 6 * 3600,
@@ -77,6 +78,11 @@ impl OfficeHours {
 }
 
 impl DaydreamSettings {
+    /// The configured zone; UTC when none is set (`validate` rejects unknown names).
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.timezone.as_deref().and_then(|name| parse_timezone(name).ok()).unwrap_or(chrono_tz::Tz::UTC)
+    }
+
     pub fn office_hours(&self) -> Option<OfficeHours> {
         self.office_hours.as_deref().and_then(OfficeHours::parse)
     }
@@ -94,8 +100,10 @@ impl DaydreamSettings {
         {
             return Err(invalid("office_hours", "must look like \"09:00-18:00\""));
         }
-        if !(-14 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
-            return Err(invalid("utc_offset_minutes", "must be between -840 and 840"));
+        if let Some(name) = &self.timezone
+            && let Err(why) = parse_timezone(name)
+        {
+            return Err(invalid("timezone", &why));
         }
         Ok(())
     }

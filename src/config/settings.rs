@@ -154,6 +154,14 @@ impl Settings {
     }
 }
 
+/// An IANA time zone name (`"Europe/Berlin"`, `"UTC"`), as `[[schedule]]`
+/// and `[daydream]` take it; the error text follows the key it belongs to.
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.trim()
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("is not an IANA time zone name (e.g. \"Europe/Berlin\" or \"UTC\"): {name:?}"))
+}
+
 pub(super) fn invalid(key: &str, why: &str) -> ConfigError {
     ConfigError::Invalid(format!("`{key}` {why}"))
 }
@@ -643,6 +651,8 @@ pub struct JobsSettings {
     pub backoff_max_ms: u64,
     /// Most jobs of a kind running at once, e.g. `agent_task = 2`; kinds not listed are unlimited.
     pub concurrency: std::collections::BTreeMap<String, u32>,
+    /// Most jobs a worker claims in one statement while jobs finish fast (1–1000).
+    pub claim_batch: u32,
 }
 
 impl Default for JobsSettings {
@@ -660,6 +670,7 @@ impl Default for JobsSettings {
                 ("claude_code".to_owned(), 1),
                 ("gemini_cli".to_owned(), 1),
             ]),
+            claim_batch: 64,
         }
     }
 }
@@ -675,6 +686,9 @@ impl JobsSettings {
         if self.max_attempts == 0 {
             return Err(invalid("jobs.max_attempts", "must be at least 1"));
         }
+        if !(1..=1000).contains(&self.claim_batch) {
+            return Err(invalid("jobs.claim_batch", "must be between 1 and 1000"));
+        }
         if self.backoff_max_ms < self.backoff_base_ms {
             return Err(invalid("jobs.backoff_max_ms", "must not be smaller than jobs.backoff_base_ms"));
         }
@@ -682,8 +696,8 @@ impl JobsSettings {
     }
 }
 
-/// `[[schedule]]`: a cron expression (UTC, with seconds: `sec min hour day month weekday`)
-/// that enqueues a job of `kind` with `payload` at every slot.
+/// `[[schedule]]`: a cron expression (with seconds: `sec min hour day month weekday`)
+/// in `timezone` (default UTC) that enqueues a job of `kind` with `payload` at every slot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSettings {
@@ -699,6 +713,9 @@ pub struct ScheduleSettings {
     pub conversation: Option<String>,
     #[serde(default)]
     pub priority: i64,
+    /// IANA time zone the cron fields are read in (None: UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 fn default_schedule_kind() -> String {
@@ -719,6 +736,11 @@ fn validate_schedules(schedules: &[ScheduleSettings]) -> Result<(), ConfigError>
                 &format!("schedule[{index}].cron"),
                 &format!("is not a cron expression (sec min hour day month weekday): {error}"),
             ));
+        }
+        if let Some(name) = &schedule.timezone
+            && let Err(why) = parse_timezone(name)
+        {
+            return Err(invalid(&format!("schedule[{index}].timezone"), &why));
         }
     }
     Ok(())

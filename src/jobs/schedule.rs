@@ -9,16 +9,46 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone as _};
+use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
 use super::Clock;
-use crate::config::ScheduleSettings;
+use crate::config::{ScheduleSettings, parse_timezone};
 use crate::storage::{NewJob, StorageResult, Store};
 
-/// First slot of `schedule` strictly after `after_ms` (UTC), if any.
-pub fn next_run_after(schedule: &cron::Schedule, after_ms: i64) -> Option<i64> {
+/// First slot of `schedule`, read as wall-clock times in `timezone`,
+/// strictly after the instant `after_ms`, if any. Across DST changes every
+/// wall-clock slot runs once: one that a change skips (02:30 when clocks
+/// jump from 02:00 to 03:00) runs at the instant it would have had in the
+/// old offset (03:30), and one that a change repeats runs at its first
+/// occurrence only.
+pub fn next_run_after(schedule: &cron::Schedule, timezone: Tz, after_ms: i64) -> Option<i64> {
     let after = chrono::DateTime::from_timestamp_millis(after_ms)?;
-    schedule.after(&after).next().map(|at| at.timestamp_millis())
+    // cron walks slots on a naive calendar (labelled UTC); each is then placed in the zone.
+    let mut local = after.with_timezone(&timezone).naive_local();
+    for _ in 0..8 {
+        let slot = schedule.after(&local.and_utc()).next()?.naive_utc();
+        if let Some(at) = place_in_zone(timezone, slot).map(|at| at.timestamp_millis())
+            && at > after_ms
+        {
+            return Some(at);
+        }
+        local = slot;
+    }
+    None
+}
+
+/// The instant of a wall-clock time: the earlier one when it repeats, the old
+/// offset's reading when a DST gap skips it (gaps are at most a few hours).
+fn place_in_zone(timezone: Tz, local: NaiveDateTime) -> Option<DateTime<Tz>> {
+    match timezone.from_local_datetime(&local) {
+        LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => Some(at),
+        LocalResult::None => (1..=3).find_map(|hours| {
+            let shift = TimeDelta::hours(hours);
+            timezone.from_local_datetime(&(local - shift)).earliest().map(|at| at + shift)
+        }),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -26,6 +56,8 @@ pub struct ScheduleSpec {
     pub name: String,
     pub expression: String,
     pub schedule: cron::Schedule,
+    /// The zone the cron fields are read in.
+    pub timezone: Tz,
     pub kind: String,
     pub payload: serde_json::Value,
     /// Conversation id or title (resolved when the scheduler syncs).
@@ -34,11 +66,19 @@ pub struct ScheduleSpec {
 }
 
 impl ScheduleSpec {
-    pub fn from_settings(settings: &ScheduleSettings) -> Result<Self, cron::error::Error> {
+    /// Errors name the schedule and the key (config validation reports them first).
+    pub fn from_settings(settings: &ScheduleSettings) -> Result<Self, String> {
+        let name = &settings.name;
+        let timezone = match &settings.timezone {
+            Some(zone) => parse_timezone(zone).map_err(|why| format!("schedule {name:?}: timezone {why}"))?,
+            None => Tz::UTC,
+        };
         Ok(Self {
             name: settings.name.clone(),
             expression: settings.cron.clone(),
-            schedule: cron::Schedule::from_str(&settings.cron)?,
+            schedule: cron::Schedule::from_str(&settings.cron)
+                .map_err(|error| format!("schedule {name:?}: cron {error}"))?,
+            timezone,
             kind: settings.kind.clone(),
             payload: if settings.payload.is_null() { serde_json::json!({}) } else { settings.payload.clone() },
             conversation: settings.conversation.clone(),
@@ -78,7 +118,7 @@ impl Scheduler {
 
     async fn run_if_due(&self, spec: &ScheduleSpec) -> StorageResult<Option<i64>> {
         let now = self.clock.now_ms();
-        let Some(first) = next_run_after(&spec.schedule, now) else { return Ok(None) };
+        let Some(first) = next_run_after(&spec.schedule, spec.timezone, now) else { return Ok(None) };
         let state = match self.store.get_schedule(&spec.name).await {
             Ok(state) if state.cron == spec.expression => state,
             Ok(_) | Err(crate::storage::StorageError::NotFound { .. }) => {
@@ -110,7 +150,7 @@ impl Scheduler {
             )
             .await?;
         // Catch-up once: the next slot is the first after now, not after the missed one.
-        let next = next_run_after(&spec.schedule, now).unwrap_or(i64::MAX);
+        let next = next_run_after(&spec.schedule, spec.timezone, now).unwrap_or(i64::MAX);
         self.store.advance_schedule(&spec.name, slot, next, enqueued.job.id, now).await?;
         if enqueued.created {
             tracing::info!(schedule = %spec.name, job = enqueued.job.id, "scheduled job queued");

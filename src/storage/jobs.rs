@@ -6,7 +6,7 @@
 //! Invariants: every state change of a running job is conditioned on the
 //! caller still holding the lease (`worker_id` and `status = 'running'`), so a
 //! worker whose lease expired and was taken over can never overwrite the new
-//! holder's outcome; a claim is one `UPDATE … WHERE id = (SELECT …)` statement,
+//! holder's outcome; a claim is one `UPDATE … WHERE id IN (SELECT …)` statement,
 //! so two workers never hold one job (SQLite takes the write lock before the
 //! inner SELECT runs; PostgreSQL needs `FOR UPDATE SKIP LOCKED` in the inner
 //! SELECT). Time is always passed in (`now_ms`) so the queue runs on an
@@ -30,6 +30,8 @@ macro_rules! job_columns {
     };
 }
 
+pub(super) use job_columns;
+
 /// Insert one job (binds: kind, payload, priority, run_at, max_attempts, conversation, key, now).
 pub(super) const ENQUEUE_SQL: &str = concat!(
     "INSERT INTO jobs (kind, payload, priority, status, run_at_ms, attempts, max_attempts, retries, \
@@ -39,35 +41,10 @@ pub(super) const ENQUEUE_SQL: &str = concat!(
     job_columns!()
 );
 
-/// Claim the next due job (binds: worker, now, lease_ms, kind limits JSON). SQLite-only: json_extract
-/// reads the per-kind limit (PostgreSQL: `($4::jsonb ->> j.kind)::bigint`, plus FOR UPDATE SKIP LOCKED).
-pub(super) const CLAIM_SQL: &str = concat!(
-    "UPDATE jobs SET status = 'running', worker_id = $1, lease_until_ms = $2 + $3, \
-                             attempts = attempts + 1, started_at_ms = COALESCE(started_at_ms, $2), \
-                             updated_at_ms = $2 \
-             WHERE id = ( \
-                 SELECT j.id FROM jobs j \
-                 WHERE j.status = 'queued' AND j.run_at_ms <= $2 \
-                   AND (SELECT COUNT(*) FROM jobs r \
-                        WHERE r.kind = j.kind AND r.status = 'running' AND r.lease_until_ms >= $2) \
-                       < COALESCE(json_extract($4, '$.\"' || j.kind || '\"'), 9223372036854775807) \
-                 ORDER BY j.priority DESC, j.run_at_ms ASC, j.id ASC LIMIT 1) \
-             RETURNING ",
-    job_columns!()
-);
-
 /// Select a job by idempotency key (bind: key).
 pub(super) const BY_KEY_SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE idempotency_key = $1");
 
-/// The lease holder's update that marks a job succeeded (binds: id, worker, result, now).
-pub(super) const COMPLETE_SQL: &str = concat!(
-    "UPDATE jobs SET status = 'succeeded', result = $3, error = NULL, progress_percent = 100, finished_at_ms = $4, \
-         worker_id = NULL, lease_until_ms = NULL, updated_at_ms = $4 \
-     WHERE id = $1 AND worker_id = $2 AND status = 'running' RETURNING ",
-    job_columns!()
-);
-
-fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StorageResult<T>
+pub(super) fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StorageResult<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
@@ -159,11 +136,8 @@ impl Store {
         enqueue_on(&mut connection, new, now_ms).await
     }
 
-    /// Atomically take the next due queued job for `worker_id`: highest
-    /// priority first, then oldest run-at, then id. A kind at its limit in
-    /// `kind_limits` (running jobs with a live lease) is skipped. A dead
-    /// worker's job becomes claimable once [`Store::requeue_expired_jobs`]
-    /// ran after its lease expired (workers call it before claiming).
+    /// Atomically take the next due queued job for `worker_id` (a claim of
+    /// at most one, see [`Store::claim_jobs`]).
     pub async fn claim_job(
         &self,
         worker_id: &str,
@@ -171,17 +145,7 @@ impl Store {
         lease_ms: i64,
         kind_limits: &BTreeMap<String, u32>,
     ) -> StorageResult<Option<Job>> {
-        let limits = serde_json::to_string(kind_limits)
-            .map_err(|error| StorageError::Invalid(format!("kind limits: {error}")))?;
-        let row = sqlx::query(CLAIM_SQL)
-            .bind(worker_id)
-            .bind(now_ms)
-            .bind(lease_ms)
-            .bind(&limits)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|error| sql_error("claim job", error))?;
-        row.as_ref().map(job_row).transpose()
+        Ok(self.claim_jobs(worker_id, now_ms, lease_ms, kind_limits, 1).await?.pop())
     }
 
     /// Running jobs whose lease expired: cancelled if a cancel was requested,
@@ -268,7 +232,8 @@ impl Store {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Mark succeeded with its result. `None` if the lease is lost.
+    /// Mark succeeded with its result. `None` if the lease is lost (a
+    /// completion of one, see [`Store::complete_jobs`]).
     pub async fn complete_job(
         &self,
         job_id: i64,
@@ -276,16 +241,7 @@ impl Store {
         result: &serde_json::Value,
         now_ms: i64,
     ) -> StorageResult<Option<Job>> {
-        let result = to_json_text("result", result)?;
-        let row = sqlx::query(COMPLETE_SQL)
-            .bind(job_id)
-            .bind(worker_id)
-            .bind(&result)
-            .bind(now_ms)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|error| sql_error("complete job", error))?;
-        row.as_ref().map(job_row).transpose()
+        Ok(self.complete_jobs(worker_id, &[(job_id, result.clone())], now_ms).await?.pop())
     }
 
     /// Record a failed attempt: queued again at `retry_at_ms` when given and

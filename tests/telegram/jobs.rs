@@ -81,6 +81,49 @@ async fn a_chat_lists_its_jobs_and_cancels_only_its_own_while_an_admin_may_cance
 }
 
 #[tokio::test]
+async fn job_notices_telegram_refuses_at_first_are_retried_and_each_arrives_once() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    crate::script(&mock, "count the moons of Mars", "Mars has two moons: Phobos and Deimos.").await;
+    let setup = configure(&mock, &fake);
+    let app = TestApp::spawn(|s| {
+        setup(s);
+        s.jobs.workers = 0;
+    })
+    .await;
+    command(&fake, ALICE.id, &ALICE, "/reset").await;
+    let store = app.store().await;
+    let alice = conversation_of(&store, ALICE.id).await;
+    let id = store.enqueue_job(job(&alice, "count the moons of Mars"), wall_clock_ms()).await.unwrap().job.id;
+    // The job's first sends are refused: rate limited, then a Telegram server error.
+    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", Some(1));
+    fake.fail_next("sendMessage", 500, "Internal Server Error", None);
+    let before = fake.calls_to("sendMessage").len();
+    app.job_worker("test").try_execute_next().await.unwrap().expect("the job did not run");
+    let notices = |fake: &FakeTelegram| -> Vec<String> {
+        fake.visible_messages(ALICE.id)
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .filter(|text| text.contains(&format!("Job #{id}")))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while notices(&fake).len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let seen = notices(&fake);
+    assert_eq!(seen.len(), 2, "progress and final notice, each once: {seen:?}");
+    assert!(seen[0].contains("started working on it"), "{seen:?}");
+    assert!(seen[1].contains("finished") && seen[1].contains("Phobos and Deimos"), "{seen:?}");
+    assert!(fake.calls_to("sendMessage").len() >= before + 4, "the refused sends were not retried");
+    // Later passes repeat nothing.
+    assert!(app.job_worker("again").try_execute_next().await.unwrap().is_none());
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(notices(&fake).len(), 2, "a notice was delivered twice");
+    let delivered: Vec<String> = store.job_notices(id).await.unwrap().into_iter().map(|(key, _)| key).collect();
+    assert_eq!(delivered, ["progress:0:0", "final:0"]);
+}
+
+#[tokio::test]
 async fn the_daydream_summary_reaches_the_first_admins_private_chat() {
     let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
     let setup = configure(&mock, &fake);

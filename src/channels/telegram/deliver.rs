@@ -7,8 +7,8 @@
 //! call; a row still `sending` after a crash, or whose call got no answer
 //! (timeout, cut connection), becomes `uncertain` and is not sent again
 //! (logged for an operator). Rows never attempted, rows refused with 429
-//! (`retry_after` honoured) and rows whose connection failed before
-//! anything was sent are retried — also after a restart. Rows that edit a
+//! (`retry_after` honoured), rows Telegram answered with a server error
+//! (5xx) and rows whose connection failed before anything was sent are retried — also after a restart. Rows that edit a
 //! message (a streamed preview's final text) are idempotent and always
 //! retried. Rows of one chat go out in order.
 
@@ -114,7 +114,10 @@ async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &Cancellati
             tracing::error!(row = row.id, "telegram: {error}; not resending to avoid a duplicate");
             store.telegram_outbox_uncertain(row.id, &error.to_string()).await
         }
-        Err(error @ (ApiError::Network { .. } | ApiError::NoAnswer { .. })) if row.attempts < MAX_ATTEMPTS => {
+        // A 5xx answer is Telegram saying it did not act: as safe to retry as a failed connection.
+        Err(
+            error @ (ApiError::Network { .. } | ApiError::NoAnswer { .. } | ApiError::Refused { code: 500..=599, .. }),
+        ) if row.attempts < MAX_ATTEMPTS => {
             let backoff = 500 * (1i64 << row.attempts.clamp(0, 7));
             store.telegram_outbox_retry_later(row.id, now + backoff, &error.to_string()).await
         }

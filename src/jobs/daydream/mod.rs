@@ -103,6 +103,7 @@ impl Daydream {
             name: DAYDREAM_KIND.into(),
             expression: settings.cron.clone(),
             schedule,
+            timezone: settings.timezone(),
             kind: DAYDREAM_KIND.into(),
             payload: json!({"trigger": "schedule"}),
             conversation: None,
@@ -205,7 +206,7 @@ impl Daydream {
         if trigger == "schedule"
             && let Some(hours) = self.settings.office_hours()
         {
-            let local_minute = local_minute_of_day(now, self.settings.utc_offset_minutes);
+            let local_minute = local_minute_of_day(now, self.settings.timezone());
             if hours.contains(local_minute) {
                 let window = self.settings.office_hours.clone().unwrap_or_default();
                 return Ok(Step::Skip(format!("inside office hours ({window})")));
@@ -397,10 +398,12 @@ fn safe_file_name(name: &str) -> String {
     if cleaned.is_empty() { "workspace".into() } else { cleaned }
 }
 
-/// Minutes after local midnight at `now_ms` for a clock `offset_minutes` from UTC.
-pub fn local_minute_of_day(now_ms: i64, offset_minutes: i32) -> u32 {
-    let minutes = now_ms.div_euclid(60_000) + i64::from(offset_minutes);
-    u32::try_from(minutes.rem_euclid(1440)).unwrap_or(0)
+/// Minutes after local midnight in `timezone` at `now_ms` (its offset that day, DST included).
+pub fn local_minute_of_day(now_ms: i64, timezone: chrono_tz::Tz) -> u32 {
+    use chrono::Timelike as _;
+    chrono::DateTime::from_timestamp_millis(now_ms)
+        .map(|at| at.with_timezone(&timezone))
+        .map_or(0, |local| local.hour() * 60 + local.minute())
 }
 
 /// `MemAvailable` from `/proc/meminfo`, in MiB.
@@ -452,11 +455,15 @@ mod tests {
     use super::{local_minute_of_day, parse_mem_available_mb, safe_file_name};
 
     #[test]
-    fn local_time_applies_the_offset_and_wraps_at_midnight() {
+    fn local_time_follows_the_zone_and_its_daylight_saving_time() {
+        use chrono_tz::Tz;
         let ten_past_nine_utc = (9 * 60 + 10) * 60_000;
-        assert_eq!(local_minute_of_day(ten_past_nine_utc, 0), 9 * 60 + 10);
-        assert_eq!(local_minute_of_day(ten_past_nine_utc, 120), 11 * 60 + 10);
-        assert_eq!(local_minute_of_day(ten_past_nine_utc, -600), 23 * 60 + 10);
+        assert_eq!(local_minute_of_day(ten_past_nine_utc, Tz::UTC), 9 * 60 + 10);
+        assert_eq!(local_minute_of_day(ten_past_nine_utc, Tz::Europe__Berlin), 10 * 60 + 10, "CET is UTC+1");
+        assert_eq!(local_minute_of_day(ten_past_nine_utc, Tz::Pacific__Honolulu), 23 * 60 + 10);
+        // 2026-07-01 09:10 UTC: Berlin is on summer time (UTC+2).
+        let july = 1_782_897_000_000;
+        assert_eq!(local_minute_of_day(july, Tz::Europe__Berlin), 11 * 60 + 10);
     }
 
     #[test]
