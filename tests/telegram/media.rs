@@ -1,7 +1,7 @@
 //! Files sent to the bot: documents saved into the chat's inbox folder,
 //! photos shown to a vision model with the caption as the question (answered
-//! clearly without one), voice notes answered clearly, strangers' files never
-//! fetched.
+//! clearly without one), voice notes answered clearly without OpenAI
+//! (transcription: `voice.rs`), strangers' files never fetched.
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ async fn without_a_vision_model_photos_and_voice_notes_get_a_clear_reply_and_str
     fake.send_file(ALICE.id, &ALICE, "voice", "", b"OggS", "");
     let replies = fake.wait_for_replies(ALICE.id, 2).await;
     assert!(replies[0].contains("can't look at images yet"), "{replies:?}");
-    assert!(replies[1].contains("can't listen to voice notes yet"), "{replies:?}");
+    assert!(replies[1].contains("can't listen to voice notes: speech-to-text needs OpenAI"), "{replies:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(fake.calls_to("getFile").is_empty(), "nothing is downloaded for photos, voice or strangers");
     assert!(fake.visible_messages(STRANGER.id).is_empty());

@@ -15,6 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::llm::transport::{FilePart, multipart_body, multipart_boundary};
+
 /// A failed Bot API call, classified for the caller.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -109,15 +111,17 @@ impl BotApi {
         caption: &str,
     ) -> Result<(), ApiError> {
         let (chat_id, thread) = target;
-        let mut fields = vec![("chat_id", chat_id.to_string())];
-        if let Some(thread) = thread {
-            fields.push(("message_thread_id", thread.to_string()));
+        let (chat_id, thread) = (chat_id.to_string(), thread.map(|thread| thread.to_string()));
+        let mut fields = vec![("chat_id", chat_id.as_str())];
+        if let Some(thread) = &thread {
+            fields.push(("message_thread_id", thread));
         }
         if !caption.is_empty() {
-            fields.push(("caption", caption.to_owned()));
+            fields.push(("caption", caption));
         }
-        let boundary = format!("valor-{}", uuid::Uuid::new_v4().simple());
-        let body = multipart_body(&boundary, &fields, ("photo", file_name, photo));
+        let boundary = multipart_boundary();
+        let file = FilePart { field: "photo", file_name, content_type: "application/octet-stream", bytes: photo };
+        let body = multipart_body(&boundary, &fields, file);
         let url = format!("{}/bot{}/sendPhoto", self.base, self.token.expose_secret());
         let network = |detail: &str| ApiError::Network { method: "sendPhoto".into(), detail: detail.to_owned() };
         let response = self
@@ -291,27 +295,4 @@ impl BotApi {
                             "reaction": [{"type": "emoji", "emoji": emoji}]});
         self.call("setMessageReaction", &params, Duration::from_secs(10)).await.map(|_| ())
     }
-}
-
-/// A `multipart/form-data` body: text fields, then one file part.
-fn multipart_body(boundary: &str, fields: &[(&str, String)], file: (&str, &str, &[u8])) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
-        );
-    }
-    let (name, file_name, bytes) = file;
-    let file_name: String =
-        file_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    body
 }

@@ -2,7 +2,8 @@
 //! the per-user rate limit, commands, load shedding (a polite "busy" to
 //! non-admins above the resource monitor's high-water mark), and agent turns with feedback (👀 on
 //! accept, typing while working, 👍/👎 at the end) and a streamed preview
-//! message edited at the pace the streaming optimizer picks.
+//! message edited at the pace the streaming optimizer picks. A voice note's
+//! transcript is the turn's text and is quoted above the reply (🎤).
 //!
 //! Invariant: the replies are queued in the same transaction that marks the
 //! message processed, so a crash before that point handles it again on the
@@ -81,7 +82,7 @@ async fn answer_backlog(shared: &Shared, rows: &[TelegramUpdateRow]) -> StorageR
          Start your reply with \"While I was away…\" and answer them together in one reply.",
         list.join("\n")
     );
-    answer(shared, &ids, &newest, text, is_admin, Vec::new()).await
+    answer(shared, &ids, &newest, Turn { text, is_admin, images: Vec::new(), heard: None }).await
 }
 
 fn backlog_line(message: &Incoming, text: &str) -> String {
@@ -130,6 +131,11 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
                 }
                 images.push(image);
             }
+            MediaOutcome::Heard(heard) => {
+                let said = if text.trim().is_empty() { heard.clone() } else { format!("{heard}\n\n{text}") };
+                let turn = Turn { text: said, is_admin, images, heard: Some(heard) };
+                return answer(shared, &[row.id], &message, turn).await;
+            }
             MediaOutcome::Reply(reply) => return finish(shared, &[row.id], &message, &reply, None).await,
             MediaOutcome::Saved { note, .. } if text.trim().is_empty() => {
                 return finish(shared, &[row.id], &message, &note, None).await;
@@ -142,7 +148,7 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
     if let Some(reply) = commands::run(shared, &message, &text, is_admin).await? {
         return finish(shared, &[row.id], &message, &reply, None).await;
     }
-    answer(shared, &[row.id], &message, text, is_admin, images).await
+    answer(shared, &[row.id], &message, Turn { text, is_admin, images, heard: None }).await
 }
 
 /// The question for a photo sent without a caption.
@@ -192,14 +198,17 @@ async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
     }
 }
 
-async fn answer(
-    shared: &Shared,
-    rows: &[i64],
-    message: &Incoming,
+/// What one agent turn is asked.
+struct Turn {
     text: String,
     is_admin: bool,
     images: Vec<ImageAttachment>,
-) -> StorageResult<()> {
+    /// A voice note's transcript, shown above the reply ("🎤 “…”").
+    heard: Option<String>,
+}
+
+async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -> StorageResult<()> {
+    let Turn { text, is_admin, images, heard } = turn;
     // Above the high-water mark a non-admin's new turn is refused politely (commands still work).
     if shared.agent.monitor().should_shed(is_admin).is_some() {
         return finish(shared, rows, message, BUSY_REPLY, None).await;
@@ -233,6 +242,10 @@ async fn answer(
             },
             () = stream.due() => stream.push().await,
         }
+    };
+    let reply = match heard {
+        Some(heard) => format!("🎤 “{heard}”\n\n{reply}"),
+        None => reply,
     };
     finish(shared, rows, message, &reply, stream.preview_id).await?;
     send_images(shared, message, &produced).await;
