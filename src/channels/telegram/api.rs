@@ -47,6 +47,20 @@ impl ApiError {
     }
 }
 
+/// A request that got no answer: `Network` when the connection was never
+/// made (safe to resend), else `NoAnswer` (timed out or cut after sending:
+/// Telegram may have acted on it). The URL (with the token) is left out.
+fn sent_error(method: &str, error: &reqwest::Error) -> ApiError {
+    let method = method.to_owned();
+    if error.is_connect() {
+        ApiError::Network { method, detail: "cannot connect".into() }
+    } else if error.is_timeout() {
+        ApiError::NoAnswer { method, detail: "timed out".into() }
+    } else {
+        ApiError::NoAnswer { method, detail: "the connection was cut".into() }
+    }
+}
+
 /// The bot's own identity from `getMe`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotIdentity {
@@ -94,23 +108,26 @@ impl BotApi {
     /// Call `method` with `params`; `timeout` bounds the whole request.
     pub async fn call(&self, method: &str, params: &Value, timeout: Duration) -> Result<Value, ApiError> {
         let url = format!("{}/bot{}/{method}", self.base, self.token.expose_secret());
-        let network = |detail: String| ApiError::Network { method: method.to_owned(), detail };
-        let response =
-            self.http.post(url).timeout(timeout).json(params).send().await.map_err(|error| {
-                network(if error.is_timeout() { "timed out".into() } else { "cannot connect".into() })
-            })?;
+        let response = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .json(params)
+            .send()
+            .await
+            .map_err(|error| sent_error(method, &error))?;
         Self::answer(method, response).await
     }
 
-    /// Upload a photo (`sendPhoto`, multipart/form-data) with an optional caption.
+    /// Upload a photo (`sendPhoto`, multipart/form-data) with an optional
+    /// caption (`html` selects parse_mode HTML). Returns the new message id.
     pub async fn send_photo(
         &self,
-        target: (i64, Option<i64>),
-        photo: &[u8],
-        file_name: &str,
+        (chat_id, thread): (i64, Option<i64>),
+        (photo, file_name): (&[u8], &str),
         caption: &str,
-    ) -> Result<(), ApiError> {
-        let (chat_id, thread) = target;
+        html: bool,
+    ) -> Result<i64, ApiError> {
         let (chat_id, thread) = (chat_id.to_string(), thread.map(|thread| thread.to_string()));
         let mut fields = vec![("chat_id", chat_id.as_str())];
         if let Some(thread) = &thread {
@@ -118,12 +135,14 @@ impl BotApi {
         }
         if !caption.is_empty() {
             fields.push(("caption", caption));
+            if html {
+                fields.push(("parse_mode", "HTML"));
+            }
         }
         let boundary = multipart_boundary();
         let file = FilePart { field: "photo", file_name, content_type: "application/octet-stream", bytes: photo };
         let body = multipart_body(&boundary, &fields, file);
         let url = format!("{}/bot{}/sendPhoto", self.base, self.token.expose_secret());
-        let network = |detail: &str| ApiError::Network { method: "sendPhoto".into(), detail: detail.to_owned() };
         let response = self
             .http
             .post(url)
@@ -132,8 +151,11 @@ impl BotApi {
             .body(body)
             .send()
             .await
-            .map_err(|error| network(if error.is_timeout() { "timed out" } else { "cannot connect" }))?;
-        Self::answer("sendPhoto", response).await.map(|_| ())
+            .map_err(|error| sent_error("sendPhoto", &error))?;
+        let message = Self::answer("sendPhoto", response).await?;
+        message["message_id"]
+            .as_i64()
+            .ok_or_else(|| ApiError::NoAnswer { method: "sendPhoto".into(), detail: "no message_id".into() })
     }
 
     /// A Bot API answer envelope → result, or the classified error.

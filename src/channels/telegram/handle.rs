@@ -22,7 +22,7 @@ use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
 
 use super::access::{self, Access};
 use super::api::ApiError;
-use super::deliver::build_replies;
+use super::deliver::{build_replies, photo_replies};
 use super::inbound::{Incoming, parse_update};
 use super::limiter::Admission;
 use super::media::{self, MediaOutcome};
@@ -184,9 +184,21 @@ async fn finish(
     markdown: &str,
     preview: Option<i64>,
 ) -> StorageResult<()> {
+    finish_with_photos(shared, rows, message, (markdown, preview), &[]).await
+}
+
+/// `finish`, and the turn's images queued as photos after the reply (same transaction).
+async fn finish_with_photos(
+    shared: &Shared,
+    rows: &[i64],
+    message: &Incoming,
+    (markdown, preview): (&str, Option<i64>),
+    photos: &[String],
+) -> StorageResult<()> {
     let key = format!("update:{}", rows.last().copied().unwrap_or_default());
-    let replies =
-        build_replies((message.chat_id, message.thread_id), Some(message.message_id), markdown, preview, &key);
+    let target = (message.chat_id, message.thread_id);
+    let mut replies = build_replies(target, Some(message.message_id), markdown, preview, &key);
+    replies.extend(photo_replies(target, photos, &key));
     shared.store.telegram_finish_updates(rows, &replies).await?;
     shared.outbox_ready.notify_one();
     Ok(())
@@ -247,29 +259,9 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
         Some(heard) => format!("🎤 “{heard}”\n\n{reply}"),
         None => reply,
     };
-    finish(shared, rows, message, &reply, stream.preview_id).await?;
-    send_images(shared, message, &produced).await;
+    finish_with_photos(shared, rows, message, (&reply, stream.preview_id), &produced).await?;
     react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
     Ok(())
-}
-
-/// Images a tool made in this turn go to the chat as photos, once each,
-/// after the reply is queued (a failed upload is logged, never retried).
-async fn send_images(shared: &Shared, message: &Incoming, references: &[String]) {
-    for reference in references {
-        let image = match crate::agent::media::load(&shared.data_dir, reference).await {
-            Ok(image) => image,
-            Err(error) => {
-                tracing::warn!(chat = message.chat_id, "telegram: generated image {reference} unusable: {error}");
-                continue;
-            }
-        };
-        let name = reference.rsplit('/').next().unwrap_or("image.png");
-        let target = (message.chat_id, message.thread_id);
-        if let Err(error) = shared.api.send_photo(target, &image.bytes, name, "").await {
-            tracing::warn!(chat = message.chat_id, "telegram: sending a photo failed: {error}");
-        }
-    }
 }
 
 async fn keep_typing(

@@ -81,7 +81,12 @@ async fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> 
     tokio::fs::write(path, bytes).await.map_err(|error| error.to_string())
 }
 
-async fn transcribe_voice(shared: &Shared, transcriber: &Transcriber, message: &Incoming, voice: &Media) -> MediaOutcome {
+async fn transcribe_voice(
+    shared: &Shared,
+    transcriber: &Transcriber,
+    message: &Incoming,
+    voice: &Media,
+) -> MediaOutcome {
     if voice.file_size.is_some_and(|size| size > MAX_DOWNLOAD_BYTES) {
         return MediaOutcome::Reply(
             "That voice note is larger than the 20 MB bots may download; please send a shorter one.".into(),
