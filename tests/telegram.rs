@@ -20,6 +20,8 @@ mod jobs;
 mod media;
 #[path = "telegram/shedding.rs"]
 mod shedding;
+#[path = "telegram/status.rs"]
+mod status;
 #[path = "telegram/voice.rs"]
 mod voice;
 #[path = "telegram/webhook.rs"]
