@@ -2,7 +2,8 @@
 //! 4096-unit parts, and both together as a reply is built (split, then each
 //! part rendered) for a typical answer (~1.5 KB), a long one (~12 KB, three
 //! parts) and a code-heavy one (~20 KB with fenced blocks that must be closed
-//! and reopened across parts). Run: `cargo bench --bench telegram_render`.
+//! and reopened across parts), plus one long line of markers that never
+//! close. Run: `cargo bench --bench telegram_render`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
 
 use std::hint::black_box;
@@ -30,8 +31,16 @@ fn code_heavy() -> String {
     [typical(), big_block, long()].join("\n\n")
 }
 
+/// One 4,000-byte line of emphasis markers that never close: every opener
+/// looks for a partner (the worst case for a renderer that scans ahead).
+fn unclosed() -> String {
+    "*a _b ~~c ".repeat(400)
+}
+
 fn bench(c: &mut Criterion) {
-    for (name, text) in [("typical", typical()), ("long", long()), ("code-heavy", code_heavy())] {
+    for (name, text) in
+        [("typical", typical()), ("long", long()), ("code-heavy", code_heavy()), ("unclosed", unclosed())]
+    {
         let parts = split_markdown(&text, MESSAGE_LIMIT);
         eprintln!("{name}: {} bytes → {} part(s)", text.len(), parts.len());
         c.bench_function(&format!("render {name}"), |b| b.iter(|| markdown_to_html(black_box(&text))));

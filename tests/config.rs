@@ -103,6 +103,7 @@ fn invalid_values_are_errors_that_name_the_key() {
         ("[server]\naddr = \"not an address\"\n", "server.addr"),
         ("[intent.routes]\nchat = \"huge\"\n", "chat"),
         ("[anthropic]\nbase_url = \"ftp://x\"\n", "anthropic.base_url"),
+        ("[openai]\ntranscription_model = \" \"\n", "openai.transcription_model"),
         ("[[workspace]]\nname = \"a\"\npath = \"relative/dir\"\n", "workspace[0].path"),
     ];
     for (toml, key) in cases {

@@ -20,6 +20,10 @@ mod jobs;
 mod media;
 #[path = "telegram/shedding.rs"]
 mod shedding;
+#[path = "telegram/status.rs"]
+mod status;
+#[path = "telegram/voice.rs"]
+mod voice;
 #[path = "telegram/webhook.rs"]
 mod webhook;
 #[path = "telegram/workspace_access.rs"]

@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod events;
+pub mod health;
 pub mod history;
 pub mod intent;
 pub mod media;

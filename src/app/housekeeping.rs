@@ -74,7 +74,8 @@ impl Housekeeping {
             running_jobs: counts.get("running").copied().unwrap_or(0),
             child_processes: reading.child_processes,
         });
-        crate::http::status::current_health(&self.agent, &self.components).await;
+        let telegram = crate::agent::health::telegram_on(&self.components);
+        crate::agent::health::current_health(&self.agent, telegram).await;
     }
 
     async fn cleanup(&self) {

@@ -170,7 +170,14 @@ async fn connect_telegram(
     components: &mut [ComponentStatus],
 ) -> Option<TelegramChannel> {
     settings.telegram.bot_token.as_ref()?;
-    let (status, channel) = match TelegramChannel::connect(settings, agent.clone()).await {
+    let transcriber = match providers::build_transcriber(settings) {
+        Ok(transcriber) => transcriber,
+        Err(error) => {
+            tracing::warn!("voice notes will not be transcribed: {error}");
+            None
+        }
+    };
+    let (status, channel) = match TelegramChannel::connect(settings, agent.clone(), transcriber).await {
         Ok(channel) => (ComponentStatus::on("telegram", format!("@{}", channel.bot().username)), Some(channel)),
         Err(error) => (ComponentStatus::off("telegram", error.to_string()), None),
     };

@@ -11,6 +11,7 @@ use crate::config::{ProviderChoice, Settings, TierModels};
 use crate::llm::anthropic::AnthropicClient;
 use crate::llm::ollama::OllamaClient;
 use crate::llm::openai::OpenAiClient;
+use crate::llm::transcription::Transcriber;
 use crate::llm::transport::TransportConfig;
 use crate::llm::{ChatModel, LlmError};
 use crate::monitoring::ComponentStatus;
@@ -61,6 +62,13 @@ pub fn build_models(settings: &Settings) -> Result<Option<ModelSet>, LlmError> {
     let choice = resolve_provider(settings);
     let tiers = tier_models(settings, choice).clone();
     Ok(client(settings, choice, settings.llm.max_retries)?.map(|client| ModelSet { client, tiers }))
+}
+
+/// Speech to text (Telegram voice notes) when an OpenAI key is set.
+pub fn build_transcriber(settings: &Settings) -> Result<Option<Transcriber>, LlmError> {
+    let Some(api_key) = &settings.openai.api_key else { return Ok(None) };
+    let config = transport(settings, &settings.openai.base_url, Some(api_key), settings.llm.max_retries);
+    Ok(Some(Transcriber::new(config, settings.openai.transcription_model.trim())?))
 }
 
 /// The tier → model-name map of a provider.

@@ -97,6 +97,9 @@ impl Settings {
         if self.llm.max_tokens == 0 {
             return Err(invalid("llm.max_tokens", "must be at least 1"));
         }
+        if self.openai.transcription_model.trim().is_empty() {
+            return Err(invalid("openai.transcription_model", "must name a model, e.g. whisper-1"));
+        }
         for (key, url) in [
             ("anthropic.base_url", &self.anthropic.base_url),
             ("openai.base_url", &self.openai.base_url),
@@ -337,6 +340,9 @@ pub struct OpenAiSettings {
     pub api_key: Option<SecretString>,
     pub base_url: String,
     pub models: TierModels,
+    /// Speech-to-text model for Telegram voice notes (`/audio/transcriptions`),
+    /// e.g. `whisper-1` or `gpt-4o-mini-transcribe`. Used when `api_key` is set.
+    pub transcription_model: String,
 }
 
 impl Default for OpenAiSettings {
@@ -345,6 +351,7 @@ impl Default for OpenAiSettings {
             api_key: None,
             base_url: "https://api.openai.com/v1".into(),
             models: TierModels { small: "gpt-4o-mini".into(), medium: "gpt-4o".into(), large: "gpt-4.1".into() },
+            transcription_model: "whisper-1".into(),
         }
     }
 }

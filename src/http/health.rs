@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::HttpState;
 use super::error::ApiError;
+use crate::agent::health::{current_health, telegram_on};
 
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "valor is running; component details included")))]
@@ -24,7 +25,7 @@ pub async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "database": database,
         "components": *state.components,
         "breakers": state.agent.tools().breakers().snapshot(),
-        "health": super::status::current_health(&state.agent, &state.components).await,
+        "health": current_health(&state.agent, telegram_on(&state.components)).await,
     }))
 }
 

@@ -1,8 +1,8 @@
 //! `GET /api/status`: the dashboard's data — health score with its
 //! components, resources (newest sample, the high-water mark, whether load
 //! is being shed), queue depth per status, breaker states and the last
-//! hour of samples. [`current_health`] is also what `/health` and the
-//! monitor's `valor_health_score` gauge use, so all three agree.
+//! hour of samples. The score is `agent::health::current_health`, shared
+//! with `/health`, the `valor_health_score` gauge and Telegram's `/status`.
 
 use std::collections::BTreeMap;
 
@@ -13,39 +13,10 @@ use utoipa::ToSchema;
 
 use super::HttpState;
 use super::error::ApiError;
-use crate::agent::Agent;
+use crate::agent::health::{current_health, telegram_on};
 use crate::monitoring::ComponentStatus;
-use crate::monitoring::health_score::{HealthInputs, HealthScore, health_score};
+use crate::monitoring::health_score::HealthScore;
 use crate::monitoring::resources::{Pressure, Sample};
-
-/// The health score now, from a database ping, the queue, the breakers,
-/// the components and the newest resource sample.
-pub async fn current_health(agent: &Agent, components: &[ComponentStatus]) -> HealthScore {
-    let store = agent.store();
-    let database_ok = store.ping().await.is_ok();
-    let queued_jobs = match store.count_jobs_by_status().await {
-        Ok(counts) => counts.get("queued").copied().unwrap_or(0),
-        Err(_) => 0,
-    };
-    let monitor = agent.monitor();
-    let telegram = monitor
-        .telegram_configured()
-        .then(|| components.iter().any(|component| component.name == "telegram" && component.on));
-    let breakers = agent.tools().breakers().snapshot();
-    let score = health_score(&HealthInputs {
-        database_ok,
-        model_configured: agent.provider_name().is_some(),
-        telegram,
-        breakers: &breakers,
-        queued_jobs,
-        rss_bytes: monitor.latest().map_or(0, |sample| sample.rss_bytes),
-        max_rss_bytes: monitor.max_rss_bytes(),
-        active_turns: monitor.active_turns(),
-        max_active_turns: monitor.max_active_turns(),
-    });
-    metrics::gauge!("valor_health_score").set(f64::from(score.score));
-    score
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusReport {
@@ -82,7 +53,7 @@ pub struct ResourcesView {
     security(("bearer" = [])))]
 pub async fn status(State(state): State<HttpState>) -> Result<Json<StatusReport>, ApiError> {
     let agent = &state.agent;
-    let health = current_health(agent, &state.components).await;
+    let health = current_health(agent, telegram_on(&state.components)).await;
     let queue = agent.store().count_jobs_by_status().await?;
     let monitor = agent.monitor();
     Ok(Json(StatusReport {

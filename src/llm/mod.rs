@@ -11,6 +11,7 @@ pub mod error;
 pub mod ollama;
 pub mod openai;
 pub mod sse;
+pub mod transcription;
 pub mod transport;
 pub mod types;
 

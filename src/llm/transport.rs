@@ -287,6 +287,46 @@ pub fn redact(err: LlmError, api_key: Option<&str>) -> LlmError {
     }
 }
 
+/// The file of a `multipart/form-data` upload.
+#[derive(Debug, Clone, Copy)]
+pub struct FilePart<'a> {
+    /// The form field, e.g. `file` or `photo`.
+    pub field: &'a str,
+    /// Sent as `filename`; reduced to ASCII letters, digits, `.`, `-` and `_`.
+    pub file_name: &'a str,
+    pub content_type: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// A `multipart/form-data` body: the text fields, then one file part. The
+/// request's content type is `multipart/form-data; boundary={boundary}`.
+pub fn multipart_body(boundary: &str, fields: &[(&str, &str)], file: FilePart<'_>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(file.bytes.len() + 512);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    let file_name: String =
+        file.file_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{file_name}\"\r\n\
+             Content-Type: {}\r\n\r\n",
+            file.field, file.content_type
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file.bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// A fresh multipart boundary (never found in a body by chance).
+pub fn multipart_boundary() -> String {
+    format!("valor-{}", uuid::Uuid::new_v4().simple())
+}
+
 #[cfg(test)]
 #[path = "transport_tests.rs"]
 mod tests;

@@ -70,4 +70,19 @@ impl Store {
         }
         Ok(())
     }
+
+    /// History tokens that context compaction kept out of model requests,
+    /// summed over all turns, or over the turns of one chat's conversations.
+    pub async fn context_tokens_saved(&self, chat_id: Option<i64>) -> StorageResult<u64> {
+        let saved: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(t.tokens_saved), 0) FROM turns t \
+             JOIN conversations c ON c.id = t.conversation_id \
+             WHERE $1 IS NULL OR c.chat_id = $1",
+        )
+        .bind(chat_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| sql_error("sum tokens saved", error))?;
+        Ok(u64::try_from(saved).unwrap_or(0))
+    }
 }

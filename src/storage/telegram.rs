@@ -57,6 +57,9 @@ pub struct NewTelegramReply {
     pub edit_message_id: Option<i64>,
     /// Same key = same reply; a second insert is ignored.
     pub dedupe_key: Option<String>,
+    /// Send this image (a data-dir reference, `media/…`) with sendPhoto;
+    /// `html`/`plain` are then its caption.
+    pub photo: Option<String>,
 }
 
 /// A stored outbox row.
@@ -74,6 +77,8 @@ pub struct TelegramOutboxRow {
     pub attempts: i64,
     pub message_id: Option<i64>,
     pub error: Option<String>,
+    /// An image to send with sendPhoto (see [`NewTelegramReply::photo`]).
+    pub photo: Option<String>,
 }
 
 // Macros (not consts) so `concat!` builds `&'static str` SQL.
@@ -84,7 +89,7 @@ macro_rules! update_columns {
 }
 macro_rules! outbox_columns {
     () => {
-        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error"
+        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, photo"
     };
 }
 
@@ -125,6 +130,7 @@ fn outbox_row(row: &SqliteRow) -> StorageResult<TelegramOutboxRow> {
         attempts: get(row, "attempts")?,
         message_id: get(row, "message_id")?,
         error: get(row, "error")?,
+        photo: get(row, "photo")?,
     })
 }
 
@@ -137,8 +143,8 @@ async fn insert_replies(
         // Portable upsert-ignore: a repeated dedupe key inserts nothing.
         sqlx::query(
             "INSERT INTO telegram_outbox (chat_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, \
-                                          status, attempts, not_before_ms, created_at_ms, thread_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8) ON CONFLICT (dedupe_key) DO NOTHING",
+                                          status, attempts, not_before_ms, created_at_ms, thread_id, photo) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8, $9) ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(reply.chat_id)
         .bind(&reply.html)
@@ -148,6 +154,7 @@ async fn insert_replies(
         .bind(&reply.dedupe_key)
         .bind(now)
         .bind(reply.thread_id)
+        .bind(&reply.photo)
         .execute(&mut *connection)
         .await
         .map_err(|error| sql_error("queue telegram reply", error))?;

@@ -317,12 +317,21 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
             if params["photo"]["size"].as_u64().unwrap_or(0) == 0 {
                 return error(400, "Bad Request: there is no photo in the request", None);
             }
+            let Some(chat_id) = params["chat_id"].as_str().and_then(|id| id.parse::<i64>().ok()) else {
+                return error(400, "Bad Request: chat not found", None);
+            };
             let mut state = inner.lock().unwrap();
             state.next_message_id += 1;
-            let chat_id = params["chat_id"].as_str().and_then(|id| id.parse::<i64>().ok()).unwrap_or_default();
-            ok(json!({"message_id": state.next_message_id, "date": 0, "chat": {"id": chat_id, "type": "private"},
-                      "photo": [{"file_id": "SENT", "file_unique_id": "S", "width": 1, "height": 1,
-                                 "file_size": params["photo"]["size"]}]}))
+            let chat_type = if chat_id > 0 { "private" } else { "supergroup" };
+            let message = json!({"message_id": state.next_message_id, "date": unix_now(),
+                "chat": {"id": chat_id, "type": chat_type},
+                "from": {"id": BOT_ID, "is_bot": true, "first_name": "Valor", "username": BOT_USERNAME},
+                "photo": [{"file_id": "SENT", "file_unique_id": "S", "width": 1, "height": 1,
+                           "file_size": params["photo"]["size"]}]});
+            // The user sees the photo as one of the bot's messages in the chat.
+            let message_id = state.next_message_id;
+            state.bot_messages.insert((chat_id, message_id), message.clone());
+            ok(message)
         }
         "getFile" => {
             let state = inner.lock().unwrap();

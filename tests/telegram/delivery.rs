@@ -104,7 +104,7 @@ async fn streamed_answers_edit_one_message_no_faster_than_the_policy() {
 }
 
 #[tokio::test]
-async fn the_outbox_never_sends_a_row_twice_across_restarts() {
+async fn the_outbox_never_sends_a_row_twice_across_restarts_and_fails_photos_it_cannot_read() {
     let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
     script(&mock, "remember", "Delivered once.").await;
     let app = TestApp::spawn(configure(&mock, &fake)).await;
@@ -123,10 +123,20 @@ async fn the_outbox_never_sends_a_row_twice_across_restarts() {
             reply_to_message_id: None,
             edit_message_id: None,
             dedupe_key: Some(key.into()),
+            photo: None,
         };
         store.telegram_queue_replies(&[reply("cut off mid-send", "test:1")]).await.unwrap();
         store.telegram_outbox_claim().await.unwrap().unwrap();
-        store.telegram_queue_replies(&[reply("never tried", "test:2")]).await.unwrap();
+        // Photos whose image is gone or outside the data folder fail, and are never uploaded.
+        let photo = |reference: &str, key: &str| NewTelegramReply { photo: Some(reference.into()), ..reply("", key) };
+        store
+            .telegram_queue_replies(&[
+                photo("media/generated/gone.png", "test:photo:1"),
+                photo("../../../etc/passwd", "test:photo:2"),
+                reply("never tried", "test:2"),
+            ])
+            .await
+            .unwrap();
         store.close().await;
     }
     let app = TestApp::spawn_in(data, configure(&mock, &fake)).await;
@@ -137,7 +147,10 @@ async fn the_outbox_never_sends_a_row_twice_across_restarts() {
     assert_eq!(texts, ["Delivered once.", "never tried"]);
     let rows = app.store().await.telegram_outbox().await.unwrap();
     let statuses: Vec<&str> = rows.iter().map(|row| row.status.as_str()).collect();
-    assert_eq!(statuses, ["delivered", "uncertain", "delivered"]);
+    assert_eq!(statuses, ["delivered", "uncertain", "failed", "failed", "delivered"]);
+    assert!(rows[2].error.as_deref().unwrap().contains("no image at media/generated/gone.png"), "{:?}", rows[2]);
+    assert!(rows[3].error.as_deref().unwrap().contains("leaves valor's data folder"), "{:?}", rows[3]);
+    assert!(fake.calls_to("sendPhoto").is_empty());
     assert!(rows.iter().filter(|r| r.status == "delivered").all(|r| r.message_id.is_some()));
 }
 

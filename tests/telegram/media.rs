@@ -1,7 +1,7 @@
 //! Files sent to the bot: documents saved into the chat's inbox folder,
 //! photos shown to a vision model with the caption as the question (answered
-//! clearly without one), voice notes answered clearly, strangers' files never
-//! fetched.
+//! clearly without one), voice notes answered clearly without OpenAI
+//! (transcription: `voice.rs`), strangers' files never fetched.
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ async fn without_a_vision_model_photos_and_voice_notes_get_a_clear_reply_and_str
     fake.send_file(ALICE.id, &ALICE, "voice", "", b"OggS", "");
     let replies = fake.wait_for_replies(ALICE.id, 2).await;
     assert!(replies[0].contains("can't look at images yet"), "{replies:?}");
-    assert!(replies[1].contains("can't listen to voice notes yet"), "{replies:?}");
+    assert!(replies[1].contains("can't listen to voice notes: speech-to-text needs OpenAI"), "{replies:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(fake.calls_to("getFile").is_empty(), "nothing is downloaded for photos, voice or strangers");
     assert!(fake.visible_messages(STRANGER.id).is_empty());
@@ -89,10 +89,10 @@ async fn a_captioned_photo_reaches_the_model_as_an_image_and_later_turns_keep_on
     assert!(second["body"].to_string().contains(&format!("[image: {reference}]")));
 }
 
-#[tokio::test]
-async fn an_image_generated_in_the_turn_is_uploaded_to_the_chat_with_send_photo() {
+/// Fixtures: "draw a lighthouse" calls `generate_image`, the images API
+/// answers with `PNG`, then the model says "Here it is.".
+async fn script_lighthouse(mock: &Aimock) {
     use base64::Engine as _;
-    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
     mock.add_fixtures(serde_json::json!([
         {"match": {"userMessage": "draw a lighthouse", "hasToolResult": false},
          "response": {"toolCalls": [{"name": "generate_image", "arguments": {"prompt": "Lighthouse, watercolour"}}]}},
@@ -101,14 +101,56 @@ async fn an_image_generated_in_the_turn_is_uploaded_to_the_chat_with_send_photo(
         {"match": {"userMessage": "draw a lighthouse", "hasToolResult": true}, "response": {"content": "Here it is."}}
     ]))
     .await;
-    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+}
+
+#[tokio::test]
+async fn an_image_generated_in_the_turn_is_uploaded_to_the_chat_with_send_photo_after_the_reply() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script_lighthouse(&mock).await;
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
     fake.send_text(ADMIN.id, &ADMIN, "draw a lighthouse");
     fake.wait_for("a sendPhoto", |calls| calls.iter().any(|c| c.method == "sendPhoto")).await;
-    let shown = |fake: &FakeTelegram| fake.visible_messages(ADMIN.id).iter().any(|m| m["text"] == "Here it is.");
-    fake.wait_for("the reply text", |_| shown(&fake)).await;
+    let shown = fake.visible_messages(ADMIN.id);
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert_eq!(shown[0]["text"], "Here it is.", "the reply comes first");
+    assert!(shown[1]["photo"].is_array(), "then the photo: {}", shown[1]);
     let sent = fake.calls_to("sendPhoto");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].params["chat_id"], ADMIN.id.to_string());
     assert_eq!(sent[0].params["photo"]["size"], PNG.len(), "{}", sent[0].params);
     assert!(sent[0].params["photo"]["filename"].as_str().unwrap().ends_with(".png"));
+
+    let outbox = app.store().await.telegram_outbox().await.unwrap();
+    let photo = outbox.iter().find(|row| row.photo.is_some()).expect("the photo is an outbox row");
+    assert!(photo.photo.as_deref().unwrap().starts_with("media/generated/"), "{photo:?}");
+    assert_eq!(photo.status, "delivered");
+    assert_eq!(photo.message_id, shown[1]["message_id"].as_i64(), "delivered with the id Telegram returned");
+}
+
+#[tokio::test]
+async fn a_photo_refused_with_429_waits_retry_after_and_is_sent_exactly_once_after_a_restart() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script_lighthouse(&mock).await;
+    fake.fail_next("sendPhoto", 429, "", Some(2));
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    fake.send_text(ADMIN.id, &ADMIN, "draw a lighthouse");
+    fake.wait_for("the refused sendPhoto", |calls| calls.iter().any(|c| c.method == "sendPhoto")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // the 429 is written to the outbox
+    let waiting = app.store().await.telegram_outbox().await.unwrap();
+    let row = waiting.iter().find(|row| row.photo.is_some()).unwrap().clone();
+    assert_eq!((row.status.as_str(), row.error.as_deref()), ("pending", Some("rate limited (429)")));
+
+    let data = app.stop().await; // before retry_after has passed
+    assert_eq!(fake.calls_to("sendPhoto").len(), 1);
+    let _app = TestApp::spawn_in(data, configure(&mock, &fake)).await;
+    fake.wait_for("the photo after the restart", |calls| calls.iter().filter(|c| c.method == "sendPhoto").count() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let sent = fake.calls_to("sendPhoto");
+    assert_eq!(sent.len(), 2, "refused once, then delivered once");
+    let waited = sent[1].at.duration_since(sent[0].at);
+    assert!(waited >= Duration::from_secs(2), "retry_after honoured across the restart: {waited:?}");
+    let photos: Vec<_> = fake.visible_messages(ADMIN.id).into_iter().filter(|m| m["photo"].is_array()).collect();
+    assert_eq!(photos.len(), 1, "the user sees the photo once");
+    assert_eq!(questions(&mock).await.len(), 2, "the turn was not run again");
 }

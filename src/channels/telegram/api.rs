@@ -15,6 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::llm::transport::{FilePart, multipart_body, multipart_boundary};
+
 /// A failed Bot API call, classified for the caller.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -42,6 +44,20 @@ impl ApiError {
     /// An edit that changed nothing (the text is already there).
     pub fn is_not_modified(&self) -> bool {
         matches!(self, ApiError::Refused { code: 400, description, .. } if description.contains("message is not modified"))
+    }
+}
+
+/// A request that got no answer: `Network` when the connection was never
+/// made (safe to resend), else `NoAnswer` (timed out or cut after sending:
+/// Telegram may have acted on it). The URL (with the token) is left out.
+fn sent_error(method: &str, error: &reqwest::Error) -> ApiError {
+    let method = method.to_owned();
+    if error.is_connect() {
+        ApiError::Network { method, detail: "cannot connect".into() }
+    } else if error.is_timeout() {
+        ApiError::NoAnswer { method, detail: "timed out".into() }
+    } else {
+        ApiError::NoAnswer { method, detail: "the connection was cut".into() }
     }
 }
 
@@ -92,34 +108,41 @@ impl BotApi {
     /// Call `method` with `params`; `timeout` bounds the whole request.
     pub async fn call(&self, method: &str, params: &Value, timeout: Duration) -> Result<Value, ApiError> {
         let url = format!("{}/bot{}/{method}", self.base, self.token.expose_secret());
-        let network = |detail: String| ApiError::Network { method: method.to_owned(), detail };
-        let response =
-            self.http.post(url).timeout(timeout).json(params).send().await.map_err(|error| {
-                network(if error.is_timeout() { "timed out".into() } else { "cannot connect".into() })
-            })?;
+        let response = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .json(params)
+            .send()
+            .await
+            .map_err(|error| sent_error(method, &error))?;
         Self::answer(method, response).await
     }
 
-    /// Upload a photo (`sendPhoto`, multipart/form-data) with an optional caption.
+    /// Upload a photo (`sendPhoto`, multipart/form-data) with an optional
+    /// caption (`html` selects parse_mode HTML). Returns the new message id.
     pub async fn send_photo(
         &self,
-        target: (i64, Option<i64>),
-        photo: &[u8],
-        file_name: &str,
+        (chat_id, thread): (i64, Option<i64>),
+        (photo, file_name): (&[u8], &str),
         caption: &str,
-    ) -> Result<(), ApiError> {
-        let (chat_id, thread) = target;
-        let mut fields = vec![("chat_id", chat_id.to_string())];
-        if let Some(thread) = thread {
-            fields.push(("message_thread_id", thread.to_string()));
+        html: bool,
+    ) -> Result<i64, ApiError> {
+        let (chat_id, thread) = (chat_id.to_string(), thread.map(|thread| thread.to_string()));
+        let mut fields = vec![("chat_id", chat_id.as_str())];
+        if let Some(thread) = &thread {
+            fields.push(("message_thread_id", thread));
         }
         if !caption.is_empty() {
-            fields.push(("caption", caption.to_owned()));
+            fields.push(("caption", caption));
+            if html {
+                fields.push(("parse_mode", "HTML"));
+            }
         }
-        let boundary = format!("valor-{}", uuid::Uuid::new_v4().simple());
-        let body = multipart_body(&boundary, &fields, ("photo", file_name, photo));
+        let boundary = multipart_boundary();
+        let file = FilePart { field: "photo", file_name, content_type: "application/octet-stream", bytes: photo };
+        let body = multipart_body(&boundary, &fields, file);
         let url = format!("{}/bot{}/sendPhoto", self.base, self.token.expose_secret());
-        let network = |detail: &str| ApiError::Network { method: "sendPhoto".into(), detail: detail.to_owned() };
         let response = self
             .http
             .post(url)
@@ -128,8 +151,11 @@ impl BotApi {
             .body(body)
             .send()
             .await
-            .map_err(|error| network(if error.is_timeout() { "timed out" } else { "cannot connect" }))?;
-        Self::answer("sendPhoto", response).await.map(|_| ())
+            .map_err(|error| sent_error("sendPhoto", &error))?;
+        let message = Self::answer("sendPhoto", response).await?;
+        message["message_id"]
+            .as_i64()
+            .ok_or_else(|| ApiError::NoAnswer { method: "sendPhoto".into(), detail: "no message_id".into() })
     }
 
     /// A Bot API answer envelope → result, or the classified error.
@@ -291,27 +317,4 @@ impl BotApi {
                             "reaction": [{"type": "emoji", "emoji": emoji}]});
         self.call("setMessageReaction", &params, Duration::from_secs(10)).await.map(|_| ())
     }
-}
-
-/// A `multipart/form-data` body: text fields, then one file part.
-fn multipart_body(boundary: &str, fields: &[(&str, String)], file: (&str, &str, &[u8])) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
-        );
-    }
-    let (name, file_name, bytes) = file;
-    let file_name: String =
-        file_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    body
 }

@@ -12,7 +12,7 @@ use super::inbound::Incoming;
 const HELP: &str = "I'm **Valor**, your AI coworker. Write to me in plain words; in groups, mention me or reply to my message.\n\n\
 Commands:\n\
 - /help — this list\n\
-- /status — whether I'm healthy\n\
+- /status — my health score, its parts and the tokens context compaction saved\n\
 - /workspace — which workspace this chat maps to\n\
 - /jobs — this chat's background jobs\n\
 - /cancel ID — cancel one of them\n\
@@ -88,7 +88,7 @@ pub(super) async fn run(
             new_conversation(shared, message).await?;
             "Done — this chat starts a fresh conversation now.".to_owned()
         }
-        "status" => status(shared).await?,
+        "status" => status(shared, message.chat_id).await?,
         "workspace" => workspace(shared, message.chat_id),
         "jobs" => super::job_commands::list(shared, message).await?,
         "cancel" => {
@@ -100,7 +100,8 @@ pub(super) async fn run(
     Ok(Some(reply))
 }
 
-async fn status(shared: &Shared) -> StorageResult<String> {
+async fn status(shared: &Shared, chat_id: i64) -> StorageResult<String> {
+    let health = crate::agent::health::current_health(&shared.agent, true).await;
     let model = match shared.agent.provider_name() {
         Some(provider) => format!("model provider: {provider}"),
         None => NO_MODEL_REPLY.to_owned(),
@@ -116,10 +117,25 @@ async fn status(shared: &Shared) -> StorageResult<String> {
     }
     let jobs = shared.store.count_jobs_by_status().await?;
     let jobs_count = |status: &str| jobs.get(status).copied().unwrap_or(0);
+    let components: Vec<String> = health
+        .components
+        .iter()
+        .map(|component| match component.penalty {
+            0 => format!("- ✓ {}: {}", component.name, component.note),
+            lost => format!("- ⚠ {}: {} (−{lost})", component.name, component.note),
+        })
+        .collect();
+    let saved_here = shared.store.context_tokens_saved(Some(chat_id)).await?;
+    let saved_total = shared.store.context_tokens_saved(None).await?;
     Ok(format!(
-        "valor {} is running as @{}.\n\n- {model}\n- {outbox}\n- background jobs: {} queued, {} running",
+        "valor {} is running as @{}.\n\n**Health: {}/100 ({})**\n{}\n\n- {model}\n- {outbox}\n\
+         - background jobs: {} queued, {} running\n\
+         - context compaction saved {saved_here} tokens in this chat ({saved_total} in all)",
         env!("CARGO_PKG_VERSION"),
         shared.bot.username,
+        health.score,
+        health.level,
+        components.join("\n"),
         jobs_count("queued"),
         jobs_count("running")
     ))

@@ -10,7 +10,9 @@
 //! (`retry_after` honoured), rows Telegram answered with a server error
 //! (5xx) and rows whose connection failed before anything was sent are retried — also after a restart. Rows that edit a
 //! message (a streamed preview's final text) are idempotent and always
-//! retried. Rows of one chat go out in order.
+//! retried. Rows of one chat go out in order. A row with a `photo` is sent
+//! with `sendPhoto` (the image read from the data directory when it is sent;
+//! a missing or unreadable image fails the row) under the same rules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +54,30 @@ pub fn build_replies(
             reply_to_message_id: if index == 0 { reply_to } else { None },
             edit_message_id: if index == 0 { edit } else { None },
             dedupe_key: Some(format!("{key}:{index}")),
+            photo: None,
+        })
+        .collect()
+}
+
+/// The outbox rows sending these images (data-dir references, e.g. what a
+/// turn's `generate_image` made) as photos without caption, keyed `{key}:photo:{n}`.
+pub fn photo_replies(
+    (chat_id, thread_id): (i64, Option<i64>),
+    references: &[String],
+    key: &str,
+) -> Vec<NewTelegramReply> {
+    references
+        .iter()
+        .enumerate()
+        .map(|(index, reference)| NewTelegramReply {
+            chat_id,
+            thread_id,
+            html: String::new(),
+            plain: String::new(),
+            reply_to_message_id: None,
+            edit_message_id: None,
+            dedupe_key: Some(format!("{key}:photo:{index}")),
+            photo: Some(reference.clone()),
         })
         .collect()
 }
@@ -80,16 +106,42 @@ pub(super) async fn run(shared: &Shared, shutdown: &CancellationToken) {
     }
 }
 
-async fn send(shared: &Shared, row: &TelegramOutboxRow, html: bool) -> Result<i64, ApiError> {
+async fn send(shared: &Shared, row: &TelegramOutboxRow, photo: Option<&Photo>, html: bool) -> Result<i64, ApiError> {
     let text = if html { &row.html } else { &row.plain };
+    if let Some(photo) = photo {
+        let file = (photo.bytes.as_slice(), photo.file_name.as_str());
+        return shared.api.send_photo((row.chat_id, row.thread_id), file, text, html).await;
+    }
     match row.edit_message_id {
         Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html).await.map(|()| id),
         None => shared.api.send_message(row.chat_id, row.thread_id, text, html, row.reply_to_message_id).await,
     }
 }
 
+/// The image of a photo row, read from the data directory.
+struct Photo {
+    bytes: Vec<u8>,
+    file_name: String,
+}
+
+async fn load_photo(shared: &Shared, reference: &str) -> Result<Photo, String> {
+    let image = crate::agent::media::load(&shared.data_dir, reference).await?;
+    let file_name = reference.rsplit('/').next().unwrap_or("image.png").to_owned();
+    Ok(Photo { bytes: image.bytes, file_name })
+}
+
 async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &CancellationToken) -> Result<(), StorageError> {
     let store = &shared.store;
+    let photo = match &row.photo {
+        Some(reference) => match load_photo(shared, reference).await {
+            Ok(photo) => Some(photo),
+            Err(error) => {
+                tracing::error!(row = row.id, "telegram: photo {reference} not sent: {error}");
+                return store.telegram_outbox_failed(row.id, &error).await;
+            }
+        },
+        None => None,
+    };
     tokio::select! {
         () = shutdown.cancelled() => {
             // Not sent: back to pending for the next start.
@@ -97,10 +149,10 @@ async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &Cancellati
         }
         () = shared.pacer.wait_turn(row.chat_id) => {}
     }
-    let mut result = send(shared, row, true).await;
+    let mut result = send(shared, row, photo.as_ref(), true).await;
     if result.as_ref().is_err_and(ApiError::is_entity_error) {
         tracing::warn!(row = row.id, "telegram: HTML rejected; sending as plain text");
-        result = send(shared, row, false).await;
+        result = send(shared, row, photo.as_ref(), false).await;
     }
     let now = chrono::Utc::now().timestamp_millis();
     match result {

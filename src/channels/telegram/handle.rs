@@ -2,7 +2,8 @@
 //! the per-user rate limit, commands, load shedding (a polite "busy" to
 //! non-admins above the resource monitor's high-water mark), and agent turns with feedback (👀 on
 //! accept, typing while working, 👍/👎 at the end) and a streamed preview
-//! message edited at the pace the streaming optimizer picks.
+//! message edited at the pace the streaming optimizer picks. A voice note's
+//! transcript is the turn's text and is quoted above the reply (🎤).
 //!
 //! Invariant: the replies are queued in the same transaction that marks the
 //! message processed, so a crash before that point handles it again on the
@@ -21,7 +22,7 @@ use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
 
 use super::access::{self, Access};
 use super::api::ApiError;
-use super::deliver::build_replies;
+use super::deliver::{build_replies, photo_replies};
 use super::inbound::{Incoming, parse_update};
 use super::limiter::Admission;
 use super::media::{self, MediaOutcome};
@@ -81,7 +82,7 @@ async fn answer_backlog(shared: &Shared, rows: &[TelegramUpdateRow]) -> StorageR
          Start your reply with \"While I was away…\" and answer them together in one reply.",
         list.join("\n")
     );
-    answer(shared, &ids, &newest, text, is_admin, Vec::new()).await
+    answer(shared, &ids, &newest, Turn { text, is_admin, images: Vec::new(), heard: None }).await
 }
 
 fn backlog_line(message: &Incoming, text: &str) -> String {
@@ -130,6 +131,11 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
                 }
                 images.push(image);
             }
+            MediaOutcome::Heard(heard) => {
+                let said = if text.trim().is_empty() { heard.clone() } else { format!("{heard}\n\n{text}") };
+                let turn = Turn { text: said, is_admin, images, heard: Some(heard) };
+                return answer(shared, &[row.id], &message, turn).await;
+            }
             MediaOutcome::Reply(reply) => return finish(shared, &[row.id], &message, &reply, None).await,
             MediaOutcome::Saved { note, .. } if text.trim().is_empty() => {
                 return finish(shared, &[row.id], &message, &note, None).await;
@@ -142,7 +148,7 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
     if let Some(reply) = commands::run(shared, &message, &text, is_admin).await? {
         return finish(shared, &[row.id], &message, &reply, None).await;
     }
-    answer(shared, &[row.id], &message, text, is_admin, images).await
+    answer(shared, &[row.id], &message, Turn { text, is_admin, images, heard: None }).await
 }
 
 /// The question for a photo sent without a caption.
@@ -178,9 +184,21 @@ async fn finish(
     markdown: &str,
     preview: Option<i64>,
 ) -> StorageResult<()> {
+    finish_with_photos(shared, rows, message, (markdown, preview), &[]).await
+}
+
+/// `finish`, and the turn's images queued as photos after the reply (same transaction).
+async fn finish_with_photos(
+    shared: &Shared,
+    rows: &[i64],
+    message: &Incoming,
+    (markdown, preview): (&str, Option<i64>),
+    photos: &[String],
+) -> StorageResult<()> {
     let key = format!("update:{}", rows.last().copied().unwrap_or_default());
-    let replies =
-        build_replies((message.chat_id, message.thread_id), Some(message.message_id), markdown, preview, &key);
+    let target = (message.chat_id, message.thread_id);
+    let mut replies = build_replies(target, Some(message.message_id), markdown, preview, &key);
+    replies.extend(photo_replies(target, photos, &key));
     shared.store.telegram_finish_updates(rows, &replies).await?;
     shared.outbox_ready.notify_one();
     Ok(())
@@ -192,14 +210,17 @@ async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
     }
 }
 
-async fn answer(
-    shared: &Shared,
-    rows: &[i64],
-    message: &Incoming,
+/// What one agent turn is asked.
+struct Turn {
     text: String,
     is_admin: bool,
     images: Vec<ImageAttachment>,
-) -> StorageResult<()> {
+    /// A voice note's transcript, shown above the reply ("🎤 “…”").
+    heard: Option<String>,
+}
+
+async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -> StorageResult<()> {
+    let Turn { text, is_admin, images, heard } = turn;
     // Above the high-water mark a non-admin's new turn is refused politely (commands still work).
     if shared.agent.monitor().should_shed(is_admin).is_some() {
         return finish(shared, rows, message, BUSY_REPLY, None).await;
@@ -235,29 +256,13 @@ async fn answer(
             () = stream.due() => stream.push().await,
         }
     };
-    finish(shared, rows, message, &reply, stream.preview_id).await?;
-    send_images(shared, message, &produced).await;
+    let reply = match heard {
+        Some(heard) => format!("🎤 “{heard}”\n\n{reply}"),
+        None => reply,
+    };
+    finish_with_photos(shared, rows, message, (&reply, stream.preview_id), &produced).await?;
     react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
     Ok(())
-}
-
-/// Images a tool made in this turn go to the chat as photos, once each,
-/// after the reply is queued (a failed upload is logged, never retried).
-async fn send_images(shared: &Shared, message: &Incoming, references: &[String]) {
-    for reference in references {
-        let image = match crate::agent::media::load(&shared.data_dir, reference).await {
-            Ok(image) => image,
-            Err(error) => {
-                tracing::warn!(chat = message.chat_id, "telegram: generated image {reference} unusable: {error}");
-                continue;
-            }
-        };
-        let name = reference.rsplit('/').next().unwrap_or("image.png");
-        let target = (message.chat_id, message.thread_id);
-        if let Err(error) = shared.api.send_photo(target, &image.bytes, name, "").await {
-            tracing::warn!(chat = message.chat_id, "telegram: sending a photo failed: {error}");
-        }
-    }
 }
 
 async fn keep_typing(

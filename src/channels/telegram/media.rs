@@ -3,15 +3,19 @@
 //! `<message id>-<sanitised name>` so nothing is overwritten and no name can
 //! leave the folder. Photos (largest size) are stored under
 //! `<data_dir>/media/telegram/<chat>/<message id>.<ext>` and go to the turn
-//! as an image when the chat model can see images; otherwise, like voice
-//! notes (no transcription provider yet), they get a clear reply and are not
-//! downloaded.
+//! as an image when the chat model can see images. Voice notes are saved to
+//! the inbox as `<message id>-voice.ogg` and transcribed (OpenAI
+//! `audio/transcriptions`); the turn runs on the transcript. Without a vision
+//! model or a transcriber, photos and voice notes get a clear reply and are
+//! not downloaded; a failed transcription keeps the saved file and says so.
 
 use std::path::PathBuf;
 
 use super::Shared;
 use super::inbound::{Incoming, Media, MediaKind};
 use crate::agent::media::{self, ImageAttachment};
+use crate::llm::LlmError;
+use crate::llm::transcription::{Audio, Transcriber};
 
 /// Telegram's Bot API serves files up to 20 MB.
 const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
@@ -25,6 +29,8 @@ pub(super) enum MediaOutcome {
     Reply(String),
     /// A photo, stored; the turn sees it (the caption is the question).
     Image(ImageAttachment),
+    /// A voice note, saved and transcribed: the words heard.
+    Heard(String),
 }
 
 /// A file name that stays inside its folder: no separators, no leading dots.
@@ -44,12 +50,80 @@ pub(super) async fn receive(shared: &Shared, message: &Incoming, media: &Media) 
              Describe what you need in words, or send it as a document to keep it."
                 .into(),
         ),
-        MediaKind::Voice => MediaOutcome::Reply(
-            "I can't listen to voice notes yet: no transcription provider is connected to this build. \
-             Please type your message."
-                .into(),
-        ),
+        MediaKind::Voice => match &shared.transcriber {
+            Some(transcriber) => transcribe_voice(shared, transcriber, message, media).await,
+            None => MediaOutcome::Reply(
+                "I can't listen to voice notes: speech-to-text needs OpenAI (set OPENAI_API_KEY). \
+                 Please type your message."
+                    .into(),
+            ),
+        },
         MediaKind::Document => save_document(shared, message, media).await,
+    }
+}
+
+/// `getFile`, then the download (at most the Bot API's 20 MB).
+async fn fetch(shared: &Shared, media: &Media) -> Result<Vec<u8>, String> {
+    let file_path = shared.api.get_file(&media.file_id).await.map_err(|error| error.to_string())?;
+    shared.api.download(&file_path, MAX_DOWNLOAD_BYTES).await.map_err(|error| error.to_string())
+}
+
+/// Where a received file of this message is kept.
+fn inbox_path(shared: &Shared, message: &Incoming, name: &str) -> PathBuf {
+    let folder = shared.data_dir.join("telegram").join(message.chat_id.to_string()).join("inbox");
+    folder.join(format!("{}-{name}", message.message_id))
+}
+
+async fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(folder) = path.parent() {
+        tokio::fs::create_dir_all(folder).await.map_err(|error| error.to_string())?;
+    }
+    tokio::fs::write(path, bytes).await.map_err(|error| error.to_string())
+}
+
+async fn transcribe_voice(
+    shared: &Shared,
+    transcriber: &Transcriber,
+    message: &Incoming,
+    voice: &Media,
+) -> MediaOutcome {
+    if voice.file_size.is_some_and(|size| size > MAX_DOWNLOAD_BYTES) {
+        return MediaOutcome::Reply(
+            "That voice note is larger than the 20 MB bots may download; please send a shorter one.".into(),
+        );
+    }
+    let path = inbox_path(shared, message, "voice.ogg");
+    let saved = async {
+        let bytes = fetch(shared, voice).await?;
+        write_file(&path, &bytes).await?;
+        Ok::<Vec<u8>, String>(bytes)
+    }
+    .await;
+    let bytes = match saved {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::warn!(chat = message.chat_id, "telegram: fetching a voice note failed: {error}");
+            return MediaOutcome::Reply("I couldn't download that voice note from Telegram; please try again.".into());
+        }
+    };
+    let audio = Audio { bytes: &bytes, file_name: "voice.ogg", content_type: "audio/ogg" };
+    match transcriber.transcribe(audio).await {
+        Ok(heard) if heard.is_empty() => MediaOutcome::Reply(
+            "I couldn't make out any words in that voice note; please try again or type your message.".into(),
+        ),
+        Ok(heard) => MediaOutcome::Heard(heard),
+        Err(error) => {
+            tracing::warn!(chat = message.chat_id, kind = error.kind(), "telegram: transcription failed: {error}");
+            let why = match &error {
+                LlmError::Auth(_) => "the OpenAI key was refused".to_owned(),
+                LlmError::BadRequest(detail) => format!("the speech-to-text service refused it ({detail})"),
+                _ => "the speech-to-text service is unavailable right now".to_owned(),
+            };
+            MediaOutcome::Reply(format!(
+                "I couldn't transcribe your voice note: {why}. I kept it in this chat's inbox; \
+                 please try again later or type your message."
+            ))
+        }
     }
 }
 
@@ -57,13 +131,8 @@ async fn save_photo(shared: &Shared, message: &Incoming, photo: &Media) -> Media
     if photo.file_size.is_some_and(|size| size > media::MAX_IMAGE_BYTES as u64) {
         return MediaOutcome::Reply("That photo is too large for me to look at.".into());
     }
-    let downloaded = async {
-        let file_path = shared.api.get_file(&photo.file_id).await.map_err(|error| error.to_string())?;
-        shared.api.download(&file_path, MAX_DOWNLOAD_BYTES).await.map_err(|error| error.to_string())
-    }
-    .await;
-    let bytes = match downloaded {
-        Ok(bytes) => bytes.to_vec(),
+    let bytes = match fetch(shared, photo).await {
+        Ok(bytes) => bytes,
         Err(error) => {
             tracing::warn!(chat = message.chat_id, "telegram: downloading a photo failed: {error}");
             return MediaOutcome::Reply("I couldn't download that photo from Telegram; please try again.".into());
@@ -90,13 +159,10 @@ async fn save_document(shared: &Shared, message: &Incoming, media: &Media) -> Me
         return MediaOutcome::Reply("That file is larger than the 20 MB bots may download.".into());
     }
     let name = safe_file_name(media.file_name.as_deref().unwrap_or("document"));
-    let folder = shared.data_dir.join("telegram").join(message.chat_id.to_string()).join("inbox");
-    let path = folder.join(format!("{}-{name}", message.message_id));
+    let path = inbox_path(shared, message, &name);
     let downloaded = async {
-        let file_path = shared.api.get_file(&media.file_id).await.map_err(|error| error.to_string())?;
-        let bytes = shared.api.download(&file_path, MAX_DOWNLOAD_BYTES).await.map_err(|error| error.to_string())?;
-        tokio::fs::create_dir_all(&folder).await.map_err(|error| error.to_string())?;
-        tokio::fs::write(&path, &bytes).await.map_err(|error| error.to_string())?;
+        let bytes = fetch(shared, media).await?;
+        write_file(&path, &bytes).await?;
         Ok::<usize, String>(bytes.len())
     }
     .await;

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::agent::Agent;
 use crate::agent::streaming::StreamPolicy;
 use crate::config::{Settings, TelegramSettings, WorkspaceSettings};
+use crate::llm::transcription::Transcriber;
 use crate::storage::{StorageError, Store, TelegramInbound};
 
 pub use api::{ApiError, BotApi, BotIdentity};
@@ -50,6 +51,8 @@ struct Shared {
     agent: Agent,
     settings: TelegramSettings,
     workspaces: Vec<WorkspaceSettings>,
+    /// Speech to text for voice notes (OpenAI configured), else `None`.
+    transcriber: Option<Transcriber>,
     /// Where received documents are saved (`<data_dir>/telegram/<chat>/inbox`).
     data_dir: std::path::PathBuf,
     pacer: pacing::Pacer,
@@ -92,7 +95,11 @@ pub enum StartError {
 
 impl TelegramChannel {
     /// Check the token with `getMe` and learn the bot's id and username.
-    pub async fn connect(settings: &Settings, agent: Agent) -> Result<TelegramChannel, StartError> {
+    pub async fn connect(
+        settings: &Settings,
+        agent: Agent,
+        transcriber: Option<Transcriber>,
+    ) -> Result<TelegramChannel, StartError> {
         let telegram = &settings.telegram;
         let token = telegram.bot_token.clone().ok_or(StartError::NoToken)?;
         let api = BotApi::new(&telegram.api_url, token)?;
@@ -109,6 +116,7 @@ impl TelegramChannel {
             agent,
             settings: telegram.clone(),
             workspaces: settings.workspaces.clone(),
+            transcriber,
             data_dir: settings.data_dir.clone(),
             pacer: pacing::Pacer::default(),
             limiter: std::sync::Mutex::new(limiter::InboundLimiter::new(

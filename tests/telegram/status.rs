@@ -1,0 +1,45 @@
+//! `/status` in Telegram: the same health score as `/api/status` (one
+//! function computes both), each component's state, and the tokens context
+//! compaction saved in this chat and overall.
+
+use crate::common::{Aimock, TestApp};
+use crate::fake_telegram::FakeTelegram;
+use crate::{ADMIN, ALICE, configure, script};
+
+#[tokio::test]
+async fn status_shows_the_health_score_its_components_and_the_tokens_saved() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script(&mock, "hello", "Hi.").await;
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    fake.send_text(ADMIN.id, &ADMIN, "hello");
+    fake.send_text(ALICE.id, &ALICE, "hello");
+    fake.wait_for_replies(ADMIN.id, 1).await;
+    fake.wait_for_replies(ALICE.id, 1).await;
+
+    // Compaction's savings as the turns recorded them: 1234 here, 66 in another chat.
+    let store = app.store().await;
+    for (chat, saved) in [(ADMIN.id, 1234), (ALICE.id, 66)] {
+        let key = format!("telegram:conversation:{chat}");
+        let conversation = store.kv_get(&key).await.unwrap().unwrap();
+        let turn = store.list_turns(&conversation).await.unwrap().pop().unwrap();
+        store.record_turn_context(&turn.id, 500, saved).await.unwrap();
+    }
+
+    fake.send_text(ADMIN.id, &ADMIN, "/status");
+    let status = fake.wait_for_replies(ADMIN.id, 2).await[1].clone();
+    let api = app.get_json("/api/status").await;
+    let score = api["health"]["score"].as_u64().unwrap();
+    let level = api["health"]["level"].as_str().unwrap();
+    assert!(status.contains(&format!("Health: {score}/100 ({level})")), "{status}");
+    for component in api["health"]["components"].as_array().unwrap() {
+        let (name, note) = (component["name"].as_str().unwrap(), component["note"].as_str().unwrap());
+        // The resources note carries the newest memory sample, which may change in between.
+        let line = if name == "resources" { format!("{name}: memory ") } else { format!("{name}: {note}") };
+        assert!(status.contains(&line), "{line:?} missing from {status}");
+    }
+    assert!(status.contains("✓ database: answers"), "{status}");
+    assert!(status.contains("✓ telegram: connected"), "{status}");
+    assert!(status.contains("saved 1234 tokens in this chat (1300 in all)"), "{status}");
+    let html = fake.visible_messages(ADMIN.id)[1]["html"].as_str().unwrap().to_owned();
+    assert!(html.contains(&format!("<b>Health: {score}/100 ({level})</b>")), "{html}");
+}
