@@ -37,6 +37,9 @@ pub struct Settings {
     pub daydream: super::DaydreamSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
+    /// The MCP library (`[[mcp_server]]`): servers a Claude Code run may get.
+    #[serde(rename = "mcp_server")]
+    pub mcp_servers: Vec<super::McpServerSettings>,
     /// The file these settings were read from, if any (not a key).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -66,6 +69,7 @@ impl Default for Settings {
             schedules: Vec::new(),
             daydream: super::DaydreamSettings::default(),
             workspaces: Vec::new(),
+            mcp_servers: Vec::new(),
             source_file: None,
         }
     }
@@ -110,6 +114,7 @@ impl Settings {
         self.resources.validate()?;
         validate_schedules(&self.schedules)?;
         self.daydream.validate()?;
+        super::mcp_library::validate_mcp_servers(&self.mcp_servers)?;
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
         }
@@ -466,6 +471,10 @@ pub struct ClaudeSettings {
     pub allowed_tools: Vec<String>,
     /// Extra environment for the CLI, on top of valor's own (e.g. `ANTHROPIC_BASE_URL`).
     pub env: std::collections::BTreeMap<String, String>,
+    /// Route the CLI's permission requests to the chat (`--permission-prompt-tool mcp__valor__approve`).
+    pub approvals: bool,
+    /// An unanswered permission request is denied after this long.
+    pub approval_timeout_secs: u64,
 }
 
 impl Default for ClaudeSettings {
@@ -476,6 +485,8 @@ impl Default for ClaudeSettings {
             permission_mode: "acceptEdits".into(),
             allowed_tools: Vec::new(),
             env: std::collections::BTreeMap::new(),
+            approvals: true,
+            approval_timeout_secs: 600,
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct NewTelegramReply {
     pub edit_message_id: Option<i64>,
     /// Same key = same reply; a second insert is ignored.
     pub dedupe_key: Option<String>,
+    /// Bot API `reply_markup` (an inline keyboard) as JSON text.
+    pub reply_markup: Option<String>,
+    /// Send this image with sendPhoto; the text is its caption.
+    pub photo_path: Option<String>,
 }
 
 /// A stored outbox row.
@@ -74,6 +78,8 @@ pub struct TelegramOutboxRow {
     pub attempts: i64,
     pub message_id: Option<i64>,
     pub error: Option<String>,
+    pub reply_markup: Option<String>,
+    pub photo_path: Option<String>,
 }
 
 // Macros (not consts) so `concat!` builds `&'static str` SQL.
@@ -84,7 +90,7 @@ macro_rules! update_columns {
 }
 macro_rules! outbox_columns {
     () => {
-        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error"
+        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, reply_markup, photo_path"
     };
 }
 
@@ -125,6 +131,8 @@ fn outbox_row(row: &SqliteRow) -> StorageResult<TelegramOutboxRow> {
         attempts: get(row, "attempts")?,
         message_id: get(row, "message_id")?,
         error: get(row, "error")?,
+        reply_markup: get(row, "reply_markup")?,
+        photo_path: get(row, "photo_path")?,
     })
 }
 
@@ -137,8 +145,9 @@ async fn insert_replies(
         // Portable upsert-ignore: a repeated dedupe key inserts nothing.
         sqlx::query(
             "INSERT INTO telegram_outbox (chat_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, \
-                                          status, attempts, not_before_ms, created_at_ms, thread_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8) ON CONFLICT (dedupe_key) DO NOTHING",
+                                          status, attempts, not_before_ms, created_at_ms, thread_id, \
+                                          reply_markup, photo_path) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(reply.chat_id)
         .bind(&reply.html)
@@ -148,6 +157,8 @@ async fn insert_replies(
         .bind(&reply.dedupe_key)
         .bind(now)
         .bind(reply.thread_id)
+        .bind(&reply.reply_markup)
+        .bind(&reply.photo_path)
         .execute(&mut *connection)
         .await
         .map_err(|error| sql_error("queue telegram reply", error))?;

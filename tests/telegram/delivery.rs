@@ -123,6 +123,8 @@ async fn the_outbox_never_sends_a_row_twice_across_restarts() {
             reply_to_message_id: None,
             edit_message_id: None,
             dedupe_key: Some(key.into()),
+            reply_markup: None,
+            photo_path: None,
         };
         store.telegram_queue_replies(&[reply("cut off mid-send", "test:1")]).await.unwrap();
         store.telegram_outbox_claim().await.unwrap().unwrap();

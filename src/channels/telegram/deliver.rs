@@ -52,6 +52,8 @@ pub fn build_replies(
             reply_to_message_id: if index == 0 { reply_to } else { None },
             edit_message_id: if index == 0 { edit } else { None },
             dedupe_key: Some(format!("{key}:{index}")),
+            reply_markup: None,
+            photo_path: None,
         })
         .collect()
 }
