@@ -20,6 +20,7 @@ use super::handler::{JobContext, JobError, JobHandler};
 use crate::agent::streaming::{ContentKind, StreamPolicy, StreamingOptimizer};
 use crate::storage::StorageError;
 use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
+use crate::workspace::mcp_config::RunMcpSetup;
 use crate::workspace::stream_json::{ClaudeEvent, RunSummary, progress_line};
 use crate::workspace::{CLAUDE_CODE_KIND, Workspace, Workspaces};
 
@@ -28,11 +29,12 @@ pub struct ClaudeCodeHandler {
     workspaces: Workspaces,
     config: ClaudeRunConfig,
     policy: StreamPolicy,
+    mcp: RunMcpSetup,
 }
 
 impl ClaudeCodeHandler {
-    pub fn new(workspaces: Workspaces, config: ClaudeRunConfig, policy: StreamPolicy) -> Self {
-        Self { workspaces, config, policy }
+    pub fn new(workspaces: Workspaces, config: ClaudeRunConfig, policy: StreamPolicy, mcp: RunMcpSetup) -> Self {
+        Self { workspaces, config, policy, mcp }
     }
 }
 
@@ -59,20 +61,30 @@ impl JobHandler for ClaudeCodeHandler {
             .await
             .map_err(|error| JobError::Fail(error.to_string()))?;
         let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };
+        // This run's MCP servers (the library's that fit, plus valor's own); the file and token end with `prepared`.
+        let prepared = self
+            .mcp
+            .prepare(context.job.id, &conversation_id, &workspace, &task, text("task_kind").as_deref())
+            .map_err(JobError::Retry)?;
+        let servers = prepared.describe();
+        tracing::info!(job = context.job.id, "Claude Code MCP servers: {servers}");
+        let config = prepared.run_config(&self.config);
         let start = match &resume {
             Some(_) => format!("Claude Code is continuing the previous session in workspace {name:?}"),
             None => format!("Claude Code is starting in workspace {name:?}"),
         };
-        context.notify_progress(0, &start, None).await.map_err(retry)?;
-        let mut outcome = self.run_once(context, &workspace, &task, resume.as_deref(), 1).await;
+        context.notify_progress(0, &format!("{start} · MCP servers: {servers}"), None).await.map_err(retry)?;
+        let mut outcome = self.run_once(&config, context, &workspace, &task, resume.as_deref(), 1).await;
         if resume.is_some() && could_not_resume(&outcome) {
             // A session the CLI no longer knows: forget it and start a new one, once.
             store.clear_claude_session(&conversation_id, &name).await.map_err(retry)?;
             let text = "the previous Claude Code session could not be resumed; starting a new one";
             context.notify_progress(RESTART_STEPS, text, None).await.map_err(retry)?;
-            outcome = self.run_once(context, &workspace, &task, None, RESTART_STEPS + 1).await;
+            outcome = self.run_once(&config, context, &workspace, &task, None, RESTART_STEPS + 1).await;
         }
-        finish(store, &conversation_id, &workspace, outcome).await
+        let mut result = finish(store, &conversation_id, &workspace, outcome).await?;
+        result["mcp_servers"] = json!(prepared.choices);
+        Ok(result)
     }
 }
 
@@ -82,6 +94,7 @@ const RESTART_STEPS: u32 = 10_000;
 impl ClaudeCodeHandler {
     async fn run_once(
         &self,
+        config: &ClaudeRunConfig,
         context: &JobContext,
         workspace: &Workspace,
         task: &str,
@@ -89,7 +102,7 @@ impl ClaudeCodeHandler {
         first_step: u32,
     ) -> Result<RunSummary, RunError> {
         let (sender, receiver) = mpsc::channel(256);
-        let run = run_claude(&self.config, workspace, task, resume, &context.cancel, sender);
+        let run = run_claude(config, workspace, task, resume, &context.cancel, sender);
         let progress = report_progress(context, workspace, self.policy, receiver, first_step);
         let (outcome, ()) = tokio::join!(run, progress);
         outcome

@@ -10,6 +10,7 @@
 //! and valor's data directory.
 
 pub mod claude;
+pub mod mcp_config;
 mod paths;
 pub mod stream_json;
 

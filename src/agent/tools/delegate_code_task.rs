@@ -31,6 +31,9 @@ pub struct DelegateCodeTaskInput {
     /// Start a new Claude Code session instead of continuing this chat's previous one.
     #[serde(default)]
     pub fresh_session: bool,
+    /// What kind of work this is (e.g. "github", "payments"): picks the MCP servers from the library that serve it.
+    #[serde(default)]
+    pub task_kind: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +70,7 @@ impl TypedTool for DelegateCodeTask {
             kind: CLAUDE_CODE_KIND.into(),
             payload: serde_json::json!({
                 "task": task, "workspace": workspace.name, "fresh_session": input.fresh_session,
+                "task_kind": input.task_kind.as_deref().map(str::trim).filter(|kind| !kind.is_empty()),
             }),
             priority: 0,
             run_at_ms: None,

@@ -100,14 +100,14 @@ impl BotApi {
         Self::answer(method, response).await
     }
 
-    /// Upload a photo (`sendPhoto`, multipart/form-data) with an optional caption.
+    /// Upload a photo (`sendPhoto`, multipart/form-data) with an optional caption. Returns the message id.
     pub async fn send_photo(
         &self,
         target: (i64, Option<i64>),
         photo: &[u8],
         file_name: &str,
         caption: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<i64, ApiError> {
         let (chat_id, thread) = target;
         let mut fields = vec![("chat_id", chat_id.to_string())];
         if let Some(thread) = thread {
@@ -129,7 +129,8 @@ impl BotApi {
             .send()
             .await
             .map_err(|error| network(if error.is_timeout() { "timed out" } else { "cannot connect" }))?;
-        Self::answer("sendPhoto", response).await.map(|_| ())
+        let message = Self::answer("sendPhoto", response).await?;
+        Ok(message["message_id"].as_i64().unwrap_or_default())
     }
 
     /// A Bot API answer envelope → result, or the classified error.
@@ -165,7 +166,7 @@ impl BotApi {
 
     /// Long poll: held by Telegram up to `timeout_secs` when nothing is waiting.
     pub async fn get_updates(&self, offset: Option<i64>, timeout_secs: u64) -> Result<Vec<Value>, ApiError> {
-        let mut params = json!({"timeout": timeout_secs, "allowed_updates": ["message"]});
+        let mut params = json!({"timeout": timeout_secs, "allowed_updates": ["message", "callback_query"]});
         if let Some(offset) = offset {
             params["offset"] = json!(offset);
         }
@@ -183,7 +184,23 @@ impl BotApi {
         html: bool,
         reply_to: Option<i64>,
     ) -> Result<i64, ApiError> {
+        self.send_message_with_markup(chat_id, thread, text, html, reply_to, None).await
+    }
+
+    /// [`BotApi::send_message`] with a `reply_markup` (e.g. an inline keyboard).
+    pub async fn send_message_with_markup(
+        &self,
+        chat_id: i64,
+        thread: Option<i64>,
+        text: &str,
+        html: bool,
+        reply_to: Option<i64>,
+        reply_markup: Option<&Value>,
+    ) -> Result<i64, ApiError> {
         let mut params = json!({"chat_id": chat_id, "text": text, "link_preview_options": {"is_disabled": true}});
+        if let Some(markup) = reply_markup {
+            params["reply_markup"] = markup.clone();
+        }
         if let Some(thread) = thread {
             params["message_thread_id"] = json!(thread);
         }
@@ -197,6 +214,12 @@ impl BotApi {
         message["message_id"]
             .as_i64()
             .ok_or_else(|| ApiError::Network { method: "sendMessage".into(), detail: "no message_id".into() })
+    }
+
+    /// Acknowledge a button press; `text` is shown to the presser as a short notification.
+    pub async fn answer_callback_query(&self, callback_query_id: &str, text: &str) -> Result<(), ApiError> {
+        let params = json!({"callback_query_id": callback_query_id, "text": text});
+        self.call("answerCallbackQuery", &params, Duration::from_secs(30)).await.map(|_| ())
     }
 
     /// Replace a message's text. "Not modified" counts as success.
@@ -220,7 +243,7 @@ impl BotApi {
 
     /// Webhook mode: Telegram will POST updates to `url` with `secret` as `secret_token`.
     pub async fn set_webhook(&self, url: &str, secret: &str) -> Result<(), ApiError> {
-        let params = json!({"url": url, "secret_token": secret, "allowed_updates": ["message"]});
+        let params = json!({"url": url, "secret_token": secret, "allowed_updates": ["message", "callback_query"]});
         self.call("setWebhook", &params, Duration::from_secs(10)).await.map(|_| ())
     }
 
