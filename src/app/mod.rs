@@ -183,7 +183,18 @@ impl App {
         let housekeeping = housekeeping::Housekeeping::from_settings(&self.settings, self.agent.clone(), components);
         workers.push(tokio::spawn(housekeeping.run(shutdown.clone())));
         let telegram = telegram.map(|channel| tokio::spawn(channel.run(shutdown.clone())));
-        Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, telegram, store: self.store })
+        let run_access = self.run_access;
+        Ok(RunningApp {
+            local_addr,
+            shutdown,
+            http,
+            workers,
+            grace,
+            jobs: self.jobs,
+            telegram,
+            store: self.store,
+            run_access,
+        })
     }
 }
 
@@ -219,6 +230,8 @@ pub struct RunningApp {
     /// The Telegram channel (polling, handling, delivery); ends on shutdown.
     telegram: Option<JoinHandle<anyhow::Result<()>>>,
     store: Store,
+    /// Claude Code runs' tokens for `/mcp-run` (tests mint one to call it as a run would).
+    pub run_access: RunAccess,
 }
 
 impl RunningApp {

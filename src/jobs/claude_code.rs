@@ -218,5 +218,6 @@ async fn finish(
         "turns": summary.turns,
         "session_id": summary.session_id,
         "workspace": workspace.name,
+        "mcp_status": summary.mcp_status,
     }))
 }
