@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::agent::outbox::{Choice, Notice, NoticeKind, Outbox};
-use crate::storage::{Approval, Store};
+use crate::storage::{Approval, ApprovalAnswer, Store};
 use crate::workspace::mcp_config::RunScope;
 
 /// How often a waiting request re-reads its row.
@@ -90,19 +90,16 @@ async fn ask(
     }
 }
 
-/// The buttons: `approval:<id>:<once|run|deny>`.
-pub fn choices(id: i64) -> Vec<Choice> {
-    [("✅ Allow once", "once"), ("✅ Allow for this run", "run"), ("⛔ Deny", "deny")]
-        .into_iter()
-        .map(|(label, answer)| Choice { label: label.to_owned(), data: format!("approval:{id}:{answer}") })
-        .collect()
-}
-
-/// `approval:<id>:<answer>` → (id, answer).
-pub fn parse_choice(data: &str) -> Option<(i64, &str)> {
-    let rest = data.strip_prefix("approval:")?;
-    let (id, answer) = rest.split_once(':')?;
-    Some((id.parse().ok()?, answer))
+/// The three answer buttons of request `id`.
+fn choices(id: i64) -> Vec<Choice> {
+    [
+        ("✅ Allow once", ApprovalAnswer::AllowOnce),
+        ("✅ Allow for this run", ApprovalAnswer::AllowForRun),
+        ("⛔ Deny", ApprovalAnswer::Deny),
+    ]
+    .into_iter()
+    .map(|(label, answer)| Choice { label: label.to_owned(), data: answer.button_data(id) })
+    .collect()
 }
 
 fn question(approval: &Approval, timeout: Duration) -> String {
@@ -120,21 +117,4 @@ fn question(approval: &Approval, timeout: Duration) -> String {
         approval.id,
         approval.id
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn button_data_round_trips_and_fits_telegrams_limit() {
-        for choice in choices(i64::MAX) {
-            assert!(choice.data.len() <= 64, "{}", choice.data);
-            let (id, answer) = parse_choice(&choice.data).unwrap_or((0, ""));
-            assert_eq!(id, i64::MAX);
-            assert!(["once", "run", "deny"].contains(&answer));
-        }
-        assert_eq!(parse_choice("approval:x:once"), None);
-        assert_eq!(parse_choice("other:1:once"), None);
-    }
 }

@@ -48,6 +48,17 @@ impl ApprovalAnswer {
         }
     }
 
+    /// The data of its button under request `id`: `approval:<id>:<once|run|deny>` (≤ 64 bytes).
+    pub fn button_data(self, id: i64) -> String {
+        format!("approval:{id}:{}", self.as_str())
+    }
+
+    /// Button data → (request id, answer).
+    pub fn parse_button(data: &str) -> Option<(i64, ApprovalAnswer)> {
+        let (id, answer) = data.strip_prefix("approval:")?.split_once(':')?;
+        Some((id.parse().ok()?, ApprovalAnswer::parse(answer)?))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ApprovalAnswer::AllowOnce => "once",
@@ -272,6 +283,18 @@ mod tests {
         assert!(store.tool_allowed_for_run(7, "Write").await.unwrap());
         assert!(!store.tool_allowed_for_run(8, "Write").await.unwrap());
         assert!(store.pending_approvals(None).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn button_data_round_trips_and_fits_telegrams_limit() {
+        for answer in [ApprovalAnswer::AllowOnce, ApprovalAnswer::AllowForRun, ApprovalAnswer::Deny] {
+            let data = answer.button_data(i64::MAX);
+            assert!(data.len() <= 64, "{data}");
+            assert_eq!(ApprovalAnswer::parse_button(&data), Some((i64::MAX, answer)));
+        }
+        for bad in ["approval:x:once", "other:1:once", "approval:1:maybe", "approval:1"] {
+            assert_eq!(ApprovalAnswer::parse_button(bad), None, "{bad}");
+        }
     }
 
     #[tokio::test]
