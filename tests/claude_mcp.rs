@@ -16,7 +16,8 @@ use std::time::Duration;
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use support::{
-    git_workspace, job_id_in, script_claude, script_delegation, tool_output, use_claude_code, with_workspace,
+    RunClient, git_workspace, job_id_in, png_bytes, script_claude, script_delegation, tool_output, use_claude_code,
+    with_workspace,
 };
 use valor::config::McpServerSettings;
 use valor::workspace::mcp_config::RunScope;
@@ -107,68 +108,6 @@ async fn a_run_gets_valors_server_and_the_fitting_library_servers_and_calls_a_va
     assert_eq!(response.status(), 401);
 }
 
-/// A minimal Streamable HTTP MCP client for `/mcp-run`, holding a run's token.
-struct RunClient<'a> {
-    app: &'a TestApp,
-    token: String,
-    session: String,
-}
-
-impl<'a> RunClient<'a> {
-    async fn connect(app: &'a TestApp, token: &str) -> RunClient<'a> {
-        let mut client = RunClient { app, token: token.to_owned(), session: String::new() };
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}});
-        let response = client.post(&init).await;
-        assert_eq!(response.status(), 200);
-        client.session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-        client.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
-        client
-    }
-
-    async fn post(&self, body: &Value) -> reqwest::Response {
-        let mut request = self
-            .app
-            .http
-            .post(self.app.url("/mcp-run"))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("accept", "application/json, text/event-stream")
-            .json(body);
-        if !self.session.is_empty() {
-            request = request.header("mcp-session-id", &self.session).header("mcp-protocol-version", "2025-06-18");
-        }
-        request.send().await.unwrap()
-    }
-
-    /// A request's `result`.
-    async fn request(&self, method: &str, params: Value) -> Value {
-        let response = self.post(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).await;
-        let body = response.text().await.unwrap();
-        let message = body
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-            .find(|message| message["id"] == 1)
-            .unwrap_or_else(|| serde_json::from_str(&body).unwrap_or(Value::Null));
-        assert!(message.get("result").is_some(), "{body}");
-        message["result"].clone()
-    }
-
-    /// `(is_error, text)` of a tool call.
-    async fn call(&self, tool: &str, arguments: Value) -> (bool, String) {
-        let result = self.request("tools/call", json!({"name": tool, "arguments": arguments})).await;
-        let text = result["content"][0]["text"].as_str().unwrap_or("").to_owned();
-        (result["isError"] == true, text)
-    }
-}
-
-/// A tiny valid PNG header (what valor sniffs) plus filler.
-fn png_bytes() -> Vec<u8> {
-    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
-    bytes.extend_from_slice(&[0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]);
-    bytes
-}
-
 #[tokio::test]
 async fn a_runs_server_hides_delegation_binds_the_chat_and_hands_off_screenshots() {
     let mock = Aimock::start().await;
@@ -246,8 +185,122 @@ async fn a_runs_server_hides_delegation_binds_the_chat_and_hands_off_screenshots
     // The token ends with the run.
     let token = grant.token().to_owned();
     drop(grant);
-    let refused = RunClient { app: &app, token, session: String::new() }
-        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .await;
+    let refused =
+        RunClient::unconnected(&app, &token).post(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
     assert_eq!(refused.status(), 401);
+}
+
+async fn wait_for_pending(app: &TestApp, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending = app.get_json("/api/approvals").await["approvals"].as_array().cloned().unwrap();
+        if pending.len() == count {
+            return pending;
+        }
+        assert!(std::time::Instant::now() < deadline, "expected {count} pending: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn answer(app: &TestApp, id: &Value, body: Value) -> reqwest::Response {
+    app.http.post(app.url(&format!("/api/approvals/{id}"))).json(&body).send().await.unwrap()
+}
+
+/// The CLI's answer (the tool's JSON text) to an `approve` call.
+async fn approve(client: &RunClient<'_>, tool: &str, input: Value) -> Value {
+    let (is_error, text) =
+        client.call("approve", json!({"tool_name": tool, "input": input, "tool_use_id": "t1"})).await;
+    assert!(!is_error, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn chat_app(mock: &Aimock, root: &std::path::Path, data: tempfile::TempDir) -> (TestApp, String) {
+    mock.add_fixtures(json!([{"match": {"userMessage": "hello there"}, "response": {"content": "Hi."}}])).await;
+    let app = TestApp::spawn_in(data, |s| {
+        use_anthropic(s, mock);
+        with_workspace(s, "shop", root);
+        s.jobs.workers = 0;
+    })
+    .await;
+    let conversation = app.send_ok("asks", "hello there").await["conversation"].as_str().unwrap().to_owned();
+    (app, conversation)
+}
+
+fn scope(root: &std::path::Path, conversation: &str, timeout: Duration) -> RunScope {
+    let workspace = valor::workspace::Workspace::open("shop", root, &[]).unwrap();
+    RunScope { job_id: 5, conversation_id: conversation.to_owned(), workspace, approval_timeout: timeout }
+}
+
+#[tokio::test]
+async fn allow_for_this_run_remembers_the_tool_and_the_api_answers_with_clear_errors() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let (app, conversation) = chat_app(&mock, &root, tempfile::tempdir().unwrap()).await;
+    let grant = app.run_access().grant(scope(&root, &conversation, Duration::from_secs(30)));
+    let client = RunClient::connect(&app, grant.token()).await;
+
+    let (first, pending) = tokio::join!(approve(&client, "Bash", json!({"command": "ls"})), async {
+        let pending = wait_for_pending(&app, 1).await;
+        // The web/API chat gets the question as a notice naming the request.
+        let notices = support::system_notices(&app, &conversation).await;
+        let id = &pending[0]["id"];
+        assert!(notices.last().unwrap().contains(&format!("POST /api/approvals/{id}")), "{notices:?}");
+        assert_eq!(answer(&app, id, json!({"answer": "maybe"})).await.status(), 400);
+        assert_eq!(answer(&app, &json!(999), json!({"answer": "run"})).await.status(), 404);
+        let decided = answer(&app, id, json!({"answer": "run"})).await;
+        assert_eq!(decided.status(), 200);
+        let decided: Value = decided.json().await.unwrap();
+        assert_eq!((decided["status"].as_str(), decided["scope"].as_str()), (Some("allowed"), Some("run")));
+        assert_eq!(answer(&app, id, json!({"answer": "deny"})).await.status(), 409);
+        pending
+    });
+    assert_eq!(first, json!({"behavior": "allow", "updatedInput": {"command": "ls"}}));
+    assert_eq!(pending[0]["tool_name"], "Bash");
+    let asked = support::system_notices(&app, &conversation).await.len();
+
+    // Bash again in this run: allowed without asking.
+    let again = tokio::time::timeout(Duration::from_secs(5), approve(&client, "Bash", json!({"command": "pwd"}))).await;
+    assert_eq!(again.unwrap(), json!({"behavior": "allow", "updatedInput": {"command": "pwd"}}));
+    assert_eq!(support::system_notices(&app, &conversation).await.len(), asked, "asked again");
+    // Another tool still asks; a deny reaches the CLI as a deny with a reason.
+    let (denied, ()) = tokio::join!(approve(&client, "Write", json!({"file_path": "a"})), async {
+        let pending = wait_for_pending(&app, 1).await;
+        assert_eq!(answer(&app, &pending[0]["id"], json!({"answer": "deny"})).await.status(), 200);
+    });
+    assert_eq!(denied["behavior"], "deny");
+    assert!(denied["message"].as_str().unwrap().contains("denied Write"), "{denied}");
+}
+
+#[tokio::test]
+async fn a_pending_request_survives_a_restart_and_the_rerun_waits_on_it() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let (app, conversation) = chat_app(&mock, &root, tempfile::tempdir().unwrap()).await;
+    let grant = app.run_access().grant(scope(&root, &conversation, Duration::from_secs(600)));
+    let client = RunClient::connect(&app, grant.token()).await;
+    let input = json!({"command": "make deploy"});
+    tokio::select! {
+        answer = approve(&client, "Bash", input.clone()) => panic!("answered without anyone asked: {answer}"),
+        pending = wait_for_pending(&app, 1) => assert_eq!(pending[0]["input"], input),
+    }
+    drop(client);
+    drop(grant);
+    let data = app.stop().await;
+
+    // After the restart the request is still there and the re-run of job 5 asks the same thing: no second question.
+    let (app, _) = chat_app(&mock, &root, data).await;
+    let pending = wait_for_pending(&app, 1).await;
+    let asked = support::system_notices(&app, &conversation).await.iter().filter(|n| n.contains("asks to use")).count();
+    assert_eq!(asked, 1);
+    let grant = app.run_access().grant(scope(&root, &conversation, Duration::from_secs(600)));
+    let client = RunClient::connect(&app, grant.token()).await;
+    let (allowed, ()) = tokio::join!(approve(&client, "Bash", input.clone()), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(answer(&app, &pending[0]["id"], json!({"answer": "once"})).await.status(), 200);
+    });
+    assert_eq!(allowed["behavior"], "allow");
+    let asked = support::system_notices(&app, &conversation).await.iter().filter(|n| n.contains("asks to use")).count();
+    assert_eq!(asked, 1, "the re-run asked a second time");
 }

@@ -106,3 +106,70 @@ pub async fn system_notices(app: &TestApp, conversation: &str) -> Vec<String> {
         .map(|m| m["text"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// A minimal Streamable HTTP MCP client for `/mcp-run`, holding a run's token.
+pub struct RunClient<'a> {
+    app: &'a TestApp,
+    token: String,
+    session: String,
+}
+
+impl<'a> RunClient<'a> {
+    /// A client that has not run `initialize` (to see a refusal).
+    pub fn unconnected(app: &'a TestApp, token: &str) -> RunClient<'a> {
+        RunClient { app, token: token.to_owned(), session: String::new() }
+    }
+
+    pub async fn connect(app: &'a TestApp, token: &str) -> RunClient<'a> {
+        let mut client = RunClient { app, token: token.to_owned(), session: String::new() };
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}});
+        let response = client.post(&init).await;
+        assert_eq!(response.status(), 200);
+        client.session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        client.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+        client
+    }
+
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        let mut request = self
+            .app
+            .http
+            .post(self.app.url("/mcp-run"))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("accept", "application/json, text/event-stream")
+            .json(body);
+        if !self.session.is_empty() {
+            request = request.header("mcp-session-id", &self.session).header("mcp-protocol-version", "2025-06-18");
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A request's `result`.
+    pub async fn request(&self, method: &str, params: Value) -> Value {
+        let response = self.post(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).await;
+        let body = response.text().await.unwrap();
+        let message = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .find(|message| message["id"] == 1)
+            .unwrap_or_else(|| serde_json::from_str(&body).unwrap_or(Value::Null));
+        assert!(message.get("result").is_some(), "{body}");
+        message["result"].clone()
+    }
+
+    /// `(is_error, text)` of a tool call.
+    pub async fn call(&self, tool: &str, arguments: Value) -> (bool, String) {
+        let result = self.request("tools/call", json!({"name": tool, "arguments": arguments})).await;
+        let text = result["content"][0]["text"].as_str().unwrap_or("").to_owned();
+        (result["isError"] == true, text)
+    }
+}
+
+/// A tiny valid PNG header (what valor sniffs) plus filler.
+pub fn png_bytes() -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]);
+    bytes
+}
