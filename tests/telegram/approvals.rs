@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::claude_support::{git_workspace, script_claude, script_delegation, use_claude_code};
+use crate::claude_support::{RunClient, git_workspace, png_bytes, script_claude, script_delegation, use_claude_code};
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::{FakeTelegram, Person};
 use crate::{ADMIN, DEV_GROUP, STRANGER, configure};
@@ -200,4 +200,42 @@ async fn an_unanswered_request_is_denied_at_its_deadline() {
         .await
         .unwrap();
     assert!(answered.to_string().contains("already timed_out"), "{answered}");
+}
+
+#[tokio::test]
+async fn a_screenshot_from_a_run_reaches_the_telegram_chat_as_a_photo() {
+    let mock = Aimock::start().await;
+    let fake = FakeTelegram::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    mock.add_fixtures(json!([{"match": {"userMessage": "hi valor"}, "response": {"content": "Hello."}}])).await;
+    let app = app_with_approvals(&mock, &fake, &root, home.path(), 60).await;
+    fake.send_text(DEV_GROUP, &ADMIN, "hi valor");
+    fake.wait_for_replies(DEV_GROUP, 1).await;
+    let conversations = app.get_json("/api/conversations").await;
+    let conversation =
+        conversations["conversations"].as_array().unwrap().iter().find(|c| c["channel"] == "telegram").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let workspace = valor::workspace::Workspace::open("shop", &root, &[]).unwrap();
+    let scope = valor::workspace::mcp_config::RunScope {
+        job_id: 9,
+        conversation_id: conversation,
+        workspace,
+        approval_timeout: Duration::from_secs(5),
+    };
+    let grant = app.run_access().grant(scope);
+    let client = RunClient::connect(&app, grant.token()).await;
+    std::fs::write(root.join("checkout.png"), png_bytes()).unwrap();
+    let (is_error, text) =
+        client.call("send_screenshot", json!({"path": "checkout.png", "caption": "Checkout page"})).await;
+    assert!(!is_error, "{text}");
+    fake.wait_for("sendPhoto", |calls| calls.iter().any(|c| c.method == "sendPhoto")).await;
+    let photo = fake.calls_to("sendPhoto").remove(0).params;
+    assert_eq!(photo["chat_id"], DEV_GROUP.to_string());
+    assert_eq!(photo["caption"], "Checkout page");
+    assert_eq!(photo["photo"]["size"], png_bytes().len());
+    assert!(!root.join("checkout.png").exists(), "the handoff file stayed");
 }
