@@ -115,6 +115,9 @@ impl Settings {
         validate_schedules(&self.schedules)?;
         self.daydream.validate()?;
         super::mcp_library::validate_mcp_servers(&self.mcp_servers)?;
+        if self.claude.approval_timeout_secs == 0 {
+            return Err(invalid("claude.approval_timeout_secs", "must be at least 1"));
+        }
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
         }
