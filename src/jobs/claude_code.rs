@@ -6,7 +6,13 @@
 //! the final notice. The session id is stored per (conversation, workspace)
 //! so the next run in the chat continues it (`--resume`).
 //!
-//! Payload: `{"task", "workspace", "fresh_session"}`. The workspace is looked
+//! Each run gets its MCP servers (`workspace::mcp_config`: valor's own
+//! `/mcp-run` with a token for this run, plus the `[[mcp_server]]` library
+//! servers that fit `task_kind`), named in the first progress line and in the
+//! result (`mcp_servers`, and `mcp_status` as the CLI reported it); the
+//! config file and the token end with the run.
+//!
+//! Payload: `{"task", "workspace", "fresh_session", "task_kind"}`. The workspace is looked
 //! up again at run time (config may have changed since it was queued). A
 //! cancel or valor's shutdown kills the run's process group; the worker then
 //! records "cancelled" or hands the job back so it runs again after a restart.

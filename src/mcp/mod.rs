@@ -66,12 +66,7 @@ impl McpServer {
         settings: &McpSettings,
         shutdown: CancellationToken,
     ) -> StreamableHttpService<McpServer, LocalSessionManager> {
-        let config = StreamableHttpServerConfig::default()
-            .with_allowed_hosts(settings.allowed_hosts.clone())
-            .with_allowed_origins(settings.allowed_origins.clone())
-            .enforce_origin_validation()
-            .with_cancellation_token(shutdown);
-        StreamableHttpService::new(move || Ok(self.clone()), Arc::new(LocalSessionManager::default()), config)
+        streamable_http(self, settings, shutdown)
     }
 
     async fn run(&self, name: &str, arguments: Option<Map<String, Value>>) -> Result<String, String> {
@@ -103,6 +98,20 @@ impl McpServer {
             },
         )
     }
+}
+
+/// A Streamable HTTP service for `server`, with the `[mcp]` Host/Origin allow-lists.
+fn streamable_http<S: ServerHandler + Clone + Send + 'static>(
+    server: S,
+    settings: &McpSettings,
+    shutdown: CancellationToken,
+) -> StreamableHttpService<S, LocalSessionManager> {
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(settings.allowed_hosts.clone())
+        .with_allowed_origins(settings.allowed_origins.clone())
+        .enforce_origin_validation()
+        .with_cancellation_token(shutdown);
+    StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config)
 }
 
 /// A registry tool as MCP lists it: its schema, plus the required `chat_id`

@@ -27,8 +27,8 @@ use rmcp::model::{
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -94,12 +94,7 @@ impl RunMcpServer {
         settings: &McpSettings,
         shutdown: CancellationToken,
     ) -> StreamableHttpService<RunMcpServer, LocalSessionManager> {
-        let config = StreamableHttpServerConfig::default()
-            .with_allowed_hosts(settings.allowed_hosts.clone())
-            .with_allowed_origins(settings.allowed_origins.clone())
-            .enforce_origin_validation()
-            .with_cancellation_token(shutdown);
-        StreamableHttpService::new(move || Ok(self.clone()), Arc::new(LocalSessionManager::default()), config)
+        super::streamable_http(self, settings, shutdown)
     }
 
     fn listed(&self) -> Vec<Tool> {

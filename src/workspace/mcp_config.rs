@@ -260,6 +260,7 @@ pub struct PreparedRun {
     file: RunMcpFile,
     _grant: RunGrant,
     approvals: bool,
+    approval_timeout: Duration,
 }
 
 impl RunMcpSetup {
@@ -283,7 +284,13 @@ impl RunMcpSetup {
         let grant = self.access.grant(scope);
         let file = RunMcpFile::write(&self.dir, job_id, (&endpoint, grant.token()), &self.catalog, &choices)
             .map_err(|error| format!("the run's MCP config could not be written: {error}"))?;
-        Ok(PreparedRun { choices, file, _grant: grant, approvals: self.approvals })
+        Ok(PreparedRun {
+            choices,
+            file,
+            _grant: grant,
+            approvals: self.approvals,
+            approval_timeout: self.approval_timeout,
+        })
     }
 }
 
@@ -295,6 +302,9 @@ impl PreparedRun {
         config.allowed_tools.push(format!("mcp__{VALOR_SERVER_NAME}"));
         if self.approvals {
             config.permission_prompt_tool = Some(valor_tool(APPROVE_TOOL));
+            // The approval call waits for a person: the CLI must not give up on it first.
+            let wait = self.approval_timeout.saturating_add(Duration::from_secs(60)).as_millis();
+            config.env.entry("MCP_TOOL_TIMEOUT".to_owned()).or_insert_with(|| wait.to_string());
         }
         config
     }

@@ -40,7 +40,7 @@ async fn app_with_approvals(mock: &Aimock, fake: &FakeTelegram, root: &Path, hom
 fn run_next_job(app: &TestApp) -> tokio::task::JoinHandle<i64> {
     let worker = app.job_worker("w");
     tokio::spawn(async move {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(150);
         loop {
             if let Some(outcome) = worker.try_execute_next().await.unwrap() {
                 return outcome.job_id;
@@ -53,7 +53,8 @@ fn run_next_job(app: &TestApp) -> tokio::task::JoinHandle<i64> {
 
 /// The newest bot message in `chat` that shows buttons: (message id, [(label, data)]).
 async fn wait_for_question(fake: &FakeTelegram, chat: i64, after: i64) -> (i64, Vec<(String, String)>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Generous: the CLI starts slowly on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         for message in fake.visible_messages(chat).iter().rev() {
             let id = message["message_id"].as_i64().unwrap();
@@ -130,7 +131,7 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
 
     let allowed = press(&fake, question, &ADMIN, &data_of(&buttons, "once")).await;
     assert_eq!(allowed, "✅ Allowed once");
-    let id = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    let id = tokio::time::timeout(Duration::from_secs(120), run).await.unwrap().unwrap();
     assert_eq!(std::fs::read_to_string(&hello).unwrap(), "hi\n");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -150,7 +151,7 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
     fake.send_text(DEV_GROUP, &ADMIN, "please add a bye file");
     let (second, buttons) = wait_for_question(&fake, DEV_GROUP, question).await;
     assert_eq!(press(&fake, second, &ADMIN, &data_of(&buttons, "deny")).await, "⛔ Denied");
-    tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(120), run).await.unwrap().unwrap();
     assert!(!bye.exists(), "written although denied");
     fake.wait_for("the denial shown", |_| message_text(&fake, second).contains("denied by @root")).await;
     // Claude Code was told why.
@@ -179,7 +180,7 @@ async fn an_unanswered_request_is_denied_at_its_deadline() {
     let run = run_next_job(&app);
     fake.send_text(DEV_GROUP, &ADMIN, "please add a late file");
     let (question, buttons) = wait_for_question(&fake, DEV_GROUP, 0).await;
-    let id = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    let id = tokio::time::timeout(Duration::from_secs(120), run).await.unwrap().unwrap();
     assert!(!late.exists(), "written without an answer");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");

@@ -175,20 +175,9 @@ impl BotApi {
     }
 
     /// Send `text`; `html` selects parse_mode HTML. Returns the new message id.
-    /// `thread` is the forum topic (`message_thread_id`), if any.
+    /// `thread` is the forum topic (`message_thread_id`), if any; `reply_markup`
+    /// e.g. an inline keyboard.
     pub async fn send_message(
-        &self,
-        chat_id: i64,
-        thread: Option<i64>,
-        text: &str,
-        html: bool,
-        reply_to: Option<i64>,
-    ) -> Result<i64, ApiError> {
-        self.send_message_with_markup(chat_id, thread, text, html, reply_to, None).await
-    }
-
-    /// [`BotApi::send_message`] with a `reply_markup` (e.g. an inline keyboard).
-    pub async fn send_message_with_markup(
         &self,
         chat_id: i64,
         thread: Option<i64>,

@@ -92,7 +92,7 @@ async fn send(shared: &Shared, row: &TelegramOutboxRow, html: bool) -> Result<i6
         Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html).await.map(|()| id),
         None => {
             let (chat, thread, reply_to) = (row.chat_id, row.thread_id, row.reply_to_message_id);
-            shared.api.send_message_with_markup(chat, thread, text, html, reply_to, markup.as_ref()).await
+            shared.api.send_message(chat, thread, text, html, reply_to, markup.as_ref()).await
         }
     }
 }
