@@ -9,6 +9,9 @@
 //! `send_screenshot` (an image inside the workspace, or base64, posted to the
 //! run's chat as a photo; a workspace file is removed once handed off).
 //!
+//! Registry tools run with admin rights, as on `/mcp`: the run was started by
+//! someone allowed to delegate code work in that chat.
+//!
 //! Invariants: a path goes through the run's `Workspace::resolve`; the image
 //! is copied under `<data_dir>/media/screenshots/` before it is posted;
 //! failures are MCP tool errors (`isError: true`) with a clear text.

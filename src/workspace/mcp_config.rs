@@ -422,6 +422,50 @@ mod tests {
     }
 
     #[test]
+    fn a_prepared_run_adds_its_config_valors_tools_and_the_approval_tool_and_cleans_up() {
+        let data = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let workspace = Workspace::open("w", root.path(), &[]).unwrap();
+        let access = RunAccess::default();
+        let setup = RunMcpSetup {
+            catalog: vec![server("gh", &["GH"], &[], &[])],
+            access: access.clone(),
+            dir: data.path().join("tmp/mcp"),
+            approvals: true,
+            approval_timeout: Duration::from_secs(30),
+        };
+        assert!(setup.prepare(1, "c", &workspace, "t", None).unwrap_err().contains("not listening"));
+        access.set_listen_addr("127.0.0.1:9".parse().unwrap());
+        let prepared = setup.prepare(1, "c", &workspace, "t", None).unwrap();
+        assert_eq!(prepared.describe(), "valor (left out: gh — missing credentials: GH)");
+        let base = super::super::claude::ClaudeRunConfig {
+            bin: "claude".into(),
+            time_limit: Duration::from_secs(5),
+            permission_mode: "default".into(),
+            allowed_tools: vec!["Read".into()],
+            env: BTreeMap::new(),
+            kill_grace: Duration::from_secs(1),
+            mcp_config: None,
+            permission_prompt_tool: None,
+        };
+        let config = prepared.run_config(&base);
+        let file = config.mcp_config.clone().unwrap();
+        assert!(file.exists());
+        assert_eq!(config.allowed_tools, ["Read", "mcp__valor"]);
+        assert_eq!(config.permission_prompt_tool.as_deref(), Some("mcp__valor__approve"));
+        assert_eq!(config.env["MCP_TOOL_TIMEOUT"], "90000");
+        let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let token =
+            written["mcpServers"]["valor"]["headers"]["Authorization"].as_str().unwrap().trim_start_matches("Bearer ");
+        assert_eq!(access.scope(token).unwrap().conversation_id, "c");
+        drop(prepared);
+        assert!(!file.exists());
+        assert!(access.scope(token).is_none(), "the token outlived the run");
+        let off = RunMcpSetup { approvals: false, ..setup }.prepare(2, "c", &workspace, "t", None).unwrap();
+        assert_eq!(off.run_config(&base).permission_prompt_tool, None);
+    }
+
+    #[test]
     fn a_grant_is_valid_until_dropped_and_tokens_are_unguessable() {
         let access = RunAccess::default();
         assert_eq!(access.endpoint(), None);
