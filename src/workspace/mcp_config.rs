@@ -300,6 +300,9 @@ impl PreparedRun {
         let mut config = base.clone();
         config.mcp_config = Some(self.file.path().to_path_buf());
         config.allowed_tools.push(format!("mcp__{VALOR_SERVER_NAME}"));
+        // Start only once the servers are connected: else a permission request made
+        // before valor's server is up finds no prompt tool and is denied.
+        config.env.entry("MCP_CONNECTION_NONBLOCKING".to_owned()).or_insert_with(|| "false".to_owned());
         if self.approvals {
             config.permission_prompt_tool = Some(valor_tool(APPROVE_TOOL));
             // The approval call waits for a person: the CLI must not give up on it first.
@@ -454,6 +457,7 @@ mod tests {
         assert_eq!(config.allowed_tools, ["Read", "mcp__valor"]);
         assert_eq!(config.permission_prompt_tool.as_deref(), Some("mcp__valor__approve"));
         assert_eq!(config.env["MCP_TOOL_TIMEOUT"], "90000");
+        assert_eq!(config.env["MCP_CONNECTION_NONBLOCKING"], "false");
         let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let token =
             written["mcpServers"]["valor"]["headers"]["Authorization"].as_str().unwrap().trim_start_matches("Bearer ");
