@@ -18,7 +18,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("agent", &["config", "monitoring", "storage", "llm", "workspace"][..]),
         ("channels", &["config", "monitoring", "storage", "llm", "agent"][..]),
         ("http", &["config", "monitoring", "storage", "llm", "agent"][..]),
-        ("mcp", &["config", "monitoring", "storage", "llm", "agent"][..]),
+        ("mcp", &["config", "monitoring", "storage", "llm", "agent", "workspace"][..]),
         ("jobs", &["config", "monitoring", "storage", "llm", "agent", "workspace"][..]),
         (
             "app",

@@ -1,10 +1,13 @@
 //! The web chat in a real browser: headless Chromium (driven by
 //! playwright-core in `tests/browser/chat.mjs`) opens the page served by the
 //! real app, sends a message, sees the streamed reply and the conversation in
-//! the sidebar, and saves a screenshot to `tests/output/web-chat.png`.
+//! the sidebar, and saves a screenshot to `tests/output/web-chat.png`; the
+//! Status and Jobs views; and the permission prompt of a Claude Code run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/claude.rs"]
+mod support;
 
 use std::time::Duration;
 
@@ -108,4 +111,49 @@ async fn the_status_and_jobs_views_render_real_data_in_headless_chromium() {
     let queued = app.get_json("/api/jobs?status=queued").await;
     assert_eq!(queued["jobs"][0]["payload"]["task"], "Clean the inbox");
     assert_eq!(queued["jobs"][0]["retries"], 1);
+}
+
+#[tokio::test]
+async fn the_web_chat_answers_a_permission_request_in_headless_chromium() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "deploy it"}, "response": {"content": "Deploying."}}])).await;
+    let root = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let conversation = app.send_ok("deploys", "deploy it").await["conversation"].as_str().unwrap().to_owned();
+    let workspace = valor::workspace::Workspace::open("shop", root.path(), &[]).unwrap();
+    let scope = valor::workspace::mcp_config::RunScope {
+        job_id: 3,
+        conversation_id: conversation.clone(),
+        workspace,
+        approval_timeout: Duration::from_secs(60),
+    };
+    let grant = app.run_access().grant(scope);
+    let client = support::RunClient::connect(&app, grant.token()).await;
+    let png = repo_root().join("tests/output/web-approval.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+
+    let ask = client.call("approve", json!({"tool_name": "Bash", "input": {"command": "make deploy"}}));
+    let browse = async {
+        let run = tokio::process::Command::new("node")
+            .arg(repo_root().join("tests/browser/approvals.mjs"))
+            .arg(format!("{}/#c/{conversation}", app.base))
+            .arg(&png)
+            .current_dir(repo_root())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap()
+    };
+    let ((is_error, answer), output) = tokio::join!(ask, browse);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser approvals: ok"), "{stdout}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    // The click answered Claude Code: allowed, for the rest of the run.
+    assert!(!is_error, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer, json!({"behavior": "allow", "updatedInput": {"command": "make deploy"}}));
+    let store = app.store().await;
+    assert!(store.tool_allowed_for_run(3, "Bash").await.unwrap());
 }

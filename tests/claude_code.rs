@@ -6,51 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/claude.rs"]
+mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::{Aimock, TestApp, repo_root, use_anthropic};
+use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
-use valor::config::{Settings, WorkspaceSettings};
-
-fn run_git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
-/// A git repository with one commit, a README and an uncommitted change.
-fn git_workspace(parent: &Path) -> PathBuf {
-    let dir = parent.join("shop");
-    std::fs::create_dir_all(&dir).unwrap();
-    run_git(&dir, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("README.md"), "# Shop\nThe checkout service.\n").unwrap();
-    std::fs::write(dir.join("CLAUDE.md"), "Run `make test` before committing.\n").unwrap();
-    run_git(&dir, &["add", "."]);
-    run_git(&dir, &["commit", "-q", "-m", "Add the checkout service"]);
-    std::fs::write(dir.join("notes.txt"), "draft\n").unwrap();
-    dir
-}
-
-fn with_workspace(settings: &mut Settings, name: &str, path: &Path) {
-    settings.workspaces.push(WorkspaceSettings {
-        name: name.into(),
-        path: path.to_path_buf(),
-        chats: Vec::new(),
-        notion_database: None,
-        allowed_users: Vec::new(),
-    });
-}
-
-fn tool_output(reply: &Value) -> String {
-    reply["tool_calls"][0]["output"].as_str().unwrap().to_owned()
-}
+use support::{
+    ROUTED_MODEL, git_workspace, job_id_in, script_claude, script_delegation, system_notices, tool_output,
+    use_claude_code, with_workspace,
+};
+use valor::config::Settings;
 
 #[tokio::test]
 async fn project_context_describes_the_named_workspace_through_the_agent() {
@@ -88,68 +53,6 @@ async fn project_context_describes_the_named_workspace_through_the_agent() {
     let audit = app.store().await.list_audit(Some("workspace"), 50).await.unwrap();
     assert!(audit.iter().any(|e| e.decision == "allowed" && e.subject == "shop"));
     assert!(audit.iter().any(|e| e.decision == "denied"));
-}
-
-fn claude_bin() -> PathBuf {
-    let bin = repo_root().join("node_modules/.bin/claude");
-    assert!(bin.exists(), "Claude Code is not installed: run `npm ci` (scripts/test.sh does)");
-    bin
-}
-
-/// Point `[claude]` at the real CLI, talking to aimock, with its own HOME.
-fn use_claude_code(settings: &mut Settings, mock: &Aimock, home: &Path) {
-    settings.claude.bin = claude_bin().display().to_string();
-    settings.claude.env = [
-        ("ANTHROPIC_BASE_URL", mock.url.as_str()),
-        ("ANTHROPIC_API_KEY", "test"),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ("HOME", home.to_str().unwrap()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value.to_owned()))
-    .collect();
-    settings.jobs.workers = 0;
-    settings.jobs.lease_secs = 3;
-    // The router's model for interactive work reaches the CLI (as ANTHROPIC_MODEL).
-    settings.routing.claude_models.medium = ROUTED_MODEL.into();
-}
-
-const ROUTED_MODEL: &str = "claude-routed-medium-1";
-
-/// Script valor's model to delegate `task` when the user says `ask`.
-async fn script_delegation(mock: &Aimock, ask: &str, task: &str, workspace: &str) {
-    mock.add_fixtures(json!([
-        {"match": {"userMessage": ask, "hasToolResult": false},
-         "response": {"toolCalls": [{"name": "delegate_code_task", "arguments": {"task": task, "workspace": workspace}}]}},
-        {"match": {"userMessage": ask, "hasToolResult": true}, "response": {"content": "On it."}}
-    ]))
-    .await;
-}
-
-/// Script Claude Code: for `task`, call `tool` with `input`, then answer `done`.
-async fn script_claude(mock: &Aimock, task: &str, tool: &str, input: Value, done: &str) {
-    mock.add_fixtures(json!([
-        {"match": {"userMessage": task, "hasToolResult": false},
-         "response": {"toolCalls": [{"name": tool, "arguments": input}]}},
-        {"match": {"userMessage": task, "hasToolResult": true}, "response": {"content": done}}
-    ]))
-    .await;
-}
-
-fn job_id_in(output: &str) -> i64 {
-    let start = output.find("job #").expect("no job id in the tool output") + "job #".len();
-    output[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
-}
-
-async fn system_notices(app: &TestApp, conversation: &str) -> Vec<String> {
-    let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
-    messages["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "system")
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -191,7 +94,8 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
     let store = app.store().await;
     assert_eq!(store.claude_session(&conversation, "shop").await.unwrap().as_deref(), Some(session.as_str()));
     let notices = system_notices(&app, &conversation).await;
-    assert_eq!(notices[0], format!("Job #{id}: Claude Code is starting in workspace \"shop\""), "{notices:?}");
+    let start = format!("Job #{id}: Claude Code is starting in workspace \"shop\" · MCP servers: valor");
+    assert_eq!(notices[0], start, "{notices:?}");
     assert!(notices.iter().any(|n| n.starts_with(&format!("Job #{id}: Claude Code started"))), "{notices:?}");
     let last = notices.last().unwrap();
     assert!(last.starts_with(&format!("Job #{id} (claude_code) finished.")), "{notices:?}");

@@ -95,6 +95,8 @@ async fn a_daydream_records_six_phases_writes_an_insight_file_and_tells_the_admi
         s.workspaces.push(workspace(&repo_path));
         s.daydream.min_available_memory_mb = 0;
         s.daydream.keep_insights = 2;
+        // The app's own temp sweep (first run at start-up) must not take the old file this test plants.
+        s.resources.temp_max_age_hours = 24 * 30;
     })
     .await;
     let data_dir = app.data_dir.as_ref().unwrap().path().to_path_buf();

@@ -5,6 +5,10 @@
 //! on what the model received (aimock's journal).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "telegram/approvals.rs"]
+mod approvals;
+#[path = "common/claude.rs"]
+mod claude_support;
 mod common;
 #[path = "telegram/crash.rs"]
 mod crash;

@@ -30,6 +30,7 @@
     tokenReason: $('token-reason'),
     tokenCancel: $('token-cancel'),
     changeToken: $('change-token'),
+    approvals: $('approvals'),
   };
 
   const state = {
@@ -254,6 +255,7 @@
 
   function setCurrent(id) {
     state.current = id;
+    if (els.approvals) { els.approvals.replaceChildren(); els.approvals.hidden = true; pollApprovals(); }
     els.main.dataset.conversationId = id || '';
     const conv = state.conversations.find((c) => c.id === id);
     els.title.textContent = conv ? (conv.title || 'Untitled') : (id ? els.title.textContent : 'New conversation');
@@ -667,6 +669,57 @@
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') closeNav();
   });
+
+  // ---------------------------------------------------------------- approvals
+  // Claude Code permission requests of the open conversation, polled every
+  // 2 s; each shows the tool, its input and three answers.
+  const APPROVAL_ANSWERS = [['once', 'Allow once'], ['run', 'Allow for this run'], ['deny', 'Deny']];
+
+  function approvalCard(a) {
+    const buttons = APPROVAL_ANSWERS.map(([answer, label]) => {
+      const b = h('button', { type: 'button', class: answer === 'deny' ? 'btn' : 'btn btn-primary',
+        'data-answer': answer, text: label });
+      b.addEventListener('click', () => answerApproval(a.id, answer, card));
+      return b;
+    });
+    const card = h('div', { class: 'approval', 'data-id': a.id },
+      h('p', { class: 'approval-title' }, `Claude Code (job #${a.job_id}) asks to use `, h('strong', { text: a.tool_name })),
+      h('pre', { class: 'approval-input', text: pretty(a.input) }),
+      h('div', { class: 'approval-actions' }, ...buttons));
+    return card;
+  }
+
+  async function answerApproval(id, answer, card) {
+    for (const b of card.querySelectorAll('button')) b.disabled = true;
+    try {
+      await apiJson(`/api/approvals/${id}`, { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ answer }) });
+    } catch (e) {
+      addError(e.message);
+    }
+    await pollApprovals();
+  }
+
+  async function pollApprovals() {
+    const id = state.current;
+    if (!id || document.hidden) { els.approvals.hidden = true; return; }
+    let body;
+    try {
+      const res = await fetch(`/api/approvals?conversation=${encodeURIComponent(id)}`, {
+        headers: localStorage.getItem(TOKEN_KEY) ? { Authorization: `Bearer ${localStorage.getItem(TOKEN_KEY)}` } : {},
+      });
+      if (!res.ok) return; // a missing token is asked for by the chat itself
+      body = await res.json();
+    } catch (_) {
+      return;
+    }
+    if (state.current !== id) return;
+    const list = body.approvals || [];
+    const shown = [...els.approvals.children].map((el) => el.dataset.id).join(',');
+    if (shown !== list.map((a) => String(a.id)).join(',')) els.approvals.replaceChildren(...list.map(approvalCard));
+    els.approvals.hidden = list.length === 0;
+  }
+  setInterval(pollApprovals, 2000);
 
   // What dashboard.js (the Jobs and Status views) shares with the chat.
   window.valor = Object.freeze({ apiJson, apiFetch, h, openNav, closeNav });

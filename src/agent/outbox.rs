@@ -54,9 +54,31 @@ pub enum OutboxError {
     Storage(#[from] StorageError),
 }
 
+/// An answer button under a question: its label and the data a press carries back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub label: String,
+    /// At most 64 bytes (Telegram's `callback_data` limit).
+    pub data: String,
+}
+
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     async fn post(&self, notice: Notice) -> Result<(), OutboxError>;
+
+    /// A question with answer buttons. Channels without buttons post the
+    /// text alone (its answers then come through the API).
+    async fn post_question(&self, notice: Notice, _choices: &[Choice]) -> Result<(), OutboxError> {
+        self.post(notice).await
+    }
+
+    /// An image stored under the data dir (`reference` as in `media`), the
+    /// notice text as its caption. Channels without photos post the text
+    /// with the `[image: …]` reference.
+    async fn post_image(&self, mut notice: Notice, reference: &str) -> Result<(), OutboxError> {
+        notice.text = format!("{}\n{}", notice.text, crate::agent::media::placeholder(reference));
+        self.post(notice).await
+    }
 }
 
 /// Delivers notices into the conversation transcript as `system` messages —

@@ -36,9 +36,11 @@ use crate::channels::telegram::deliver::TelegramOutbox;
 use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
 use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, ScheduleSpec, Scheduler, SystemClock, WorkerConfig};
+use crate::mcp::run::{RunMcpServer, require_run_token};
 use crate::monitoring::ComponentStatus;
 use crate::monitoring::resources::ResourceMonitor;
 use crate::storage::Store;
+use crate::workspace::mcp_config::{RUN_MCP_PATH, RunAccess};
 
 /// Everything built, nothing running yet.
 #[derive(Debug)]
@@ -48,6 +50,8 @@ pub struct App {
     pub agent: Agent,
     pub jobs: JobSystem,
     pub components: Vec<ComponentStatus>,
+    /// Claude Code runs' access to valor's MCP server (`/mcp-run`).
+    pub run_access: RunAccess,
 }
 
 impl App {
@@ -81,9 +85,10 @@ impl App {
             monitor: ResourceMonitor::new(&settings.resources, settings.telegram.bot_token.is_some()),
             calibration: Default::default(),
         });
-        let jobs = build_job_system(&settings, &store, &agent);
+        let run_access = RunAccess::default();
+        let jobs = build_job_system(&settings, &store, &agent, &run_access);
         let components = component_statuses(&settings, &agent);
-        Ok(App { settings, store, agent, jobs, components })
+        Ok(App { settings, store, agent, jobs, components, run_access })
     }
 
     /// Bind the HTTP listener (refusing a non-loopback address without tokens)
@@ -115,7 +120,26 @@ impl App {
         let grace = self.settings.server.shutdown_grace();
         let mcp = crate::mcp::McpServer::new(self.agent.tools().clone(), self.store.clone(), &self.settings);
         let mcp = axum::Router::new().fallback_service(mcp.http_service(&self.settings.mcp, shutdown.child_token()));
-        let mut router = crate::http::router_with_mcp(state, Some(mcp));
+        self.run_access.set_listen_addr(local_addr);
+        let run_mcp = RunMcpServer::new(
+            self.agent.tools().clone(),
+            self.store.clone(),
+            self.jobs.outbox.clone(),
+            std::time::Duration::from_secs(self.settings.agent.tool_timeout_secs),
+            self.settings.data_dir.clone(),
+        )
+        .http_service(&self.settings.mcp, shutdown.child_token());
+        let run_mcp = axum::Router::new().nest_service(
+            RUN_MCP_PATH,
+            axum::Router::new()
+                .fallback_service(run_mcp)
+                .layer(axum::middleware::from_fn_with_state(self.run_access.clone(), require_run_token)),
+        );
+        let pending = self.store.pending_approvals(None).await.context("reloading pending approvals")?;
+        if !pending.is_empty() {
+            tracing::info!("{} pending approval(s) reloaded; they can still be answered", pending.len());
+        }
+        let mut router = crate::http::router_with_mcp(state, Some(mcp)).merge(run_mcp);
         if let Some(channel) = &telegram {
             router = router.merge(crate::channels::telegram::webhook::router(channel));
         }
@@ -158,7 +182,18 @@ impl App {
         let housekeeping = housekeeping::Housekeeping::from_settings(&self.settings, self.agent.clone(), components);
         workers.push(tokio::spawn(housekeeping.run(shutdown.clone())));
         let telegram = telegram.map(|channel| tokio::spawn(channel.run(shutdown.clone())));
-        Ok(RunningApp { local_addr, shutdown, http, workers, grace, jobs: self.jobs, telegram, store: self.store })
+        let run_access = self.run_access;
+        Ok(RunningApp {
+            local_addr,
+            shutdown,
+            http,
+            workers,
+            grace,
+            jobs: self.jobs,
+            telegram,
+            store: self.store,
+            run_access,
+        })
     }
 }
 
@@ -201,6 +236,8 @@ pub struct RunningApp {
     /// The Telegram channel (polling, handling, delivery); ends on shutdown.
     telegram: Option<JoinHandle<anyhow::Result<()>>>,
     store: Store,
+    /// Claude Code runs' tokens for `/mcp-run` (tests mint one to call it as a run would).
+    pub run_access: RunAccess,
 }
 
 impl RunningApp {
@@ -235,7 +272,7 @@ impl RunningApp {
 }
 
 /// The queue's workers share these: the agent-task handler and the transcript outbox.
-fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSystem {
+fn build_job_system(settings: &Settings, store: &Store, agent: &Agent, run_access: &RunAccess) -> JobSystem {
     let mut handlers = HandlerRegistry::default();
     handlers.register(Arc::new(AgentTaskHandler::new(agent.clone())));
     // Notices for Telegram conversations go to their chat; all others into the transcript.
@@ -245,7 +282,7 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSys
     let daydream = build_daydream(settings, store, agent, clock.clone(), outbox.clone());
     handlers.register(Arc::new(crate::jobs::DaydreamHandler::new(Arc::new(daydream))));
     if !settings.workspaces.is_empty() {
-        handlers.register(Arc::new(claude_code_handler(settings)));
+        handlers.register(Arc::new(claude_code_handler(settings, run_access)));
         if settings.gemini.enabled {
             handlers.register(Arc::new(gemini_cli_handler(settings)));
         }
@@ -260,7 +297,7 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent) -> JobSys
 }
 
 /// Delegated Claude Code runs in the configured workspaces (`[claude]`).
-fn claude_code_handler(settings: &Settings) -> crate::jobs::ClaudeCodeHandler {
+fn claude_code_handler(settings: &Settings, access: &RunAccess) -> crate::jobs::ClaudeCodeHandler {
     let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
     let config = crate::workspace::claude::ClaudeRunConfig {
         bin: settings.claude.bin.clone(),
@@ -269,8 +306,17 @@ fn claude_code_handler(settings: &Settings) -> crate::jobs::ClaudeCodeHandler {
         allowed_tools: settings.claude.allowed_tools.clone(),
         env: settings.claude.env.clone(),
         kill_grace: std::time::Duration::from_secs(3),
+        mcp_config: None,
+        permission_prompt_tool: None,
     };
-    crate::jobs::ClaudeCodeHandler::new(workspaces, config, crate::agent::streaming::StreamPolicy::default())
+    let mcp = crate::workspace::mcp_config::RunMcpSetup {
+        catalog: settings.mcp_servers.clone(),
+        access: access.clone(),
+        dir: settings.data_dir.join("tmp").join("mcp"),
+        approvals: settings.claude.approvals,
+        approval_timeout: std::time::Duration::from_secs(settings.claude.approval_timeout_secs),
+    };
+    crate::jobs::ClaudeCodeHandler::new(workspaces, config, crate::agent::streaming::StreamPolicy::default(), mcp)
 }
 
 /// Delegated Gemini CLI runs (`[gemini]`, enabled), for background work the router sends there.

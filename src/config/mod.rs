@@ -9,6 +9,7 @@
 mod daydream_settings;
 mod env;
 mod executor_settings;
+mod mcp_library;
 mod resources_settings;
 mod settings;
 mod tools_settings;
@@ -16,6 +17,7 @@ mod tools_settings;
 pub use daydream_settings::{DaydreamSettings, OfficeHours};
 pub use env::EnvSource;
 pub use executor_settings::{GeminiSettings, RoutingSettings};
+pub use mcp_library::{McpServerSettings, VALOR_SERVER_NAME};
 pub use resources_settings::ResourcesSettings;
 pub use settings::*;
 pub use tools_settings::{McpSettings, ToolsSettings};
@@ -60,6 +62,9 @@ pub fn load(config_path: Option<&Path>, env: &EnvSource) -> Result<Settings, Con
     figment = env::merge_environment(figment, env)?;
     let mut settings: Settings = figment.extract()?;
     settings.source_file = file;
+    for server in &mut settings.mcp_servers {
+        server.resolve_credentials(env);
+    }
     settings.validate()?;
     Ok(settings)
 }

@@ -39,6 +39,9 @@ pub struct Settings {
     pub routing: super::RoutingSettings,
     #[serde(rename = "workspace")]
     pub workspaces: Vec<WorkspaceSettings>,
+    /// The MCP library (`[[mcp_server]]`): servers a Claude Code run may get.
+    #[serde(rename = "mcp_server")]
+    pub mcp_servers: Vec<super::McpServerSettings>,
     /// The file these settings were read from, if any (not a key).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -70,6 +73,7 @@ impl Default for Settings {
             gemini: super::GeminiSettings::default(),
             routing: super::RoutingSettings::default(),
             workspaces: Vec::new(),
+            mcp_servers: Vec::new(),
             source_file: None,
         }
     }
@@ -119,6 +123,10 @@ impl Settings {
         self.daydream.validate()?;
         self.gemini.validate()?;
         self.routing.validate()?;
+        super::mcp_library::validate_mcp_servers(&self.mcp_servers)?;
+        if self.claude.approval_timeout_secs == 0 {
+            return Err(invalid("claude.approval_timeout_secs", "must be at least 1"));
+        }
         if self.telegram.rate_limit_per_minute == 0 || self.telegram.rate_limit_burst == 0 {
             return Err(invalid("telegram.rate_limit_per_minute/rate_limit_burst", "must be at least 1"));
         }
@@ -499,6 +507,10 @@ pub struct ClaudeSettings {
     pub allowed_tools: Vec<String>,
     /// Extra environment for the CLI, on top of valor's own (e.g. `ANTHROPIC_BASE_URL`).
     pub env: std::collections::BTreeMap<String, String>,
+    /// Route the CLI's permission requests to the chat (`--permission-prompt-tool mcp__valor__approve`).
+    pub approvals: bool,
+    /// An unanswered permission request is denied after this long.
+    pub approval_timeout_secs: u64,
 }
 
 impl Default for ClaudeSettings {
@@ -509,6 +521,8 @@ impl Default for ClaudeSettings {
             permission_mode: "acceptEdits".into(),
             allowed_tools: Vec::new(),
             env: std::collections::BTreeMap::new(),
+            approvals: true,
+            approval_timeout_secs: 600,
         }
     }
 }

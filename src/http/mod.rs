@@ -6,6 +6,7 @@
 //! are size-limited; the server takes a bound listener and a shutdown token.
 
 mod api;
+mod approvals;
 mod auth;
 mod daydream;
 mod error;
@@ -62,6 +63,8 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .route("/jobs/{id}/retry", post(jobs::retry_job))
         .route("/status", get(status::status))
         .route("/daydream/sessions", get(daydream::list_sessions))
+        .route("/approvals", get(approvals::list_approvals))
+        .route("/approvals/{id}", post(approvals::answer_approval))
         .fallback(api::not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let mut router = Router::new();

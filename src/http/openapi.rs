@@ -5,6 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::api;
+use super::approvals;
 use super::daydream;
 use super::health;
 use super::jobs;
@@ -27,6 +28,8 @@ use super::status;
         jobs::retry_job,
         status::status,
         daydream::list_sessions,
+        approvals::list_approvals,
+        approvals::answer_approval,
     ),
     components(schemas(
         api::SendMessage,
@@ -46,6 +49,9 @@ use super::status;
         daydream::DaydreamSessionList,
         daydream::DaydreamSessionView,
         daydream::DaydreamPhaseView,
+        approvals::ApprovalView,
+        approvals::ApprovalList,
+        approvals::ApprovalAnswerBody,
     )),
     modifiers(&BearerAuth),
 )]

@@ -6,7 +6,13 @@
 //! the final notice. The session id is stored per (conversation, workspace)
 //! so the next run in the chat continues it (`--resume`).
 //!
-//! Payload: `{"task", "workspace", "fresh_session", "requester", "route"}`;
+//! Each run gets its MCP servers (`workspace::mcp_config`: valor's own
+//! `/mcp-run` with a token for this run, plus the `[[mcp_server]]` library
+//! servers that fit `task_kind`), named in the first progress line and in the
+//! result (`mcp_servers`, and `mcp_status` as the CLI reported it); the
+//! config file and the token end with the run.
+//!
+//! Payload: `{"task", "workspace", "fresh_session", "requester", "route", "task_kind"}`;
 //! the route's model (the router's tier choice) is passed as `ANTHROPIC_MODEL`. The workspace is looked
 //! up again at run time (config may have changed since it was queued). A
 //! cancel or valor's shutdown kills the run's process group; the worker then
@@ -21,6 +27,7 @@ use super::handler::{JobContext, JobError, JobHandler};
 use crate::agent::streaming::{ContentKind, StreamPolicy, StreamingOptimizer};
 use crate::storage::StorageError;
 use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
+use crate::workspace::mcp_config::RunMcpSetup;
 use crate::workspace::router::{Executor, Route};
 use crate::workspace::stream_json::{ClaudeEvent, RunSummary, progress_line};
 use crate::workspace::{CLAUDE_CODE_KIND, Workspace, Workspaces};
@@ -30,11 +37,12 @@ pub struct ClaudeCodeHandler {
     workspaces: Workspaces,
     config: ClaudeRunConfig,
     policy: StreamPolicy,
+    mcp: RunMcpSetup,
 }
 
 impl ClaudeCodeHandler {
-    pub fn new(workspaces: Workspaces, config: ClaudeRunConfig, policy: StreamPolicy) -> Self {
-        Self { workspaces, config, policy }
+    pub fn new(workspaces: Workspaces, config: ClaudeRunConfig, policy: StreamPolicy, mcp: RunMcpSetup) -> Self {
+        Self { workspaces, config, policy, mcp }
     }
 }
 
@@ -49,12 +57,19 @@ impl JobHandler for ClaudeCodeHandler {
         let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false);
         let store = context.store();
         let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };
+        // This run's MCP servers (the library's that fit, plus valor's own); the file and token end with `prepared`.
+        let prepared = self
+            .mcp
+            .prepare(context.job.id, &conversation_id, &workspace, &task, payload["task_kind"].as_str())
+            .map_err(JobError::Retry)?;
+        let servers = prepared.describe();
+        tracing::info!(job = context.job.id, "Claude Code MCP servers: {servers}");
+        let mut config = prepared.run_config(&self.config);
         let start = match &resume {
             Some(_) => format!("Claude Code is continuing the previous session in workspace {name:?}"),
             None => format!("Claude Code is starting in workspace {name:?}"),
         };
-        context.notify_progress(0, &start, None).await.map_err(retry)?;
-        let mut config = self.config.clone();
+        context.notify_progress(0, &format!("{start} · MCP servers: {servers}"), None).await.map_err(retry)?;
         if let Some(route) = Route::from_payload(&payload) {
             config.env.insert("ANTHROPIC_MODEL".into(), route.model);
         }
@@ -67,7 +82,9 @@ impl JobHandler for ClaudeCodeHandler {
             context.notify_progress(RESTART_STEPS, text, None).await.map_err(retry)?;
             outcome = self.run_once(config, context, &workspace, &task, None, RESTART_STEPS + 1).await;
         }
-        finish(store, &conversation_id, &workspace, outcome, Executor::ClaudeCode).await
+        let mut result = finish(store, &conversation_id, &workspace, outcome, Executor::ClaudeCode).await?;
+        result["mcp_servers"] = json!(prepared.choices);
+        Ok(result)
     }
 }
 
@@ -241,5 +258,6 @@ pub(super) async fn finish(
         "session_id": summary.session_id,
         "workspace": workspace.name,
         "executor": executor,
+        "mcp_status": summary.mcp_status,
     }))
 }

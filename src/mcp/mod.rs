@@ -21,6 +21,9 @@
 //! Invariants: tool failures, bad arguments, unknown chats and refused
 //! permissions are MCP tool errors (`isError: true`), never protocol errors.
 
+pub mod approvals;
+pub mod run;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -121,12 +124,7 @@ impl McpServer {
         settings: &McpSettings,
         shutdown: CancellationToken,
     ) -> StreamableHttpService<McpServer, LocalSessionManager> {
-        let config = StreamableHttpServerConfig::default()
-            .with_allowed_hosts(settings.allowed_hosts.clone())
-            .with_allowed_origins(settings.allowed_origins.clone())
-            .enforce_origin_validation()
-            .with_cancellation_token(shutdown);
-        StreamableHttpService::new(move || Ok(self.for_session()), Arc::new(LocalSessionManager::default()), config)
+        streamable_http(move || self.for_session(), settings, shutdown)
     }
 
     async fn run(&self, name: &str, arguments: Option<Map<String, Value>>) -> Result<String, String> {
@@ -162,13 +160,32 @@ impl McpServer {
     }
 }
 
-/// A registry tool as MCP lists it: its schema plus the required `chat_id`.
-pub fn mcp_tool(tool: &dyn ValorTool) -> Tool {
+/// A Streamable HTTP service whose sessions `session` makes, with the
+/// `[mcp]` Host/Origin allow-lists.
+fn streamable_http<S: ServerHandler + Send + 'static>(
+    session: impl Fn() -> S + Send + Sync + 'static,
+    settings: &McpSettings,
+    shutdown: CancellationToken,
+) -> StreamableHttpService<S, LocalSessionManager> {
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(settings.allowed_hosts.clone())
+        .with_allowed_origins(settings.allowed_origins.clone())
+        .enforce_origin_validation()
+        .with_cancellation_token(shutdown);
+    StreamableHttpService::new(move || Ok(session()), Arc::new(LocalSessionManager::default()), config)
+}
+
+/// A registry tool as MCP lists it: its schema, plus the required `chat_id`
+/// unless the caller's chat is already bound (a run's server).
+pub fn mcp_tool(tool: &dyn ValorTool, with_chat_id: bool) -> Tool {
     let mut schema = match tool.input_schema() {
         Value::Object(map) => map,
         _ => Map::new(),
     };
     schema.insert("type".into(), json!("object"));
+    if !with_chat_id {
+        return annotated(tool, schema);
+    }
     let properties = schema.entry("properties").or_insert_with(|| json!({}));
     if let Some(properties) = properties.as_object_mut() {
         properties.insert(
@@ -180,6 +197,10 @@ pub fn mcp_tool(tool: &dyn ValorTool) -> Tool {
     if let Some(required) = required.as_array_mut() {
         required.push(json!("chat_id"));
     }
+    annotated(tool, schema)
+}
+
+fn annotated(tool: &dyn ValorTool, schema: Map<String, Value>) -> Tool {
     let read_only = !tool.has_side_effects() && !tool.spends_money();
     let annotations = ToolAnnotations::from_raw(None, Some(read_only), Some(tool.has_side_effects()), None, Some(true));
     let mut listed = Tool::new(tool.name(), tool.description(), Arc::new(schema));
@@ -201,7 +222,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.tools.tools().map(|tool| mcp_tool(tool.as_ref())).collect()))
+        Ok(ListToolsResult::with_all_items(self.tools.tools().map(|tool| mcp_tool(tool.as_ref(), true)).collect()))
     }
 
     async fn call_tool(
@@ -241,7 +262,7 @@ impl ServerHandler for McpServer {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.tools().find(|tool| tool.name() == name).map(|tool| mcp_tool(tool.as_ref()))
+        self.tools.tools().find(|tool| tool.name() == name).map(|tool| mcp_tool(tool.as_ref(), true))
     }
 }
 
@@ -253,7 +274,7 @@ mod tests {
 
     #[test]
     fn listed_tools_keep_their_schema_and_require_a_chat_id() {
-        let tool = mcp_tool(&SearchHistory);
+        let tool = mcp_tool(&SearchHistory, true);
         let schema = Value::Object((*tool.input_schema).clone());
         assert_eq!(schema["properties"]["query"]["type"], "string");
         assert_eq!(schema["properties"]["chat_id"]["type"], "string");

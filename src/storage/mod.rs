@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod rows;
+mod approvals;
 mod context;
 mod conversations;
 mod daydream;
@@ -24,6 +25,7 @@ mod telegram;
 mod types;
 mod workspace;
 
+pub use approvals::{AnswerOutcome, Approval, ApprovalAnswer};
 pub use daydream::{ChildProcess, DaydreamPhase, DaydreamSession, JobKindStats};
 pub use job_types::*;
 pub use schedules::ScheduleState;

@@ -60,6 +60,8 @@ pub struct NewTelegramReply {
     /// Send this image (a data-dir reference, `media/…`) with sendPhoto;
     /// `html`/`plain` are then its caption.
     pub photo: Option<String>,
+    /// Bot API `reply_markup` (an inline keyboard) as JSON text.
+    pub reply_markup: Option<String>,
 }
 
 /// A stored outbox row.
@@ -79,6 +81,7 @@ pub struct TelegramOutboxRow {
     pub error: Option<String>,
     /// An image to send with sendPhoto (see [`NewTelegramReply::photo`]).
     pub photo: Option<String>,
+    pub reply_markup: Option<String>,
 }
 
 // Macros (not consts) so `concat!` builds `&'static str` SQL.
@@ -89,7 +92,7 @@ macro_rules! update_columns {
 }
 macro_rules! outbox_columns {
     () => {
-        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, photo"
+        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, photo, reply_markup"
     };
 }
 
@@ -131,6 +134,7 @@ fn outbox_row(row: &SqliteRow) -> StorageResult<TelegramOutboxRow> {
         message_id: get(row, "message_id")?,
         error: get(row, "error")?,
         photo: get(row, "photo")?,
+        reply_markup: get(row, "reply_markup")?,
     })
 }
 
@@ -143,8 +147,9 @@ async fn insert_replies(
         // Portable upsert-ignore: a repeated dedupe key inserts nothing.
         sqlx::query(
             "INSERT INTO telegram_outbox (chat_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, \
-                                          status, attempts, not_before_ms, created_at_ms, thread_id, photo) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8, $9) ON CONFLICT (dedupe_key) DO NOTHING",
+                                          status, attempts, not_before_ms, created_at_ms, thread_id, photo, \
+                                          reply_markup) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(reply.chat_id)
         .bind(&reply.html)
@@ -155,6 +160,7 @@ async fn insert_replies(
         .bind(now)
         .bind(reply.thread_id)
         .bind(&reply.photo)
+        .bind(&reply.reply_markup)
         .execute(&mut *connection)
         .await
         .map_err(|error| sql_error("queue telegram reply", error))?;

@@ -1,5 +1,6 @@
 //! Runs the Claude Code CLI once, non-interactively, in a workspace:
-//! `claude --output-format stream-json --verbose [--resume S] -p -- <task>`
+//! `claude --output-format stream-json --verbose [--mcp-config F --strict-mcp-config]
+//! [--permission-prompt-tool T] [--resume S] -p -- <task>`
 //! (argv only, no shell; `--` so a task starting with `-` is never an option).
 //! The process itself — own process group, time limit, the group killed when
 //! the run ends or its future is dropped — is `process::run_streaming`'s job.
@@ -28,6 +29,10 @@ pub struct ClaudeRunConfig {
     pub env: BTreeMap<String, String>,
     /// Between TERM and KILL when stopping the group.
     pub kill_grace: Duration,
+    /// `--mcp-config FILE --strict-mcp-config`: this run's MCP servers only (see `mcp_config`).
+    pub mcp_config: Option<std::path::PathBuf>,
+    /// `--permission-prompt-tool`: the MCP tool that answers permission requests.
+    pub permission_prompt_tool: Option<String>,
 }
 
 /// The argv after the program name.
@@ -38,6 +43,12 @@ pub fn arguments(config: &ClaudeRunConfig, task: &str, resume: Option<&str>) -> 
     }
     if !config.allowed_tools.is_empty() {
         args.push(format!("--allowedTools={}", config.allowed_tools.join(",")));
+    }
+    if let Some(file) = &config.mcp_config {
+        args.extend(["--mcp-config".to_owned(), file.display().to_string(), "--strict-mcp-config".to_owned()]);
+    }
+    if let Some(tool) = &config.permission_prompt_tool {
+        args.extend(["--permission-prompt-tool".to_owned(), tool.clone()]);
     }
     if let Some(session) = resume {
         args.extend(["--resume".to_owned(), session.to_owned()]);
@@ -79,12 +90,19 @@ mod tests {
             allowed_tools: vec!["Bash".into(), "Write".into()],
             env: BTreeMap::new(),
             kill_grace: Duration::from_secs(1),
+            mcp_config: None,
+            permission_prompt_tool: None,
         }
     }
 
     #[test]
     fn the_task_is_one_argument_after_a_double_dash() {
-        let args = arguments(&config(), "--dangerously-skip-permissions; rm -rf /", Some("s-1"));
+        let config = ClaudeRunConfig {
+            mcp_config: Some("/data/tmp/mcp/1-x.json".into()),
+            permission_prompt_tool: Some("mcp__valor__approve".into()),
+            ..config()
+        };
+        let args = arguments(&config, "--dangerously-skip-permissions; rm -rf /", Some("s-1"));
         assert_eq!(
             args,
             [
@@ -94,6 +112,11 @@ mod tests {
                 "--permission-mode",
                 "acceptEdits",
                 "--allowedTools=Bash,Write",
+                "--mcp-config",
+                "/data/tmp/mcp/1-x.json",
+                "--strict-mcp-config",
+                "--permission-prompt-tool",
+                "mcp__valor__approve",
                 "--resume",
                 "s-1",
                 "-p",

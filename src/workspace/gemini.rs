@@ -52,7 +52,10 @@ pub fn parse_line(line: &str) -> Vec<ClaudeEvent> {
     let Ok(value) = serde_json::from_str::<Value>(line) else { return Vec::new() };
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
     match value.get("type").and_then(Value::as_str) {
-        Some("init") => text("session_id").map(|session_id| ClaudeEvent::Init { session_id }).into_iter().collect(),
+        Some("init") => text("session_id")
+            .map(|session_id| ClaudeEvent::Init { session_id, mcp_servers: Vec::new() })
+            .into_iter()
+            .collect(),
         Some("message") if value.get("role").and_then(Value::as_str) == Some("assistant") => {
             text("content").map(ClaudeEvent::TextDelta).into_iter().collect()
         }
@@ -149,7 +152,7 @@ mod tests {
         for event in &events {
             summary.apply(event);
         }
-        assert_eq!(events[0], ClaudeEvent::Init { session_id: "s-1".into() });
+        assert_eq!(events[0], ClaudeEvent::Init { session_id: "s-1".into(), mcp_servers: Vec::new() });
         assert_eq!(
             events[1],
             ClaudeEvent::ToolUse {

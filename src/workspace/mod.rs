@@ -15,6 +15,7 @@
 mod access;
 pub mod claude;
 pub mod gemini;
+pub mod mcp_config;
 mod paths;
 pub mod process;
 pub mod router;

@@ -12,8 +12,9 @@ use serde_json::Value;
 pub enum ClaudeEvent {
     /// Sent by the runner (not parsed from output): the CLI process started with this pid.
     Spawned { pid: u32 },
-    /// `system/init`: the session started (or resumed).
-    Init { session_id: String },
+    /// `system/init`: the session started (or resumed); `mcp_servers` is each
+    /// MCP server's name and connection status as the CLI reports it.
+    Init { session_id: String, mcp_servers: Vec<(String, String)> },
     /// An assistant message used a tool; `file` is the path it writes, if any.
     ToolUse { name: String, detail: Option<String>, file: Option<String> },
     /// Assistant text.
@@ -35,7 +36,17 @@ pub fn parse_line(line: &str) -> Vec<ClaudeEvent> {
     let text_of = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
     match (value.get("type").and_then(Value::as_str), value.get("subtype").and_then(Value::as_str)) {
         (Some("system"), Some("init")) => {
-            text_of("session_id").map(|session_id| ClaudeEvent::Init { session_id }).into_iter().collect()
+            let mcp_servers = value
+                .get("mcp_servers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|server| {
+                    let field = |key: &str| server.get(key).and_then(Value::as_str).map(str::to_owned);
+                    Some((field("name")?, field("status").unwrap_or_default()))
+                })
+                .collect();
+            text_of("session_id").map(|session_id| ClaudeEvent::Init { session_id, mcp_servers }).into_iter().collect()
         }
         (Some("system"), Some("api_retry")) => {
             vec![ClaudeEvent::ApiRetry { attempt: value.get("attempt").and_then(Value::as_u64) }]
@@ -81,6 +92,8 @@ pub struct RunSummary {
     pub session_id: Option<String>,
     /// A `system/init` line arrived (the session really started or resumed).
     pub initialized: bool,
+    /// MCP server → connection status, from the last `system/init`.
+    pub mcp_status: std::collections::BTreeMap<String, String>,
     pub tool_uses: u32,
     pub files_touched: BTreeSet<String>,
     pub last_text: Option<String>,
@@ -95,9 +108,10 @@ pub struct RunSummary {
 impl RunSummary {
     pub fn apply(&mut self, event: &ClaudeEvent) {
         match event {
-            ClaudeEvent::Init { session_id } => {
+            ClaudeEvent::Init { session_id, mcp_servers } => {
                 self.session_id = Some(session_id.clone());
                 self.initialized = true;
+                self.mcp_status = mcp_servers.iter().cloned().collect();
             }
             ClaudeEvent::ToolUse { file, .. } => {
                 self.tool_uses += 1;
@@ -149,8 +163,12 @@ mod tests {
     fn each_line_type_becomes_its_event() {
         let cases: Vec<(&str, Vec<ClaudeEvent>)> = vec![
             (
-                r#"{"type":"system","subtype":"init","session_id":"s1","tools":[]}"#,
-                vec![ClaudeEvent::Init { session_id: "s1".into() }],
+                r#"{"type":"system","subtype":"init","session_id":"s1","tools":[],
+                    "mcp_servers":[{"name":"valor","status":"connected"},{"name":"gh","status":"failed"}]}"#,
+                vec![ClaudeEvent::Init {
+                    session_id: "s1".into(),
+                    mcp_servers: vec![("valor".into(), "connected".into()), ("gh".into(), "failed".into())],
+                }],
             ),
             (
                 r#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Write","input":{"file_path":"/w/a.txt","content":"x"}},{"type":"text","text":"ok"}]}}"#,

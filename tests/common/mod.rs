@@ -182,6 +182,11 @@ impl TestApp {
         running.jobs.worker(name, self.shutdown.child_token())
     }
 
+    /// The app's per-run MCP access (`/mcp-run` tokens).
+    pub fn run_access(&self) -> valor::workspace::mcp_config::RunAccess {
+        self.running.as_ref().unwrap().run_access.clone()
+    }
+
     /// Fire the app's shutdown signal without waiting: workers from
     /// [`TestApp::job_worker`] cancel their job and hand it back.
     pub fn request_shutdown(&self) {

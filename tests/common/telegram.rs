@@ -5,7 +5,10 @@
 //! `offset` and `timeout`), keeps the messages the bot sent (so replies and
 //! edits can be checked the way a user would see them), validates HTML the
 //! way Telegram does (only its tags, only `&lt; &gt; &amp; &quot;`), records
-//! every call with its time, and can fail the next call of a method.
+//! every call with its time, and can fail the next call of a method. Inline
+//! keyboards are kept on the message (an edit without one removes it), a
+//! person can press a shown button (`callback_query`), and each callback
+//! query can be answered once (`answerCallbackQuery`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, VecDeque};
@@ -48,6 +51,8 @@ struct Inner {
     webhook: Option<Value>,
     /// file_id → (file_path, bytes) for getFile and downloads.
     files: HashMap<String, (String, Vec<u8>)>,
+    /// callback_query ids sent to the bot → answered yet?
+    callbacks: HashMap<String, bool>,
 }
 
 #[derive(Clone)]
@@ -186,6 +191,46 @@ impl FakeTelegram {
         drop(inner);
         self.arrived.notify_waiters();
         message_id
+    }
+
+    /// A person presses an inline button under one of the bot's messages:
+    /// queues a `callback_query` update like Telegram's (only a button the
+    /// message really shows can be pressed). Returns the callback query id.
+    pub fn press_button(&self, chat_id: i64, message_id: i64, from: &Person, data: &str) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        let message = inner.bot_messages.get(&(chat_id, message_id)).cloned().expect("no such bot message");
+        let shown = message["reply_markup"]["inline_keyboard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+            .any(|button| button["callback_data"] == data);
+        assert!(shown, "message {message_id} shows no button {data:?}: {message}");
+        let update_id = inner.next_update_id;
+        inner.next_update_id += 1;
+        let id = format!("{}{update_id}", from.id);
+        inner.callbacks.insert(id.clone(), false);
+        inner.updates.push_back(json!({"update_id": update_id, "callback_query": {
+            "id": id, "from": from.json(), "message": public(&message),
+            "chat_instance": format!("ci{chat_id}"), "data": data}}));
+        drop(inner);
+        self.arrived.notify_waiters();
+        id
+    }
+
+    /// The inline keyboard a bot message shows now (button texts and data), if any.
+    pub fn buttons_on(&self, chat_id: i64, message_id: i64) -> Vec<(String, String)> {
+        let inner = self.inner.lock().unwrap();
+        let Some(message) = inner.bot_messages.get(&(chat_id, message_id)) else { return Vec::new() };
+        message["reply_markup"]["inline_keyboard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+            .map(|b| {
+                (b["text"].as_str().unwrap_or("").to_owned(), b["callback_data"].as_str().unwrap_or("").to_owned())
+            })
+            .collect()
     }
 
     /// Queue the same update again (Telegram redelivers after a lost ack).
@@ -354,6 +399,21 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
             ok(json!(true))
         }
         "sendMessage" => send_message(inner, &params),
+        "answerCallbackQuery" => {
+            let mut state = inner.lock().unwrap();
+            let id = params["callback_query_id"].as_str().unwrap_or("");
+            match state.callbacks.get_mut(id) {
+                Some(answered) if !*answered => {
+                    *answered = true;
+                    ok(json!(true))
+                }
+                _ => error(
+                    400,
+                    "Bad Request: query is too old and response timeout expired or query ID is invalid",
+                    None,
+                ),
+            }
+        }
         "editMessageText" => edit_message_text(inner, &params),
         "sendChatAction" => {
             if params["chat_id"].is_i64() && params["action"] == "typing" {
@@ -426,6 +486,9 @@ fn send_message(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
         Ok(visible) => visible,
         Err(answer) => return answer,
     };
+    if let Err(answer) = check_markup(&params["reply_markup"]) {
+        return answer;
+    }
     let mut state = inner.lock().unwrap();
     state.next_message_id += 1;
     let chat_type = if chat_id > 0 { "private" } else { "supergroup" };
@@ -440,9 +503,34 @@ fn send_message(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
     if let Some(reply_to) = params["reply_parameters"]["message_id"].as_i64() {
         message["reply_to_message"] = json!({"message_id": reply_to, "date": 0, "chat": message["chat"].clone()});
     }
+    if !params["reply_markup"].is_null() {
+        message["reply_markup"] = params["reply_markup"].clone();
+    }
     let message_id = state.next_message_id;
     state.bot_messages.insert((chat_id, message_id), message.clone());
     ok(public(&message))
+}
+
+/// An inline keyboard as Telegram checks it: rows of buttons, each with a
+/// text and 1–64 bytes of `callback_data` (other markups pass unchecked).
+fn check_markup(markup: &Value) -> Result<(), Json<Value>> {
+    let Some(rows) = markup.get("inline_keyboard") else { return Ok(()) };
+    let buttons: Vec<Value> = match rows.as_array() {
+        Some(rows) if rows.iter().all(Value::is_array) => {
+            rows.iter().flat_map(|row| row.as_array().cloned().unwrap_or_default()).collect()
+        }
+        _ => return Err(error(400, "Bad Request: field \"inline_keyboard\" must be an Array of Array", None)),
+    };
+    for button in buttons {
+        if button["text"].as_str().is_none_or(str::is_empty) {
+            return Err(error(400, "Bad Request: text buttons are unallowed in the inline keyboard", None));
+        }
+        let data = button["callback_data"].as_str().unwrap_or("");
+        if data.is_empty() || data.len() > 64 {
+            return Err(error(400, "Bad Request: BUTTON_DATA_INVALID", None));
+        }
+    }
+    Ok(())
 }
 
 fn edit_message_text(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
@@ -467,6 +555,15 @@ fn edit_message_text(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
     message["text"] = json!(visible);
     message["html"] = params["text"].clone();
     message["edit_date"] = json!(unix_now());
+    // Like Telegram: an edit without `reply_markup` removes the inline keyboard.
+    match params.get("reply_markup") {
+        Some(markup) => message["reply_markup"] = markup.clone(),
+        None => {
+            if let Some(map) = message.as_object_mut() {
+                map.remove("reply_markup");
+            }
+        }
+    }
     ok(public(message))
 }
 

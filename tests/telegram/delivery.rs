@@ -124,6 +124,7 @@ async fn the_outbox_never_sends_a_row_twice_across_restarts_and_fails_photos_it_
             edit_message_id: None,
             dedupe_key: Some(key.into()),
             photo: None,
+            reply_markup: None,
         };
         store.telegram_queue_replies(&[reply("cut off mid-send", "test:1")]).await.unwrap();
         store.telegram_outbox_claim().await.unwrap().unwrap();

@@ -49,6 +49,9 @@ pub struct DelegateCodeTaskInput {
     /// How hard the task is: quick (small, well-defined), normal, or deep (hard debugging, wide changes).
     #[serde(default)]
     pub effort: Option<Effort>,
+    /// What kind of work this is (e.g. "github", "payments"): picks the MCP servers from the library that serve it.
+    #[serde(default)]
+    pub task_kind: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +99,7 @@ impl TypedTool for DelegateCodeTask {
             payload: serde_json::json!({
                 "task": task, "workspace": workspace.name, "fresh_session": input.fresh_session,
                 "requester": context.requester(), "route": route,
+                "task_kind": input.task_kind.as_deref().map(str::trim).filter(|kind| !kind.is_empty()),
             }),
             priority: 0,
             run_at_ms: None,

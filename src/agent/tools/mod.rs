@@ -458,7 +458,8 @@ mod tests {
     #[tokio::test]
     async fn a_refused_call_goes_back_to_the_model() {
         let (_dir, store) = store().await;
-        let context = ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: false, user: None };
+        let context =
+            ToolContext { store, conversation_id: "c".into(), turn_id: "t".into(), is_admin: false, user: None };
         let registry = registry(ToolPolicy::default());
         let input = serde_json::json!({"task": "x"});
         let refused = registry.call(&context, "queue_task", input, LIMIT).await;

@@ -191,7 +191,7 @@ impl BotApi {
 
     /// Long poll: held by Telegram up to `timeout_secs` when nothing is waiting.
     pub async fn get_updates(&self, offset: Option<i64>, timeout_secs: u64) -> Result<Vec<Value>, ApiError> {
-        let mut params = json!({"timeout": timeout_secs, "allowed_updates": ["message"]});
+        let mut params = json!({"timeout": timeout_secs, "allowed_updates": ["message", "callback_query"]});
         if let Some(offset) = offset {
             params["offset"] = json!(offset);
         }
@@ -200,7 +200,8 @@ impl BotApi {
     }
 
     /// Send `text`; `html` selects parse_mode HTML. Returns the new message id.
-    /// `thread` is the forum topic (`message_thread_id`), if any.
+    /// `thread` is the forum topic (`message_thread_id`), if any; `reply_markup`
+    /// e.g. an inline keyboard.
     pub async fn send_message(
         &self,
         chat_id: i64,
@@ -208,8 +209,12 @@ impl BotApi {
         text: &str,
         html: bool,
         reply_to: Option<i64>,
+        reply_markup: Option<&Value>,
     ) -> Result<i64, ApiError> {
         let mut params = json!({"chat_id": chat_id, "text": text, "link_preview_options": {"is_disabled": true}});
+        if let Some(markup) = reply_markup {
+            params["reply_markup"] = markup.clone();
+        }
         if let Some(thread) = thread {
             params["message_thread_id"] = json!(thread);
         }
@@ -223,6 +228,12 @@ impl BotApi {
         message["message_id"]
             .as_i64()
             .ok_or_else(|| ApiError::Network { method: "sendMessage".into(), detail: "no message_id".into() })
+    }
+
+    /// Acknowledge a button press; `text` is shown to the presser as a short notification.
+    pub async fn answer_callback_query(&self, callback_query_id: &str, text: &str) -> Result<(), ApiError> {
+        let params = json!({"callback_query_id": callback_query_id, "text": text});
+        self.call("answerCallbackQuery", &params, Duration::from_secs(30)).await.map(|_| ())
     }
 
     /// Replace a message's text. "Not modified" counts as success.
@@ -246,7 +257,7 @@ impl BotApi {
 
     /// Webhook mode: Telegram will POST updates to `url` with `secret` as `secret_token`.
     pub async fn set_webhook(&self, url: &str, secret: &str) -> Result<(), ApiError> {
-        let params = json!({"url": url, "secret_token": secret, "allowed_updates": ["message"]});
+        let params = json!({"url": url, "secret_token": secret, "allowed_updates": ["message", "callback_query"]});
         self.call("setWebhook", &params, Duration::from_secs(10)).await.map(|_| ())
     }
 

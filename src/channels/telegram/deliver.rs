@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::outbox::{Notice, Outbox, OutboxError};
+use crate::agent::outbox::{Choice, Notice, Outbox, OutboxError};
 use crate::storage::{NewTelegramReply, StorageError, Store, TelegramOutboxRow};
 
 use super::Shared;
@@ -55,6 +55,7 @@ pub fn build_replies(
             edit_message_id: if index == 0 { edit } else { None },
             dedupe_key: Some(format!("{key}:{index}")),
             photo: None,
+            reply_markup: None,
         })
         .collect()
 }
@@ -78,6 +79,7 @@ pub fn photo_replies(
             edit_message_id: None,
             dedupe_key: Some(format!("{key}:photo:{index}")),
             photo: Some(reference.clone()),
+            reply_markup: None,
         })
         .collect()
 }
@@ -112,9 +114,13 @@ async fn send(shared: &Shared, row: &TelegramOutboxRow, photo: Option<&Photo>, h
         let file = (photo.bytes.as_slice(), photo.file_name.as_str());
         return shared.api.send_photo((row.chat_id, row.thread_id), file, text, html).await;
     }
+    let markup = row.reply_markup.as_deref().and_then(|markup| serde_json::from_str(markup).ok());
     match row.edit_message_id {
         Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html).await.map(|()| id),
-        None => shared.api.send_message(row.chat_id, row.thread_id, text, html, row.reply_to_message_id).await,
+        None => {
+            let (chat, thread, reply_to) = (row.chat_id, row.thread_id, row.reply_to_message_id);
+            shared.api.send_message(chat, thread, text, html, reply_to, markup.as_ref()).await
+        }
     }
 }
 
@@ -196,25 +202,73 @@ impl TelegramOutbox {
     }
 }
 
-#[async_trait::async_trait]
-impl Outbox for TelegramOutbox {
-    async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
-        let conversation = match self.store.get_conversation(&notice.conversation_id).await {
+impl TelegramOutbox {
+    /// The Telegram chat (and forum topic) of a conversation; `None` for other channels.
+    async fn target(&self, conversation_id: &str) -> Result<Option<(i64, Option<i64>)>, OutboxError> {
+        let conversation = match self.store.get_conversation(conversation_id).await {
             Ok(found) => found,
-            Err(StorageError::NotFound { .. }) => return Err(OutboxError::UnknownConversation(notice.conversation_id)),
+            Err(StorageError::NotFound { .. }) => return Err(OutboxError::UnknownConversation(conversation_id.into())),
             Err(other) => return Err(other.into()),
         };
         match (conversation.channel.as_str(), conversation.chat_id) {
             ("telegram", Some(chat_id)) => {
-                let key = format!("notice:{}", notice.dedupe_key);
                 let thread_key = super::commands::thread_key(&conversation.id);
                 let thread = self.store.kv_get(&thread_key).await?.and_then(|value| value.parse().ok());
-                let replies = build_replies((chat_id, thread), None, &notice.text, None, &key);
-                self.store.telegram_queue_replies(&replies).await?;
-                self.ready.notify_one();
-                Ok(())
+                Ok(Some((chat_id, thread)))
             }
-            _ => self.fallback.post(notice).await,
+            _ => Ok(None),
         }
+    }
+
+    async fn queue(&self, replies: &[NewTelegramReply]) -> Result<(), OutboxError> {
+        self.store.telegram_queue_replies(replies).await?;
+        self.ready.notify_one();
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for TelegramOutbox {
+    async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
+        let Some(target) = self.target(&notice.conversation_id).await? else { return self.fallback.post(notice).await };
+        let key = format!("notice:{}", notice.dedupe_key);
+        self.queue(&build_replies(target, None, &notice.text, None, &key)).await
+    }
+
+    /// The question's last part carries the inline keyboard (one button per row).
+    async fn post_question(&self, notice: Notice, choices: &[Choice]) -> Result<(), OutboxError> {
+        let Some(target) = self.target(&notice.conversation_id).await? else {
+            return self.fallback.post_question(notice, choices).await;
+        };
+        let key = format!("notice:{}", notice.dedupe_key);
+        let mut replies = build_replies(target, None, &notice.text, None, &key);
+        let rows: Vec<serde_json::Value> = choices
+            .iter()
+            .map(|choice| serde_json::json!([{"text": choice.label, "callback_data": choice.data}]))
+            .collect();
+        if let Some(last) = replies.last_mut() {
+            last.reply_markup = Some(serde_json::json!({ "inline_keyboard": rows }).to_string());
+        }
+        self.queue(&replies).await
+    }
+
+    async fn post_image(&self, notice: Notice, reference: &str) -> Result<(), OutboxError> {
+        let Some((chat_id, thread_id)) = self.target(&notice.conversation_id).await? else {
+            return self.fallback.post_image(notice, reference).await;
+        };
+        // Captions are plain text, at most 1024 characters.
+        let caption: String = notice.text.chars().take(1024).collect();
+        let photo = NewTelegramReply {
+            chat_id,
+            thread_id,
+            html: super::render::escape(&caption),
+            plain: caption,
+            reply_to_message_id: None,
+            edit_message_id: None,
+            dedupe_key: Some(format!("notice:{}:photo", notice.dedupe_key)),
+            photo: Some(reference.to_owned()),
+            reply_markup: None,
+        };
+        self.queue(&[photo]).await
     }
 }

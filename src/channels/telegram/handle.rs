@@ -352,9 +352,10 @@ impl<'a> Stream<'a> {
         let started = Instant::now();
         let api = &self.shared.api;
         let result = match self.preview_id {
-            None => {
-                api.send_message(self.chat_id, self.thread_id, &preview, false, Some(self.reply_to)).await.map(Some)
-            }
+            None => api
+                .send_message(self.chat_id, self.thread_id, &preview, false, Some(self.reply_to), None)
+                .await
+                .map(Some),
             Some(id) => api.edit_message_text(self.chat_id, id, &preview, false).await.map(|()| None),
         };
         match result {

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod api;
+pub mod approvals;
 mod commands;
 pub mod deliver;
 mod handle;
@@ -235,6 +236,12 @@ async fn poll(shared: &Shared, shutdown: &CancellationToken) {
 
 async fn accept(shared: &Shared, update: &serde_json::Value) -> Result<(), StorageError> {
     let Some(update_id) = update["update_id"].as_i64() else { return Ok(()) };
+    if let Some(query) = update.get("callback_query") {
+        // A button press: answered now (Telegram wants a quick answerCallbackQuery), then acknowledged.
+        approvals::handle_callback(shared, query).await?;
+        shared.store.telegram_accept_update(update_id + 1, None).await?;
+        return Ok(());
+    }
     let inbound = inbound::parse_update(update).map(|message| TelegramInbound {
         update_id,
         chat_id: message.chat_id,
