@@ -47,7 +47,7 @@ impl Default for ToolsSettings {
             read_link_max_bytes: 2 * 1024 * 1024,
             read_link_max_chars: 12_000,
             non_admin_tools: None,
-            non_admin_daily_spend_cents: 20,
+            non_admin_daily_spend_cents: 100,
         }
     }
 }
