@@ -52,7 +52,6 @@ pub struct Violations {
     pub global: u64,
 }
 
-#[derive(Default)]
 struct Inner {
     /// Not yet acknowledged updates, oldest first.
     pending: VecDeque<Value>,
@@ -74,6 +73,30 @@ struct Inner {
     violations: Violations,
     calls: HashMap<String, u64>,
     rejected_html: u64,
+    /// When the fake started: "allowed from" for a message no limit holds.
+    epoch: Instant,
+}
+
+impl Inner {
+    fn new(epoch: Instant) -> Inner {
+        Inner {
+            pending: VecDeque::new(),
+            next_update_id: 1,
+            next_message_id: 1_000_000,
+            handed_out: HashMap::new(),
+            questions: HashMap::new(),
+            update_of: HashMap::new(),
+            replies: HashMap::new(),
+            waiters: HashMap::new(),
+            last_to_chat: HashMap::new(),
+            group_sends: HashMap::new(),
+            global_sends: VecDeque::new(),
+            violations: Violations::default(),
+            calls: HashMap::new(),
+            rejected_html: 0,
+            epoch,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -89,7 +112,7 @@ type Shared = (Arc<Mutex<Inner>>, Arc<Notify>, Duration);
 impl FakeTelegram {
     /// `round_trip`: added before every answer, like the network to api.telegram.org.
     pub async fn start(round_trip: Duration) -> anyhow::Result<FakeTelegram> {
-        let inner = Arc::new(Mutex::new(Inner { next_update_id: 1, next_message_id: 1_000_000, ..Inner::default() }));
+        let inner = Arc::new(Mutex::new(Inner::new(Instant::now())));
         let arrived = Arc::new(Notify::new());
         let router = Router::new().route("/{bot}/{method}", post(handle)).with_state((
             inner.clone(),
@@ -243,7 +266,8 @@ fn send(inner: &Mutex<Inner>, method: &str, params: &Value) -> Json<Value> {
     // Telegram's limits, over the messages it accepted before this one. The
     // queues hold the newest GLOBAL_MAX (per group GROUP_MAX) accepted sends:
     // a full queue whose oldest entry is inside the window means one too many.
-    let mut allowed_from = inner.last_to_chat.get(&chat_id).map_or(now, |&at| at + PER_CHAT_GAP);
+    // With no earlier message to hold it, a message is allowed at once: from the start of time.
+    let mut allowed_from = inner.last_to_chat.get(&chat_id).map_or(inner.epoch, |&at| at + PER_CHAT_GAP);
     let mut broken = None;
     if allowed_from > now {
         inner.violations.per_chat += 1;
@@ -311,7 +335,7 @@ mod tests {
     }
 
     fn fake() -> Mutex<Inner> {
-        Mutex::new(Inner { next_update_id: 1, next_message_id: 100, ..Inner::default() })
+        Mutex::new(Inner::new(Instant::now()))
     }
 
     #[tokio::test(start_paused = true)]

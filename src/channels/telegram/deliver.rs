@@ -90,18 +90,19 @@ async fn send(shared: &Shared, row: &TelegramOutboxRow, html: bool) -> Result<i6
 
 async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &CancellationToken) -> Result<(), StorageError> {
     let store = &shared.store;
-    tokio::select! {
+    let slot = tokio::select! {
         () = shutdown.cancelled() => {
             // Not sent: back to pending for the next start.
             return store.telegram_outbox_retry_later(row.id, 0, "shutdown before sending").await;
         }
-        () = shared.pacer.wait_turn(row.chat_id) => {}
-    }
+        slot = shared.pacer.wait_turn(row.chat_id) => slot,
+    };
     let mut result = send(shared, row, true).await;
     if result.as_ref().is_err_and(ApiError::is_entity_error) {
         tracing::warn!(row = row.id, "telegram: HTML rejected; sending as plain text");
         result = send(shared, row, false).await;
     }
+    shared.pacer.sent(row.chat_id, slot);
     let now = chrono::Utc::now().timestamp_millis();
     match result {
         Ok(message_id) => store.telegram_outbox_delivered(row.id, message_id).await,
