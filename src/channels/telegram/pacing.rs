@@ -17,6 +17,8 @@ const GROUP_WINDOW: Duration = Duration::from_secs(60);
 const GROUP_MAX_IN_WINDOW: usize = 20;
 const GLOBAL_WINDOW: Duration = Duration::from_secs(1);
 const GLOBAL_MAX_IN_WINDOW: usize = 30;
+/// Past this many remembered chats, the ones no limit holds any more are forgotten.
+const FORGET_AFTER_CHATS: usize = 1024;
 
 #[derive(Debug, Default)]
 struct State {
@@ -41,6 +43,11 @@ impl Pacer {
                 let now = Instant::now();
                 let ready = earliest(&mut state, chat_id, now);
                 if ready <= now {
+                    if state.next_for_chat.len() >= FORGET_AFTER_CHATS {
+                        // Chats whose gap has passed need no entry; keeps the map from growing with every chat.
+                        state.next_for_chat.retain(|_, next| *next > now);
+                        state.group_sends.retain(|_, sends| sends.back().is_some_and(|&at| at + GROUP_WINDOW > now));
+                    }
                     state.next_for_chat.insert(chat_id, now + PER_CHAT_GAP);
                     state.global_sends.push_back(now);
                     if chat_id < 0 {
@@ -163,6 +170,18 @@ mod tests {
         }
         pacer.wait_turn(130).await;
         assert_eq!(start.elapsed(), Duration::from_millis(1200), "a second after the answers, not the reservations");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chats_no_limit_holds_are_forgotten() {
+        let pacer = Pacer::default();
+        for chat in 0..FORGET_AFTER_CHATS as i64 {
+            pacer.wait_turn(chat).await;
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        pacer.wait_turn(-5).await;
+        let state = pacer.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert_eq!(state.next_for_chat.len(), 1, "only the chat just served is remembered");
     }
 
     #[tokio::test(start_paused = true)]
