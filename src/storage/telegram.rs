@@ -174,17 +174,19 @@ impl Store {
         Ok(self.kv_get(OFFSET_KEY).await?.and_then(|value| value.parse().ok()))
     }
 
-    /// Store an accepted update (if it carries a message) and the offset that
-    /// acknowledges it, atomically. Returns whether the message was new.
-    pub async fn telegram_accept_update(
+    /// Store the messages of one `getUpdates` answer (or one webhook update)
+    /// and the offset that acknowledges them all, atomically: one commit per
+    /// answer, not per update. Per message, whether it was new (a (chat,
+    /// message id) seen before is not stored again).
+    pub async fn telegram_accept_updates(
         &self,
         next_offset: i64,
-        inbound: Option<&TelegramInbound>,
-    ) -> StorageResult<bool> {
+        messages: &[TelegramInbound],
+    ) -> StorageResult<Vec<bool>> {
         let now = now_ms();
         let mut transaction = self.pool.begin().await.map_err(|error| sql_error("begin accept update", error))?;
-        let mut inserted = false;
-        if let Some(message) = inbound {
+        let mut inserted = Vec::with_capacity(messages.len());
+        for message in messages {
             let raw = serde_json::to_string(&message.raw)
                 .map_err(|error| StorageError::Invalid(format!("update raw: {error}")))?;
             let result = sqlx::query(
@@ -204,7 +206,7 @@ impl Store {
             .execute(&mut *transaction)
             .await
             .map_err(|error| sql_error("store telegram update", error))?;
-            inserted = result.rows_affected() == 1;
+            inserted.push(result.rows_affected() == 1);
         }
         sqlx::query(
             "INSERT INTO kv_state (key, value, updated_at_ms) VALUES ($1, $2, $3) \

@@ -190,9 +190,9 @@ async fn messages_stored_but_unanswered_before_a_crash_are_answered_once_after_r
     {
         // The state a SIGKILL leaves: one message accepted (offset stored), one mid-turn.
         let store = Store::open(&data.path().join("valor.db")).await.unwrap();
-        store.telegram_accept_update(11, Some(&stored_update(10, &ALICE, 42, "stored first"))).await.unwrap();
+        store.telegram_accept_updates(11, &[stored_update(10, &ALICE, 42, "stored first")]).await.unwrap();
         store.telegram_claim_received().await.unwrap(); // "processing" when the process died
-        store.telegram_accept_update(12, Some(&stored_update(11, &ALICE, 43, "stored second"))).await.unwrap();
+        store.telegram_accept_updates(12, &[stored_update(11, &ALICE, 43, "stored second")]).await.unwrap();
         store.close().await;
     }
     let app = TestApp::spawn_in(data, configure(&mock, &fake)).await;
@@ -286,7 +286,7 @@ async fn after_downtime_a_chats_old_messages_are_answered_together_while_i_was_a
         for (index, text) in ["first old question", "second old question", "third old question"].iter().enumerate() {
             let id = 20 + index as i64;
             let update = stored_update_at(id, &ALICE, 60 + index as i64, text, hour_ago + index as i64);
-            store.telegram_accept_update(id + 1, Some(&update)).await.unwrap();
+            store.telegram_accept_updates(id + 1, &[update]).await.unwrap();
         }
         store.close().await;
     }
@@ -303,4 +303,23 @@ async fn after_downtime_a_chats_old_messages_are_answered_together_while_i_was_a
     let statuses: Vec<String> =
         app.store().await.telegram_updates().await.unwrap().into_iter().map(|row| row.status).collect();
     assert_eq!(statuses, ["processed", "processed", "processed"]);
+}
+
+#[tokio::test]
+async fn one_get_updates_answer_is_stored_with_its_offset_in_one_transaction() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("valor.db")).await.unwrap();
+    let batch = [
+        stored_update(1, &ALICE, 10, "one"),
+        stored_update(2, &ALICE, 11, "two"),
+        stored_update(3, &ALICE, 10, "the same message again"),
+    ];
+    assert_eq!(store.telegram_accept_updates(4, &batch).await.unwrap(), [true, true, false]);
+    assert_eq!(store.telegram_offset().await.unwrap(), Some(4));
+    let stored = store.telegram_updates().await.unwrap();
+    assert_eq!(stored.iter().map(|row| row.text.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+    // Updates without a message still move the offset.
+    assert_eq!(store.telegram_accept_updates(5, &[]).await.unwrap(), Vec::<bool>::new());
+    assert_eq!(store.telegram_offset().await.unwrap(), Some(5));
+    store.close().await;
 }

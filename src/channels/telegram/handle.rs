@@ -204,8 +204,12 @@ async fn finish_with_photos(
     Ok(())
 }
 
-async fn react(shared: &Shared, message: &Incoming, emoji: &str) {
-    if let Err(error) = shared.api.set_reaction(message.chat_id, message.message_id, emoji).await {
+async fn react(shared: &Shared, message: &Incoming, emoji: &'static str) {
+    set_reaction(shared.api.clone(), message.chat_id, message.message_id, emoji).await;
+}
+
+async fn set_reaction(api: super::BotApi, chat_id: i64, message_id: i64, emoji: &'static str) {
+    if let Err(error) = api.set_reaction(chat_id, message_id, emoji).await {
         tracing::debug!("telegram: reaction {emoji} not set: {error}");
     }
 }
@@ -225,7 +229,8 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
     if shared.agent.monitor().should_shed(is_admin).is_some() {
         return finish(shared, rows, message, BUSY_REPLY, None).await;
     }
-    react(shared, message, REACTION_SEEN).await;
+    // Set while the turn starts, not before it: the round trip to Telegram stays off the turn's path.
+    let seen = tokio::spawn(set_reaction(shared.api.clone(), message.chat_id, message.message_id, REACTION_SEEN));
     let conversation = commands::conversation_for(shared, message).await?;
     let typing = CancellationToken::new();
     // Stops the indicator on every way out of this function, errors included.
@@ -261,6 +266,8 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
         None => reply,
     };
     finish_with_photos(shared, rows, message, (&reply, stream.preview_id), &produced).await?;
+    // The final reaction replaces 👀, so 👀 must have landed first.
+    let _ = seen.await;
     react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
     Ok(())
 }
@@ -348,7 +355,7 @@ impl<'a> Stream<'a> {
             return;
         }
         let preview = preview_text(&self.text, self.working_on.as_deref());
-        self.shared.pacer.wait_turn(self.chat_id).await;
+        let slot = self.shared.pacer.wait_turn(self.chat_id).await;
         let started = Instant::now();
         let api = &self.shared.api;
         let result = match self.preview_id {
@@ -358,6 +365,7 @@ impl<'a> Stream<'a> {
                 .map(Some),
             Some(id) => api.edit_message_text(self.chat_id, id, &preview, false).await.map(|()| None),
         };
+        self.shared.pacer.sent(self.chat_id, slot);
         match result {
             Ok(sent) => {
                 self.preview_id = self.preview_id.or(sent);

@@ -214,12 +214,9 @@ async fn poll(shared: &Shared, shutdown: &CancellationToken) {
         match updates {
             Ok(updates) => {
                 failures = 0;
-                for update in updates {
-                    if let Err(error) = accept(shared, &update).await {
-                        // Not acknowledged: the next getUpdates gets it again.
-                        tracing::error!("telegram: storing an update failed: {error}");
-                        break;
-                    }
+                if let Err(error) = accept_all(shared, &updates).await {
+                    // Not acknowledged: the next getUpdates gets them again.
+                    tracing::error!("telegram: storing updates failed: {error}");
                 }
                 shared.inbox_ready.notify_one();
             }
@@ -234,26 +231,41 @@ async fn poll(shared: &Shared, shutdown: &CancellationToken) {
     }
 }
 
+/// Store one update (the webhook's); see `accept_all`.
 async fn accept(shared: &Shared, update: &serde_json::Value) -> Result<(), StorageError> {
-    let Some(update_id) = update["update_id"].as_i64() else { return Ok(()) };
-    if let Some(query) = update.get("callback_query") {
-        // A button press: answered now (Telegram wants a quick answerCallbackQuery), then acknowledged.
-        approvals::handle_callback(shared, query).await?;
-        shared.store.telegram_accept_update(update_id + 1, None).await?;
+    accept_all(shared, std::slice::from_ref(update)).await
+}
+
+/// Store the messages of a batch of updates and the offset acknowledging
+/// all of them in one transaction (one commit per `getUpdates` answer).
+async fn accept_all(shared: &Shared, updates: &[serde_json::Value]) -> Result<(), StorageError> {
+    let Some(next_offset) = updates.iter().filter_map(|update| update["update_id"].as_i64()).max().map(|id| id + 1)
+    else {
         return Ok(());
+    };
+    for query in updates.iter().filter_map(|update| update.get("callback_query")) {
+        // A button press: answered now (Telegram wants a quick answerCallbackQuery), then acknowledged.
+        // Pressing twice is harmless: the first answer wins.
+        approvals::handle_callback(shared, query).await?;
     }
-    let inbound = inbound::parse_update(update).map(|message| TelegramInbound {
-        update_id,
-        chat_id: message.chat_id,
-        message_id: message.message_id,
-        user_id: message.user_id,
-        username: message.username,
-        text: message.text,
-        raw: update.clone(),
-    });
-    let new = shared.store.telegram_accept_update(update_id + 1, inbound.as_ref()).await?;
-    if !new && inbound.is_some() {
-        tracing::info!(update_id, "telegram: duplicate message ignored");
+    let messages: Vec<TelegramInbound> = updates
+        .iter()
+        .filter_map(|update| {
+            let update_id = update["update_id"].as_i64()?;
+            inbound::parse_update(update).map(|message| TelegramInbound {
+                update_id,
+                chat_id: message.chat_id,
+                message_id: message.message_id,
+                user_id: message.user_id,
+                username: message.username,
+                text: message.text,
+                raw: update.clone(),
+            })
+        })
+        .collect();
+    let new = shared.store.telegram_accept_updates(next_offset, &messages).await?;
+    for (message, _) in messages.iter().zip(new).filter(|(_, new)| !new) {
+        tracing::info!(update_id = message.update_id, "telegram: duplicate message ignored");
     }
     Ok(())
 }
