@@ -67,7 +67,10 @@ impl Aimock {
         .expect("aimock did not start within 20 s");
         // Keep draining stdout so aimock never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Aimock { url, child, _fixtures: fixtures, http: reqwest::Client::new() }
+        // A fresh connection per control request: Node closes idle keep-alive
+        // connections after 5 s, and a request racing that close is reset.
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        Aimock { url, child, _fixtures: fixtures, http }
     }
 
     /// Append fixtures (`[{"match": {...}, "response": {...}}, ...]`).
