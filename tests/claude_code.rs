@@ -12,7 +12,7 @@ mod support;
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use support::{
-    ROUTED_MODEL, git_workspace, job_id_in, script_claude, script_delegation, system_notices, tool_output,
+    ROUTED_MODEL, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices, tool_output,
     use_claude_code, with_workspace,
 };
 use valor::config::Settings;
@@ -125,19 +125,6 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
         body.contains("Create bye.txt too") && body.contains("Create hello.txt saying hi")
     });
     assert!(resumed, "the follow-up did not carry the first session's history");
-}
-
-/// Processes whose command line contains `marker` (zombies have none).
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(marker) {
-            found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
 }
 
 async fn start_sleeping_run(

@@ -8,13 +8,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/claude.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Aimock, TestApp, repo_root, use_anthropic};
 use serde_json::{Value, json};
-use valor::config::{Settings, WorkspaceSettings};
+use support::{job_id_in, processes_with, system_notices, tool_output, with_workspace};
+use valor::config::Settings;
 
 const MODEL: &str = "gemini-2.5-flash";
 
@@ -27,13 +30,7 @@ fn gemini_bin() -> PathBuf {
 /// A workspace named shop, the Gemini CLI enabled against aimock with its own HOME.
 fn configure(settings: &mut Settings, mock: &Aimock, root: &Path, home: &Path) {
     use_anthropic(settings, mock);
-    settings.workspaces.push(WorkspaceSettings {
-        name: "shop".into(),
-        path: root.to_path_buf(),
-        chats: Vec::new(),
-        notion_database: None,
-        allowed_users: Vec::new(),
-    });
+    with_workspace(settings, "shop", root);
     std::fs::create_dir_all(home.join(".gemini")).unwrap();
     let auth = json!({"security": {"auth": {"selectedType": "gemini-api-key"}}});
     std::fs::write(home.join(".gemini/settings.json"), auth.to_string()).unwrap();
@@ -65,35 +62,6 @@ async fn script_delegation(mock: &Aimock, ask: &str, task: &str, extra: Value) {
         {"match": {"userMessage": ask, "hasToolResult": true}, "response": {"content": "On it."}}
     ]))
     .await;
-}
-
-fn tool_output(reply: &Value) -> String {
-    reply["tool_calls"][0]["output"].as_str().unwrap().to_owned()
-}
-
-fn job_id_in(output: &str) -> i64 {
-    let start = output.find("job #").expect("no job id in the tool output") + "job #".len();
-    output[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
-}
-
-async fn system_notices(app: &TestApp, conversation: &str) -> Vec<String> {
-    let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
-    let list = messages["messages"].as_array().unwrap();
-    list.iter().filter(|m| m["role"] == "system").map(|m| m["text"].as_str().unwrap().to_owned()).collect()
-}
-
-/// Command lines (from /proc) containing `marker`, other than this test's own process.
-fn processes_with(marker: &str) -> Vec<String> {
-    let own = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.chars().all(|c| c.is_ascii_digit())))
-        .filter(|entry| entry.file_name().to_str() != Some(own.as_str()))
-        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
-        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
-        .filter(|line| line.contains(marker))
-        .collect()
 }
 
 #[tokio::test]

@@ -111,6 +111,24 @@ pub async fn system_notices(app: &TestApp, conversation: &str) -> Vec<String> {
         .collect()
 }
 
+/// Processes other than this test's whose command line contains `marker`
+/// (zombies have none), as "pid: command line".
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let own = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if entry.file_name().to_str() == Some(own.as_str()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) {
+            found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
 /// A minimal Streamable HTTP MCP client for `/mcp-run`, holding a run's token.
 pub struct RunClient<'a> {
     app: &'a TestApp,

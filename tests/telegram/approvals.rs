@@ -3,14 +3,15 @@
 //! aimock, its question posted to a Telegram dev group with inline buttons,
 //! answered by pressing them in the fake Bot API. Allow → the file is
 //! written; deny → it is not; a stranger's press changes nothing; no answer
-//! → denied at the deadline.
+//! → denied at the deadline. A run hands a screenshot to the chat through
+//! valor's `send_screenshot`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::claude_support::{RunClient, git_workspace, png_bytes, script_claude, script_delegation, use_claude_code};
+use crate::claude_support::{git_workspace, png_bytes, script_claude, script_delegation, use_claude_code};
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::{FakeTelegram, Person};
 use crate::{ADMIN, DEV_GROUP, STRANGER, configure};
@@ -204,39 +205,35 @@ async fn an_unanswered_request_is_denied_at_its_deadline() {
 }
 
 #[tokio::test]
-async fn a_screenshot_from_a_run_reaches_the_telegram_chat_as_a_photo() {
+async fn claude_code_hands_a_screenshot_to_the_telegram_chat_through_valors_server() {
     let mock = Aimock::start().await;
     let fake = FakeTelegram::start().await;
     let outside = tempfile::tempdir().unwrap();
     let root = git_workspace(outside.path());
     let home = tempfile::tempdir().unwrap();
-    mock.add_fixtures(json!([{"match": {"userMessage": "hi valor"}, "response": {"content": "Hello."}}])).await;
-    let app = app_with_approvals(&mock, &fake, &root, home.path(), 60).await;
-    fake.send_text(DEV_GROUP, &ADMIN, "hi valor");
-    fake.wait_for_replies(DEV_GROUP, 1).await;
-    let conversations = app.get_json("/api/conversations").await;
-    let conversation =
-        conversations["conversations"].as_array().unwrap().iter().find(|c| c["channel"] == "telegram").unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    let workspace = valor::workspace::Workspace::open("shop", &root, &[]).unwrap();
-    let scope = valor::workspace::mcp_config::RunScope {
-        job_id: 9,
-        conversation_id: conversation,
-        workspace,
-        approval_timeout: Duration::from_secs(5),
-    };
-    let grant = app.run_access().grant(scope);
-    let client = RunClient::connect(&app, grant.token()).await;
+    // The real CLI calls valor's `send_screenshot` (allowed without asking: valor's own tools are).
+    let task = "Screenshot the checkout page";
+    script_delegation(&mock, "show me the checkout", task, "shop").await;
+    let input = json!({"path": "checkout.png", "caption": "Checkout page"});
+    script_claude(&mock, task, "mcp__valor__send_screenshot", input, "Sent the screenshot.").await;
     std::fs::write(root.join("checkout.png"), png_bytes()).unwrap();
-    let (is_error, text) =
-        client.call("send_screenshot", json!({"path": "checkout.png", "caption": "Checkout page"})).await;
-    assert!(!is_error, "{text}");
+    let app = app_with_approvals(&mock, &fake, &root, home.path(), 60).await;
+
+    let run = run_next_job(&app);
+    fake.send_text(DEV_GROUP, &ADMIN, "please show me the checkout");
+    let id = tokio::time::timeout(Duration::from_secs(150), run).await.unwrap().unwrap();
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
     fake.wait_for("sendPhoto", |calls| calls.iter().any(|c| c.method == "sendPhoto")).await;
     let photo = fake.calls_to("sendPhoto").remove(0).params;
     assert_eq!(photo["chat_id"], DEV_GROUP.to_string());
     assert_eq!(photo["caption"], "Checkout page");
     assert_eq!(photo["photo"]["size"], png_bytes().len());
-    assert!(!root.join("checkout.png").exists(), "the handoff file stayed");
+    assert!(!root.join("checkout.png").exists(), "the handoff file stayed in the workspace");
+    // Claude Code got the tool's answer, not an error.
+    let answered = mock.requests_to("/v1/messages").await.iter().any(|request| {
+        let messages = request["body"]["messages"].as_array().into_iter().flatten();
+        messages.filter(|m| m["role"] == "tool").any(|m| m["content"].to_string().contains("The image was sent to the chat"))
+    });
+    assert!(answered, "send_screenshot's answer did not reach Claude Code");
 }
