@@ -12,8 +12,8 @@ mod support;
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use support::{
-    ROUTED_MODEL, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices, tool_output,
-    use_claude_code, with_workspace,
+    ROUTED_MODEL, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices,
+    tool_output, use_claude_code, with_workspace,
 };
 use valor::config::Settings;
 

@@ -233,7 +233,9 @@ async fn claude_code_hands_a_screenshot_to_the_telegram_chat_through_valors_serv
     // Claude Code got the tool's answer, not an error.
     let answered = mock.requests_to("/v1/messages").await.iter().any(|request| {
         let messages = request["body"]["messages"].as_array().into_iter().flatten();
-        messages.filter(|m| m["role"] == "tool").any(|m| m["content"].to_string().contains("The image was sent to the chat"))
+        messages
+            .filter(|m| m["role"] == "tool")
+            .any(|m| m["content"].to_string().contains("The image was sent to the chat"))
     });
     assert!(answered, "send_screenshot's answer did not reach Claude Code");
 }
