@@ -13,13 +13,11 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Aimock;
 use serde_json::json;
 use support::processes_with;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use valor::storage::{ChildProcess, NewConversation, NewJob, Store, wall_clock_ms};
 use valor::workspace::orphans::{ProcessIdentity, child_record, sweep_children};
 
@@ -27,7 +25,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_valor");
 
 /// Start `valor serve` in `dir` (its `valor.toml`, its `data/`); returns once it listens.
 async fn serve(dir: &Path, mock: &Aimock) -> tokio::process::Child {
-    let mut child = tokio::process::Command::new(BIN)
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .arg("serve")
         .current_dir(dir)
         .env_clear()
@@ -40,24 +39,8 @@ async fn serve(dir: &Path, mock: &Aimock) -> tokio::process::Child {
         .env("VALOR__JOBS__WORKERS", "1")
         .env("VALOR__JOBS__POLL_INTERVAL_MS", "50")
         .env("VALOR__JOBS__LEASE_SECS", "2")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("listening on http://") {
-                return;
-            }
-        }
-        panic!("valor exited before listening");
-    })
-    .await
-    .expect("valor did not start within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+        .kill_on_drop(true);
+    common::spawn_listening(command).await
 }
 
 fn pids(found: &[String]) -> Vec<i64> {
