@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use valor::config::WorkspaceSettings;
-use valor::storage::{NewJob, wall_clock_ms};
+use valor::storage::{ChildProcess, NewJob, wall_clock_ms};
 
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
@@ -104,8 +104,23 @@ async fn a_daydream_records_six_phases_writes_an_insight_file_and_tells_the_admi
     let mut sleeper = tokio::process::Command::new("sleep").arg("300").spawn().unwrap();
     let store = app.store().await;
     let two_days_ago = wall_clock_ms() - 2 * 86_400_000;
-    store.register_child_process(i64::from(sleeper.id().unwrap()), "sleep 300", two_days_ago).await.unwrap();
-    store.register_child_process(4_000_000, "long gone", two_days_ago).await.unwrap();
+    // Owner unknown (a row from before migration 0009): stopped once older than the limit.
+    let legacy = |pid: u32, command: &str| ChildProcess {
+        pid: i64::from(pid),
+        command: command.into(),
+        started_at_ms: two_days_ago,
+        start_ticks: None,
+        owner_pid: None,
+        owner_start_ticks: None,
+    };
+    store.register_child_process(&legacy(sleeper.id().unwrap(), "sleep 300")).await.unwrap();
+    store.register_child_process(&legacy(4_000_000, "long gone")).await.unwrap();
+    // As old, but its owner (this test process) is alive: never touched, whatever its age.
+    let mut owned = tokio::process::Command::new("sleep").arg("301").kill_on_drop(true).spawn().unwrap();
+    let owned_pid = i64::from(owned.id().unwrap());
+    let owned_row = valor::workspace::orphans::child_record(owned_pid, "sleep 301".into(), two_days_ago);
+    assert!(owned_row.owner_pid.is_some() && owned_row.start_ticks.is_some(), "{owned_row:?}");
+    store.register_child_process(&owned_row).await.unwrap();
     std::fs::create_dir_all(data_dir.join("tmp")).unwrap();
     let old_temp = data_dir.join("tmp/handoff-old.txt");
     std::fs::write(&old_temp, "old").unwrap();
@@ -138,7 +153,9 @@ async fn a_daydream_records_six_phases_writes_an_insight_file_and_tells_the_admi
     // The stale child was stopped and forgotten; the old temp file is gone.
     let exit = tokio::time::timeout(Duration::from_secs(10), sleeper.wait()).await.unwrap().unwrap();
     assert!(!exit.success());
-    assert!(store.child_processes().await.unwrap().is_empty());
+    assert!(owned.try_wait().unwrap().is_none(), "a live owner's child was stopped");
+    let left: Vec<i64> = store.child_processes().await.unwrap().iter().map(|child| child.pid).collect();
+    assert_eq!(left, [owned_pid], "only the live owner's row stays");
     assert!(!old_temp.exists());
 
     // The insight file holds the model's analysis and the facts; only the newest two are kept.

@@ -9,12 +9,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Aimock;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use valor::storage::{MessageRole, NewConversation, NewJob, Store, wall_clock_ms};
 
 const BIN: &str = env!("CARGO_BIN_EXE_valor");
@@ -72,7 +71,8 @@ async fn the_jobs_command_lists_shows_cancels_and_retries() {
 
 /// Start `valor serve` against aimock; returns once it listens.
 async fn serve(dir: &Path, mock: &Aimock) -> tokio::process::Child {
-    let mut child = valor(dir)
+    let mut command = valor(dir);
+    command
         .arg("serve")
         .env("VALOR_HTTP_ADDR", "127.0.0.1:0")
         .env("ANTHROPIC_API_KEY", "sk-ant-test")
@@ -80,24 +80,8 @@ async fn serve(dir: &Path, mock: &Aimock) -> tokio::process::Child {
         .env("VALOR__INTENT__USE_MODEL", "false")
         .env("VALOR__JOBS__WORKERS", "3")
         .env("VALOR__JOBS__POLL_INTERVAL_MS", "20")
-        .env("VALOR__JOBS__LEASE_SECS", "2")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("listening on http://") {
-                return;
-            }
-        }
-        panic!("valor exited before listening");
-    })
-    .await
-    .expect("valor did not start within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+        .env("VALOR__JOBS__LEASE_SECS", "2");
+    common::spawn_listening(command).await
 }
 
 /// A data dir whose database holds `count` agent tasks "`marker` number N." for one conversation.

@@ -102,6 +102,19 @@ impl App {
             );
         }
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the HTTP listener on {addr}"))?;
+        // Before any worker claims a job again: stop CLI process groups a valor killed hard left running
+        // (their jobs' leases expire and they run again; the old run must not keep editing the workspace).
+        let swept = crate::workspace::orphans::sweep_children(
+            &self.store,
+            "startup",
+            None,
+            crate::workspace::process::KILL_GRACE,
+        )
+        .await
+        .context("stopping child processes left by a valor that was killed")?;
+        if !swept.stopped.is_empty() {
+            tracing::warn!("stopped {} child process group(s) left by a valor that was killed", swept.stopped.len());
+        }
         let local_addr = listener.local_addr()?;
         let mut components = self.components.clone();
         let telegram = connect_telegram(&self.settings, &self.agent, &mut components).await;
@@ -305,7 +318,7 @@ fn claude_code_handler(settings: &Settings, access: &RunAccess) -> crate::jobs::
         permission_mode: settings.claude.permission_mode.clone(),
         allowed_tools: settings.claude.allowed_tools.clone(),
         env: settings.claude.env.clone(),
-        kill_grace: std::time::Duration::from_secs(3),
+        kill_grace: crate::workspace::process::KILL_GRACE,
         mcp_config: None,
         permission_prompt_tool: None,
     };
@@ -328,7 +341,7 @@ fn gemini_cli_handler(settings: &Settings) -> crate::jobs::GeminiCliHandler {
         time_limit: std::time::Duration::from_secs(gemini.time_limit_secs),
         approval_mode: gemini.approval_mode.clone(),
         env: gemini.env.clone(),
-        kill_grace: std::time::Duration::from_secs(3),
+        kill_grace: crate::workspace::process::KILL_GRACE,
     };
     let model = gemini.models.small.clone();
     crate::jobs::GeminiCliHandler::new(workspaces, config, model, crate::agent::streaming::StreamPolicy::default())

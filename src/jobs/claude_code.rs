@@ -187,7 +187,8 @@ pub(super) async fn report_progress(
                         Executor::GeminiCli => "gemini",
                     };
                     let command = format!("{program} (job #{})", context.job.id);
-                    match context.store.register_child_process(pid, &command, context.clock.now_ms()).await {
+                    let record = crate::workspace::orphans::child_record(pid, command, context.clock.now_ms());
+                    match context.store.register_child_process(&record).await {
                         Ok(()) => spawned = Some(pid),
                         Err(error) => tracing::warn!(job = context.job.id, "could not record child process {pid}: {error}"),
                     }

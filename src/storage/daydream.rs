@@ -1,5 +1,6 @@
 //! Daydream's tables (migration 0005): child processes valor started (pid,
-//! command, start time — so a later cleanup can stop stale ones), one record
+//! command, start time; since 0009 also the child's and its owner's identity
+//! — so orphans of a killed valor and stale ones can be stopped), one record
 //! per daydream session with its phases, and the 7-day job statistics the
 //! context phase reads.
 //!
@@ -20,6 +21,12 @@ pub struct ChildProcess {
     pub pid: i64,
     pub command: String,
     pub started_at_ms: i64,
+    /// The child's start time (clock ticks since boot, `/proc/<pid>/stat` field 22), so a reused pid
+    /// is told apart. `None`: unknown (rows from before migration 0009, or not on Linux).
+    pub start_ticks: Option<i64>,
+    /// The valor process that started it (pid and start ticks); `None`: unknown.
+    pub owner_pid: Option<i64>,
+    pub owner_start_ticks: Option<i64>,
 }
 
 /// One phase of a daydream session as recorded.
@@ -77,14 +84,20 @@ fn session_row(row: &SqliteRow) -> StorageResult<DaydreamSession> {
 
 impl Store {
     /// Remember a child process valor started (a reused pid replaces the old row).
-    pub async fn register_child_process(&self, pid: i64, command: &str, started_at_ms: i64) -> StorageResult<()> {
+    pub async fn register_child_process(&self, child: &ChildProcess) -> StorageResult<()> {
         sqlx::query(
-            "INSERT INTO child_processes (pid, command, started_at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (pid) DO UPDATE SET command = excluded.command, started_at_ms = excluded.started_at_ms",
+            "INSERT INTO child_processes (pid, command, started_at_ms, start_ticks, owner_pid, owner_start_ticks) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (pid) DO UPDATE SET command = excluded.command, started_at_ms = excluded.started_at_ms, \
+                 start_ticks = excluded.start_ticks, owner_pid = excluded.owner_pid, \
+                 owner_start_ticks = excluded.owner_start_ticks",
         )
-        .bind(pid)
-        .bind(command)
-        .bind(started_at_ms)
+        .bind(child.pid)
+        .bind(&child.command)
+        .bind(child.started_at_ms)
+        .bind(child.start_ticks)
+        .bind(child.owner_pid)
+        .bind(child.owner_start_ticks)
         .execute(&self.pool)
         .await
         .map_err(|error| sql_error("register child process", error))?;
@@ -92,10 +105,13 @@ impl Store {
     }
 
     pub async fn child_processes(&self) -> StorageResult<Vec<ChildProcess>> {
-        let rows = sqlx::query("SELECT pid, command, started_at_ms FROM child_processes ORDER BY started_at_ms, pid")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| sql_error("child processes", error))?;
+        let rows = sqlx::query(
+            "SELECT pid, command, started_at_ms, start_ticks, owner_pid, owner_start_ticks FROM child_processes \
+             ORDER BY started_at_ms, pid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| sql_error("child processes", error))?;
         let read = |error| sql_error("child process row", error);
         rows.iter()
             .map(|row| {
@@ -103,6 +119,9 @@ impl Store {
                     pid: row.try_get("pid").map_err(read)?,
                     command: row.try_get("command").map_err(read)?,
                     started_at_ms: row.try_get("started_at_ms").map_err(read)?,
+                    start_ticks: row.try_get("start_ticks").map_err(read)?,
+                    owner_pid: row.try_get("owner_pid").map_err(read)?,
+                    owner_start_ticks: row.try_get("owner_start_ticks").map_err(read)?,
                 })
             })
             .collect()

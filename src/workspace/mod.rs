@@ -16,6 +16,7 @@ mod access;
 pub mod claude;
 pub mod gemini;
 pub mod mcp_config;
+pub mod orphans;
 mod paths;
 pub mod process;
 pub mod router;

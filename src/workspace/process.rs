@@ -72,7 +72,7 @@ pub async fn run_streaming(
     let Some(group) = child.id() else { return Err(spawn_error("it exited at once".into())) };
     // Should this future be dropped mid-run (its task aborted), the group is killed anyway.
     let mut guard = GroupGuard { group, armed: true };
-    // The job records the pid, so the daydream can clean up after a hard crash.
+    // The job records the pid, so the next start (or the daydream) can stop the group after a hard crash.
     let _ = events.send(ClaudeEvent::Spawned { pid: group }).await;
     let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(group, spec.kill_grace, &mut child).await;
@@ -119,6 +119,9 @@ pub async fn run_streaming(
     }
 }
 
+/// Between TERM and KILL when stopping a run's group (also a left-over one).
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+
 /// Kills the process group when dropped while armed (a run whose future was dropped).
 struct GroupGuard {
     group: u32,
@@ -147,16 +150,34 @@ impl Drop for GroupGuard {
 /// Bash commands in process groups of their own; they are listed before the
 /// TERM, as they are re-parented (and lose their ancestry) once the CLI exits.
 async fn kill_group(group: u32, grace: Duration, child: &mut tokio::process::Child) {
+    stop_group(group, grace, async {
+        let _ = child.wait().await;
+    })
+    .await;
+}
+
+/// [`kill_group`] for a group valor holds no handle to (a child of a valor
+/// killed hard): the grace ends early once its leader is gone.
+pub(super) async fn stop_orphan_group(group: u32, grace: Duration) {
+    stop_group(group, grace, async {
+        while super::orphans::ProcessIdentity::of(i64::from(group)).is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+async fn stop_group(group: u32, grace: Duration, exited: impl std::future::Future<Output = ()>) {
     let mut known = descendants(group);
     signal("-TERM", &kill_targets(group, &known)).await;
-    let _ = tokio::time::timeout(grace, child.wait()).await;
+    let _ = tokio::time::timeout(grace, exited).await;
     known.extend(descendants(group));
     signal("-KILL", &kill_targets(group, &known)).await;
 }
 
-/// `kill` arguments: the group (negative) and each process.
+/// `kill` arguments: the group (negative), its leader (also when it leads no group of its own) and each process.
 fn kill_targets(group: u32, processes: &[u32]) -> Vec<String> {
-    std::iter::once(format!("-{group}")).chain(processes.iter().map(u32::to_string)).collect()
+    [format!("-{group}"), group.to_string()].into_iter().chain(processes.iter().map(u32::to_string)).collect()
 }
 
 /// Every live descendant of `root` (Linux `/proc`; empty elsewhere).
@@ -211,6 +232,6 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(found.contains(&child.id()), "{found:?}");
-        assert_eq!(kill_targets(7, &[8, 9]), ["-7", "8", "9"]);
+        assert_eq!(kill_targets(7, &[8, 9]), ["-7", "7", "8", "9"]);
     }
 }

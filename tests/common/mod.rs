@@ -19,6 +19,24 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Spawn a `valor serve` command (stdout dropped, stderr read here) and return once it says it listens.
+pub async fn spawn_listening(mut command: Command) -> Child {
+    let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listening on http://") {
+                return;
+            }
+        }
+        panic!("valor exited before listening");
+    })
+    .await
+    .expect("valor did not start within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
 /// A running aimock server, killed on drop.
 pub struct Aimock {
     pub url: String,

@@ -1,17 +1,20 @@
-//! Daydream phases 2 and 6: cleanup. Stale child processes valor started
-//! (tracked in `child_processes`: gone → forgotten, older than the limit →
-//! stopped with `kill -TERM` and forgotten), temp and handoff files older
+//! Daydream phases 2 and 6: cleanup. Child processes valor started (the
+//! `child_processes` sweep of `workspace::orphans`: gone → forgotten, orphans
+//! of a valor that is gone → their group stopped, a live valor's → left
+//! alone, unknown owner older than the limit → stopped), temp and handoff files older
 //! than the limit under the data directory, and insight files beyond the
 //! newest N per workspace.
 //!
 //! Invariants: only paths under `<data_dir>/tmp`, `<data_dir>/handoff` and
 //! `<data_dir>/insights` are ever deleted; only pids recorded in the table are
-//! ever signalled; `kill` is run with an argv, never through a shell.
+//! ever signalled (by `workspace::process`, `kill` with an argv, never a shell).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::storage::{StorageResult, Store};
+use crate::workspace::orphans::{AgeLimit, sweep_children};
+use crate::workspace::process::KILL_GRACE;
 
 /// What a cleanup pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,41 +35,18 @@ impl CleanupReport {
     }
 }
 
-/// Whether a process with this pid exists (Linux: `/proc/<pid>`).
-fn process_exists(pid: i64) -> bool {
-    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Stop recorded child processes older than `max_age_ms`; forget those that are gone.
+/// The child-process sweep (`workspace::orphans`): orphans of a valor that is gone are stopped, rows of
+/// unknown owner older than `max_age_ms` too; a live owner's children are left alone; gone ones forgotten.
 pub async fn stale_children(
     store: &Store,
     now_ms: i64,
     max_age_ms: i64,
     report: &mut CleanupReport,
 ) -> StorageResult<()> {
-    for child in store.child_processes().await? {
-        if !process_exists(child.pid) {
-            store.remove_child_process(child.pid).await?;
-            report.processes_forgotten += 1;
-            continue;
-        }
-        if now_ms.saturating_sub(child.started_at_ms) <= max_age_ms {
-            continue;
-        }
-        let killed = tokio::process::Command::new("kill")
-            .args(["-TERM", &child.pid.to_string()])
-            .status()
-            .await
-            .is_ok_and(|status| status.success());
-        if killed {
-            tracing::info!(pid = child.pid, command = %child.command, "daydream stopped a stale child process");
-            report.processes_stopped += 1;
-        } else {
-            tracing::warn!(pid = child.pid, "daydream could not stop a stale child process; forgetting it");
-            report.processes_forgotten += 1;
-        }
-        store.remove_child_process(child.pid).await?;
-    }
+    let age_limit = AgeLimit { now_ms, max_age_ms };
+    let swept = sweep_children(store, "daydream", Some(age_limit), KILL_GRACE).await?;
+    report.processes_stopped += swept.stopped.len();
+    report.processes_forgotten += swept.forgotten;
     Ok(())
 }
 
