@@ -45,7 +45,8 @@ export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --all-targets --locked "$@" 2>&1 | tee "$log"
+# --no-fail-fast: a failing test binary does not hide the results of the others.
+cargo test --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one result per test binary).

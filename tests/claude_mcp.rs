@@ -190,14 +190,21 @@ async fn a_runs_server_hides_delegation_binds_the_chat_and_hands_off_screenshots
     assert_eq!(refused.status(), 401);
 }
 
-async fn wait_for_pending(app: &TestApp, count: usize) -> Vec<Value> {
+/// Waits until `count` requests are pending and each one's question has been
+/// posted to `conversation` (the row is stored before the question goes out).
+async fn wait_for_pending(app: &TestApp, conversation: &str, count: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let pending = app.get_json("/api/approvals").await["approvals"].as_array().cloned().unwrap();
-        if pending.len() == count {
+        let notices = support::system_notices(app, conversation).await;
+        let asked = |request: &Value| {
+            let mention = format!("POST /api/approvals/{}", request["id"]);
+            notices.iter().any(|notice| notice.contains(&mention))
+        };
+        if pending.len() == count && pending.iter().all(asked) {
             return pending;
         }
-        assert!(std::time::Instant::now() < deadline, "expected {count} pending: {pending:?}");
+        assert!(std::time::Instant::now() < deadline, "expected {count} pending and asked: {pending:?} {notices:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -241,7 +248,7 @@ async fn allow_for_this_run_remembers_the_tool_and_the_api_answers_with_clear_er
     let client = RunClient::connect(&app, grant.token()).await;
 
     let (first, pending) = tokio::join!(approve(&client, "Bash", json!({"command": "ls"})), async {
-        let pending = wait_for_pending(&app, 1).await;
+        let pending = wait_for_pending(&app, &conversation, 1).await;
         // The web/API chat gets the question as a notice naming the request.
         let notices = support::system_notices(&app, &conversation).await;
         let id = &pending[0]["id"];
@@ -265,7 +272,7 @@ async fn allow_for_this_run_remembers_the_tool_and_the_api_answers_with_clear_er
     assert_eq!(support::system_notices(&app, &conversation).await.len(), asked, "asked again");
     // Another tool still asks; a deny reaches the CLI as a deny with a reason.
     let (denied, ()) = tokio::join!(approve(&client, "Write", json!({"file_path": "a"})), async {
-        let pending = wait_for_pending(&app, 1).await;
+        let pending = wait_for_pending(&app, &conversation, 1).await;
         assert_eq!(answer(&app, &pending[0]["id"], json!({"answer": "deny"})).await.status(), 200);
     });
     assert_eq!(denied["behavior"], "deny");
@@ -283,7 +290,7 @@ async fn a_pending_request_survives_a_restart_and_the_rerun_waits_on_it() {
     let input = json!({"command": "make deploy"});
     tokio::select! {
         answer = approve(&client, "Bash", input.clone()) => panic!("answered without anyone asked: {answer}"),
-        pending = wait_for_pending(&app, 1) => assert_eq!(pending[0]["input"], input),
+        pending = wait_for_pending(&app, &conversation, 1) => assert_eq!(pending[0]["input"], input),
     }
     drop(client);
     drop(grant);
@@ -291,7 +298,7 @@ async fn a_pending_request_survives_a_restart_and_the_rerun_waits_on_it() {
 
     // After the restart the request is still there and the re-run of job 5 asks the same thing: no second question.
     let (app, _) = chat_app(&mock, &root, data).await;
-    let pending = wait_for_pending(&app, 1).await;
+    let pending = wait_for_pending(&app, &conversation, 1).await;
     let asked = support::system_notices(&app, &conversation).await.iter().filter(|n| n.contains("asks to use")).count();
     assert_eq!(asked, 1);
     let grant = app.run_access().grant(scope(&root, &conversation, Duration::from_secs(600)));

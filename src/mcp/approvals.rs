@@ -58,19 +58,20 @@ async fn ask(
     }
     let timeout_ms = i64::try_from(scope.approval_timeout.as_millis()).unwrap_or(i64::MAX / 4);
     let expires = chrono::Utc::now().timestamp_millis().saturating_add(timeout_ms);
-    let (approval, created) =
+    let (approval, _created) =
         store.open_approval(scope.job_id, &scope.conversation_id, tool_name, input, expires).await?;
-    if created {
-        let notice = Notice {
-            conversation_id: scope.conversation_id.clone(),
-            kind: NoticeKind::Info,
-            text: question(&approval, scope.approval_timeout),
-            dedupe_key: format!("approval:{}", approval.id),
-        };
-        if let Err(error) = outbox.post_question(notice, &choices(approval.id)).await {
-            // Still answerable through the API until the deadline.
-            tracing::warn!(approval = approval.id, "the approval question was not posted: {error}");
-        }
+    // Posted for a reused request too: the dedupe key makes it a no-op when the
+    // question went out already, and a valor killed between storing the request
+    // and posting it still asks on the re-run.
+    let notice = Notice {
+        conversation_id: scope.conversation_id.clone(),
+        kind: NoticeKind::Info,
+        text: question(&approval, scope.approval_timeout),
+        dedupe_key: format!("approval:{}", approval.id),
+    };
+    if let Err(error) = outbox.post_question(notice, &choices(approval.id)).await {
+        // Still answerable through the API until the deadline.
+        tracing::warn!(approval = approval.id, "the approval question was not posted: {error}");
     }
     tracing::info!(job = scope.job_id, approval = approval.id, "waiting for permission to use {tool_name}");
     loop {
