@@ -72,6 +72,13 @@ struct TurnState<'a> {
     tool_calls: Vec<ToolCallReport>,
     usage: Usage,
     steps: u32,
+    /// History tokens sent with the first request, and tokens compaction saved.
+    context: (u64, u64),
+}
+
+/// Content blocks as the JSON stored with a message.
+fn blocks_json(content: &[ContentBlock]) -> serde_json::Value {
+    serde_json::to_value(content).unwrap_or_else(|_| json!([]))
 }
 
 impl TurnState<'_> {
@@ -81,7 +88,7 @@ impl TurnState<'_> {
     }
 
     async fn persist(&self, role: MessageRole, content: &[ContentBlock], text: String) -> Result<(), Failure> {
-        let content = serde_json::to_value(content).unwrap_or_else(|_| json!([]));
+        let content = blocks_json(content);
         self.parts
             .store
             .append_message(NewMessage {
@@ -136,7 +143,16 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
         provider: provider.into(),
         model: model_name.clone(),
     };
-    let turn = match parts.store.start_turn(new_turn).await {
+    // The user's message is stored with the turn's start, in one commit.
+    let user_text = user_text_with_image_references(&request);
+    let opening = NewMessage {
+        conversation_id: conversation_id.clone(),
+        role: MessageRole::User,
+        content: blocks_json(&[ContentBlock::Text { text: user_text.clone() }]),
+        text: user_text,
+        turn_id: None,
+    };
+    let turn = match parts.store.start_turn(new_turn, Some(opening)).await {
         Ok(turn) => turn,
         Err(error) => return storage_failure_before_turn(events, conversation_id, error).await,
     };
@@ -151,6 +167,7 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
         tool_calls: Vec::new(),
         usage: Usage::default(),
         steps: 0,
+        context: (0, 0),
     };
     state
         .emit(AgentEvent::TurnStarted {
@@ -160,15 +177,10 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
             model: model_name.clone(),
         })
         .await;
-    let user_text = user_text_with_image_references(&request);
-    let user_block = [ContentBlock::Text { text: user_text.clone() }];
-    let mut result = state.persist(MessageRole::User, &user_block, user_text).await;
-    if result.is_ok() {
-        result = match &parts.models {
-            Some(_) => run_steps(&mut state, &request, &model_name).await,
-            None => Err(Failure::Model(LlmError::NotConfigured)),
-        };
-    }
+    let result = match &parts.models {
+        Some(_) => run_steps(&mut state, &request, &model_name).await,
+        None => Err(Failure::Model(LlmError::NotConfigured)),
+    };
     let failed = result.is_err();
     let error = match result {
         Ok(()) => None,
@@ -193,6 +205,8 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
         input_tokens: state.usage.input_tokens,
         output_tokens: state.usage.output_tokens,
         error,
+        context_tokens: state.context.0,
+        tokens_saved: state.context.1,
     };
     if let Err(error) = parts.store.finish_turn(&turn.id, finish).await {
         tracing::error!(turn = %turn.id, %error, "could not record the end of a turn");
@@ -239,11 +253,7 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
     let summarizer = Some((models.client.as_ref(), models.tiers.small.as_str()));
     let estimator = parts.calibration.estimator_for(model_name);
     let prepared = prepare(&parts.store, &parts.context, estimator, summarizer, &state.conversation_id, &stored).await;
-    if let Err(error) =
-        parts.store.record_turn_context(&state.turn_id, prepared.context_tokens, prepared.tokens_saved).await
-    {
-        tracing::warn!(%error, "could not record the turn's context size");
-    }
+    state.context = (prepared.context_tokens, prepared.tokens_saved);
     let mut messages = prepared.messages;
     attach_images(&mut messages, &request.images);
     let tools = parts.tools.specs_for(request.is_admin);

@@ -118,7 +118,7 @@ impl Store {
     ) -> StorageResult<(Approval, bool)> {
         let input = input.to_string();
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(|error| sql_error("begin approval", error))?;
+        let mut tx = self.writer.begin().await.map_err(|error| sql_error("begin approval", error))?;
         let sql = concat!(
             "SELECT ",
             approval_columns!(),
@@ -160,7 +160,7 @@ impl Store {
         let sql = concat!("SELECT ", approval_columns!(), " FROM approvals WHERE id = $1");
         let row = sqlx::query(sql)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(|error| sql_error("get approval", error))?
             .ok_or_else(|| StorageError::NotFound { what: format!("approval {id}") })?;
@@ -192,7 +192,7 @@ impl Store {
             .bind(decided_by)
             .bind(now)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(|error| sql_error("answer approval", error))?;
         match decided {
@@ -209,7 +209,7 @@ impl Store {
              WHERE status = 'pending' AND expires_at_ms <= $1",
         )
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("expire approvals", error))?;
         Ok(result.rows_affected())
@@ -227,7 +227,7 @@ impl Store {
         );
         let rows = sqlx::query(sql)
             .bind(conversation_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
             .map_err(|error| sql_error("list approvals", error))?;
         rows.iter().map(approval_row).collect()
@@ -241,7 +241,7 @@ impl Store {
         )
         .bind(job_id)
         .bind(tool_name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await
         .map_err(|error| sql_error("check run approval", error))?;
         Ok(found.is_some())

@@ -15,7 +15,7 @@ impl Store {
         )
         .bind(conversation_id)
         .bind(span_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await
         .map_err(|error| sql_error("get context summary", error))?;
         Ok(row.map(|(method, text, created_at_ms)| ContextSummary {
@@ -45,29 +45,9 @@ impl Store {
         .bind(summary.last_message_id)
         .bind(to_column_i64("message_count", summary.message_count)?)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("put context summary", error))?;
-        Ok(())
-    }
-
-    /// How many history tokens a turn sent and how many compaction saved.
-    pub async fn record_turn_context(
-        &self,
-        turn_id: &str,
-        context_tokens: u64,
-        tokens_saved: u64,
-    ) -> StorageResult<()> {
-        let updated = sqlx::query("UPDATE turns SET context_tokens = $1, tokens_saved = $2 WHERE id = $3")
-            .bind(to_column_i64("context_tokens", context_tokens)?)
-            .bind(to_column_i64("tokens_saved", tokens_saved)?)
-            .bind(turn_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|error| sql_error("record turn context", error))?;
-        if updated.rows_affected() == 0 {
-            return Err(StorageError::NotFound { what: format!("turn {turn_id}") });
-        }
         Ok(())
     }
 
@@ -80,7 +60,7 @@ impl Store {
              WHERE $1 IS NULL OR c.chat_id = $1",
         )
         .bind(chat_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers)
         .await
         .map_err(|error| sql_error("sum tokens saved", error))?;
         Ok(u64::try_from(saved).unwrap_or(0))

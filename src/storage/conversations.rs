@@ -1,7 +1,8 @@
 //! Conversations and their messages, including full-text search. Appending a
 //! message and bumping its conversation's `updated_at_ms` happen in one
-//! transaction whose first statement is a write, so concurrent writers queue
-//! on SQLite's busy timeout instead of failing a read-to-write lock upgrade.
+//! transaction whose first statement is a write, so a second process's
+//! writer queues on SQLite's busy timeout instead of failing a read-to-write
+//! lock upgrade (valor's own writers already queue on the one writer connection).
 
 use super::rows::{self, now_ms, sql_error};
 use super::{
@@ -34,7 +35,7 @@ impl Store {
         .bind(conversation.chat_id)
         .bind(conversation.created_at_ms)
         .bind(conversation.updated_at_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("create conversation", error))?;
         Ok(conversation)
@@ -43,7 +44,7 @@ impl Store {
     pub async fn get_conversation(&self, id: &str) -> StorageResult<Conversation> {
         let row = sqlx::query(concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE id = $1"))
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await
             .map_err(|error| sql_error(&format!("conversation {id}"), error))?;
         rows::conversation(&row)
@@ -63,7 +64,7 @@ impl Store {
               ORDER BY updated_at_ms DESC, id DESC LIMIT 1"
         ))
         .bind(id_or_title)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await
         .map_err(|error| sql_error("find conversation by title", error))?;
         row.as_ref().map(rows::conversation).transpose()
@@ -79,7 +80,7 @@ impl Store {
              LIMIT $1",
         )
         .bind(limit_bind(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("list conversations", error))?;
         found
@@ -106,52 +107,12 @@ impl Store {
     }
 
     async fn append(&self, new: NewMessage, dedupe_key: Option<&str>) -> StorageResult<Option<StoredMessage>> {
-        let content = serde_json::to_string(&new.content)
-            .map_err(|error| StorageError::Invalid(format!("message content: {error}")))?;
-        let now = now_ms();
-        let mut transaction = self.pool.begin().await.map_err(|error| sql_error("begin append", error))?;
-        // The write comes first: it takes the write lock (waiting on the busy
-        // timeout) and proves the conversation exists.
-        let bumped = sqlx::query("UPDATE conversations SET updated_at_ms = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&new.conversation_id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|error| sql_error("bump conversation", error))?;
-        if bumped.rows_affected() == 0 {
-            return Err(StorageError::NotFound { what: format!("conversation {}", new.conversation_id) });
+        let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin append", error))?;
+        let stored = append_on(&mut transaction, new, dedupe_key).await?;
+        if stored.is_some() {
+            transaction.commit().await.map_err(|error| sql_error("commit append", error))?;
         }
-        if let Some(key) = dedupe_key {
-            let claimed = sqlx::query(
-                "INSERT INTO kv_state (key, value, updated_at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(&new.conversation_id)
-            .bind(now)
-            .execute(&mut *transaction)
-            .await
-            .map_err(|error| sql_error("claim message dedupe key", error))?;
-            if claimed.rows_affected() == 0 {
-                return Ok(None);
-            }
-        }
-        let row = sqlx::query(concat!(
-            "INSERT INTO messages (conversation_id, role, content, text, turn_id, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-            message_columns!()
-        ))
-        .bind(&new.conversation_id)
-        .bind(new.role.as_str())
-        .bind(&content)
-        .bind(&new.text)
-        .bind(&new.turn_id)
-        .bind(now)
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(|error| sql_error("insert message", error))?;
-        let stored = rows::message(&row)?;
-        transaction.commit().await.map_err(|error| sql_error("commit append", error))?;
-        Ok(Some(stored))
+        Ok(stored)
     }
 
     /// The last `limit` messages, returned oldest first.
@@ -166,7 +127,7 @@ impl Store {
         ))
         .bind(conversation_id)
         .bind(limit_bind(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("recent messages", error))?;
         found.iter().map(rows::message).collect()
@@ -187,7 +148,7 @@ impl Store {
         .bind(conversation_id)
         .bind(after_id)
         .bind(limit_bind(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("list messages", error))?;
         found.iter().map(rows::message).collect()
@@ -218,7 +179,7 @@ impl Store {
         .bind(&expression)
         .bind(conversation_id)
         .bind(limit_bind(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("search messages", error))?;
         found
@@ -229,4 +190,55 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Appends `new` on an open transaction (the caller commits), bumping the
+/// conversation's `updated_at_ms`; `None` when `dedupe_key` was used before.
+pub(super) async fn append_on(
+    connection: &mut sqlx::SqliteConnection,
+    new: NewMessage,
+    dedupe_key: Option<&str>,
+) -> StorageResult<Option<StoredMessage>> {
+    let content = serde_json::to_string(&new.content)
+        .map_err(|error| StorageError::Invalid(format!("message content: {error}")))?;
+    let now = now_ms();
+    // The write comes first: it takes the write lock and proves the conversation exists.
+    let bumped = sqlx::query("UPDATE conversations SET updated_at_ms = $1 WHERE id = $2")
+        .bind(now)
+        .bind(&new.conversation_id)
+        .execute(&mut *connection)
+        .await
+        .map_err(|error| sql_error("bump conversation", error))?;
+    if bumped.rows_affected() == 0 {
+        return Err(StorageError::NotFound { what: format!("conversation {}", new.conversation_id) });
+    }
+    if let Some(key) = dedupe_key {
+        let claimed = sqlx::query(
+            "INSERT INTO kv_state (key, value, updated_at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(&new.conversation_id)
+        .bind(now)
+        .execute(&mut *connection)
+        .await
+        .map_err(|error| sql_error("claim message dedupe key", error))?;
+        if claimed.rows_affected() == 0 {
+            return Ok(None);
+        }
+    }
+    let row = sqlx::query(concat!(
+        "INSERT INTO messages (conversation_id, role, content, text, turn_id, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        message_columns!()
+    ))
+    .bind(&new.conversation_id)
+    .bind(new.role.as_str())
+    .bind(&content)
+    .bind(&new.text)
+    .bind(&new.turn_id)
+    .bind(now)
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(|error| sql_error("insert message", error))?;
+    Ok(Some(rows::message(&row)?))
 }

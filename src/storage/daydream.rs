@@ -98,7 +98,7 @@ impl Store {
         .bind(child.start_ticks)
         .bind(child.owner_pid)
         .bind(child.owner_start_ticks)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("register child process", error))?;
         Ok(())
@@ -109,7 +109,7 @@ impl Store {
             "SELECT pid, command, started_at_ms, start_ticks, owner_pid, owner_start_ticks FROM child_processes \
              ORDER BY started_at_ms, pid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("child processes", error))?;
         let read = |error| sql_error("child process row", error);
@@ -130,7 +130,7 @@ impl Store {
     pub async fn remove_child_process(&self, pid: i64) -> StorageResult<()> {
         sqlx::query("DELETE FROM child_processes WHERE pid = $1")
             .bind(pid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|error| sql_error("remove child process", error))?;
         Ok(())
@@ -152,7 +152,7 @@ impl Store {
         .bind(&session.summary)
         .bind(session.started_at_ms)
         .bind(session.finished_at_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|error| sql_error("insert daydream session", error))?;
         session_row(&row)
@@ -165,7 +165,7 @@ impl Store {
              FROM daydream_sessions ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("list daydream sessions", error))?;
         rows.iter().map(session_row).collect()
@@ -174,7 +174,7 @@ impl Store {
     /// Jobs waiting to run (queued and due or not).
     pub async fn count_queued_jobs(&self) -> StorageResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued'")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await
             .map_err(|error| sql_error("count queued jobs", error))?;
         row.try_get("n").map_err(|error| sql_error("count queued jobs", error))
@@ -191,7 +191,7 @@ impl Store {
              GROUP BY kind ORDER BY COUNT(*) DESC, kind",
         )
         .bind(since_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("job stats", error))?;
         let read = |error| sql_error("job stats row", error);
@@ -220,7 +220,7 @@ impl Store {
         )
         .bind(since_ms)
         .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("job error patterns", error))?;
         let read = |error| sql_error("job error pattern row", error);

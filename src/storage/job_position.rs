@@ -23,7 +23,7 @@ impl Store {
         .bind(job.priority)
         .bind(job.run_at_ms)
         .bind(job.id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers)
         .await
         .map_err(|error| sql_error("queue position", error))?;
         let ahead: i64 = row.try_get("ahead").map_err(|error| sql_error("queue position", error))?;
@@ -34,7 +34,7 @@ impl Store {
     pub async fn running_jobs_of_kind(&self, kind: &str) -> StorageResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS running FROM jobs WHERE status = 'running' AND kind = $1")
             .bind(kind)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await
             .map_err(|error| sql_error("running jobs", error))?;
         row.try_get("running").map_err(|error| sql_error("running jobs", error))

@@ -132,7 +132,7 @@ impl Store {
     /// Insert a job, or return the existing one with the same idempotency key.
     pub async fn enqueue_job(&self, new: NewJob, now_ms: i64) -> StorageResult<Enqueued> {
         check_kind(&new)?;
-        let mut connection = self.pool.acquire().await.map_err(|error| sql_error("enqueue job", error))?;
+        let mut connection = self.writer.acquire().await.map_err(|error| sql_error("enqueue job", error))?;
         enqueue_on(&mut connection, new, now_ms).await
     }
 
@@ -155,7 +155,7 @@ impl Store {
         // A read first: the common case (no expired lease) then takes no write lock.
         let expired = sqlx::query("SELECT 1 FROM jobs WHERE status = 'running' AND lease_until_ms < $1 LIMIT 1")
             .bind(now_ms)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(|error| sql_error("find abandoned jobs", error))?;
         if expired.is_none() {
@@ -171,7 +171,7 @@ impl Store {
                AND (cancel_requested = 1 OR attempts >= max_attempts)",
         )
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("finish abandoned jobs", error))?;
         sqlx::query(
@@ -179,7 +179,7 @@ impl Store {
              WHERE status = 'running' AND lease_until_ms < $1",
         )
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("requeue abandoned jobs", error))?;
         Ok(())
@@ -202,7 +202,7 @@ impl Store {
         .bind(worker_id)
         .bind(now_ms)
         .bind(lease_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(|error| sql_error("renew job lease", error))?;
         row.map(|row| column::<i64>(&row, "cancel_requested").map(|flag| flag != 0)).transpose()
@@ -226,7 +226,7 @@ impl Store {
         .bind(text)
         .bind(percent.map(|p| i64::from(p.min(100))))
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("update job progress", error))?;
         Ok(updated.rows_affected() == 1)
@@ -267,7 +267,7 @@ impl Store {
         .bind(error)
         .bind(retry_at_ms)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(|error| sql_error("fail job", error))?;
         row.as_ref().map(job_row).transpose()
@@ -318,7 +318,7 @@ impl Store {
             .bind(worker_id)
             .bind(text)
             .bind(now_ms)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(|error| sql_error("finish job", error))?;
         row.as_ref().map(job_row).transpose()
@@ -333,7 +333,7 @@ impl Store {
         ))
         .bind(job_id)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(|error| sql_error("cancel job", error))?;
         if let Some(row) = cancelled {
@@ -346,7 +346,7 @@ impl Store {
         ))
         .bind(job_id)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(|error| sql_error("cancel job", error))?;
         match requested {
@@ -367,7 +367,7 @@ impl Store {
         ))
         .bind(job_id)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(|error| sql_error("retry job", error))?;
         match row {
@@ -380,7 +380,7 @@ impl Store {
     pub async fn get_job(&self, job_id: i64) -> StorageResult<Job> {
         let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1"))
             .bind(job_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await
             .map_err(|error| sql_error(&format!("job {job_id}"), error))?;
         job_row(&row)
@@ -397,7 +397,7 @@ impl Store {
         .bind(filter.status.map(JobStatus::as_str))
         .bind(&filter.conversation_id)
         .bind(i64::from(filter.limit.max(1)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("list jobs", error))?;
         found.iter().map(job_row).collect()
@@ -406,7 +406,7 @@ impl Store {
     /// Jobs per status (every status present, zero when none).
     pub async fn count_jobs_by_status(&self) -> StorageResult<BTreeMap<&'static str, i64>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
             .map_err(|error| sql_error("count jobs", error))?;
         let mut counts: BTreeMap<&'static str, i64> =
@@ -431,7 +431,7 @@ impl Store {
                       AND n.delivered_at_ms IS NOT NULL))",
         )
         .bind(cutoff_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("purge finished jobs", error))?;
         Ok(deleted.rows_affected())
@@ -449,7 +449,7 @@ impl Store {
               ORDER BY finished_at_ms ASC, id ASC LIMIT $1"
         ))
         .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("jobs awaiting notice", error))?;
         found.iter().map(job_row).collect()
@@ -477,7 +477,7 @@ impl Store {
         .bind(owner)
         .bind(now_ms)
         .bind(claim_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("claim job notice", error))?;
         Ok(claimed.rows_affected() == 1)
@@ -493,7 +493,7 @@ impl Store {
         .bind(job_id)
         .bind(notice_key)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("record job notice", error))?;
         Ok(inserted.rows_affected() == 1)
@@ -506,7 +506,7 @@ impl Store {
              WHERE job_id = $1 AND delivered_at_ms IS NOT NULL ORDER BY delivered_at_ms, notice_key",
         )
         .bind(job_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("job notices", error))?;
         rows.iter().map(|row| Ok((column(row, "notice_key")?, column(row, "delivered_at_ms")?))).collect()

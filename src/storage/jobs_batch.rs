@@ -70,7 +70,7 @@ impl Store {
         for job in &jobs {
             check_kind(job)?;
         }
-        let mut tx = self.pool.begin().await.map_err(|error| sql_error("enqueue jobs", error))?;
+        let mut tx = self.writer.begin().await.map_err(|error| sql_error("enqueue jobs", error))?;
         let mut enqueued = Vec::with_capacity(jobs.len());
         for new in jobs {
             enqueued.push(enqueue_on(&mut tx, new, now_ms).await?);
@@ -101,7 +101,7 @@ impl Store {
             .bind(lease_ms)
             .bind(&limits)
             .bind(i64::from(max.max(1)))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(|error| sql_error("claim jobs", error))?;
         Ok(in_claim_order(rows.iter().map(job_row).collect::<StorageResult<_>>()?))
@@ -125,7 +125,7 @@ impl Store {
             .bind(worker_id)
             .bind(now_ms)
             .bind(&by_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(|error| sql_error("complete jobs", error))?;
         rows.iter().map(job_row).collect()
@@ -147,7 +147,7 @@ impl Store {
         .bind(worker_id)
         .bind(now_ms)
         .bind(lease_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(|error| sql_error("renew job leases", error))?;
         rows.iter().map(|row| Ok((column::<i64>(row, "id")?, column::<i64>(row, "cancel_requested")? != 0))).collect()
@@ -175,7 +175,7 @@ impl Store {
         .bind(worker_id)
         .bind(now_ms)
         .bind(ids_json(job_ids)?)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(|error| sql_error("release jobs", error))?;
         rows.iter().map(|row| column::<i64>(row, "id")).collect()

@@ -59,10 +59,19 @@ pub enum StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// Handle to the database; cheap to clone (a connection pool inside).
+/// Handle to the database; cheap to clone (two connection pools inside).
+///
+/// All writes go through `writer`, a pool of one connection, so valor's own
+/// writers queue in process (a fair async wait) instead of in SQLite's busy
+/// handler, which sleeps 1, 2, 5, 10… ms between retries; under load those
+/// sleeps were most of a turn's added latency (`examples/load`). Reads go
+/// through `readers`, opened read-only: WAL lets them run beside the writer,
+/// and a write sent to them by mistake fails loudly. Another process on the
+/// same file (a second `valor serve`) still meets the busy timeout.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: sqlx::SqlitePool,
+    readers: sqlx::SqlitePool,
+    writer: sqlx::SqlitePool,
 }
 
 /// Versioned migrations from `migrations/`, embedded at compile time.
@@ -74,8 +83,8 @@ const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 /// Each connection keeps its own page cache and prepared statements, which
 /// fill up as the database grows: 8 connections with SQLite's default 2 MiB
 /// cache grew a process by about 16 MiB over 10,000 turns (`examples/load`).
-/// SQLite has one writer at a time, so more connections only add readers.
-const MAX_CONNECTIONS: u32 = 4;
+/// SQLite has one writer at a time; these are the readers beside it.
+const MAX_READERS: u32 = 3;
 /// `PRAGMA cache_size` per connection (negative: KiB); the OS page cache
 /// still holds the file.
 const PAGE_CACHE_KIB: &str = "-512";
@@ -89,26 +98,33 @@ impl Store {
                 .await
                 .map_err(|error| StorageError::Database(format!("creating directory {}: {error}", parent.display())))?;
         }
+        let opening = |error: sqlx::Error| {
+            StorageError::Database(format!("opening {}: {}", path.display(), short_message(&error)))
+        };
         // SQLite-only: these options become PRAGMAs on every new connection.
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(SqliteSynchronous::Normal)
             .pragma("cache_size", PAGE_CACHE_KIB);
         // No ping before each acquire: a connection to a local file does not go
         // stale, and the ping doubled the round trips of every statement.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+        // The writer comes first: it creates the file and switches it to WAL
+        // (a property of the file), which the read-only readers then share.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal))
             .await
-            .map_err(|error| {
-                StorageError::Database(format!("opening {}: {}", path.display(), short_message(&error)))
-            })?;
-        let store = Store { pool };
+            .map_err(opening)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(MAX_READERS)
+            .test_before_acquire(false)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(opening)?;
+        let store = Store { readers, writer };
         store.migrate().await?;
         Ok(store)
     }
@@ -117,7 +133,7 @@ impl Store {
     pub async fn migrate(&self) -> StorageResult<Vec<i64>> {
         let path = self.path_for_messages();
         let failed = |error: &dyn std::fmt::Display| StorageError::Migration(format!("{path}: {error}"));
-        let mut connection = self.pool.acquire().await.map_err(|error| failed(&error))?;
+        let mut connection = self.writer.acquire().await.map_err(|error| failed(&error))?;
         let before = applied_versions(&mut connection).await.map_err(|error| failed(&error))?;
         MIGRATOR.run(&mut *connection).await.map_err(|error| failed(&error))?;
         let after = applied_versions(&mut connection).await.map_err(|error| failed(&error))?;
@@ -126,7 +142,7 @@ impl Store {
 
     /// A cheap query proving the database answers.
     pub async fn ping(&self) -> StorageResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|error| sql_error("ping", error))?;
+        sqlx::query("SELECT 1").execute(&self.readers).await.map_err(|error| sql_error("ping", error))?;
         Ok(())
     }
 
@@ -150,20 +166,21 @@ impl Store {
         // other connections keep working (PostgreSQL: pg_dump).
         sqlx::query("VACUUM INTO $1")
             .bind(target)
-            .execute(&self.pool)
+            .execute(&self.readers)
             .await
             .map_err(|error| sql_error(&format!("backup to {}", path.display()), error))?;
         Ok(())
     }
 
-    /// Close the pool, checkpointing the WAL.
+    /// Close both pools; the writer closes last, checkpointing the WAL.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.readers.close().await;
+        self.writer.close().await;
     }
 
     /// The connection settings the database actually runs with.
     pub async fn pragma_report(&self) -> StorageResult<PragmaReport> {
-        let mut connection = self.pool.acquire().await.map_err(|error| sql_error("pragma report", error))?;
+        let mut connection = self.writer.acquire().await.map_err(|error| sql_error("pragma report", error))?;
         // SQLite-only: PRAGMAs and sqlite_version().
         let row = sqlx::query(
             "SELECT (SELECT journal_mode FROM pragma_journal_mode) AS journal_mode, \
@@ -193,7 +210,7 @@ impl Store {
 
     /// The database file, for error messages and reports.
     fn path_for_messages(&self) -> String {
-        self.pool.connect_options().get_filename().display().to_string()
+        self.writer.connect_options().get_filename().display().to_string()
     }
 }
 

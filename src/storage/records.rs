@@ -2,15 +2,18 @@
 //! written by the agent and the channels. Upserts use `ON CONFLICT … DO
 //! UPDATE … RETURNING`, which SQLite and PostgreSQL both accept.
 
+use super::conversations::append_on;
 use super::rows::{self, now_ms, sql_error, to_column_i64};
 use super::{
-    AuditEvent, Chat, ChatUpsert, NewAuditEvent, NewTurn, StorageError, StorageResult, Store, Turn, TurnFinish,
-    TurnStatus, User, UserUpsert,
+    AuditEvent, Chat, ChatUpsert, NewAuditEvent, NewMessage, NewTurn, StorageError, StorageResult, Store, Turn,
+    TurnFinish, TurnStatus, User, UserUpsert,
 };
 
 impl Store {
-    /// Records a `running` turn. Fails with NotFound for an unknown conversation.
-    pub async fn start_turn(&self, new: NewTurn) -> StorageResult<Turn> {
+    /// Records a `running` turn and, in the same transaction, its `opening`
+    /// message (the user's question; stored under the new turn's id), so a
+    /// turn's start costs one commit. Fails with NotFound for an unknown conversation.
+    pub async fn start_turn(&self, new: NewTurn, opening: Option<NewMessage>) -> StorageResult<Turn> {
         let turn = Turn {
             id: uuid::Uuid::now_v7().to_string(),
             conversation_id: new.conversation_id,
@@ -29,6 +32,7 @@ impl Store {
             context_tokens: 0,
             tokens_saved: 0,
         };
+        let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin turn", error))?;
         // Inserts nothing (rather than tripping the foreign key) when the
         // conversation is unknown, so NotFound is decided here, not from error text.
         let inserted = sqlx::query(
@@ -46,12 +50,17 @@ impl Store {
         .bind(&turn.model)
         .bind(turn.status.as_str())
         .bind(turn.started_at_ms)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await
         .map_err(|error| sql_error("start turn", error))?;
         if inserted.rows_affected() == 0 {
             return Err(StorageError::NotFound { what: format!("conversation {}", turn.conversation_id) });
         }
+        if let Some(opening) = opening {
+            let opening = NewMessage { turn_id: Some(turn.id.clone()), ..opening };
+            append_on(&mut transaction, opening, None).await?;
+        }
+        transaction.commit().await.map_err(|error| sql_error("commit turn", error))?;
         Ok(turn)
     }
 
@@ -59,7 +68,7 @@ impl Store {
     pub async fn finish_turn(&self, turn_id: &str, finish: TurnFinish) -> StorageResult<()> {
         let updated = sqlx::query(
             "UPDATE turns SET status = $1, steps = $2, input_tokens = $3, output_tokens = $4, \
-                              error = $5, finished_at_ms = $6 \
+                              error = $5, finished_at_ms = $6, context_tokens = $8, tokens_saved = $9 \
              WHERE id = $7",
         )
         .bind(finish.status.as_str())
@@ -69,7 +78,9 @@ impl Store {
         .bind(&finish.error)
         .bind(now_ms())
         .bind(turn_id)
-        .execute(&self.pool)
+        .bind(to_column_i64("context_tokens", finish.context_tokens)?)
+        .bind(to_column_i64("tokens_saved", finish.tokens_saved)?)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("finish turn", error))?;
         if updated.rows_affected() == 0 {
@@ -81,7 +92,7 @@ impl Store {
     pub async fn get_turn(&self, turn_id: &str) -> StorageResult<Turn> {
         let row = sqlx::query(concat!("SELECT ", turn_columns!(), " FROM turns WHERE id = $1"))
             .bind(turn_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await
             .map_err(|error| sql_error(&format!("turn {turn_id}"), error))?;
         rows::turn(&row)
@@ -95,7 +106,7 @@ impl Store {
             " FROM turns WHERE conversation_id = $1 ORDER BY started_at_ms ASC, id ASC"
         ))
         .bind(conversation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("list turns", error))?;
         found.iter().map(rows::turn).collect()
@@ -118,7 +129,7 @@ impl Store {
         .bind(&user.username)
         .bind(&user.display_name)
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|error| sql_error("upsert user", error))?;
         rows::user(&row)
@@ -141,7 +152,7 @@ impl Store {
         .bind(&chat.kind)
         .bind(&chat.title)
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|error| sql_error("upsert chat", error))?;
         rows::chat(&row)
@@ -160,7 +171,7 @@ impl Store {
         .bind(&event.decision)
         .bind(&detail)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("record audit event", error))?;
         Ok(())
@@ -174,7 +185,7 @@ impl Store {
         )
         .bind(kind)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|error| sql_error("list audit events", error))?;
         found.iter().map(rows::audit_event).collect()
@@ -183,7 +194,7 @@ impl Store {
     pub async fn kv_get(&self, key: &str) -> StorageResult<Option<String>> {
         sqlx::query_scalar("SELECT value FROM kv_state WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(|error| sql_error(&format!("state {key}"), error))
     }
@@ -196,7 +207,7 @@ impl Store {
         .bind(key)
         .bind(value)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error(&format!("set state {key}"), error))?;
         Ok(())
@@ -206,7 +217,7 @@ impl Store {
     pub async fn kv_delete(&self, key: &str) -> StorageResult<()> {
         sqlx::query("DELETE FROM kv_state WHERE key = $1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|error| sql_error(&format!("delete state {key}"), error))?;
         Ok(())

@@ -53,7 +53,7 @@ impl Store {
         .bind(cron)
         .bind(next_run_at_ms)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|error| sql_error("upsert schedule", error))?;
         schedule_row(&row)
@@ -66,7 +66,7 @@ impl Store {
              FROM schedules WHERE name = $1",
         )
         .bind(name)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers)
         .await
         .map_err(|error| sql_error(&format!("schedule {name}"), error))?;
         schedule_row(&row)
@@ -91,7 +91,7 @@ impl Store {
         .bind(new_next_ms)
         .bind(job_id)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("advance schedule", error))?;
         Ok(updated.rows_affected() == 1)

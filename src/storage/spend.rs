@@ -42,7 +42,7 @@ impl Store {
         .bind(spend.at_ms)
         .bind(since_ms)
         .bind(limit_microusd)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(|error| sql_error("charge tool spend", error))?;
         Ok(charged)
@@ -52,7 +52,7 @@ impl Store {
     pub async fn refund_spend(&self, id: i64) -> StorageResult<()> {
         sqlx::query("DELETE FROM tool_spend WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|error| sql_error("refund tool spend", error))?;
         Ok(())
@@ -65,7 +65,7 @@ impl Store {
         )
         .bind(payer)
         .bind(since_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers)
         .await
         .map_err(|error| sql_error("sum tool spend", error))
     }

@@ -184,7 +184,7 @@ impl Store {
         messages: &[TelegramInbound],
     ) -> StorageResult<Vec<bool>> {
         let now = now_ms();
-        let mut transaction = self.pool.begin().await.map_err(|error| sql_error("begin accept update", error))?;
+        let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin accept update", error))?;
         let mut inserted = Vec::with_capacity(messages.len());
         for message in messages {
             let raw = serde_json::to_string(&message.raw)
@@ -228,7 +228,7 @@ impl Store {
             "UPDATE telegram_updates SET status = 'received', updated_at_ms = $1 WHERE status = 'processing'",
         )
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("requeue telegram updates", error))?;
         Ok(result.rows_affected())
@@ -243,7 +243,7 @@ impl Store {
         );
         let found = sqlx::query(sql)
             .bind(now_ms())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(|error| sql_error("claim telegram updates", error))?;
         let mut rows = found.iter().map(update_row).collect::<StorageResult<Vec<_>>>()?;
@@ -257,7 +257,7 @@ impl Store {
             .bind(status)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|error| sql_error("mark telegram update", error))?;
         Ok(())
@@ -272,7 +272,7 @@ impl Store {
     /// mark them all processed, in one transaction.
     pub async fn telegram_finish_updates(&self, ids: &[i64], replies: &[NewTelegramReply]) -> StorageResult<()> {
         let now = now_ms();
-        let mut transaction = self.pool.begin().await.map_err(|error| sql_error("begin finish update", error))?;
+        let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin finish update", error))?;
         for id in ids {
             sqlx::query("UPDATE telegram_updates SET status = 'processed', updated_at_ms = $1 WHERE id = $2")
                 .bind(now)
@@ -288,14 +288,16 @@ impl Store {
 
     /// Queue replies not tied to an inbound message (notices, refusals).
     pub async fn telegram_queue_replies(&self, replies: &[NewTelegramReply]) -> StorageResult<()> {
-        let mut connection = self.pool.acquire().await.map_err(|error| sql_error("queue replies", error))?;
+        let mut connection = self.writer.acquire().await.map_err(|error| sql_error("queue replies", error))?;
         insert_replies(&mut connection, replies, now_ms()).await
     }
 
     pub async fn telegram_updates(&self) -> StorageResult<Vec<TelegramUpdateRow>> {
         let sql = concat!("SELECT ", update_columns!(), " FROM telegram_updates ORDER BY id");
-        let found =
-            sqlx::query(sql).fetch_all(&self.pool).await.map_err(|error| sql_error("list telegram updates", error))?;
+        let found = sqlx::query(sql)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|error| sql_error("list telegram updates", error))?;
         found.iter().map(update_row).collect()
     }
 
@@ -307,7 +309,7 @@ impl Store {
                  error = 'interrupted while sending; not resent to avoid a duplicate' \
              WHERE status = 'sending'",
         )
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("recover telegram outbox", error))?;
         Ok(result.rows_affected())
@@ -328,7 +330,7 @@ impl Store {
         );
         let found = sqlx::query(sql)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(|error| sql_error("claim telegram outbox row", error))?;
         found.as_ref().map(outbox_row).transpose()
@@ -342,7 +344,7 @@ impl Store {
         .bind(message_id)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|error| sql_error("mark telegram reply delivered", error))?;
         Ok(())
@@ -354,7 +356,7 @@ impl Store {
             .bind(not_before_ms)
             .bind(error)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|error| sql_error("reschedule telegram reply", error))?;
         Ok(())
@@ -365,7 +367,7 @@ impl Store {
         sqlx::query("UPDATE telegram_outbox SET status = 'uncertain', error = $1 WHERE id = $2")
             .bind(error)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|error| sql_error("mark telegram reply uncertain", error))?;
         Ok(())
@@ -375,7 +377,7 @@ impl Store {
         sqlx::query("UPDATE telegram_outbox SET status = 'failed', error = $1 WHERE id = $2")
             .bind(error)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|error| sql_error("mark telegram reply failed", error))?;
         Ok(())
@@ -385,7 +387,7 @@ impl Store {
     pub async fn telegram_outbox_counts(&self) -> StorageResult<Vec<(String, i64)>> {
         let found =
             sqlx::query("SELECT status, COUNT(*) AS count FROM telegram_outbox GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.readers)
                 .await
                 .map_err(|error| sql_error("count telegram outbox", error))?;
         found.iter().map(|row| Ok((get(row, "status")?, get(row, "count")?))).collect()
@@ -394,8 +396,10 @@ impl Store {
     /// Oldest first.
     pub async fn telegram_outbox(&self) -> StorageResult<Vec<TelegramOutboxRow>> {
         let sql = concat!("SELECT ", outbox_columns!(), " FROM telegram_outbox ORDER BY id");
-        let found =
-            sqlx::query(sql).fetch_all(&self.pool).await.map_err(|error| sql_error("list telegram outbox", error))?;
+        let found = sqlx::query(sql)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|error| sql_error("list telegram outbox", error))?;
         found.iter().map(outbox_row).collect()
     }
 }

@@ -120,6 +120,9 @@ pub struct TurnFinish {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub error: Option<String>,
+    /// History tokens the first model request sent, and how many compaction saved.
+    pub context_tokens: u64,
+    pub tokens_saved: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

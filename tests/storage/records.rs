@@ -1,7 +1,9 @@
 //! Turns, users and chats, the audit log and key-value state.
 
 use serde_json::json;
-use valor::storage::{ChatUpsert, NewAuditEvent, StorageError, TurnFinish, TurnStatus, UserUpsert};
+use valor::storage::{
+    ChatUpsert, MessageRole, NewAuditEvent, NewMessage, StorageError, TurnFinish, TurnStatus, UserUpsert,
+};
 
 use crate::{conversation, new_turn, open_fresh};
 
@@ -10,7 +12,7 @@ async fn turns_start_finish_and_list_round_trip() {
     let test = open_fresh().await;
     let store = &test.store;
     let talk = store.create_conversation(conversation("turns")).await.unwrap();
-    let first = store.start_turn(new_turn(&talk.id)).await.unwrap();
+    let first = store.start_turn(new_turn(&talk.id), None).await.unwrap();
     assert_eq!(first.status, TurnStatus::Running);
     assert_eq!(first.finished_at_ms, None);
     assert_eq!(store.get_turn(&first.id).await.unwrap(), first);
@@ -21,16 +23,30 @@ async fn turns_start_finish_and_list_round_trip() {
         input_tokens: 12_345,
         output_tokens: 678,
         error: Some("rate limited".to_string()),
+        context_tokens: 900,
+        tokens_saved: 4_100,
     };
     store.finish_turn(&first.id, finish).await.unwrap();
     let finished = store.get_turn(&first.id).await.unwrap();
     assert_eq!(finished.status, TurnStatus::Failed);
     assert_eq!((finished.steps, finished.input_tokens, finished.output_tokens), (4, 12_345, 678));
     assert_eq!(finished.error.as_deref(), Some("rate limited"));
+    assert_eq!((finished.context_tokens, finished.tokens_saved), (900, 4_100));
     assert!(finished.finished_at_ms.unwrap() >= finished.started_at_ms);
     assert_eq!(finished.model, "claude-test");
 
-    let second = store.start_turn(new_turn(&talk.id)).await.unwrap();
+    // The opening message is stored with the turn, under the turn's id.
+    let question = NewMessage {
+        conversation_id: talk.id.clone(),
+        role: MessageRole::User,
+        content: json!([{"type": "text", "text": "why?"}]),
+        text: "why?".into(),
+        turn_id: None,
+    };
+    let second = store.start_turn(new_turn(&talk.id), Some(question.clone())).await.unwrap();
+    let stored = store.recent_messages(&talk.id, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].text.as_str(), stored[0].turn_id.as_deref()), ("why?", Some(second.id.as_str())));
     let listed = store.list_turns(&talk.id).await.unwrap();
     assert_eq!(
         listed.iter().map(|turn| turn.id.as_str()).collect::<Vec<_>>(),
@@ -39,12 +55,23 @@ async fn turns_start_finish_and_list_round_trip() {
 
     let missing = store.get_turn("no-such-turn").await.unwrap_err();
     assert!(matches!(missing, StorageError::NotFound { .. }), "{missing:?}");
-    let unknown_finish =
-        TurnFinish { status: TurnStatus::Completed, steps: 1, input_tokens: 1, output_tokens: 1, error: None };
+    let unknown_finish = TurnFinish {
+        status: TurnStatus::Completed,
+        steps: 1,
+        input_tokens: 1,
+        output_tokens: 1,
+        error: None,
+        context_tokens: 0,
+        tokens_saved: 0,
+    };
     let missing = store.finish_turn("no-such-turn", unknown_finish).await.unwrap_err();
     assert!(matches!(missing, StorageError::NotFound { .. }), "{missing:?}");
-    let orphan = store.start_turn(new_turn("no-such-conversation")).await.unwrap_err();
+    // Neither the turn nor its message is stored for an unknown conversation.
+    let lost = NewMessage { conversation_id: "no-such-conversation".into(), ..question };
+    let orphan = store.start_turn(new_turn("no-such-conversation"), Some(lost)).await.unwrap_err();
     assert!(matches!(orphan, StorageError::NotFound { .. }), "{orphan:?}");
+    assert!(store.list_turns("no-such-conversation").await.unwrap().is_empty());
+    assert!(store.recent_messages("no-such-conversation", 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]

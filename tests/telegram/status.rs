@@ -5,6 +5,7 @@
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::FakeTelegram;
 use crate::{ADMIN, ALICE, configure, script};
+use valor::storage::{TurnFinish, TurnStatus};
 
 #[tokio::test]
 async fn status_shows_the_health_score_its_components_and_the_tokens_saved() {
@@ -22,7 +23,16 @@ async fn status_shows_the_health_score_its_components_and_the_tokens_saved() {
         let key = format!("telegram:conversation:{chat}");
         let conversation = store.kv_get(&key).await.unwrap().unwrap();
         let turn = store.list_turns(&conversation).await.unwrap().pop().unwrap();
-        store.record_turn_context(&turn.id, 500, saved).await.unwrap();
+        let finish = TurnFinish {
+            status: TurnStatus::Completed,
+            steps: 1,
+            input_tokens: 0,
+            output_tokens: 0,
+            error: None,
+            context_tokens: 500,
+            tokens_saved: saved,
+        };
+        store.finish_turn(&turn.id, finish).await.unwrap();
     }
 
     fake.send_text(ADMIN.id, &ADMIN, "/status");
