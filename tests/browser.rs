@@ -125,6 +125,7 @@ async fn the_web_chat_answers_a_permission_request_in_headless_chromium() {
         job_id: 3,
         conversation_id: conversation.clone(),
         workspace,
+        requester: valor::workspace::Requester::admin(),
         approval_timeout: Duration::from_secs(60),
     };
     let grant = app.run_access().grant(scope);

@@ -21,6 +21,7 @@ use support::{
 };
 use valor::config::McpServerSettings;
 use valor::workspace::mcp_config::RunScope;
+use valor::workspace::{ChatUser, Requester};
 
 fn library_server(name: &str, command: &str, args: &[&str], credentials: &[(&str, Option<&str>)]) -> McpServerSettings {
     McpServerSettings {
@@ -126,6 +127,7 @@ async fn a_runs_server_hides_delegation_binds_the_chat_and_hands_off_screenshots
         job_id: 77,
         conversation_id: conversation.clone(),
         workspace,
+        requester: Requester::admin(),
         approval_timeout: Duration::from_secs(5),
     };
     let grant = app.run_access().grant(scope);
@@ -235,7 +237,43 @@ async fn chat_app(mock: &Aimock, root: &std::path::Path, data: tempfile::TempDir
 
 fn scope(root: &std::path::Path, conversation: &str, timeout: Duration) -> RunScope {
     let workspace = valor::workspace::Workspace::open("shop", root, &[]).unwrap();
-    RunScope { job_id: 5, conversation_id: conversation.to_owned(), workspace, approval_timeout: timeout }
+    RunScope {
+        job_id: 5,
+        conversation_id: conversation.to_owned(),
+        workspace,
+        requester: Requester::admin(),
+        approval_timeout: timeout,
+    }
+}
+
+async fn tool_names(client: &RunClient<'_>) -> Vec<String> {
+    let listed = client.request("tools/list", json!({})).await;
+    listed["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn a_non_admins_run_gets_only_the_tools_a_non_admin_may_use() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let (app, conversation) = chat_app(&mock, &root, tempfile::tempdir().unwrap()).await;
+    let admin_grant = app.run_access().grant(scope(&root, &conversation, Duration::from_secs(5)));
+    let admins = tool_names(&RunClient::connect(&app, admin_grant.token()).await).await;
+    assert!(admins.iter().any(|name| name == "queue_task"), "{admins:?}");
+
+    let member = Requester { user: Some(ChatUser { id: 4242, username: Some("member".into()) }), is_admin: false };
+    let member_scope = RunScope { requester: member, ..scope(&root, &conversation, Duration::from_secs(5)) };
+    let member_grant = app.run_access().grant(member_scope);
+    let client = RunClient::connect(&app, member_grant.token()).await;
+    let members = tool_names(&client).await;
+    assert!(!members.iter().any(|name| name == "queue_task"), "a side-effect tool for a non-admin: {members:?}");
+    for expected in ["approve", "send_screenshot", "search_history"] {
+        assert!(members.iter().any(|name| name == expected), "{expected} missing: {members:?}");
+    }
+    let (is_error, text) = client.call("queue_task", json!({"task": "mine bitcoin"})).await;
+    assert!(is_error && text.contains("admins only"), "{text}");
+    let queued = app.get_json("/api/jobs").await;
+    assert!(queued["jobs"].as_array().unwrap().is_empty(), "{queued}");
 }
 
 #[tokio::test]

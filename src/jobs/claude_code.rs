@@ -30,7 +30,7 @@ use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
 use crate::workspace::mcp_config::RunMcpSetup;
 use crate::workspace::router::{Executor, Route};
 use crate::workspace::stream_json::{ClaudeEvent, RunSummary, progress_line};
-use crate::workspace::{CLAUDE_CODE_KIND, Workspace, Workspaces};
+use crate::workspace::{CLAUDE_CODE_KIND, Requester, Workspace, Workspaces};
 
 #[derive(Debug, Clone)]
 pub struct ClaudeCodeHandler {
@@ -53,14 +53,15 @@ impl JobHandler for ClaudeCodeHandler {
     }
 
     async fn run(&self, context: &JobContext, payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
-        let CodeRun { task, name, conversation_id, workspace } = open_run(&self.workspaces, context, &payload).await?;
+        let CodeRun { task, name, conversation_id, workspace, requester } =
+            open_run(&self.workspaces, context, &payload).await?;
         let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false);
         let store = context.store();
         let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };
         // This run's MCP servers (the library's that fit, plus valor's own); the file and token end with `prepared`.
         let prepared = self
             .mcp
-            .prepare(context.job.id, &conversation_id, &workspace, &task, payload["task_kind"].as_str())
+            .prepare(context.job.id, &conversation_id, &workspace, &requester, &task, payload["task_kind"].as_str())
             .map_err(JobError::Retry)?;
         let servers = prepared.describe();
         tracing::info!(job = context.job.id, "Claude Code MCP servers: {servers}");
@@ -95,6 +96,8 @@ pub(super) struct CodeRun {
     pub name: String,
     pub conversation_id: String,
     pub workspace: Workspace,
+    /// Who asked (stored in the payload); the run's tools act with their permissions.
+    pub requester: Requester,
 }
 
 /// Read the payload and check the workspace again for the stored requester (config may have changed).
@@ -112,12 +115,12 @@ pub(super) async fn open_run(
     };
     let store = context.store();
     let conversation = store.get_conversation(&conversation_id).await.map_err(retry)?;
-    let requester = crate::workspace::Requester::from_payload(payload);
+    let requester = Requester::from_payload(payload);
     let workspace = workspaces
         .for_conversation(store, &conversation, Some(&name), &requester)
         .await
         .map_err(|error| JobError::Fail(error.to_string()))?;
-    Ok(CodeRun { task, name, conversation_id, workspace })
+    Ok(CodeRun { task, name, conversation_id, workspace, requester })
 }
 
 /// Progress steps of a fresh run after a failed resume start here (notices are deduplicated by step).

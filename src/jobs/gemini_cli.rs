@@ -40,7 +40,8 @@ impl JobHandler for GeminiCliHandler {
     }
 
     async fn run(&self, context: &JobContext, payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
-        let CodeRun { task, name, conversation_id, workspace } = open_run(&self.workspaces, context, &payload).await?;
+        let CodeRun { task, name, conversation_id, workspace, .. } =
+            open_run(&self.workspaces, context, &payload).await?;
         let store = context.store();
         let model = Route::from_payload(&payload).map_or_else(|| self.default_model.clone(), |route| route.model);
         let start = format!("Gemini CLI ({model}) is starting in workspace {name:?}");

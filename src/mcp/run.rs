@@ -9,8 +9,9 @@
 //! `send_screenshot` (an image inside the workspace, or base64, posted to the
 //! run's chat as a photo; a workspace file is removed once handed off).
 //!
-//! Registry tools run with admin rights, as on `/mcp`: the run was started by
-//! someone allowed to delegate code work in that chat.
+//! Registry tools act with the permissions of the person who asked for the
+//! run (stored with the job): a non-admin's run neither lists nor calls the
+//! tools a non-admin may not use, and its spending counts against the chat.
 //!
 //! Invariants: a path goes through the run's `Workspace::resolve`; the image
 //! is copied under `<data_dir>/media/screenshots/` before it is posted;
@@ -100,10 +101,11 @@ impl RunMcpServer {
         super::streamable_http(move || self.clone(), settings, shutdown)
     }
 
-    fn listed(&self) -> Vec<Tool> {
+    /// The run's tools for a requester who is (or is not) an admin.
+    fn listed(&self, is_admin: bool) -> Vec<Tool> {
         let mut tools: Vec<Tool> = self
             .tools
-            .tools()
+            .tools_for(is_admin)
             .filter(|tool| !HIDDEN_FROM_RUNS.contains(&tool.name()))
             .map(|tool| mcp_tool(tool.as_ref(), false))
             .collect();
@@ -150,9 +152,8 @@ impl RunMcpServer {
                     store: self.store.clone(),
                     conversation_id: scope.conversation_id.clone(),
                     turn_id: format!("run-{}-{}", scope.job_id, uuid::Uuid::now_v7()),
-                    // The run's requester was checked against the workspace when it started.
-                    is_admin: true,
-                    user: None,
+                    is_admin: scope.requester.is_admin,
+                    user: scope.requester.user.clone(),
                 };
                 let call = self.tools.call(&context, name, Value::Object(arguments), self.tool_timeout);
                 call.await.map_err(|error| match error {
@@ -240,9 +241,10 @@ impl ServerHandler for RunMcpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.listed()))
+        let is_admin = scope_of(&context).is_some_and(|scope| scope.requester.is_admin);
+        Ok(ListToolsResult::with_all_items(self.listed(is_admin)))
     }
 
     async fn call_tool(
@@ -262,6 +264,7 @@ impl ServerHandler for RunMcpServer {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.listed().into_iter().find(|tool| tool.name == name)
+        // Without a request there is no requester: every tool a run can have (calls still check).
+        self.listed(true).into_iter().find(|tool| tool.name == name)
     }
 }

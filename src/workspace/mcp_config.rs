@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::Workspace;
+use super::{Requester, Workspace};
 use crate::config::{McpServerSettings, VALOR_SERVER_NAME};
 
 /// Where valor's per-run MCP endpoint is mounted.
@@ -81,6 +81,8 @@ pub struct RunScope {
     pub job_id: i64,
     pub conversation_id: String,
     pub workspace: Workspace,
+    /// Who asked for the run: valor's tools act with their permissions.
+    pub requester: Requester,
     /// An unanswered permission request is denied after this long.
     pub approval_timeout: Duration,
 }
@@ -270,6 +272,7 @@ impl RunMcpSetup {
         job_id: i64,
         conversation_id: &str,
         workspace: &Workspace,
+        requester: &Requester,
         task: &str,
         kind: Option<&str>,
     ) -> Result<PreparedRun, String> {
@@ -279,6 +282,7 @@ impl RunMcpSetup {
             job_id,
             conversation_id: conversation_id.to_owned(),
             workspace: workspace.clone(),
+            requester: requester.clone(),
             approval_timeout: self.approval_timeout,
         };
         let grant = self.access.grant(scope);
@@ -437,9 +441,11 @@ mod tests {
             approvals: true,
             approval_timeout: Duration::from_secs(30),
         };
-        assert!(setup.prepare(1, "c", &workspace, "t", None).unwrap_err().contains("not listening"));
+        assert!(
+            setup.prepare(1, "c", &workspace, &Requester::admin(), "t", None).unwrap_err().contains("not listening")
+        );
         access.set_listen_addr("127.0.0.1:9".parse().unwrap());
-        let prepared = setup.prepare(1, "c", &workspace, "t", None).unwrap();
+        let prepared = setup.prepare(1, "c", &workspace, &Requester::admin(), "t", None).unwrap();
         assert_eq!(prepared.describe(), "valor (left out: gh — missing credentials: GH)");
         let base = super::super::claude::ClaudeRunConfig {
             bin: "claude".into(),
@@ -465,7 +471,9 @@ mod tests {
         drop(prepared);
         assert!(!file.exists());
         assert!(access.scope(token).is_none(), "the token outlived the run");
-        let off = RunMcpSetup { approvals: false, ..setup }.prepare(2, "c", &workspace, "t", None).unwrap();
+        let off = RunMcpSetup { approvals: false, ..setup }
+            .prepare(2, "c", &workspace, &Requester::admin(), "t", None)
+            .unwrap();
         assert_eq!(off.run_config(&base).permission_prompt_tool, None);
     }
 
@@ -477,8 +485,13 @@ mod tests {
         assert_eq!(access.endpoint().as_deref(), Some("http://127.0.0.1:8080/mcp-run"));
         let root = tempfile::tempdir().unwrap();
         let workspace = Workspace::open("w", root.path(), &[]).unwrap();
-        let scope =
-            RunScope { job_id: 5, conversation_id: "c".into(), workspace, approval_timeout: Duration::from_secs(1) };
+        let scope = RunScope {
+            job_id: 5,
+            conversation_id: "c".into(),
+            workspace,
+            requester: Requester::admin(),
+            approval_timeout: Duration::from_secs(1),
+        };
         let grant = access.grant(scope.clone());
         let other = access.grant(scope);
         assert_ne!(grant.token(), other.token());

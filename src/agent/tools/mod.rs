@@ -250,11 +250,12 @@ impl ToolRegistry {
 
     /// The specs offered to a caller: only the tools its permissions allow.
     pub fn specs_for(&self, is_admin: bool) -> Vec<ToolSpec> {
-        self.tools
-            .values()
-            .filter(|tool| self.policy.allows(tool.as_ref(), is_admin))
-            .map(|tool| spec_of(tool.as_ref()))
-            .collect()
+        self.tools_for(is_admin).map(|tool| spec_of(tool.as_ref())).collect()
+    }
+
+    /// The tools an admin (or a non-admin) may use, sorted by name.
+    pub fn tools_for(&self, is_admin: bool) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values().filter(move |tool| self.policy.allows(tool.as_ref(), is_admin))
     }
 
     /// Run one call with a time limit. Unknown tools, refused permissions and
