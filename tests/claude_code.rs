@@ -17,6 +17,37 @@ use support::{
 };
 use valor::config::Settings;
 
+/// A git workspace "shop" (inside a temporary directory) and a HOME for the
+/// CLI: what every delegated run here needs.
+struct Shop {
+    _outside: tempfile::TempDir,
+    root: std::path::PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Shop {
+    fn new() -> Self {
+        let outside = tempfile::tempdir().unwrap();
+        let root = git_workspace(outside.path());
+        Self { _outside: outside, root, home: tempfile::tempdir().unwrap() }
+    }
+
+    /// valor with Anthropic on `mock`, this workspace and Claude Code, then `configure`.
+    async fn spawn(&self, mock: &Aimock, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        self.spawn_in(mock, tempfile::tempdir().unwrap(), configure).await
+    }
+
+    async fn spawn_in(&self, mock: &Aimock, data: tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        TestApp::spawn_in(data, |s| {
+            use_anthropic(s, mock);
+            with_workspace(s, "shop", &self.root);
+            use_claude_code(s, mock, self.home.path());
+            configure(s);
+        })
+        .await
+    }
+}
+
 #[tokio::test]
 async fn project_context_describes_the_named_workspace_through_the_agent() {
     let mock = Aimock::start().await;
@@ -58,9 +89,8 @@ async fn project_context_describes_the_named_workspace_through_the_agent() {
 #[tokio::test]
 async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resumes_the_session() {
     let mock = Aimock::start().await;
-    let outside = tempfile::tempdir().unwrap();
-    let root = git_workspace(outside.path());
-    let home = tempfile::tempdir().unwrap();
+    let shop = Shop::new();
+    let root = &shop.root;
     script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
     script_claude(
         &mock,
@@ -70,12 +100,7 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
         "Created hello.txt.",
     )
     .await;
-    let app = TestApp::spawn(|s| {
-        use_anthropic(s, &mock);
-        with_workspace(s, "shop", &root);
-        use_claude_code(s, &mock, home.path());
-    })
-    .await;
+    let app = shop.spawn(&mock, |_| {}).await;
 
     let reply = app.send_ok("code", "Please add a hello file to the shop").await;
     let id = job_id_in(&tool_output(&reply));
@@ -131,7 +156,7 @@ async fn start_sleeping_run(
     mock: &Aimock,
     seconds: &str,
     configure: impl FnOnce(&mut Settings),
-) -> (TestApp, i64, tempfile::TempDir, tempfile::TempDir) {
+) -> (TestApp, i64, Shop) {
     let command = format!("python3 -c 'import time; time.sleep({seconds})'");
     start_run_of(mock, seconds, &command, configure).await
 }
@@ -142,24 +167,20 @@ async fn start_run_of(
     seconds: &str,
     command: &str,
     configure: impl FnOnce(&mut Settings),
-) -> (TestApp, i64, tempfile::TempDir, tempfile::TempDir) {
-    let outside = tempfile::tempdir().unwrap();
-    let root = git_workspace(outside.path());
-    let home = tempfile::tempdir().unwrap();
+) -> (TestApp, i64, Shop) {
+    let shop = Shop::new();
     let task = format!("Nap for {seconds} seconds");
     script_delegation(mock, "take a nap", &task, "shop").await;
     script_claude(mock, &task, "Bash", json!({"command": command, "description": "nap"}), "Napped.").await;
-    let app = TestApp::spawn(|s| {
-        use_anthropic(s, mock);
-        with_workspace(s, "shop", &root);
-        use_claude_code(s, mock, home.path());
-        s.claude.allowed_tools = vec!["Bash".into()];
-        configure(s);
-    })
-    .await;
+    let app = shop
+        .spawn(mock, |s| {
+            s.claude.allowed_tools = vec!["Bash".into()];
+            configure(s);
+        })
+        .await;
     let reply = app.send_ok("nap", "Please take a nap in the shop").await;
     let id = job_id_in(&tool_output(&reply));
-    (app, id, outside, home)
+    (app, id, shop)
 }
 
 async fn wait_for_process(marker: &str) {
@@ -173,7 +194,7 @@ async fn wait_for_process(marker: &str) {
 #[tokio::test]
 async fn cancelling_a_run_kills_its_whole_process_group() {
     let mock = Aimock::start().await;
-    let (app, id, _outside, _home) = start_sleeping_run(&mock, "30.417", |_| {}).await;
+    let (app, id, _shop) = start_sleeping_run(&mock, "30.417", |_| {}).await;
     let worker = app.job_worker("w");
     let run = tokio::spawn(async move { worker.try_execute_next().await.unwrap() });
     wait_for_process("time.sleep(30.417)").await;
@@ -195,7 +216,7 @@ async fn cancelling_a_run_kills_its_whole_process_group() {
 #[tokio::test]
 async fn a_run_over_its_time_limit_is_stopped_and_reported_failed() {
     let mock = Aimock::start().await;
-    let (app, id, _outside, _home) = start_sleeping_run(&mock, "31.529", |s| s.claude.time_limit_secs = 4).await;
+    let (app, id, _shop) = start_sleeping_run(&mock, "31.529", |s| s.claude.time_limit_secs = 4).await;
     let worker = app.job_worker("w");
     tokio::time::timeout(std::time::Duration::from_secs(40), worker.try_execute_next()).await.unwrap().unwrap();
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
@@ -234,7 +255,7 @@ async fn workspaces_that_point_outside_or_into_valors_data_are_refused() {
 #[tokio::test]
 async fn a_run_whose_task_is_dropped_leaves_no_process_behind() {
     let mock = Aimock::start().await;
-    let (app, _id, _outside, _home) = start_sleeping_run(&mock, "33.853", |_| {}).await;
+    let (app, _id, _shop) = start_sleeping_run(&mock, "33.853", |_| {}).await;
     let worker = app.job_worker("w");
     let run = tokio::spawn(async move { worker.try_execute_next().await });
     wait_for_process("time.sleep(33.853)").await;
@@ -252,8 +273,7 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
     let mock = Aimock::start().await;
     // The first attempt sleeps; once `.rerun` exists (after the restart) the command returns at once.
     let command = "test -f .rerun || python3 -c 'import time; time.sleep(34.967)'";
-    let (app, id, outside, home) = start_run_of(&mock, "34.967", command, |_| {}).await;
-    let root = outside.path().join("shop");
+    let (app, id, shop) = start_run_of(&mock, "34.967", command, |_| {}).await;
     let worker = app.job_worker("w");
     let run = tokio::spawn(async move { worker.try_execute_next().await.unwrap() });
     wait_for_process("time.sleep(34.967)").await;
@@ -265,14 +285,8 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
     assert_eq!(store.get_job(id).await.unwrap().status.as_str(), "queued", "the run was not handed back");
     store.close().await;
 
-    std::fs::write(root.join(".rerun"), "").unwrap();
-    let app = TestApp::spawn_in(data, |s| {
-        use_anthropic(s, &mock);
-        with_workspace(s, "shop", &root);
-        use_claude_code(s, &mock, home.path());
-        s.claude.allowed_tools = vec!["Bash".into()];
-    })
-    .await;
+    std::fs::write(shop.root.join(".rerun"), "").unwrap();
+    let app = shop.spawn_in(&mock, data, |s| s.claude.allowed_tools = vec!["Bash".into()]).await;
     let outcome = app.job_worker("w2").try_execute_next().await.unwrap().expect("the run was lost");
     assert_eq!(outcome.job_id, id);
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
@@ -283,9 +297,8 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
 #[tokio::test]
 async fn a_session_the_cli_no_longer_knows_is_replaced_by_a_new_one() {
     let mock = Aimock::start().await;
-    let outside = tempfile::tempdir().unwrap();
-    let root = git_workspace(outside.path());
-    let home = tempfile::tempdir().unwrap();
+    let shop = Shop::new();
+    let root = &shop.root;
     script_delegation(&mock, "add a todo file", "Create todo.txt", "shop").await;
     script_claude(
         &mock,
@@ -295,12 +308,7 @@ async fn a_session_the_cli_no_longer_knows_is_replaced_by_a_new_one() {
         "Done.",
     )
     .await;
-    let app = TestApp::spawn(|s| {
-        use_anthropic(s, &mock);
-        with_workspace(s, "shop", &root);
-        use_claude_code(s, &mock, home.path());
-    })
-    .await;
+    let app = shop.spawn(&mock, |_| {}).await;
     let reply = app.send_ok("todo", "Please add a todo file").await;
     let id = job_id_in(&tool_output(&reply));
     let conversation = reply["conversation"].as_str().unwrap().to_owned();

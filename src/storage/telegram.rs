@@ -364,22 +364,22 @@ impl Store {
 
     /// The send may or may not have reached Telegram; never retried.
     pub async fn telegram_outbox_uncertain(&self, id: i64, error: &str) -> StorageResult<()> {
-        sqlx::query("UPDATE telegram_outbox SET status = 'uncertain', error = $1 WHERE id = $2")
-            .bind(error)
-            .bind(id)
-            .execute(&self.writer)
-            .await
-            .map_err(|error| sql_error("mark telegram reply uncertain", error))?;
-        Ok(())
+        self.telegram_outbox_end(id, "uncertain", error).await
     }
 
+    /// Telegram refused the reply for good; never retried.
     pub async fn telegram_outbox_failed(&self, id: i64, error: &str) -> StorageResult<()> {
-        sqlx::query("UPDATE telegram_outbox SET status = 'failed', error = $1 WHERE id = $2")
+        self.telegram_outbox_end(id, "failed", error).await
+    }
+
+    async fn telegram_outbox_end(&self, id: i64, status: &'static str, error: &str) -> StorageResult<()> {
+        sqlx::query("UPDATE telegram_outbox SET status = $1, error = $2 WHERE id = $3")
+            .bind(status)
             .bind(error)
             .bind(id)
             .execute(&self.writer)
             .await
-            .map_err(|error| sql_error("mark telegram reply failed", error))?;
+            .map_err(|error| sql_error(&format!("mark telegram reply {status}"), error))?;
         Ok(())
     }
 
