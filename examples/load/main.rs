@@ -332,10 +332,10 @@ async fn sample_rss(
         every.tick().await;
         let Ok(memory) = Memory::read(pid) else { return };
         peak.fetch_max(memory.rss, Ordering::Relaxed);
-        if replied.load(Ordering::Relaxed) >= warmup {
-            if let Ok(mut warm) = warm.lock() {
-                warm.get_or_insert(memory);
-            }
+        if replied.load(Ordering::Relaxed) >= warmup
+            && let Ok(mut warm) = warm.lock()
+        {
+            warm.get_or_insert(memory);
         }
     }
 }
