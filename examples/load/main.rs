@@ -486,3 +486,20 @@ fn format_duration(duration: Duration) -> String {
         format!("{:.1} s", duration.as_secs_f64())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_env_pair;
+
+    #[test]
+    fn valor_env_takes_name_equals_value_and_names_what_is_wrong() {
+        assert_eq!(parse_env_pair("MALLOC_ARENA_MAX=2"), Ok(("MALLOC_ARENA_MAX".into(), "2".into())));
+        assert_eq!(parse_env_pair("A=b=c"), Ok(("A".into(), "b=c".into())), "only the first = splits");
+        assert_eq!(parse_env_pair("EMPTY="), Ok(("EMPTY".into(), String::new())));
+        for bad in ["NOVALUE", "=2", ""] {
+            let error = parse_env_pair(bad).unwrap_err();
+            assert!(error.contains("expected NAME=VALUE"), "{bad:?}: {error}");
+        }
+    }
+}
