@@ -74,6 +74,17 @@ struct Args {
     /// The valor binary (default: `valor` next to this example's directory, i.e. target/release/valor).
     #[arg(long)]
     valor_bin: Option<PathBuf>,
+    /// An extra environment variable for the valor child, `NAME=VALUE` (repeatable),
+    /// e.g. `--valor-env MALLOC_ARENA_MAX=2` to tell heap fragmentation from retention.
+    #[arg(long = "valor-env", value_parser = parse_env_pair)]
+    valor_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {pair:?}")),
+    }
 }
 
 #[tokio::main]
@@ -118,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         .env("ANTHROPIC_BASE_URL", &model.url)
         .env("TELEGRAM_BOT_TOKEN", telegram::TOKEN)
         .env("TELEGRAM_API_URL", &fake.url)
+        .envs(args.valor_env.iter().map(|(name, value)| (name, value)))
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
@@ -139,13 +151,14 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = rss_kib(pid)?;
+    let idle = Memory::read(pid)?;
+    let rss_idle = idle.rss;
 
     let total = args.chats * args.messages;
     let warmup = args.warmup_turns.unwrap_or((total / 10).clamp(1, 1000));
     let replied = Arc::new(AtomicUsize::new(0));
     let rss_peak = Arc::new(AtomicU64::new(rss_idle));
-    let rss_warm = Arc::new(AtomicU64::new(0));
+    let rss_warm = Arc::new(std::sync::Mutex::new(None));
     let done = tokio_util::sync::CancellationToken::new();
     let sampler =
         tokio::spawn(sample_rss(pid, done.clone(), replied.clone(), warmup, rss_peak.clone(), rss_warm.clone()));
@@ -180,7 +193,17 @@ async fn main() -> anyhow::Result<()> {
     loop {
         tokio::select! {
             joined = tasks.join_next() => if joined.is_none() { break },
-            _ = progress.tick() => eprintln!("  {:>5.0} s: {} of {total} replies", load_start.elapsed().as_secs_f64(), replied.load(Ordering::Relaxed)),
+            _ = progress.tick() => {
+                let memory = Memory::read(pid).unwrap_or_default();
+                eprintln!(
+                    "  {:>5.0} s: {} of {total} replies; RSS {} KiB (anon {}, file {})",
+                    load_start.elapsed().as_secs_f64(),
+                    replied.load(Ordering::Relaxed),
+                    memory.rss,
+                    memory.anon,
+                    memory.file
+                );
+            }
         }
     }
     let load_time = load_start.elapsed();
@@ -188,7 +211,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     done.cancel();
     sampler.await?;
-    let rss_after = rss_kib(pid)?;
+    let after = Memory::read(pid)?;
+    let warm = rss_warm.lock().map_or(None, |warm| *warm).unwrap_or_default();
 
     let report = Report::gather(&fake, &model, &chats, args.messages);
     let _ = tokio::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
@@ -211,15 +235,23 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("machine: {}", machine());
     report.print(load_time);
-    println!("RSS (VmRSS of the valor process):");
-    println!("  idle before load        {:>8} KiB", rss_idle);
-    println!("  peak under load         {:>8} KiB", rss_peak.load(Ordering::Relaxed));
-    println!("  after {warmup:>6} replies     {:>8} KiB", rss_warm.load(Ordering::Relaxed));
-    println!("  after the run (+5 s)    {:>8} KiB", rss_after);
+    println!("RSS of the valor process (/proc/<pid>/status: VmRSS = RssAnon + RssFile + RssShmem), KiB:");
+    println!("  {:<26} {:>8} {:>8} {:>8} {:>8}", "", "VmRSS", "RssAnon", "RssFile", "RssShmem");
+    println!("  {:<26} {:>8}", "peak under load", rss_peak.load(Ordering::Relaxed));
+    for (label, memory) in [
+        ("idle before load".to_owned(), idle),
+        (format!("after {warmup} replies"), warm),
+        ("after the run (+5 s)".to_owned(), after),
+    ] {
+        println!("  {label:<26} {:>8} {:>8} {:>8} {:>8}", memory.rss, memory.anon, memory.file, memory.shmem);
+    }
     println!(
-        "  growth: after − idle {:+} KiB, after − warm-up {:+} KiB",
-        rss_after as i64 - rss_idle as i64,
-        rss_after as i64 - rss_warm.load(Ordering::Relaxed) as i64
+        "  growth: after − idle {:+} KiB, after − warm-up {:+} KiB (anon {:+}, file {:+}, shmem {:+})",
+        after.rss as i64 - idle.rss as i64,
+        after.rss as i64 - warm.rss as i64,
+        after.anon as i64 - warm.anon as i64,
+        after.file as i64 - warm.file as i64,
+        after.shmem as i64 - warm.shmem as i64,
     );
     let calls: Vec<String> = fake.calls().iter().map(|(method, count)| format!("{method} {count}")).collect();
     println!("Bot API calls: {}", calls.join(", "));
@@ -258,14 +290,33 @@ fn valor_config(args: &Args, dir: &std::path::Path, chats: &[(i64, i64)]) -> Str
     )
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .context("no VmRSS in /proc/<pid>/status")
+/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    shmem: u64,
+}
+
+impl Memory {
+    fn read(pid: u32) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .with_context(|| format!("no {name} in /proc/{pid}/status"))
+        };
+        Ok(Memory {
+            rss: field("VmRSS:")?,
+            anon: field("RssAnon:")?,
+            file: field("RssFile:")?,
+            shmem: field("RssShmem:")?,
+        })
+    }
 }
 
 async fn sample_rss(
@@ -274,15 +325,17 @@ async fn sample_rss(
     replied: Arc<AtomicUsize>,
     warmup: usize,
     peak: Arc<AtomicU64>,
-    warm: Arc<AtomicU64>,
+    warm: Arc<std::sync::Mutex<Option<Memory>>>,
 ) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     while !done.is_cancelled() {
         every.tick().await;
-        let Ok(rss) = rss_kib(pid) else { return };
-        peak.fetch_max(rss, Ordering::Relaxed);
-        if replied.load(Ordering::Relaxed) >= warmup && warm.load(Ordering::Relaxed) == 0 {
-            warm.store(rss, Ordering::Relaxed);
+        let Ok(memory) = Memory::read(pid) else { return };
+        peak.fetch_max(memory.rss, Ordering::Relaxed);
+        if replied.load(Ordering::Relaxed) >= warmup
+            && let Ok(mut warm) = warm.lock()
+        {
+            warm.get_or_insert(memory);
         }
     }
 }
@@ -431,5 +484,22 @@ fn format_duration(duration: Duration) -> String {
         format!("{:.0} ms", micros as f64 / 1000.0)
     } else {
         format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_env_pair;
+
+    #[test]
+    fn valor_env_takes_name_equals_value_and_names_what_is_wrong() {
+        assert_eq!(parse_env_pair("MALLOC_ARENA_MAX=2"), Ok(("MALLOC_ARENA_MAX".into(), "2".into())));
+        assert_eq!(parse_env_pair("A=b=c"), Ok(("A".into(), "b=c".into())), "only the first = splits");
+        assert_eq!(parse_env_pair("EMPTY="), Ok(("EMPTY".into(), String::new())));
+        for bad in ["NOVALUE", "=2", ""] {
+            let error = parse_env_pair(bad).unwrap_err();
+            assert!(error.contains("expected NAME=VALUE"), "{bad:?}: {error}");
+        }
     }
 }

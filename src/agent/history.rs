@@ -23,7 +23,7 @@ pub fn to_model_messages(stored: &[StoredMessage]) -> Vec<Message> {
         let blocks = if message.role == MessageRole::System {
             vec![ContentBlock::Text { text: format!("{NOTICE_PREFIX} {}", message.text) }]
         } else {
-            serde_json::from_value::<Vec<ContentBlock>>(message.content.clone())
+            <Vec<ContentBlock> as serde::Deserialize>::deserialize(&message.content)
                 .unwrap_or_else(|_| vec![ContentBlock::Text { text: message.text.clone() }])
         };
         let blocks: Vec<ContentBlock> =

@@ -245,14 +245,20 @@ async fn storage_failure_before_turn(
 async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name: &str) -> Result<(), Failure> {
     let parts = state.parts;
     let Some(models) = &parts.models else { return Err(Failure::Model(LlmError::NotConfigured)) };
-    let stored = parts
-        .store
-        .recent_messages(&state.conversation_id, parts.context.max_loaded_messages.max(1))
-        .await
-        .map_err(Failure::Storage)?;
-    let summarizer = Some((models.client.as_ref(), models.tiers.small.as_str()));
-    let estimator = parts.calibration.estimator_for(model_name);
-    let prepared = prepare(&parts.store, &parts.context, estimator, summarizer, &state.conversation_id, &stored).await;
+    // The stored rows (content as JSON trees) are the turn's largest
+    // allocation and grow with the conversation; they are dropped here,
+    // before the model is awaited, so a turn waiting on its model holds only
+    // the messages it sends (the load harness's RSS growth over 10,000 turns).
+    let prepared = {
+        let stored = parts
+            .store
+            .recent_messages(&state.conversation_id, parts.context.max_loaded_messages.max(1))
+            .await
+            .map_err(Failure::Storage)?;
+        let summarizer = Some((models.client.as_ref(), models.tiers.small.as_str()));
+        let estimator = parts.calibration.estimator_for(model_name);
+        prepare(&parts.store, &parts.context, estimator, summarizer, &state.conversation_id, &stored).await
+    };
     state.context = (prepared.context_tokens, prepared.tokens_saved);
     let mut messages = prepared.messages;
     attach_images(&mut messages, &request.images);
@@ -273,13 +279,15 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
     };
     while state.steps < parts.settings.max_steps {
         state.steps += 1;
-        let mut chat = ChatRequest::new(model_name, system.clone(), messages.clone());
+        // The request owns the history for the call and hands it back (no copy per step).
+        let mut chat = ChatRequest::new(model_name, system.clone(), std::mem::take(&mut messages));
         chat.tools = tools.clone();
         chat.max_tokens = parts.max_tokens;
         let response = stream_one_step(state, models.client.as_ref(), &chat).await?;
         if state.steps == 1 {
-            calibrate(&parts.calibration, &models.client, chat, response.usage.input_tokens);
+            calibrate(&parts.calibration, &models.client, &chat, response.usage.input_tokens);
         }
+        messages = chat.messages;
         state.usage.input_tokens += response.usage.input_tokens;
         state.usage.output_tokens += response.usage.output_tokens;
         let assistant = response.message;
@@ -337,17 +345,17 @@ fn attach_images(messages: &mut [Message], images: &[super::media::ImageAttachme
 fn calibrate(
     calibration: &TokenCalibration,
     client: &std::sync::Arc<dyn crate::llm::ChatModel>,
-    chat: ChatRequest,
+    chat: &ChatRequest,
     input_tokens: u64,
 ) {
     if input_tokens > 0 {
-        calibration.observe(&chat.model, &chat, input_tokens);
+        calibration.observe(&chat.model, chat, input_tokens);
         return;
     }
     if calibration.is_calibrated(&chat.model) || !calibration.claim_count(&chat.model) {
         return;
     }
-    let (calibration, client) = (calibration.clone(), client.clone());
+    let (calibration, client, chat) = (calibration.clone(), client.clone(), chat.clone());
     tokio::spawn(async move {
         match tokio::time::timeout(COUNT_TIMEOUT, client.count_input_tokens(&chat)).await {
             Ok(Ok(Some(tokens))) => {

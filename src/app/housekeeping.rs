@@ -1,7 +1,8 @@
 //! The resource sampler and the periodic cleanup, one long-lived task
 //! spawned by [`super::App::start`]: every `resources.sample_interval_secs`
 //! it records memory, CPU, turns, queue depth and children into the
-//! [`ResourceMonitor`] (and refreshes the health-score gauge); every
+//! [`ResourceMonitor`] (and refreshes the health-score gauge, and folds the
+//! metrics recorder's raw histogram values into their summaries); every
 //! `resources.cleanup_interval_secs` it deletes old temp files and purges
 //! finished jobs past retention.
 //!
@@ -76,6 +77,7 @@ impl Housekeeping {
         });
         let telegram = crate::agent::health::telegram_on(&self.components);
         crate::agent::health::current_health(&self.agent, telegram).await;
+        crate::monitoring::metrics_upkeep();
     }
 
     async fn cleanup(&self) {

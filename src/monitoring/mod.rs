@@ -42,6 +42,17 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
     METRICS.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
+/// Fold the histogram values recorded since the last call into their
+/// summaries. The recorder keeps every raw value (one per turn, per job)
+/// until this runs or `/metrics` is scraped, so without it an unscraped
+/// valor grows by ~8 bytes per turn forever. The housekeeping sampler calls
+/// it every `resources.sample_interval_secs`.
+pub fn metrics_upkeep() {
+    if let Some(handle) = METRICS.get().and_then(Option::as_ref) {
+        handle.run_upkeep();
+    }
+}
+
 /// Whether one part of valor is running, and why not if it is off.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ComponentStatus {

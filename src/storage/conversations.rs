@@ -4,6 +4,8 @@
 //! writer queues on SQLite's busy timeout instead of failing a read-to-write
 //! lock upgrade (valor's own writers already queue on the one writer connection).
 
+use futures::TryStreamExt as _;
+
 use super::rows::{self, now_ms, sql_error};
 use super::{
     Conversation, ConversationSummary, NewConversation, NewMessage, SearchHit, StorageError, StorageResult, Store,
@@ -115,9 +117,11 @@ impl Store {
         Ok(stored)
     }
 
-    /// The last `limit` messages, returned oldest first.
+    /// The last `limit` messages, returned oldest first. Every turn reads its
+    /// history here, so rows are converted as they arrive: a long
+    /// conversation never holds all its raw rows and all its messages at once.
     pub async fn recent_messages(&self, conversation_id: &str, limit: u32) -> StorageResult<Vec<StoredMessage>> {
-        let found = sqlx::query(concat!(
+        let mut found = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
             " FROM (SELECT ",
@@ -127,10 +131,12 @@ impl Store {
         ))
         .bind(conversation_id)
         .bind(limit_bind(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(|error| sql_error("recent messages", error))?;
-        found.iter().map(rows::message).collect()
+        .fetch(&self.readers);
+        let mut messages = Vec::new();
+        while let Some(row) = found.try_next().await.map_err(|error| sql_error("recent messages", error))? {
+            messages.push(rows::message(&row)?);
+        }
+        Ok(messages)
     }
 
     /// Messages with id greater than `after_id`, oldest first, at most `limit`.
