@@ -212,6 +212,9 @@ async fn main() -> anyhow::Result<()> {
     done.cancel();
     sampler.await?;
     let after = Memory::read(pid)?;
+    // valor hands free heap memory back once turns stop (its sampler runs every 10 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let settled = Memory::read(pid)?;
     let warm = rss_warm.lock().map_or(None, |warm| *warm).unwrap_or_default();
 
     let report = Report::gather(&fake, &model, &chats, args.messages);
@@ -242,17 +245,20 @@ async fn main() -> anyhow::Result<()> {
         ("idle before load".to_owned(), idle),
         (format!("after {warmup} replies"), warm),
         ("after the run (+5 s)".to_owned(), after),
+        ("settled (+15 s)".to_owned(), settled),
     ] {
         println!("  {label:<26} {:>8} {:>8} {:>8} {:>8}", memory.rss, memory.anon, memory.file, memory.shmem);
     }
-    println!(
-        "  growth: after − idle {:+} KiB, after − warm-up {:+} KiB (anon {:+}, file {:+}, shmem {:+})",
-        after.rss as i64 - idle.rss as i64,
-        after.rss as i64 - warm.rss as i64,
-        after.anon as i64 - warm.anon as i64,
-        after.file as i64 - warm.file as i64,
-        after.shmem as i64 - warm.shmem as i64,
-    );
+    for (label, end) in [("after", after), ("settled", settled)] {
+        println!(
+            "  growth: {label} − idle {:+} KiB, {label} − warm-up {:+} KiB (anon {:+}, file {:+}, shmem {:+})",
+            end.rss as i64 - idle.rss as i64,
+            end.rss as i64 - warm.rss as i64,
+            end.anon as i64 - warm.anon as i64,
+            end.file as i64 - warm.file as i64,
+            end.shmem as i64 - warm.shmem as i64,
+        );
+    }
     let calls: Vec<String> = fake.calls().iter().map(|(method, count)| format!("{method} {count}")).collect();
     println!("Bot API calls: {}", calls.join(", "));
     println!("valor log: {errors} ERROR and {warnings} WARN lines");

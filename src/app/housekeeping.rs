@@ -2,9 +2,10 @@
 //! spawned by [`super::App::start`]: every `resources.sample_interval_secs`
 //! it records memory, CPU, turns, queue depth and children into the
 //! [`ResourceMonitor`] (and refreshes the health-score gauge, and folds the
-//! metrics recorder's raw histogram values into their summaries); every
-//! `resources.cleanup_interval_secs` it deletes old temp files and purges
-//! finished jobs past retention.
+//! metrics recorder's raw histogram values into their summaries, and once
+//! turns have stopped, hands the allocator's free memory back to the OS);
+//! every `resources.cleanup_interval_secs` it deletes old temp files, purges
+//! finished jobs past retention and hands free memory back again.
 //!
 //! Invariants: nothing here fails the app — a failed step is logged and
 //! retried next period; it stops when the shared shutdown token is cancelled.
@@ -49,6 +50,8 @@ impl Housekeeping {
     /// Sample now and then periodically; clean up periodically; stop on `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut probe = ProcessProbe::default();
+        // `turns_started` at the last release: a release follows each stretch of turns.
+        let mut released_at = 0;
         let mut sample_tick = tokio::time::interval(self.sample_every);
         let mut cleanup_tick = tokio::time::interval(self.cleanup_every);
         sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,8 +59,19 @@ impl Housekeeping {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = sample_tick.tick() => self.sample(&mut probe).await,
-                _ = cleanup_tick.tick() => self.cleanup().await,
+                _ = sample_tick.tick() => {
+                    self.sample(&mut probe).await;
+                    let monitor = self.agent.monitor();
+                    let started = monitor.turns_started();
+                    if monitor.active_turns() == 0 && started != released_at {
+                        released_at = started;
+                        release_free_memory().await;
+                    }
+                }
+                _ = cleanup_tick.tick() => {
+                    self.cleanup().await;
+                    release_free_memory().await;
+                }
             }
         }
     }
@@ -93,6 +107,15 @@ impl Housekeeping {
             Ok(purged) => tracing::info!(purged, "cleanup: purged finished jobs past retention"),
             Err(error) => tracing::warn!("cleanup: purging finished jobs failed: {error}"),
         }
+    }
+}
+
+/// Hand the allocator's free pages back to the OS, on a blocking thread
+/// (it walks every arena).
+async fn release_free_memory() {
+    match tokio::task::spawn_blocking(crate::monitoring::allocator::release_free_memory).await {
+        Ok(released) => tracing::debug!(released, "free heap memory handed back to the OS"),
+        Err(error) => tracing::warn!("releasing free memory panicked: {error}"),
     }
 }
 

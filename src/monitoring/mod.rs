@@ -5,6 +5,7 @@
 //! Invariant: logs go to stderr only (stdout belongs to `valor chat` and
 //! `valor mcp`); secrets are never logged (settings hold them as `SecretString`).
 
+pub mod allocator;
 pub mod breaker;
 pub mod health_score;
 pub mod resources;

@@ -55,6 +55,8 @@ pub struct ResourceMonitor {
 #[derive(Debug)]
 struct Inner {
     active_turns: AtomicUsize,
+    /// Turns ever started (the housekeeping task trims memory after turns stop).
+    turns_started: AtomicU64,
     /// Newest sampled RSS, for the shedding decision without a lock.
     last_rss_bytes: AtomicU64,
     shed_total: AtomicU64,
@@ -72,6 +74,7 @@ impl ResourceMonitor {
         Self {
             inner: Arc::new(Inner {
                 active_turns: AtomicUsize::new(0),
+                turns_started: AtomicU64::new(0),
                 last_rss_bytes: AtomicU64::new(0),
                 shed_total: AtomicU64::new(0),
                 samples: Mutex::new(VecDeque::with_capacity(capacity)),
@@ -86,12 +89,18 @@ impl ResourceMonitor {
     /// Count a turn as running until the guard is dropped.
     pub fn enter_turn(&self) -> TurnGuard {
         self.inner.active_turns.fetch_add(1, Ordering::SeqCst);
+        self.inner.turns_started.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("valor_active_turns").increment(1.0);
         TurnGuard { inner: self.inner.clone() }
     }
 
     pub fn active_turns(&self) -> usize {
         self.inner.active_turns.load(Ordering::SeqCst)
+    }
+
+    /// How many turns were ever started.
+    pub fn turns_started(&self) -> u64 {
+        self.inner.turns_started.load(Ordering::Relaxed)
     }
 
     pub fn max_active_turns(&self) -> usize {

@@ -1,9 +1,16 @@
-//! The Prometheus recorder keeps every raw histogram value until it is
-//! drained; valor drains it from the housekeeping sampler
-//! (`monitoring::metrics_upkeep`), so a valor nobody scrapes does not grow
-//! by one value per turn forever. Measured as this process's anonymous RSS
-//! (`/proc/self/status`), so this file holds one test only.
+//! Memory valor gives back, measured as this process's anonymous RSS
+//! (`/proc/self/status`); the tests take turns (`ALONE`) so one test's
+//! allocations never show up in another's measurement.
+//!
+//! - The Prometheus recorder keeps every raw histogram value until it is
+//!   drained; valor drains it from the housekeeping sampler
+//!   (`monitoring::metrics_upkeep`), so a valor nobody scrapes does not grow
+//!   by one value per turn forever.
+//! - glibc keeps what a burst freed inside its arenas; the housekeeping task
+//!   hands it back with `monitoring::allocator::release_free_memory`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// RssAnon of this process in KiB.
 fn anon_kib() -> i64 {
@@ -31,6 +38,7 @@ fn growth_recording(values: usize, upkeep: bool) -> i64 {
 
 #[test]
 fn histogram_values_are_folded_so_memory_stays_flat_however_many_turns() {
+    let _alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     valor::monitoring::metrics_handle().expect("the recorder installs");
     // Warm up: the histogram's summary and the allocator's arenas exist before measuring.
     growth_recording(200_000, true);
@@ -57,4 +65,29 @@ fn histogram_values_are_folded_so_memory_stays_flat_however_many_turns() {
         .and_then(|count| count.trim().parse::<u64>().ok())
         .expect("valor_turn_seconds_count in the rendered metrics");
     assert_eq!(count, 4_200_000);
+}
+
+#[test]
+fn the_free_pages_a_burst_leaves_in_the_heap_go_back_to_the_os() {
+    let _alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A burst: 64 MiB in 1 KiB blocks. Every 16th block outlives it, so the
+    // heap cannot shrink from the top: free pages are left between survivors.
+    let blocks: Vec<Box<[u8; 1024]>> = (0..65_536u32).map(|index| Box::new([index as u8; 1024])).collect();
+    let during = anon_kib();
+    let survivors: Vec<Box<[u8; 1024]>> =
+        blocks.into_iter().enumerate().filter(|(index, _)| index % 16 == 0).map(|(_, block)| block).collect();
+    let after_burst = anon_kib();
+    // The control: freeing alone gives (almost) nothing back; this is what valor had to fix.
+    assert!(after_burst > during - 16 * 1024, "glibc returned the burst by itself: {during} → {after_burst} KiB");
+
+    valor::monitoring::allocator::release_free_memory();
+    let released = anon_kib();
+    assert!(
+        after_burst - released > 32 * 1024,
+        "expected most of the ~60 MiB freed back: {after_burst} → {released} KiB"
+    );
+    // The survivors are intact.
+    assert!(
+        survivors.iter().enumerate().all(|(index, block)| block[0] == (index * 16) as u8 && block[1023] == block[0])
+    );
 }
