@@ -98,8 +98,7 @@ async fn a_client_trusting_the_test_ca_completes_a_tls_handshake() {
 #[tokio::test]
 async fn the_same_certificate_for_the_wrong_name_is_refused() {
     let address = spawn_tls_server();
-    let client =
-        client_builder().tls_certs_only([test_ca()]).resolve("valor.invalid", address).build().unwrap();
+    let client = client_builder().tls_certs_only([test_ca()]).resolve("valor.invalid", address).build().unwrap();
     let error = client.get(format!("https://valor.invalid:{}/", address.port())).send().await.unwrap_err();
     let chain = error_chain(&error);
     assert!(chain.contains("certificate"), "expected a certificate error, got: {chain}");

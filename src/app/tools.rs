@@ -41,8 +41,7 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
     let mut registry = ToolRegistry::new(policy, breakers.clone());
     registry.register_builtin_tools();
     let call_policy = call_policy(settings);
-    let client =
-        client_builder().connect_timeout(Duration::from_secs(settings.llm.connect_timeout_secs)).build()?;
+    let client = client_builder().connect_timeout(Duration::from_secs(settings.llm.connect_timeout_secs)).build()?;
 
     if let Some(api_key) = &settings.perplexity.api_key {
         let config = WebSearchConfig {

@@ -23,7 +23,8 @@ use crate::config::{LogFormat, LogSettings};
 /// `target=level` list, which `RUST_LOG` sets when present; `config`
 /// validated it). Safe to call more than once (later calls are ignored).
 pub fn init_tracing(settings: &LogSettings) {
-    let filter = settings.level.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    let filter =
+        settings.level.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
