@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Measure the release binary: size, startup time to the first /health 200,
 # and resident memory (RSS) when idle and after a burst of health checks.
-# Usage: bash scripts/measure.sh   (builds the release binary first)
+# Usage: bash scripts/measure.sh         (builds the release binary first)
+#        bash scripts/measure.sh BIN     (measures BIN as it is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --locked --quiet
-bin="$target/release/valor"
+if [ $# -ge 1 ]; then
+  bin=$1
+else
+  cargo build --release --locked --quiet
+  bin="$target/release/valor"
+fi
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -42,7 +42,7 @@ async fn serve_starts_on_defaults_creates_the_database_and_stops_on_sigterm() {
     })
     .await
     .expect("valor did not start listening within 30 s");
-    let client = reqwest::Client::new();
+    let client = valor::llm::transport::client_builder().build().unwrap();
     let health = client.get(format!("{address}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let body: serde_json::Value = health.json().await.unwrap();

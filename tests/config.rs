@@ -131,6 +131,21 @@ fn time_zones_are_iana_names_and_a_wrong_one_names_its_key() {
 }
 
 #[test]
+fn the_log_filter_comes_from_the_file_or_rust_log_and_a_bad_one_names_its_key() {
+    let s = load_toml("[log]\nlevel = \"valor=debug,warn\"\n", &[]).unwrap();
+    assert_eq!(s.log.level, "valor=debug,warn");
+    let s = load_toml("[log]\nlevel = \"warn\"\n", &[("RUST_LOG", "sqlx=error,info")]).unwrap();
+    assert_eq!(s.log.level, "sqlx=error,info", "RUST_LOG wins over the file");
+    // (A bare word is a target name: `loud` means "target loud, every level".)
+    for bad in ["valor=chatty", "info,sqlx=loud"] {
+        let error = load_toml("", &[("RUST_LOG", bad)]).unwrap_err().to_string();
+        assert!(error.contains("log.level") && error.contains("RUST_LOG"), "{bad}: {error}");
+    }
+    let error = load_toml("[log]\nlevel = \"valor=verbose\"\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("log.level"), "{error}");
+}
+
+#[test]
 fn an_environment_address_error_names_the_variable() {
     let error = load_toml("", &[("VALOR_HTTP_ADDR", "nowhere")]).unwrap_err().to_string();
     assert!(error.contains("VALOR_HTTP_ADDR"), "{error}");

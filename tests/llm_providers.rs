@@ -54,7 +54,7 @@ impl Aimock {
         };
         // Keep draining the log so aimock never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url, http: reqwest::Client::new(), _fixtures: fixtures }
+        Self { child, url, http: valor::llm::transport::client_builder().build().unwrap(), _fixtures: fixtures }
     }
 
     async fn control(&self, path: &str, body: Value) {

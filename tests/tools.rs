@@ -54,7 +54,7 @@ fn web_search(h: &Harness, base_url: String, policy: CallPolicy) -> WebSearch {
     let config = WebSearchConfig { base_url, api_key: "pplx-test-key".to_owned().into(), model: "sonar".into() };
     WebSearch::new(
         config,
-        reqwest::Client::new(),
+        valor::llm::transport::client_builder().build().unwrap(),
         ExternalService::new("web_search", "web search", h.breakers.clone(), policy),
     )
 }
@@ -345,7 +345,7 @@ fn notion(h: &Harness, base_url: String) -> NotionQuery {
     };
     NotionQuery::new(
         config,
-        reqwest::Client::new(),
+        valor::llm::transport::client_builder().build().unwrap(),
         ExternalService::new("notion", "Notion", h.breakers.clone(), fast_policy()),
     )
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::providers::resolve_provider;
 use crate::config::{ProviderChoice, Settings};
+use crate::llm::transport::client_builder;
 use crate::storage::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,7 +64,7 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
         }
         Err(error) => row("database", DoctorState::Misconfigured, format!("{}: {error}", database.display())),
     });
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
+    let http = client_builder().timeout(Duration::from_secs(5)).build();
     let Ok(http) = http else {
         rows.push(row("network", DoctorState::Misconfigured, "could not build an HTTP client"));
         return rows;

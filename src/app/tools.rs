@@ -15,6 +15,7 @@ use crate::agent::tools::resilience::{CallPolicy, ExternalService};
 use crate::agent::tools::web_search::WebSearchConfig;
 use crate::agent::tools::{AnalyzeImage, GenerateImage, NotionQuery, ReadLink, ToolPolicy, ToolRegistry, WebSearch};
 use crate::config::Settings;
+use crate::llm::transport::client_builder;
 use crate::monitoring::breaker::{BreakerConfig, CircuitBreakers, SystemClock};
 
 /// The call policy every external tool call uses.
@@ -40,8 +41,7 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
     let mut registry = ToolRegistry::new(policy, breakers.clone());
     registry.register_builtin_tools();
     let call_policy = call_policy(settings);
-    let client =
-        reqwest::Client::builder().connect_timeout(Duration::from_secs(settings.llm.connect_timeout_secs)).build()?;
+    let client = client_builder().connect_timeout(Duration::from_secs(settings.llm.connect_timeout_secs)).build()?;
 
     if let Some(api_key) = &settings.perplexity.api_key {
         let config = WebSearchConfig {

@@ -47,6 +47,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("TELEGRAM_BOT_TOKEN", "telegram.bot_token"),
     ("TELEGRAM_API_URL", "telegram.api_url"),
     ("VALOR_CLAUDE_BIN", "claude.bin"),
+    ("RUST_LOG", "log.level"),
 ];
 
 pub(super) fn merge_environment(mut figment: Figment, env: &EnvSource) -> Result<Figment, ConfigError> {

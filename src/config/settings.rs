@@ -98,6 +98,12 @@ impl Settings {
         if self.context.summary_tokens >= self.context.budget_tokens {
             return Err(invalid("context.summary_tokens", "must be smaller than context.budget_tokens"));
         }
+        if let Err(error) = self.log.level.parse::<tracing_subscriber::filter::Targets>() {
+            let why = format!(
+                "(also set by RUST_LOG) is not a log filter ({error}); use a level or a target=level list like `info` or `valor=debug,info`"
+            );
+            return Err(invalid("log.level", &why));
+        }
         if self.llm.max_tokens == 0 {
             return Err(invalid("llm.max_tokens", "must be at least 1"));
         }
@@ -252,7 +258,7 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
-    /// A tracing filter directive, e.g. `info` or `valor=debug,info`. `RUST_LOG` overrides it.
+    /// A log filter: a level or `target=level` list, e.g. `info` or `valor=debug,info`. `RUST_LOG` overrides it.
     pub level: String,
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::llm::LlmError;
-use crate::llm::transport::{classify_reqwest_error, classify_status, parse_retry_after};
+use crate::llm::transport::{classify_reqwest_error, classify_status, client_builder, parse_retry_after};
 
 /// One Ollama server (no key: Ollama has no authentication).
 #[derive(Debug, Clone)]
@@ -23,9 +23,8 @@ pub struct OllamaClient {
 impl OllamaClient {
     /// `base_url` is the server root (e.g. `http://127.0.0.1:11434`), without `/v1`.
     pub fn new(base_url: String, timeout: Duration) -> Result<Self, LlmError> {
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(|err| LlmError::Network(format!("cannot build HTTP client: {err}")))?;
+        let client =
+            client_builder().build().map_err(|err| LlmError::Network(format!("cannot build HTTP client: {err}")))?;
         Ok(Self { client, base_url: base_url.trim_end_matches('/').to_owned(), timeout })
     }
 

@@ -23,6 +23,27 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// Longest provider message kept in [`LlmError::BadRequest`].
 const MAX_MESSAGE_CHARS: usize = 300;
 
+/// The one way valor starts building an HTTP client (model providers,
+/// tools, Telegram, `valor doctor`, tests). reqwest is built without a TLS
+/// crypto provider of its own (`rustls-no-provider`): this installs ring as
+/// the process's rustls provider first, so no client ever meets "no crypto
+/// provider". `clippy.toml` forbids `reqwest::Client::new`/`builder` elsewhere.
+#[allow(clippy::disallowed_methods)]
+pub fn client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}
+
+/// Installs ring as the process-wide rustls crypto provider, once. An error
+/// means a provider was already installed (by an embedding program); that one
+/// is kept.
+fn install_crypto_provider() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// How to reach one provider endpoint.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -54,7 +75,7 @@ pub struct Transport {
 impl Transport {
     /// Builds the HTTP client (connect timeout only; request limits are per call).
     pub fn new(config: TransportConfig) -> Result<Self, LlmError> {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|err| LlmError::Network(format!("cannot build HTTP client: {}", error_chain_tail(&err))))?;

@@ -87,7 +87,7 @@ impl Aimock {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         // A fresh connection per control request: Node closes idle keep-alive
         // connections after 5 s, and a request racing that close is reset.
-        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        let http = valor::llm::transport::client_builder().pool_max_idle_per_host(0).build().unwrap();
         Aimock { url, child, _fixtures: fixtures, http }
     }
 
@@ -186,7 +186,7 @@ impl TestApp {
         let app = App::build_with_tools(settings, adjust).await.expect("building the app");
         let running = app.start(shutdown.clone()).await.expect("starting the app");
         let base = format!("http://{}", running.local_addr);
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let http = valor::llm::transport::client_builder().timeout(Duration::from_secs(30)).build().unwrap();
         TestApp { base, http, data_dir: Some(data_dir), running: Some(running), shutdown }
     }
 

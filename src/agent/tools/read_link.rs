@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::resilience::ExternalService;
 use super::{ToolContext, ToolError, TypedTool};
-use crate::llm::transport::{classify_reqwest_error, classify_status, truncate_chars};
+use crate::llm::transport::{classify_reqwest_error, classify_status, client_builder, truncate_chars};
 use crate::llm::{ChatModel, ChatRequest, LlmError, Message};
 
 /// Most redirects followed for one link.
@@ -157,7 +157,7 @@ impl ReadLink {
                 Ok(address) => address,
                 Err(refusal) => return Ok(Err(refusal)),
             };
-            let mut builder = reqwest::Client::builder()
+            let mut builder = client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .connect_timeout(self.service.policy().attempt_timeout)

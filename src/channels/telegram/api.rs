@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::llm::transport::{FilePart, multipart_body, multipart_boundary};
+use crate::llm::transport::{FilePart, client_builder, multipart_body, multipart_boundary};
 
 /// A failed Bot API call, classified for the caller.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -98,7 +98,7 @@ impl std::fmt::Debug for BotApi {
 
 impl BotApi {
     pub fn new(api_url: &str, token: SecretString) -> Result<BotApi, ApiError> {
-        let http = reqwest::Client::builder()
+        let http = client_builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|error| ApiError::Network { method: "client".into(), detail: error.to_string() })?;
