@@ -6,5 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --locked --quiet --bin valor --example load
+# Two builds: the example's dev-dependencies add features (tokio's test-util)
+# that would change valor's symbol names and so miss link/startup-order.txt;
+# `valor` is built exactly as `cargo build --release` builds it.
+cargo build --release --locked --quiet --bin valor
+cargo build --release --locked --quiet --example load
 exec "$target/release/examples/load" --valor-bin "$target/release/valor" "$@"

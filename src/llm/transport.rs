@@ -31,8 +31,13 @@ const MAX_MESSAGE_CHARS: usize = 300;
 #[allow(clippy::disallowed_methods)]
 pub fn client_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
-    reqwest::Client::builder()
+    reqwest::Client::builder().pool_max_idle_per_host(MAX_IDLE_PER_HOST)
 }
+
+/// Idle connections kept per host. A burst of concurrent turns opens one
+/// model stream each; keeping all of them (reqwest's default has no cap)
+/// kept their buffers resident for the 90 s idle timeout after the burst.
+const MAX_IDLE_PER_HOST: usize = 8;
 
 /// Installs ring as the process-wide rustls crypto provider, once. An error
 /// means a provider was already installed (by an embedding program); that one

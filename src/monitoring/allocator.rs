@@ -14,9 +14,15 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn release_free_memory() -> bool {
+    // Declared here rather than through the `libc` crate: a new dependency
+    // changes every valor symbol's name and so the link order file.
+    unsafe extern "C" {
+        /// glibc: `int malloc_trim(size_t pad)`.
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
     // SAFETY: `malloc_trim` takes a size and no pointers, and glibc holds
     // each arena's lock while it trims, so it is safe beside any allocation.
-    unsafe { libc::malloc_trim(0) == 1 }
+    unsafe { malloc_trim(0) == 1 }
 }
 
 /// Return free heap pages to the OS: nothing to do off glibc.
