@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::{Aimock, TestApp, repo_root, use_anthropic};
 use serde_json::{Value, json};
-use support::{job_id_in, processes_with, system_notices, tool_output, with_workspace};
+use support::{
+    cli_env, job_id_in, jobs_driven_by_the_test, processes_with, system_notices, tool_output, with_workspace,
+};
 use valor::config::Settings;
 
 const MODEL: &str = "gemini-2.5-flash";
@@ -39,17 +41,15 @@ fn configure(settings: &mut Settings, mock: &Aimock, root: &Path, home: &Path) {
     gemini.bin = gemini_bin().display().to_string();
     gemini.models.small = MODEL.into();
     gemini.models.medium = MODEL.into();
-    gemini.env = [
-        ("GOOGLE_GEMINI_BASE_URL", mock.url.as_str()),
-        ("GEMINI_API_KEY", "x"),
-        ("GEMINI_CLI_TRUST_WORKSPACE", "true"),
-        ("HOME", home.to_str().unwrap()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value.to_owned()))
-    .collect();
-    settings.jobs.workers = 0;
-    settings.jobs.lease_secs = 3;
+    gemini.env = cli_env(
+        home,
+        &[
+            ("GOOGLE_GEMINI_BASE_URL", mock.url.as_str()),
+            ("GEMINI_API_KEY", "x"),
+            ("GEMINI_CLI_TRUST_WORKSPACE", "true"),
+        ],
+    );
+    jobs_driven_by_the_test(settings);
 }
 
 /// Script valor's model to delegate `task` (with `extra` tool arguments) when the user says `ask`.

@@ -55,20 +55,31 @@ pub fn claude_bin() -> PathBuf {
     bin
 }
 
+/// A CLI's environment: `pairs` and its own `HOME`.
+pub fn cli_env(home: &Path, pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    let home = ("HOME", home.to_str().unwrap());
+    pairs.iter().chain([&home]).map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+}
+
+/// No background workers (the test runs jobs with `try_execute_next`), and
+/// short leases so a stopped run is taken up again quickly.
+pub fn jobs_driven_by_the_test(settings: &mut Settings) {
+    settings.jobs.workers = 0;
+    settings.jobs.lease_secs = 3;
+}
+
 /// Point `[claude]` at the real CLI, talking to aimock, with its own HOME.
 pub fn use_claude_code(settings: &mut Settings, mock: &Aimock, home: &Path) {
     settings.claude.bin = claude_bin().display().to_string();
-    settings.claude.env = [
-        ("ANTHROPIC_BASE_URL", mock.url.as_str()),
-        ("ANTHROPIC_API_KEY", "test"),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ("HOME", home.to_str().unwrap()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value.to_owned()))
-    .collect();
-    settings.jobs.workers = 0;
-    settings.jobs.lease_secs = 3;
+    settings.claude.env = cli_env(
+        home,
+        &[
+            ("ANTHROPIC_BASE_URL", mock.url.as_str()),
+            ("ANTHROPIC_API_KEY", "test"),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ],
+    );
+    jobs_driven_by_the_test(settings);
     // The router's model for interactive work reaches the CLI (as ANTHROPIC_MODEL).
     settings.routing.claude_models.medium = ROUTED_MODEL.into();
 }
