@@ -58,8 +58,7 @@ async fn ask(
     }
     let timeout_ms = i64::try_from(scope.approval_timeout.as_millis()).unwrap_or(i64::MAX / 4);
     let expires = chrono::Utc::now().timestamp_millis().saturating_add(timeout_ms);
-    let (approval, _created) =
-        store.open_approval(scope.job_id, &scope.conversation_id, tool_name, input, expires).await?;
+    let approval = store.open_approval(scope.job_id, &scope.conversation_id, tool_name, input, expires).await?;
     // Posted for a reused request too: the dedupe key makes it a no-op when the
     // question went out already, and a valor killed between storing the request
     // and posting it still asks on the re-run.

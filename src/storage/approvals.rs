@@ -106,7 +106,6 @@ fn approval_row(row: &SqliteRow) -> StorageResult<Approval> {
 
 impl Store {
     /// The pending request of this job for this exact tool call, or a new one.
-    /// Returns it and whether it was created now (then the chat must be asked).
     /// A re-run after a restart asking the same thing finds the old request.
     pub async fn open_approval(
         &self,
@@ -115,7 +114,7 @@ impl Store {
         tool_name: &str,
         input: &serde_json::Value,
         expires_at_ms: i64,
-    ) -> StorageResult<(Approval, bool)> {
+    ) -> StorageResult<Approval> {
         let input = input.to_string();
         let now = now_ms();
         let mut tx = self.writer.begin().await.map_err(|error| sql_error("begin approval", error))?;
@@ -135,7 +134,7 @@ impl Store {
             .map_err(|error| sql_error("find approval", error))?;
         if let Some(row) = existing {
             tx.commit().await.map_err(|error| sql_error("commit approval", error))?;
-            return Ok((approval_row(&row)?, false));
+            return approval_row(&row);
         }
         let sql = concat!(
             "INSERT INTO approvals (job_id, conversation_id, tool_name, input, status, created_at_ms, expires_at_ms) \
@@ -153,7 +152,7 @@ impl Store {
             .await
             .map_err(|error| sql_error("store approval", error))?;
         tx.commit().await.map_err(|error| sql_error("commit approval", error))?;
-        Ok((approval_row(&row)?, true))
+        approval_row(&row)
     }
 
     pub async fn get_approval(&self, id: i64) -> StorageResult<Approval> {
@@ -264,11 +263,9 @@ mod tests {
     async fn the_first_answer_wins_and_a_repeat_changes_nothing() {
         let (store, _dir) = store().await;
         let input = json!({"file_path": "/w/a.txt"});
-        let (approval, created) = store.open_approval(7, "c1", "Write", &input, now_ms() + 60_000).await.unwrap();
-        assert!(created);
-        let (same, created) = store.open_approval(7, "c1", "Write", &input, now_ms() + 60_000).await.unwrap();
-        assert!(!created, "the same pending request is reused");
-        assert_eq!(same.id, approval.id);
+        let approval = store.open_approval(7, "c1", "Write", &input, now_ms() + 60_000).await.unwrap();
+        let same = store.open_approval(7, "c1", "Write", &input, now_ms() + 60_000).await.unwrap();
+        assert_eq!(same.id, approval.id, "the same pending request is reused");
         assert_eq!(store.pending_approvals(Some("c1")).await.unwrap().len(), 1);
         assert!(store.pending_approvals(Some("c2")).await.unwrap().is_empty());
         assert!(!store.tool_allowed_for_run(7, "Write").await.unwrap());
@@ -300,7 +297,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_request_times_out_and_cannot_be_allowed_late() {
         let (store, _dir) = store().await;
-        let (approval, _) = store.open_approval(1, "c", "Bash", &json!({}), now_ms() - 1).await.unwrap();
+        let approval = store.open_approval(1, "c", "Bash", &json!({}), now_ms() - 1).await.unwrap();
         let outcome = store.answer_approval(approval.id, ApprovalAnswer::AllowOnce, "api").await.unwrap();
         let AnswerOutcome::AlreadyDecided(kept) = outcome else { panic!("{outcome:?}") };
         assert_eq!(kept.status, "timed_out");
