@@ -323,3 +323,66 @@ async fn one_get_updates_answer_is_stored_with_its_offset_in_one_transaction() {
     assert_eq!(store.telegram_offset().await.unwrap(), Some(5));
     store.close().await;
 }
+
+/// A backlog update from `from` in the group `chat`.
+fn stored_group_update_at(
+    update_id: i64,
+    chat: i64,
+    from: &Person,
+    message_id: i64,
+    text: &str,
+    date: i64,
+) -> TelegramInbound {
+    let mut update = stored_update_at(update_id, from, message_id, text, date);
+    update.raw["message"]["chat"] = serde_json::json!({"id": chat, "type": "supergroup", "title": "team"});
+    if let Some(length) = text.strip_prefix('@').and_then(|rest| rest.find(' ')) {
+        update.raw["message"]["entities"] = serde_json::json!([{"type": "mention", "offset": 0, "length": length + 1}]);
+    }
+    update.chat_id = chat;
+    update
+}
+
+/// The tool names offered in each model request, in order.
+async fn offered_tools(mock: &Aimock) -> Vec<Vec<String>> {
+    mock.requests_to("/v1/chat/completions")
+        .await
+        .iter()
+        .map(|request| {
+            let tools = request["body"]["tools"].as_array().cloned().unwrap_or_default();
+            tools.iter().filter_map(|tool| tool["function"]["name"].as_str().map(str::to_owned)).collect()
+        })
+        .collect()
+}
+
+/// Security: a combined "while I was away" turn acts with the least privilege of its authors.
+#[tokio::test]
+async fn a_backlog_with_a_non_admins_message_runs_without_admin_rights() {
+    for (authors, admin_tools_expected) in [(vec![&ADMIN, &BOB], false), (vec![&ADMIN, &ADMIN], true)] {
+        let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+        script(&mock, "While I was away", "While I was away… done.").await;
+        let data = tempfile::tempdir().unwrap();
+        let hour_ago = chrono_now() - 3600;
+        {
+            let store = Store::open(&data.path().join("valor.db")).await.unwrap();
+            for (index, from) in authors.iter().enumerate() {
+                let id = 30 + index as i64;
+                let text = format!("@valor_bot please queue a background task number {index}");
+                let update = stored_group_update_at(id, GROUP, from, 70 + index as i64, &text, hour_ago + index as i64);
+                store.telegram_accept_updates(id + 1, &[update]).await.unwrap();
+            }
+            store.close().await;
+        }
+        let _app = TestApp::spawn_in(data, configure(&mock, &fake)).await;
+        assert_eq!(fake.wait_for_replies(GROUP, 1).await, ["While I was away… done."]);
+        let offered = offered_tools(&mock).await;
+        assert_eq!(offered.len(), 1, "one turn for the whole backlog");
+        assert!(!offered[0].is_empty(), "the request offers tools at all: {offered:?}");
+        assert_eq!(
+            offered[0].iter().any(|name| name == "queue_task"),
+            admin_tools_expected,
+            "authors {:?}: tools {:?}",
+            authors.iter().map(|person| person.username).collect::<Vec<_>>(),
+            offered[0]
+        );
+    }
+}

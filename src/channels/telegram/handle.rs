@@ -48,7 +48,8 @@ pub(super) async fn handle(shared: &Shared, row: TelegramUpdateRow) {
 
 /// Several messages of one chat that waited longer than `away_after_secs`
 /// (valor was down): checked one by one (each audit-logged), then answered
-/// together in one turn — "while I was away…" — replying to the newest.
+/// together in one turn — "while I was away…" — replying to the newest, with
+/// the least privilege of its authors (admin only if all are admins).
 pub(super) async fn handle_backlog(shared: &Shared, rows: Vec<TelegramUpdateRow>) {
     let Some(chat_id) = rows.first().map(|row| row.chat_id) else { return };
     let lock = shared.chat_lock(chat_id);
@@ -75,14 +76,19 @@ async fn answer_backlog(shared: &Shared, rows: &[TelegramUpdateRow]) -> StorageR
     let Some((_, newest, _, _)) = allowed.last() else { return Ok(()) };
     let newest = newest.clone();
     let ids: Vec<i64> = allowed.iter().map(|(id, ..)| *id).collect();
-    let is_admin = allowed.iter().any(|(.., is_admin)| *is_admin);
+    // A combined turn acts with the least privilege of its authors: admin only if every author is one, and
+    // a workspace's `allowed_users` see a person only when one person wrote the whole backlog.
+    let is_admin = allowed.iter().all(|(.., is_admin)| *is_admin);
+    let mut authors = allowed.iter().map(|(_, message, ..)| message.user_id);
+    let first_author = authors.next().flatten();
+    let user = if authors.all(|author| author == first_author) { author_of(&newest) } else { None };
     let list: Vec<String> = allowed.iter().map(|(_, message, text, _)| backlog_line(message, text)).collect();
     let text = format!(
         "While I was away, these messages arrived in this chat (oldest first):\n{}\n\n\
          Start your reply with \"While I was away…\" and answer them together in one reply.",
         list.join("\n")
     );
-    answer(shared, &ids, &newest, Turn { text, is_admin, images: Vec::new(), heard: None }).await
+    answer(shared, &ids, &newest, Turn { text, is_admin, user, images: Vec::new(), heard: None }).await
 }
 
 fn backlog_line(message: &Incoming, text: &str) -> String {
@@ -133,7 +139,7 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
             }
             MediaOutcome::Heard(heard) => {
                 let said = if text.trim().is_empty() { heard.clone() } else { format!("{heard}\n\n{text}") };
-                let turn = Turn { text: said, is_admin, images, heard: Some(heard) };
+                let turn = Turn { text: said, is_admin, user: author_of(&message), images, heard: Some(heard) };
                 return answer(shared, &[row.id], &message, turn).await;
             }
             MediaOutcome::Reply(reply) => return finish(shared, &[row.id], &message, &reply, None).await,
@@ -148,7 +154,7 @@ async fn handle_row(shared: &Shared, row: &TelegramUpdateRow) -> StorageResult<(
     if let Some(reply) = commands::run(shared, &message, &text, is_admin).await? {
         return finish(shared, &[row.id], &message, &reply, None).await;
     }
-    answer(shared, &[row.id], &message, Turn { text, is_admin, images, heard: None }).await
+    answer(shared, &[row.id], &message, Turn { text, is_admin, user: author_of(&message), images, heard: None }).await
 }
 
 /// The question for a photo sent without a caption.
@@ -218,13 +224,15 @@ async fn set_reaction(api: super::BotApi, chat_id: i64, message_id: i64, emoji: 
 struct Turn {
     text: String,
     is_admin: bool,
+    /// Who the turn acts for (a workspace's `allowed_users` check); `None` for a backlog of several people.
+    user: Option<ChatUser>,
     images: Vec<ImageAttachment>,
     /// A voice note's transcript, shown above the reply ("🎤 “…”").
     heard: Option<String>,
 }
 
 async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -> StorageResult<()> {
-    let Turn { text, is_admin, images, heard } = turn;
+    let Turn { text, is_admin, user, images, heard } = turn;
     // Above the high-water mark a non-admin's new turn is refused politely (commands still work).
     if shared.agent.monitor().should_shed(is_admin).is_some() {
         return finish(shared, rows, message, BUSY_REPLY, None).await;
@@ -237,7 +245,6 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
     let _stop_typing = typing.clone().drop_guard();
     let target = (message.chat_id, message.thread_id);
     tokio::spawn(keep_typing(shared.api.clone(), target, shared.typing_interval(), typing.clone()));
-    let user = message.user_id.map(|id| ChatUser { id, username: message.username.clone() });
     let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, user, images });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
@@ -270,6 +277,11 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
     let _ = seen.await;
     react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
     Ok(())
+}
+
+/// The sender of `message`, as a workspace access check sees them.
+fn author_of(message: &Incoming) -> Option<ChatUser> {
+    message.user_id.map(|id| ChatUser { id, username: message.username.clone() })
 }
 
 async fn keep_typing(
