@@ -7,9 +7,11 @@
 //!   group acts as a non-admin (a group has non-admin members); any other
 //!   chat is refused. Usernames in `allowed_users` cannot be checked without
 //!   a message, so only ids count here.
-//! - Background-job conversations (`job`) act as non-admins, like the jobs.
+//! - Background-job and daydream conversations (`job`, `daydream`) act as
+//!   non-admins, like the jobs.
 //! - Web, API and terminal conversations act as admins: only token holders
 //!   and local users reach them.
+//! - Any other channel is refused (deny by default).
 //!
 //! The registry then applies the tool permissions and the spending limit.
 
@@ -38,8 +40,14 @@ pub fn acts_as_admin(rules: &TelegramSettings, conversation: &Conversation) -> R
                 ))
             }
         }
-        "job" => Ok(false),
-        _ => Ok(true),
+        // Background work: the jobs' and the daydream's own transcripts.
+        "job" | "daydream" => Ok(false),
+        "web" | "api" | "terminal" => Ok(true),
+        // Deny by default: a channel this list does not know is never admin by accident.
+        other => Err(format!(
+            "conversation {:?} belongs to the channel {other:?}, which may not use valor's tools over MCP",
+            conversation.title
+        )),
     }
 }
 
@@ -84,5 +92,8 @@ mod tests {
         let refused = acts_as_admin(&rules, &conversation("telegram", Some(3))).unwrap_err();
         assert!(refused.starts_with("Telegram chat 3 has no permission to use valor's tools"), "{refused}");
         assert!(acts_as_admin(&rules, &conversation("telegram", None)).is_err());
+        assert_eq!(acts_as_admin(&rules, &conversation("daydream", None)), Ok(false));
+        let unknown = acts_as_admin(&rules, &conversation("carrier-pigeon", None)).unwrap_err();
+        assert!(unknown.contains("\"carrier-pigeon\", which may not use valor's tools"), "{unknown}");
     }
 }
