@@ -90,6 +90,25 @@ async fn unknown_tools_and_bad_arguments_go_back_to_the_model_as_error_results()
     assert_eq!(turn["status"], "completed");
 }
 
+/// Security: a query of a million words is refused at once instead of keeping a core busy.
+#[tokio::test]
+async fn a_huge_search_history_query_goes_back_to_the_model_as_too_long() {
+    let mock = Aimock::start().await;
+    let huge: String = (0..200_000).map(|n| format!("w{n} ")).collect();
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "search a lot", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "search_history", "arguments": {"query": huge}}]}},
+        {"match": {"userMessage": "search a lot", "hasToolResult": true}, "response": {"content": "Too long."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let reply = app.send_ok("huge", "search a lot").await;
+    let call = &reply["tool_calls"][0];
+    assert_eq!(call["is_error"], true, "{call}");
+    assert!(call["output"].as_str().unwrap().contains("query is too long: use at most 16 words"), "{call}");
+    assert_eq!(reply["reply"], "Too long.");
+}
+
 #[tokio::test]
 async fn without_ollama_the_providers_small_tier_labels_the_message() {
     let mock = Aimock::start().await;

@@ -27,6 +27,7 @@ mod workspace;
 
 pub use approvals::{AnswerOutcome, Approval, ApprovalAnswer};
 pub use daydream::{ChildProcess, DaydreamPhase, DaydreamSession, JobKindStats};
+pub use fts::{MAX_QUERY_BYTES, MAX_QUERY_TERMS};
 pub use job_types::*;
 pub use schedules::ScheduleState;
 pub use spend::NewSpend;

@@ -5,11 +5,12 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{ToolContext, ToolError, TypedTool};
+use crate::storage::{MAX_QUERY_BYTES, MAX_QUERY_TERMS};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchHistoryInput {
-    /// Words to look for in earlier messages of this conversation.
+    /// Words to look for in earlier messages of this conversation (at most 16 words).
     pub query: String,
     /// How many matches to return (1–20, default 5).
     #[serde(default)]
@@ -31,6 +32,11 @@ impl TypedTool for SearchHistory {
         let query = input.query.trim();
         if query.is_empty() {
             return Err(ToolError::RespondToModel("query must not be empty".into()));
+        }
+        if query.len() > MAX_QUERY_BYTES || query.split_whitespace().nth(MAX_QUERY_TERMS).is_some() {
+            return Err(ToolError::RespondToModel(format!(
+                "query is too long: use at most {MAX_QUERY_TERMS} words and {MAX_QUERY_BYTES} bytes of keywords"
+            )));
         }
         let limit = input.limit.unwrap_or(5).clamp(1, 20);
         // Ask for extra rows: the current turn's own messages are filtered out below.
