@@ -53,3 +53,21 @@ async fn status_shows_the_health_score_its_components_and_the_tokens_saved() {
     let html = fake.visible_messages(ADMIN.id)[1]["html"].as_str().unwrap().to_owned();
     assert!(html.contains(&format!("<b>Health: {score}/100 ({level})</b>")), "{html}");
 }
+
+/// Security: a non-admin's `/status` shows the score, not valor's internals.
+#[tokio::test]
+async fn a_non_admins_status_shows_the_score_but_not_the_components() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    fake.send_text(ALICE.id, &ALICE, "/status");
+    fake.send_text(ADMIN.id, &ADMIN, "/status");
+    let alice = fake.wait_for_replies(ALICE.id, 1).await[0].clone();
+    let admin = fake.wait_for_replies(ADMIN.id, 1).await[0].clone();
+    let level = app.get_json("/api/status").await["health"]["level"].as_str().unwrap().to_owned();
+    assert!(alice.contains(&format!("({level})")) && alice.contains("Health: "), "{alice}");
+    assert!(alice.contains("tokens in this chat"), "{alice}");
+    for detail in ["database:", "telegram:", "model provider", "outbox:", "background jobs", "in all"] {
+        assert!(!alice.contains(detail), "{detail:?} shown to a non-admin: {alice}");
+        assert!(admin.contains(detail), "{detail:?} missing for the admin: {admin}");
+    }
+}

@@ -12,7 +12,7 @@ use super::inbound::Incoming;
 const HELP: &str = "I'm **Valor**, your AI coworker. Write to me in plain words; in groups, mention me or reply to my message.\n\n\
 Commands:\n\
 - /help — this list\n\
-- /status — my health score, its parts and the tokens context compaction saved\n\
+- /status — my health score (its parts for admins) and the tokens context compaction saved\n\
 - /workspace — which workspace this chat maps to\n\
 - /jobs — this chat's background jobs\n\
 - /cancel ID — cancel one of them\n\
@@ -88,7 +88,7 @@ pub(super) async fn run(
             new_conversation(shared, message).await?;
             "Done — this chat starts a fresh conversation now.".to_owned()
         }
-        "status" => status(shared, message.chat_id).await?,
+        "status" => status(shared, message.chat_id, is_admin).await?,
         "workspace" => workspace(shared, message.chat_id),
         "jobs" => super::job_commands::list(shared, message).await?,
         "cancel" => {
@@ -100,8 +100,21 @@ pub(super) async fn run(
     Ok(Some(reply))
 }
 
-async fn status(shared: &Shared, chat_id: i64) -> StorageResult<String> {
+/// The health score for everyone; its parts (components, model provider,
+/// outbox, queue, totals across chats) for admins only.
+async fn status(shared: &Shared, chat_id: i64, is_admin: bool) -> StorageResult<String> {
     let health = crate::agent::health::current_health(&shared.agent, true).await;
+    let saved_here = shared.store.context_tokens_saved(Some(chat_id)).await?;
+    if !is_admin {
+        return Ok(format!(
+            "valor {} is running as @{}.\n\n**Health: {}/100 ({})**\n\n\
+             - context compaction saved {saved_here} tokens in this chat",
+            env!("CARGO_PKG_VERSION"),
+            shared.bot.username,
+            health.score,
+            health.level,
+        ));
+    }
     let model = match shared.agent.provider_name() {
         Some(provider) => format!("model provider: {provider}"),
         None => NO_MODEL_REPLY.to_owned(),
@@ -125,7 +138,6 @@ async fn status(shared: &Shared, chat_id: i64) -> StorageResult<String> {
             lost => format!("- ⚠ {}: {} (−{lost})", component.name, component.note),
         })
         .collect();
-    let saved_here = shared.store.context_tokens_saved(Some(chat_id)).await?;
     let saved_total = shared.store.context_tokens_saved(None).await?;
     Ok(format!(
         "valor {} is running as @{}.\n\n**Health: {}/100 ({})**\n{}\n\n- {model}\n- {outbox}\n\
