@@ -42,6 +42,7 @@ use crate::agent::outbox::{Notice, NoticeKind, Outbox};
 use crate::agent::tools::{ToolContext, ToolError, ToolRegistry};
 use crate::config::McpSettings;
 use crate::storage::Store;
+use crate::workspace::PathRefusal;
 use crate::workspace::mcp_config::{APPROVE_TOOL, RunAccess, RunScope};
 
 /// Never offered to a run: it would let Claude Code start Claude Code.
@@ -167,17 +168,25 @@ impl RunMcpServer {
         let text = |key: &str| arguments.get(key).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
         let (bytes, handoff) = match (text("path"), text("image_base64")) {
             (Some(path), None) => {
-                let resolved =
-                    scope.workspace.resolve(path).map_err(|refusal| format!("{path:?} refused: {refusal}"))?;
-                let metadata = tokio::fs::metadata(&resolved).await.map_err(|_| format!("no file at {path:?}"))?;
-                if !metadata.is_file() {
-                    return Err(format!("{path:?} is not a file"));
-                }
-                if metadata.len() > crate::agent::media::MAX_IMAGE_BYTES as u64 {
-                    return Err("the image is larger than 10 MB".into());
-                }
-                let bytes = tokio::fs::read(&resolved).await.map_err(|error| format!("{path:?}: {error}"))?;
-                (bytes, Some(resolved))
+                // Opened once; read and removed through what was opened (no check-then-use).
+                let (workspace, requested) = (scope.workspace.clone(), path.to_owned());
+                let opened = tokio::task::spawn_blocking(move || {
+                    let mut file = workspace.open_file(&requested)?;
+                    let bytes = file
+                        .read_up_to(crate::agent::media::MAX_IMAGE_BYTES)
+                        .map_err(|error| PathRefusal::Unreadable(error.to_string()))?;
+                    Ok::<_, PathRefusal>((bytes, file))
+                })
+                .await
+                .map_err(|_| "the file could not be read".to_owned())?;
+                let (bytes, file) = match opened {
+                    Ok(opened) => opened,
+                    Err(PathRefusal::Missing) => return Err(format!("no file at {path:?}")),
+                    Err(PathRefusal::NotAFile) => return Err(format!("{path:?} is not a file")),
+                    Err(refusal) => return Err(format!("{path:?} refused: {refusal}")),
+                };
+                let Some(bytes) = bytes else { return Err("the image is larger than 10 MB".into()) };
+                (bytes, Some(file))
             }
             (None, Some(data)) => {
                 let bytes = base64::engine::general_purpose::STANDARD
@@ -207,10 +216,12 @@ impl RunMcpServer {
             tracing::error!(job = scope.job_id, "the screenshot was not posted: {error}");
             "the screenshot could not be posted; see valor's log".to_owned()
         })?;
-        if let Some(file) = handoff
-            && let Err(error) = tokio::fs::remove_file(&file).await
-        {
-            tracing::warn!(job = scope.job_id, "the handed-off file {} stays: {error}", file.display());
+        if let Some(file) = handoff {
+            match tokio::task::spawn_blocking(move || file.remove()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(job = scope.job_id, "the handed-off file stays: {error}"),
+                Err(join_error) => tracing::warn!(job = scope.job_id, "the handed-off file stays: {join_error}"),
+            }
         }
         tracing::info!(job = scope.job_id, "screenshot {reference} posted to the chat");
         Ok(format!("The image was sent to the chat (stored as {reference})."))

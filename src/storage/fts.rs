@@ -33,6 +33,7 @@ pub(super) fn match_expression(user_text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::{MAX_QUERY_BYTES, MAX_QUERY_TERMS, match_expression};
 
     #[test]

@@ -16,6 +16,7 @@ mod access;
 pub mod claude;
 pub mod gemini;
 pub mod mcp_config;
+mod open;
 pub mod orphans;
 mod paths;
 pub mod process;
@@ -24,6 +25,7 @@ pub mod stream_json;
 pub mod subagents;
 
 pub use access::{ChatUser, Requester, may_use};
+pub use open::OpenedFile;
 pub use paths::{MAX_NAME_BYTES, MAX_PATH_BYTES, PathRefusal, Workspace};
 
 use std::path::{Path, PathBuf};

@@ -65,6 +65,14 @@ pub enum PathRefusal {
     Forbidden,
     #[error("the path could not be checked: {0}")]
     Unreadable(String),
+    #[error("no file at that path")]
+    Missing,
+    #[error("the path is not a regular file")]
+    NotAFile,
+    #[error("the file changed while it was being opened")]
+    Changed,
+    #[error("the file has other hard links, so its content may live outside the workspace")]
+    HardLinked,
 }
 
 /// A workspace with a checked, canonical root.

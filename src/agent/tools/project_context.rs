@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 
 use super::{ToolContext, ToolError, TypedTool};
 use crate::workspace::{Workspace, Workspaces, resolve_audited};
@@ -94,10 +93,12 @@ pub(crate) async fn workspace_for(
 
 /// The first [`FILE_BYTES`] of a workspace file, if it exists and passes the path check.
 async fn read_start(context: &ToolContext, workspace: &Workspace, name: &str) -> Option<String> {
-    let path = resolve_audited(&context.store, &context.conversation_id, workspace, name).await.ok()?;
-    let file = tokio::fs::File::open(&path).await.ok()?;
-    let mut bytes = Vec::new();
-    file.take(FILE_BYTES).read_to_end(&mut bytes).await.ok()?;
+    // Audited by path, then opened once and read through what was opened (no check-then-use).
+    resolve_audited(&context.store, &context.conversation_id, workspace, name).await.ok()?;
+    let (workspace, name) = (workspace.clone(), name.to_owned());
+    let bytes = tokio::task::spawn_blocking(move || workspace.open_file(&name).ok()?.read_start(FILE_BYTES).ok())
+        .await
+        .ok()??;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
