@@ -39,12 +39,23 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::print_stderr)]
+/// An error for the person at the terminal; a closed stderr is not worth a panic.
 fn report(message: &str) {
-    eprintln!("{message}");
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
 }
 
-#[allow(clippy::print_stdout)]
+/// Write `text` and a newline to stdout. A reader that went away
+/// (`valor doctor | head`) ends the output quietly instead of panicking.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to standard output"),
+    }
+}
+
 async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
@@ -72,11 +83,11 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
         Command::Doctor => {
             let rows = valor::app::doctor(&settings).await;
             let width = rows.iter().map(|r| r.part.len()).max().unwrap_or(8);
-            println!("{:width$}  {:13}  detail", "part", "state");
-            for row in &rows {
-                println!("{:width$}  {:13}  {}", row.part, row.state.as_str(), row.detail);
-            }
-            Ok(())
+            let mut table = vec![format!("{:width$}  {:13}  detail", "part", "state")];
+            table.extend(
+                rows.iter().map(|row| format!("{:width$}  {:13}  {}", row.part, row.state.as_str(), row.detail)),
+            );
+            print_out(&table.join("\n"))
         }
         Command::Migrate => {
             let path = settings.database_path();
@@ -86,9 +97,8 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
             store.migrate().await?;
             let report = store.pragma_report().await?;
             let version = report.schema_version.map_or_else(|| "none".to_owned(), |v| v.to_string());
-            println!("database {} is at schema version {version}", path.display());
             store.close().await;
-            Ok(())
+            print_out(&format!("database {} is at schema version {version}", path.display()))
         }
         Command::Backup { path } => {
             let source = settings.database_path();
@@ -96,8 +106,7 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
                 valor::storage::Store::open(&source).await.with_context(|| format!("opening {}", source.display()))?;
             store.backup_to(&path).await.with_context(|| format!("backing up to {}", path.display()))?;
             store.close().await;
-            println!("backed up {} to {}", source.display(), path.display());
-            Ok(())
+            print_out(&format!("backed up {} to {}", source.display(), path.display()))
         }
         Command::Jobs { action } => {
             let action = match action {
@@ -106,20 +115,17 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
                 JobsCommand::Retry { id } => valor::app::JobsAction::Retry { id },
                 JobsCommand::Cancel { id } => valor::app::JobsAction::Cancel { id },
             };
-            println!("{}", valor::app::jobs_command(&settings, action).await?);
-            Ok(())
+            print_out(&valor::app::jobs_command(&settings, action).await?)
         }
         Command::Workspace { action } => {
             let action = match action {
                 WorkspaceCommand::List => valor::app::WorkspaceAction::List,
                 WorkspaceCommand::Init { name } => valor::app::WorkspaceAction::Init { name },
             };
-            println!("{}", valor::app::workspace_command(&settings, action).await?);
-            Ok(())
+            print_out(&valor::app::workspace_command(&settings, action).await?)
         }
         Command::Daydream { action: DaydreamCommand::Run } => {
-            println!("{}", valor::app::daydream_run_command(settings).await?);
-            Ok(())
+            print_out(&valor::app::daydream_run_command(settings).await?)
         }
     }
 }

@@ -87,6 +87,21 @@ async fn a_bad_config_value_exits_with_code_2_naming_the_key() {
     assert!(stderr.contains("max_steps"), "{stderr}");
 }
 
+/// `valor doctor | head`, `valor jobs list | true`: a reader that goes away is no panic.
+#[tokio::test]
+async fn commands_whose_reader_closed_the_pipe_end_quietly_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["doctor"][..], &["migrate"], &["jobs", "list"]] {
+        let mut child = valor(dir.path()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // The read end is closed before valor writes anything.
+        drop(child.stdout.take());
+        let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "valor {args:?}: {stderr}");
+        assert_ne!(output.status.code(), Some(101), "valor {args:?} panicked: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn doctor_prints_a_table_of_what_is_ready() {
     let dir = tempfile::tempdir().unwrap();
