@@ -102,8 +102,7 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
         }
         Command::Backup { path } => {
             let source = settings.database_path();
-            let store =
-                valor::storage::Store::open(&source).await.with_context(|| format!("opening {}", source.display()))?;
+            let store = valor::app::open_existing_store(&settings).await?;
             store.backup_to(&path).await.with_context(|| format!("backing up to {}", path.display()))?;
             store.close().await;
             print_out(&format!("backed up {} to {}", source.display(), path.display()))

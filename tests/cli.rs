@@ -105,6 +105,15 @@ async fn commands_whose_reader_closed_the_pipe_end_quietly_without_a_panic() {
 #[tokio::test]
 async fn doctor_prints_a_table_of_what_is_ready() {
     let dir = tempfile::tempdir().unwrap();
+    // Before valor ever ran here: the database row says so, and looking creates nothing.
+    let output = valor(dir.path()).arg("doctor").output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let database = stdout.lines().find(|l| l.starts_with("database")).unwrap_or_default().to_owned();
+    assert!(database.contains("off") && database.contains("there is no valor database at"), "{stdout}");
+    assert!(!dir.path().join("data/valor.db").exists(), "doctor created an empty database");
+    let migrated = valor(dir.path()).arg("migrate").output().await.unwrap();
+    assert!(migrated.status.success());
+
     let output = valor(dir.path()).arg("doctor").output().await.unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -126,6 +135,23 @@ async fn doctor_prints_a_table_of_what_is_ready() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.lines().any(|l| l.starts_with("model (anthropic)") && l.contains("unreachable")), "{stdout}");
     assert!(!stdout.contains("sk-ant-doctor-secret"));
+}
+
+/// Run in the wrong folder, `backup` and `jobs` refuse, naming the path they looked at.
+#[tokio::test]
+async fn commands_that_read_the_database_refuse_when_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("copy.db");
+    for args in [vec!["backup", backup.to_str().unwrap()], vec!["jobs", "list"]] {
+        let output = valor(dir.path()).args(&args).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "valor {args:?} succeeded without a database");
+        let looked_at = dir.path().join("data/valor.db");
+        let said = format!("there is no valor database at {}", dir.path().display());
+        assert!(stderr.contains(&said) && stderr.contains("data/valor.db"), "{stderr}");
+        assert!(stderr.contains("VALOR_DATA_DIR"), "{stderr}");
+        assert!(!looked_at.exists() && !backup.exists(), "valor {args:?} created a database");
+    }
 }
 
 #[tokio::test]

@@ -53,16 +53,15 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
         .unwrap_or_else(|| "defaults + environment".into());
     rows.push(row("config", DoctorState::Ready, source));
     let database = settings.database_path();
-    rows.push(match Store::open(&database).await {
-        Ok(store) => {
-            let ping = store.ping().await;
-            store.close().await;
-            match ping {
-                Ok(()) => row("database", DoctorState::Ready, database.display().to_string()),
-                Err(error) => row("database", DoctorState::Misconfigured, error.to_string()),
-            }
-        }
-        Err(error) => row("database", DoctorState::Misconfigured, format!("{}: {error}", database.display())),
+    // Looking never creates one: an empty database would hide that this is the wrong folder.
+    rows.push(if !database.is_file() {
+        row(
+            "database",
+            DoctorState::Off,
+            format!("{} (`valor serve` creates it on first start)", super::missing_database(&database)),
+        )
+    } else {
+        database_row(&database).await
     });
     let http = client_builder().timeout(Duration::from_secs(5)).build();
     let Ok(http) = http else {
@@ -152,5 +151,20 @@ async fn probe(
         Ok(response) => row(part, DoctorState::Ready, format!("{url} answered HTTP {}", response.status().as_u16())),
         Err(error) if error.is_timeout() => row(part, DoctorState::Unreachable, format!("{url}: no answer within 5 s")),
         Err(_) => row(part, DoctorState::Unreachable, format!("{url}: cannot connect")),
+    }
+}
+
+/// The database row for a file that exists: it opens and answers.
+async fn database_row(database: &std::path::Path) -> DoctorRow {
+    match Store::open(database).await {
+        Ok(store) => {
+            let ping = store.ping().await;
+            store.close().await;
+            match ping {
+                Ok(()) => row("database", DoctorState::Ready, database.display().to_string()),
+                Err(error) => row("database", DoctorState::Misconfigured, error.to_string()),
+            }
+        }
+        Err(error) => row("database", DoctorState::Misconfigured, format!("{}: {error}", database.display())),
     }
 }

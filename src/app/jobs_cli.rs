@@ -18,8 +18,7 @@ pub enum JobsAction {
 
 /// Run the action; returns the text to print.
 pub async fn jobs_command(settings: &Settings, action: JobsAction) -> anyhow::Result<String> {
-    let path = settings.database_path();
-    let store = Store::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+    let store = super::open_existing_store(settings).await?;
     let output = run(&store, action).await;
     store.close().await;
     output

@@ -19,6 +19,26 @@ pub use jobs_cli::{JobsAction, jobs_command};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
 pub use workspace_cli::{WorkspaceAction, workspace_command};
 
+/// The database of a valor that already ran, for commands that read it
+/// (`valor backup`, `valor jobs`): refused when there is none, so a command
+/// run in the wrong folder never creates an empty database and "succeeds".
+pub async fn open_existing_store(settings: &Settings) -> anyhow::Result<Store> {
+    let path = settings.database_path();
+    if !path.is_file() {
+        anyhow::bail!("{}", missing_database(&path));
+    }
+    Store::open(&path).await.with_context(|| format!("opening {}", path.display()))
+}
+
+/// Why there is no database, and how to point valor at the right one.
+pub fn missing_database(path: &std::path::Path) -> String {
+    format!(
+        "there is no valor database at {} — run this where `valor serve` keeps its data, or point \
+         VALOR_DATA_DIR (or `data_dir` in valor.toml) at that folder",
+        std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display()
+    )
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
