@@ -182,3 +182,17 @@ fn the_resources_section_sets_the_high_water_mark_and_refuses_unknown_keys() {
             .unwrap();
     assert_eq!(example.resources.cleanup_interval_secs, 300, "the example documents the default");
 }
+
+/// A key pasted with its newline works; one with a space inside is refused naming the variable.
+#[test]
+fn pasted_keys_are_trimmed_and_a_key_with_inner_whitespace_names_its_variable() {
+    let settings =
+        load_toml("", &[("ANTHROPIC_API_KEY", "sk-ant-pasted\n"), ("TELEGRAM_BOT_TOKEN", " 123:abc ")]).unwrap();
+    assert_eq!(settings.anthropic.api_key.as_ref().unwrap().expose_secret(), "sk-ant-pasted");
+    assert_eq!(settings.telegram.bot_token.as_ref().unwrap().expose_secret(), "123:abc");
+    let error = load_toml("", &[("OPENAI_API_KEY", "sk-open ai")]).unwrap_err().to_string();
+    assert!(error.contains("OPENAI_API_KEY") && error.contains("contains a space"), "{error}");
+    assert!(!error.contains("sk-open"), "{error}");
+    let error = load_toml("[notion]\napi_key = \"secret_\\u0007x\"\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("`notion.api_key`"), "{error}");
+}

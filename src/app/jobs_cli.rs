@@ -2,7 +2,6 @@
 //! the database file (safe while `valor serve` runs: SQLite WAL, and a
 //! running job's worker sees a cancel request at its next lease renewal).
 
-
 use crate::config::Settings;
 use crate::storage::{CancelOutcome, Job, JobFilter, JobStatus, RetryOutcome, Store, wall_clock_ms};
 

@@ -11,6 +11,7 @@ mod env;
 mod executor_settings;
 mod mcp_library;
 mod resources_settings;
+mod secrets;
 mod settings;
 mod tools_settings;
 
@@ -65,13 +66,15 @@ pub fn load(config_path: Option<&Path>, env: &EnvSource) -> Result<Settings, Con
     for server in &mut settings.mcp_servers {
         server.resolve_credentials(env);
     }
+    secrets::tidy(&mut settings)?;
     settings.validate()?;
     Ok(settings)
 }
 
 /// Parse settings from TOML text alone (no environment); used by tests and `valor doctor`.
 pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
-    let settings: Settings = Figment::new().merge(Toml::string(text)).extract()?;
+    let mut settings: Settings = Figment::new().merge(Toml::string(text)).extract()?;
+    secrets::tidy(&mut settings)?;
     settings.validate()?;
     Ok(settings)
 }
