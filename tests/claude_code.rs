@@ -225,6 +225,22 @@ async fn a_run_over_its_time_limit_is_stopped_and_reported_failed() {
     assert_eq!(processes_with("31.529"), Vec::<String>::new(), "processes outlived the run");
 }
 
+/// A CLI that cannot be started fails its job with the fix, in the job and in the chat.
+#[tokio::test]
+async fn a_cli_that_cannot_be_started_fails_with_how_to_fix_it() {
+    let mock = Aimock::start().await;
+    let (app, id, _shop) = start_sleeping_run(&mock, "1.5", |s| s.claude.bin = "/nonexistent/claude".into()).await;
+    app.job_worker("w").try_execute_next().await.unwrap();
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("Claude Code could not be started (/nonexistent/claude)"), "{job}");
+    assert!(error.contains("set VALOR_CLAUDE_BIN"), "{job}");
+    let conversation = job["conversation_id"].as_str().unwrap();
+    let notices = system_notices(&app, conversation).await;
+    assert!(notices.iter().any(|notice| notice.contains("set VALOR_CLAUDE_BIN")), "{notices:?}");
+}
+
 #[tokio::test]
 async fn workspaces_that_point_outside_or_into_valors_data_are_refused() {
     let mock = Aimock::start().await;

@@ -313,7 +313,13 @@ impl Worker {
 
     /// Log and count one ended execution.
     fn ended(&self, job: &Job, status: OutcomeStatus, started: Option<Instant>) -> ExecutionOutcome {
-        tracing::info!(job = job.id, kind = %job.kind, outcome = ?status, worker = %self.id, "job ended");
+        match &status {
+            // The owner reads the log, not the job rows: a failure says why, with its fix.
+            OutcomeStatus::Failed { error } => {
+                tracing::warn!(job = job.id, kind = %job.kind, worker = %self.id, "job failed: {error}");
+            }
+            _ => tracing::info!(job = job.id, kind = %job.kind, outcome = ?status, worker = %self.id, "job ended"),
+        }
         metrics::counter!("valor_jobs_total", "kind" => job.kind.clone(), "outcome" => status.label()).increment(1);
         if let Some(started) = started {
             metrics::histogram!("valor_job_seconds", "kind" => job.kind.clone())

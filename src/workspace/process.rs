@@ -26,7 +26,7 @@ use super::stream_json::{ClaudeEvent, RunSummary};
 /// Why a run did not produce a result.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{program} could not be started ({bin}): {reason}")]
+    #[error("{program} could not be started ({bin}): {reason} — {}", install_hint(.program))]
     Spawn { program: &'static str, bin: String, reason: String },
     #[error("the run was cancelled")]
     Cancelled(RunSummary),
@@ -34,6 +34,17 @@ pub enum RunError {
     TimedOut { limit: Duration, summary: RunSummary },
     #[error("{program} exited without a result ({status}): {stderr}")]
     NoResult { program: &'static str, status: String, stderr: String, summary: RunSummary },
+}
+
+/// How the owner makes `program` startable (shown in the job, the chat and the log).
+fn install_hint(program: &str) -> &'static str {
+    match program {
+        "Claude Code" => {
+            "install Claude Code (npm install -g @anthropic-ai/claude-code) or set VALOR_CLAUDE_BIN (`[claude] bin`) to its path"
+        }
+        "Gemini CLI" => "install the Gemini CLI (npm install -g @google/gemini-cli) or set `[gemini] bin` to its path",
+        _ => "check that the program is installed and its configured path is right",
+    }
 }
 
 /// One process to run.
