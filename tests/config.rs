@@ -196,3 +196,16 @@ fn pasted_keys_are_trimmed_and_a_key_with_inner_whitespace_names_its_variable() 
     let error = load_toml("[notion]\napi_key = \"secret_\\u0007x\"\n", &[]).unwrap_err().to_string();
     assert!(error.contains("`notion.api_key`"), "{error}");
 }
+
+#[test]
+fn allowed_origins_must_be_origins_and_a_bad_one_names_its_key() {
+    let settings = load_toml("[server]\nallowed_origins = [\"https://Chat.Example.com/\"]\n", &[]).unwrap();
+    assert_eq!(settings.server.allowed_origins, ["https://Chat.Example.com/"]);
+    assert_eq!(config::serialized_origin("https://Chat.Example.com/").as_deref(), Some("https://chat.example.com"));
+    assert_eq!(config::serialized_origin("http://127.0.0.1:3000").as_deref(), Some("http://127.0.0.1:3000"));
+    for bad in ["chat.example.com", "https://chat.example.com/path", "ftp://x", "https://u@x", "https://x/?q"] {
+        assert_eq!(config::serialized_origin(bad), None, "{bad}");
+        let error = load_toml(&format!("[server]\nallowed_origins = [{bad:?}]\n"), &[]).unwrap_err().to_string();
+        assert!(error.contains("`server.allowed_origins`") && error.contains("not an origin"), "{error}");
+    }
+}

@@ -7,5 +7,7 @@
 #[path = "common/claude.rs"]
 mod claude_support;
 mod common;
+#[path = "security/http_origin.rs"]
+mod http_origin;
 #[path = "security/screenshot_race.rs"]
 mod screenshot_race;

@@ -176,6 +176,13 @@ impl App {
         if let Some(channel) = &telegram {
             router = router.merge(crate::channels::telegram::webhook::router(channel));
         }
+        // One Host/Origin policy in front of everything merged above.
+        let policy = crate::http::OriginPolicy::new(
+            self.settings.server.api_tokens.is_empty(),
+            &self.settings.server.allowed_origins,
+            self.store.clone(),
+        );
+        let router = crate::http::guard_origins(router, policy);
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             let server = crate::http::serve(listener, router, http_shutdown.clone());

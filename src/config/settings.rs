@@ -86,6 +86,12 @@ impl Settings {
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.server.listen_addr()?;
+        for origin in &self.server.allowed_origins {
+            if serialized_origin(origin).is_none() {
+                let why = format!("lists {origin:?}, which is not an origin like `https://chat.example.com`");
+                return Err(invalid("server.allowed_origins", &why));
+            }
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
@@ -179,6 +185,20 @@ pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
         .map_err(|_| format!("is not an IANA time zone name (e.g. \"Europe/Berlin\" or \"UTC\"): {name:?}"))
 }
 
+/// `scheme://host[:port]` (lower-case, no default port) of an http(s)
+/// origin; `None` for anything else (a path, a query, userinfo).
+pub fn serialized_origin(text: &str) -> Option<String> {
+    let parsed = url::Url::parse(text.trim()).ok()?;
+    let is_origin = matches!(parsed.scheme(), "http" | "https")
+        && parsed.host_str().is_some()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && matches!(parsed.path(), "" | "/")
+        && parsed.query().is_none()
+        && parsed.fragment().is_none();
+    is_origin.then(|| parsed.origin().ascii_serialization())
+}
+
 pub(super) fn invalid(key: &str, why: &str) -> ConfigError {
     ConfigError::Invalid(format!("`{key}` {why}"))
 }
@@ -201,6 +221,9 @@ pub struct ServerSettings {
     pub max_message_chars: usize,
     /// How long graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// Origins (`https://chat.example.com`) besides valor's own whose pages may
+    /// send state-changing requests (a web front end served elsewhere).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -211,6 +234,7 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_message_chars: 32_000,
             shutdown_grace_secs: 10,
+            allowed_origins: Vec::new(),
         }
     }
 }

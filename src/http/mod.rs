@@ -13,11 +13,13 @@ mod error;
 mod health;
 mod jobs;
 mod openapi;
+mod origin;
 pub mod status;
 mod web;
 
 pub use auth::TokenSet;
 pub use error::ApiError;
+pub use origin::OriginPolicy;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,6 +86,12 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `router` behind the one Host/Origin policy (`origin.rs`); the app applies
+/// it once, to the whole merged router (API, web, MCP, run server, webhook).
+pub fn guard_origins(router: Router, policy: OriginPolicy) -> Router {
+    router.layer(middleware::from_fn_with_state(policy, origin::guard))
 }
 
 /// Serve until `shutdown` is cancelled, then stop accepting and let in-flight
