@@ -1,6 +1,6 @@
 //! Architecture invariants that a compiler does not check, enforced by
 //! reading the sources: modules depend only "downwards", and only `config`
-//! reads the process environment.
+//! reads the process environment; only `workspace::child` starts programs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -112,6 +112,27 @@ fn only_config_reads_the_environment() {
         for needle in ["env::var(", "env::vars(", "std::env::var"] {
             assert!(!text.contains(needle), "{} reads the environment ({needle}); go through config", file.display());
         }
+    }
+}
+
+#[test]
+fn only_workspace_child_starts_programs() {
+    // Every child process gets its environment from one place, so none can
+    // inherit valor's secrets by accident.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for file in files {
+        if file == src.join("workspace/child.rs") || file.to_string_lossy().ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let production = text.split("#[cfg(test)]").next().unwrap_or_default();
+        assert!(
+            !production.contains("Command::new("),
+            "{} starts a program itself; use workspace::child (clean environment)",
+            file.display()
+        );
     }
 }
 

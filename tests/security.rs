@@ -4,9 +4,15 @@
 //! failed on the code before its fix; future changes run against all of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "security/auth.rs"]
+mod auth;
+#[path = "security/child_env.rs"]
+mod child_env;
 #[path = "common/claude.rs"]
 mod claude_support;
 mod common;
+#[path = "security/git_config.rs"]
+mod git_config;
 #[path = "security/http_origin.rs"]
 mod http_origin;
 #[path = "security/screenshot_race.rs"]

@@ -173,8 +173,8 @@ impl App {
             tracing::info!("{} pending approval(s) reloaded; they can still be answered", pending.len());
         }
         let mut router = crate::http::router_with_mcp(state, Some(mcp)).merge(run_mcp);
-        if let Some(channel) = &telegram {
-            router = router.merge(crate::channels::telegram::webhook::router(channel));
+        if let Some(webhook) = telegram.as_ref().and_then(crate::channels::telegram::webhook::router) {
+            router = router.merge(webhook);
         }
         // One Host/Origin policy in front of everything merged above.
         let policy = crate::http::OriginPolicy::new(
@@ -344,7 +344,7 @@ fn claude_code_handler(settings: &Settings, access: &RunAccess) -> crate::jobs::
         time_limit: std::time::Duration::from_secs(settings.claude.time_limit_secs),
         permission_mode: settings.claude.permission_mode.clone(),
         allowed_tools: settings.claude.allowed_tools.clone(),
-        env: settings.claude.env.clone(),
+        env: settings.child_env.with(&settings.claude.env),
         kill_grace: crate::workspace::process::KILL_GRACE,
         mcp_config: None,
         permission_prompt_tool: None,
@@ -367,7 +367,7 @@ fn gemini_cli_handler(settings: &Settings) -> crate::jobs::GeminiCliHandler {
         bin: gemini.bin.clone(),
         time_limit: std::time::Duration::from_secs(gemini.time_limit_secs),
         approval_mode: gemini.approval_mode.clone(),
-        env: gemini.env.clone(),
+        env: settings.child_env.with(&gemini.env),
         kill_grace: crate::workspace::process::KILL_GRACE,
     };
     let model = gemini.models.small.clone();

@@ -68,7 +68,10 @@ pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Re
 
     if !settings.workspaces.is_empty() {
         let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
-        registry.register(Arc::new(crate::agent::tools::ProjectContext::new(workspaces.clone())));
+        registry.register(Arc::new(crate::agent::tools::ProjectContext::new(
+            workspaces.clone(),
+            settings.child_env.clone(),
+        )));
         let router = crate::workspace::router::Router::new(settings.routing.clone(), settings.gemini.clone());
         let limits = settings.jobs.concurrency.clone();
         registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces, router, limits)));

@@ -26,6 +26,10 @@ impl EnvSource {
         Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
+    pub(super) fn vars(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.vars.iter().map(|(name, value)| (name.clone(), value.clone()))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
@@ -68,6 +72,12 @@ pub(super) fn merge_environment(mut figment: Figment, env: &EnvSource) -> Result
     }
     if let Some(tokens) = env.get("VALOR_API_TOKENS") {
         let list: Vec<String> = tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        if list.is_empty() {
+            // Blank tokens are no protection; a typo must not look like a configured API.
+            return Err(ConfigError::Invalid(
+                "VALOR_API_TOKENS is set but holds no token (only spaces or commas): give a token or unset it".into(),
+            ));
+        }
         figment = figment.merge(Serialized::default("server.api_tokens", list));
     }
     Ok(figment)

@@ -6,6 +6,7 @@
 //! (through [`EnvSource`]); unknown keys and invalid values are errors that
 //! name the key; secrets are [`SecretString`] and never printed.
 
+mod child_env;
 mod daydream_settings;
 mod env;
 mod executor_settings;
@@ -15,6 +16,7 @@ mod secrets;
 mod settings;
 mod tools_settings;
 
+pub use child_env::{CHILD_INHERITED, ChildEnv};
 pub use daydream_settings::{DaydreamSettings, OfficeHours};
 pub use env::EnvSource;
 pub use executor_settings::{GeminiSettings, RoutingSettings};
@@ -63,6 +65,7 @@ pub fn load(config_path: Option<&Path>, env: &EnvSource) -> Result<Settings, Con
     figment = env::merge_environment(figment, env)?;
     let mut settings: Settings = figment.extract()?;
     settings.source_file = file;
+    settings.child_env = env.child_env();
     for server in &mut settings.mcp_servers {
         server.resolve_credentials(env);
     }

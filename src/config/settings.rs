@@ -45,6 +45,9 @@ pub struct Settings {
     /// The file these settings were read from, if any (not a key).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
+    /// What child processes inherit from valor's environment (not a key).
+    #[serde(skip)]
+    pub child_env: super::ChildEnv,
 }
 
 impl Default for Settings {
@@ -75,6 +78,7 @@ impl Default for Settings {
             workspaces: Vec::new(),
             mcp_servers: Vec::new(),
             source_file: None,
+            child_env: super::ChildEnv::default(),
         }
     }
 }
@@ -86,6 +90,9 @@ impl Settings {
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.server.listen_addr()?;
+        if self.server.api_tokens.iter().any(|token| token.expose_secret().trim().is_empty()) {
+            return Err(invalid("server.api_tokens", "(or VALOR_API_TOKENS) holds an empty or blank token"));
+        }
         for origin in &self.server.allowed_origins {
             if serialized_origin(origin).is_none() {
                 let why = format!("lists {origin:?}, which is not an origin like `https://chat.example.com`");
@@ -148,13 +155,14 @@ impl Settings {
             }
             let secret_ok = self.telegram.webhook_secret.as_ref().is_some_and(|secret| {
                 let secret = secret.expose_secret();
-                (1..=256).contains(&secret.len())
+                (MIN_WEBHOOK_SECRET_CHARS..=256).contains(&secret.len())
                     && secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             });
             if !secret_ok {
                 return Err(invalid(
                     "telegram.webhook_secret",
-                    "must be set with webhook_url: 1–256 characters of A–Z, a–z, 0–9, _ and -",
+                    "must be set with webhook_url: 16–256 characters of A–Z, a–z, 0–9, _ and - \
+                     (e.g. `openssl rand -hex 24`)",
                 ));
             }
         }
@@ -500,6 +508,18 @@ pub struct TelegramSettings {
     pub webhook_url: Option<String>,
     /// Webhook mode: the `secret_token` Telegram sends back with every update.
     pub webhook_secret: Option<SecretString>,
+}
+
+/// A webhook secret shorter than this is guessable; Telegram allows 1–256.
+const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+
+impl TelegramSettings {
+    /// Webhook mode: the URL and secret to register. `None` is long polling,
+    /// and then no webhook route exists at all (validation guarantees a
+    /// strong secret whenever `webhook_url` is set).
+    pub fn webhook(&self) -> Option<(&str, &SecretString)> {
+        Some((self.webhook_url.as_deref()?, self.webhook_secret.as_ref()?))
+    }
 }
 
 impl Default for TelegramSettings {

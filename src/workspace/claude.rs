@@ -25,7 +25,8 @@ pub struct ClaudeRunConfig {
     pub permission_mode: String,
     /// `--allowedTools` (empty: none added).
     pub allowed_tools: Vec<String>,
-    /// Extra environment for the CLI (on top of valor's own).
+    /// The CLI's whole environment: valor's allow-listed base (`ChildEnv`)
+    /// plus the configured `env` (nothing else of valor's is inherited).
     pub env: BTreeMap<String, String>,
     /// Between TERM and KILL when stopping the group.
     pub kill_grace: Duration,

@@ -27,6 +27,8 @@ pub struct GeminiRunConfig {
     pub bin: String,
     pub time_limit: Duration,
     pub approval_mode: String,
+    /// The CLI's whole environment: valor's allow-listed base (`ChildEnv`)
+    /// plus the configured `env` (nothing else of valor's is inherited).
     pub env: BTreeMap<String, String>,
     pub kill_grace: Duration,
 }

@@ -13,6 +13,7 @@
 //! and valor's data directory.
 
 mod access;
+pub mod child;
 pub mod claude;
 pub mod gemini;
 pub mod mcp_config;

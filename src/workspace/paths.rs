@@ -30,6 +30,30 @@ const SENSITIVE_NAMES: &[&str] = &[
     ".pgpass",
     ".git-credentials",
     ".password-store",
+    ".npmrc",
+    ".pypirc",
+    ".yarnrc.yml",
+    ".env",
+    ".vault-token",
+    ".oci",
+    ".terraform.d",
+    ".gem",
+    ".m2",
+    ".gradle",
+];
+
+/// Sensitive only under a given parent: `(parent, name)`, e.g. `.config/gh`
+/// (GitHub CLI tokens) but not every `gh` folder.
+const SENSITIVE_UNDER: &[(&str, &str)] = &[
+    (".config", "gh"),
+    (".config", "gcloud"),
+    (".config", "hub"),
+    (".config", "doctl"),
+    (".config", "op"),
+    (".config", "rclone"),
+    (".config", "git"),
+    (".cargo", "credentials"),
+    (".cargo", "credentials.toml"),
 ];
 
 /// System locations a workspace root may never be, contain or lie inside.
@@ -199,16 +223,40 @@ fn resolve_existing_prefix(candidate: &Path) -> Result<PathBuf, PathRefusal> {
     Ok(resolved)
 }
 
-/// The first sensitive name among the path's components.
+/// The first sensitive name among the path's components (`parent/name` for
+/// a name that is sensitive only under its parent).
 fn sensitive_component(path: &Path) -> Option<String> {
-    path.components().find_map(|component| match component {
-        Component::Normal(name) if is_sensitive(name) => Some(name.to_string_lossy().into_owned()),
-        _ => None,
-    })
+    let mut parent: Option<&OsStr> = None;
+    for component in path.components() {
+        let Component::Normal(name) = component else {
+            parent = None;
+            continue;
+        };
+        if is_sensitive(name) {
+            return Some(name.to_string_lossy().into_owned());
+        }
+        if let Some(parent) = parent.and_then(OsStr::to_str)
+            && let Some(name) = name.to_str()
+            && SENSITIVE_UNDER.iter().any(|(p, n)| p.eq_ignore_ascii_case(parent) && n.eq_ignore_ascii_case(name))
+        {
+            return Some(format!("{parent}/{name}"));
+        }
+        parent = Some(name);
+    }
+    None
 }
 
+/// Example files that only document which variables exist.
+const ENV_EXAMPLES: &[&str] = &["example", "sample", "template", "dist"];
+
 fn is_sensitive(name: &OsStr) -> bool {
-    name.to_str().is_some_and(|name| SENSITIVE_NAMES.iter().any(|s| s.eq_ignore_ascii_case(name)))
+    let Some(name) = name.to_str() else { return false };
+    if SENSITIVE_NAMES.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+        return true;
+    }
+    // `.env.local`, `.env.production`: secrets too; `.env.example` is not.
+    let lower = name.to_ascii_lowercase();
+    lower.strip_prefix(".env.").is_some_and(|suffix| !ENV_EXAMPLES.contains(&suffix))
 }
 
 #[cfg(test)]

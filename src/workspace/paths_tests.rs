@@ -147,6 +147,30 @@ fn refusals_say_why() {
 }
 
 #[test]
+fn credential_files_and_folders_are_refused_wherever_they_are() {
+    let f = fixture();
+    for (path, name) in [
+        (".env", ".env"),
+        ("app/.env.local", ".env.local"),
+        (".ENV.production", ".ENV.production"),
+        (".npmrc", ".npmrc"),
+        ("deploy/.netrc", ".netrc"),
+        (".docker/config.json", ".docker"),
+        (".config/gh/hosts.yml", ".config/gh"),
+        (".config/gcloud/credentials.db", ".config/gcloud"),
+        (".cargo/credentials.toml", ".cargo/credentials.toml"),
+        (".aws/credentials", ".aws"),
+        (".pypirc", ".pypirc"),
+    ] {
+        assert_eq!(f.workspace.resolve(path), Err(PathRefusal::Sensitive(name.into())), "{path}");
+    }
+    // Neighbours that hold no secrets stay reachable.
+    for path in [".env.example", ".config/nvim/init.lua", "gh/readme.md", ".cargo/config.toml", "environment.md"] {
+        assert!(f.workspace.resolve(path).is_ok(), "{path}");
+    }
+}
+
+#[test]
 fn workspace_roots_in_system_or_forbidden_places_are_refused() {
     let f = fixture();
     assert!(matches!(Workspace::open("etc", Path::new("/etc"), &[]), Err(PathRefusal::Sensitive(_))));

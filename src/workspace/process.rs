@@ -16,7 +16,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +53,7 @@ pub struct ProcessSpec<'a> {
     pub program: &'static str,
     pub bin: &'a str,
     pub args: Vec<String>,
+    /// The whole environment (nothing of valor's own is inherited).
     pub env: &'a BTreeMap<String, String>,
     pub time_limit: Duration,
     /// Between TERM and KILL when stopping the group.
@@ -68,11 +68,10 @@ pub async fn run_streaming(
     cancel: &CancellationToken,
     events: mpsc::Sender<ClaudeEvent>,
 ) -> Result<RunSummary, RunError> {
-    let mut command = Command::new(spec.bin);
+    let mut command = super::child::command(spec.bin, spec.env);
     command
         .args(&spec.args)
         .current_dir(workspace.root())
-        .envs(spec.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -144,7 +143,7 @@ impl Drop for GroupGuard {
         if self.armed {
             // Synchronous and brief: `kill` returns at once. No TERM first: there is no time to wait.
             let targets = kill_targets(self.group, &descendants(self.group));
-            let _ = std::process::Command::new("kill")
+            let _ = super::child::kill_blocking()
                 .arg("-KILL")
                 .arg("--")
                 .args(targets)
@@ -217,7 +216,7 @@ fn descendants(root: u32) -> Vec<u32> {
 }
 
 async fn signal(signal: &str, targets: &[String]) {
-    let result = Command::new("kill")
+    let result = super::child::kill()
         .arg(signal)
         .arg("--")
         .args(targets)

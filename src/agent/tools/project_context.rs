@@ -5,16 +5,18 @@
 //!
 //! Invariants: the workspace comes from `Workspaces::for_conversation` and
 //! every file through the workspace's path check (both audit-logged); git
-//! runs with argv only (no shell), in the checked root, time-limited.
+//! runs read-only (`workspace::child::read_only_git`: argv only, the clean
+//! child environment, nothing in the repository can start a program), in
+//! the checked root, time-limited.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{ToolContext, ToolError, TypedTool};
+use crate::config::ChildEnv;
+use crate::workspace::child::read_only_git;
 use crate::workspace::{Workspace, Workspaces, resolve_audited};
 
 /// Bytes read from the start of each project file.
@@ -36,11 +38,18 @@ pub struct ProjectContextInput {
 #[derive(Debug, Clone)]
 pub struct ProjectContext {
     workspaces: Workspaces,
+    child_env: ChildEnv,
 }
 
 impl ProjectContext {
-    pub fn new(workspaces: Workspaces) -> Self {
-        Self { workspaces }
+    pub fn new(workspaces: Workspaces, child_env: ChildEnv) -> Self {
+        Self { workspaces, child_env }
+    }
+
+    async fn git(&self, workspace: &Workspace, args: &[&str]) -> String {
+        read_only_git(workspace.root(), &self.child_env, args, GIT_TIMEOUT)
+            .await
+            .unwrap_or_else(|why| format!("({why})"))
     }
 }
 
@@ -60,9 +69,9 @@ impl TypedTool for ProjectContext {
                 None => out.push_str(&format!("\n## {file}\n(none)\n")),
             }
         }
-        let log = git(workspace.root(), &["log", "--oneline", "--no-decorate", "-n", LOG_COMMITS]).await;
+        let log = self.git(&workspace, &["log", "--oneline", "--no-decorate", "-n", LOG_COMMITS]).await;
         out.push_str(&format!("\n## git log (newest first)\n{}\n", log.trim_end()));
-        let status = git(workspace.root(), &["status", "--short"]).await;
+        let status = self.git(&workspace, &["status", "--short", "--ignore-submodules=all"]).await;
         let mut lines: Vec<&str> = status.lines().take(STATUS_LINES + 1).collect();
         if lines.len() > STATUS_LINES {
             lines.truncate(STATUS_LINES);
@@ -100,26 +109,4 @@ async fn read_start(context: &ToolContext, workspace: &Workspace, name: &str) ->
         .await
         .ok()??;
     Some(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Run git in `root` (argv only); its output, or a one-line reason it failed.
-async fn git(root: &Path, args: &[&str]) -> String {
-    let mut command = tokio::process::Command::new("git");
-    command
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    match tokio::time::timeout(GIT_TIMEOUT, command.output()).await {
-        Ok(Ok(output)) if output.status.success() => String::from_utf8_lossy(&output.stdout).into_owned(),
-        Ok(Ok(output)) => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            format!("(git failed: {})", stderr.lines().next().unwrap_or("no message"))
-        }
-        Ok(Err(error)) => format!("(git could not run: {error})"),
-        Err(_) => format!("(git did not answer within {} s)", GIT_TIMEOUT.as_secs()),
-    }
 }

@@ -1,5 +1,6 @@
 //! Daydream phase 3: what a workspace looks like this week — git activity of
-//! the last 7 days (`git log`, argv only, no shell), languages by file
+//! the last 7 days (`git log`, read-only through `workspace::child`: argv
+//! only, no shell, nothing in the repository can start a program), languages by file
 //! extension, stack markers, TODO/FIXME counts and the test layout.
 //!
 //! Invariants: scanning is read-only and bounded (at most `MAX_FILES` files,
@@ -43,9 +44,9 @@ pub struct WorkspaceContext {
 }
 
 /// Gather the context of one workspace.
-pub async fn gather(name: &str, path: &Path) -> WorkspaceContext {
+pub async fn gather(name: &str, path: &Path, child_env: &crate::config::ChildEnv) -> WorkspaceContext {
     let mut context = WorkspaceContext { name: name.to_owned(), path: path.to_owned(), ..Default::default() };
-    match git_activity(path).await {
+    match git_activity(path, child_env).await {
         Ok((commits, authors, subjects)) => {
             context.commits = commits;
             context.authors = authors;
@@ -61,20 +62,15 @@ pub async fn gather(name: &str, path: &Path) -> WorkspaceContext {
     context
 }
 
-async fn git_activity(path: &Path) -> Result<(usize, Vec<String>, Vec<String>), String> {
-    let output = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(path)
-        .args(["log", "--since=7 days ago", "--no-merges", "--pretty=format:%h%x09%an%x09%s"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|error| format!("git could not be started: {error}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!("git log failed: {}", stderr.lines().next().unwrap_or("").trim()));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
+/// `git log` may take this long on a big repository.
+const GIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn git_activity(
+    path: &Path,
+    child_env: &crate::config::ChildEnv,
+) -> Result<(usize, Vec<String>, Vec<String>), String> {
+    let args = ["log", "--since=7 days ago", "--no-merges", "--pretty=format:%h%x09%an%x09%s"];
+    let text = crate::workspace::child::read_only_git(path, child_env, &args, GIT_LIMIT).await?;
     let mut commits = 0;
     let mut authors = std::collections::BTreeSet::new();
     let mut subjects = Vec::new();

@@ -60,6 +60,8 @@ pub struct Daydream {
     pub workspaces: Vec<WorkspaceSettings>,
     pub data_dir: PathBuf,
     pub admin_chat: AdminChat,
+    /// The environment git starts from (see `workspace::child`).
+    pub child_env: crate::config::ChildEnv,
 }
 
 /// How a phase went, before it is timed into a [`DaydreamPhase`].
@@ -90,6 +92,7 @@ impl Daydream {
             workspaces: settings.workspaces.clone(),
             data_dir: settings.data_dir.clone(),
             admin_chat,
+            child_env: settings.child_env.clone(),
         }
     }
 
@@ -252,7 +255,7 @@ impl Daydream {
     async fn context(&self) -> StorageResult<(Vec<WorkspaceContext>, JobHealth)> {
         let mut contexts = Vec::new();
         for workspace in &self.workspaces {
-            contexts.push(context::gather(&workspace.name, &workspace.path).await);
+            contexts.push(context::gather(&workspace.name, &workspace.path, &self.child_env).await);
         }
         let since = self.clock.now_ms().saturating_sub(WEEK_MS);
         let jobs = JobHealth {
