@@ -209,3 +209,13 @@ fn allowed_origins_must_be_origins_and_a_bad_one_names_its_key() {
         assert!(error.contains("`server.allowed_origins`") && error.contains("not an origin"), "{error}");
     }
 }
+
+#[test]
+fn a_blank_api_token_is_a_config_error_naming_its_key() {
+    let error = load_toml("", &[("VALOR_API_TOKENS", "  ,  ")]).unwrap_err().to_string();
+    assert!(error.contains("VALOR_API_TOKENS is set but holds no token"), "{error}");
+    let error = load_toml("[server]\napi_tokens = [\"ok-token\", \"   \"]\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("`server.api_tokens`") && error.contains("blank token"), "{error}");
+    let settings = load_toml("", &[("VALOR_API_TOKENS", "one, two,")]).unwrap();
+    assert_eq!(settings.server.api_tokens.len(), 2);
+}

@@ -3,7 +3,7 @@
 //! tokens the server is bound to loopback (enforced by the app) and open.
 
 use axum::extract::{OriginalUri, Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -43,17 +43,29 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110 §11.1), so `BEARER x` and `bearer x` count.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
+}
+
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(bearer_token)
+}
+
+/// Whether a request with these headers may see what the tokens protect:
+/// always in loopback mode (no tokens), else only with a valid bearer token.
+pub(super) fn authorized(tokens: &TokenSet, headers: &HeaderMap) -> bool {
+    tokens.is_empty() || presented_token(headers).is_some_and(|token| tokens.accepts(token))
+}
+
 /// Middleware: let the request through if no tokens are configured or it carries a valid one.
 pub async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
     if state.tokens.is_empty() {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-        .map(str::trim);
+    let presented = presented_token(request.headers());
     match presented {
         Some(token) if state.tokens.accepts(token) => next.run(request).await,
         _ => {
@@ -90,5 +102,21 @@ mod tests {
         assert!(!set.accepts("alph"));
         assert!(!set.accepts(""));
         assert!(TokenSet::default().is_empty());
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for (value, expected) in [
+            ("Bearer tok", Some("tok")),
+            ("bearer tok", Some("tok")),
+            ("BEARER tok", Some("tok")),
+            ("bEaReR   tok  ", Some("tok")),
+            ("Basic dG9r", None),
+            ("Bearer", None),
+            ("Bearer    ", None),
+            ("Bearertok", None),
+        ] {
+            assert_eq!(bearer_token(value), expected, "{value:?}");
+        }
     }
 }

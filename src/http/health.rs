@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -11,15 +11,22 @@ use super::HttpState;
 use super::error::ApiError;
 use crate::agent::health::{current_health, telegram_on};
 
+/// Public `/health` (API tokens configured, none presented) says only
+/// whether valor is up and which version runs; the details (database path,
+/// model URL, tools) need a token, or loopback mode.
 #[utoipa::path(get, path = "/health", tag = "health",
-    responses((status = 200, description = "valor is running; component details included")))]
-pub async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    responses((status = 200, description = "valor is running; component details with a token or in loopback mode")))]
+pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<serde_json::Value> {
     let database = match state.agent.store().ping().await {
         Ok(()) => "ok",
         Err(_) => "error",
     };
+    let status = if database == "ok" { "ok" } else { "degraded" };
+    if !super::auth::authorized(&state.tokens, &headers) {
+        return Json(json!({"status": status, "version": env!("CARGO_PKG_VERSION")}));
+    }
     Json(json!({
-        "status": if database == "ok" { "ok" } else { "degraded" },
+        "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "database": database,

@@ -176,8 +176,8 @@ impl TelegramChannel {
     /// whether to poll.
     async fn register_intake(&self) -> bool {
         let settings = &self.shared.settings;
-        match (&settings.webhook_url, &settings.webhook_secret) {
-            (Some(url), Some(secret)) => {
+        match settings.webhook() {
+            Some((url, secret)) => {
                 use secrecy::ExposeSecret as _;
                 match self.shared.api.set_webhook(url, secret.expose_secret()).await {
                     Ok(()) => tracing::info!("telegram: webhook registered at {url}"),
@@ -185,7 +185,7 @@ impl TelegramChannel {
                 }
                 false
             }
-            _ => {
+            None => {
                 if let Err(error) = self.shared.api.delete_webhook().await {
                     tracing::warn!("telegram: deleteWebhook failed: {error}");
                 }

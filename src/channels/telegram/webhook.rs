@@ -1,7 +1,9 @@
 //! Webhook mode: Telegram POSTs each update to `/telegram/webhook` with the
 //! configured `secret_token` in `X-Telegram-Bot-Api-Secret-Token`.
 //!
-//! Invariants: a request without the right secret is refused (401) and
+//! Invariants: the route exists only in webhook mode (`app` merges it only
+//! when `TelegramSettings::webhook` is set, which needs a strong secret);
+//! a request without the right secret is refused (401) and
 //! nothing of it is stored or processed; an update is answered 200 only
 //! after it is stored — that answer is the acknowledgement, so a storage
 //! failure answers 500 and Telegram delivers the update again.
@@ -24,12 +26,15 @@ const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Telegram's updates are small; media arrive as file ids.
 const MAX_UPDATE_BYTES: usize = 1024 * 1024;
 
-/// The webhook route, to be merged into the app's HTTP router.
-pub fn router(channel: &TelegramChannel) -> Router {
-    Router::new()
+/// The webhook route, to be merged into the app's HTTP router in webhook
+/// mode only; `None` in polling mode, where the path does not exist.
+pub fn router(channel: &TelegramChannel) -> Option<Router> {
+    channel.shared.settings.webhook()?;
+    let route = Router::new()
         .route(WEBHOOK_PATH, post(receive))
         .layer(DefaultBodyLimit::max(MAX_UPDATE_BYTES))
-        .with_state(channel.shared.clone())
+        .with_state(channel.shared.clone());
+    Some(route)
 }
 
 fn same_secret(expected: &str, given: &[u8]) -> bool {
@@ -38,9 +43,9 @@ fn same_secret(expected: &str, given: &[u8]) -> bool {
 }
 
 async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(secret) = shared.settings.webhook_secret.as_ref() else { return StatusCode::NOT_FOUND };
+    let Some((_, secret)) = shared.settings.webhook() else { return StatusCode::NOT_FOUND };
     let given = headers.get(SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
-    if !same_secret(secret.expose_secret(), given) {
+    if secret.expose_secret().is_empty() || !same_secret(secret.expose_secret(), given) {
         tracing::warn!("telegram: webhook request with a wrong secret refused");
         return StatusCode::UNAUTHORIZED;
     }
