@@ -126,8 +126,11 @@ async fn the_http_endpoint_needs_the_token_and_refuses_foreign_hosts_and_origins
     assert_eq!(rebinding.status(), 403);
     let origin = post_mcp(&app, &[auth, ("origin", "http://attacker.example")]).await;
     assert_eq!(origin.status(), 403);
+    // With tokens only the same origin (or `[server] allowed_origins`) may post, even a local one.
     let local_origin = post_mcp(&app, &[auth, ("origin", "http://localhost:5173")]).await;
-    assert_eq!(local_origin.status(), 200);
+    assert_eq!(local_origin.status(), 403);
+    let same_origin = app.base.trim_end_matches('/').to_owned();
+    assert_eq!(post_mcp(&app, &[auth, ("origin", same_origin.as_str())]).await.status(), 200);
 }
 
 /// An initialized raw session on `/mcp`: send one JSON-RPC message, get the body.

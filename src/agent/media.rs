@@ -5,7 +5,11 @@
 //! the image arrived with (or when `analyze_image` loads it again).
 //!
 //! Invariants: a reference never leaves the data dir (no absolute paths, no
-//! `..`); only the four image types both providers accept are sent.
+//! `..`) and is read through no symlink (the opened file's real path must be
+//! the reference under the canonical data dir); a chat member who is not an
+//! admin sees only their own chat's media and generated images
+//! ([`may_view`]), and "not yours" reads exactly like "not there"; only the
+//! four image types both providers accept are sent.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -85,15 +89,59 @@ pub async fn save(data_dir: &Path, reference: String, bytes: Vec<u8>) -> Result<
     Ok(ImageAttachment { reference, media_type: media_type.to_owned(), bytes })
 }
 
-/// Load a stored image by reference (checked: inside the data dir, an image, not too large).
+/// Who asks to see a stored image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// Admins (and the API, web chat and terminal, whose callers are admins): the whole data dir.
+    Admin,
+    /// A chat member who is not an admin, in this Telegram chat (`None`: no chat).
+    Member(Option<i64>),
+}
+
+/// Whether `viewer` may see `reference`: admins anything under the data
+/// dir; others only `media/telegram/<their chat>/…` and `media/generated/…`
+/// (unguessable names the agent made).
+pub fn may_view(reference: &str, viewer: Viewer) -> bool {
+    let Viewer::Member(chat) = viewer else { return true };
+    let parts: Vec<&str> = reference.trim().split('/').filter(|part| !part.is_empty() && *part != ".").collect();
+    match parts.as_slice() {
+        ["media", "generated", _, ..] => true,
+        ["media", "telegram", owner, _, ..] => chat.is_some_and(|chat| *owner == chat.to_string()),
+        _ => false,
+    }
+}
+
+/// Load a stored image by reference (checked: inside the data dir, reached
+/// through no symlink, an image, not too large).
 pub async fn load(data_dir: &Path, reference: &str) -> Result<ImageAttachment, String> {
     let path = resolve(data_dir, reference).ok_or("that path leaves valor's data folder")?;
-    let bytes = tokio::fs::read(&path).await.map_err(|_| format!("no image at {reference}"))?;
+    let missing = format!("no image at {reference}");
+    let root = tokio::fs::canonicalize(data_dir).await.map_err(|_| missing.clone())?;
+    let expected = resolve(&root, reference).ok_or("that path leaves valor's data folder")?;
+    let bytes = tokio::task::spawn_blocking(move || read_exactly(&path, &expected))
+        .await
+        .map_err(|error| error.to_string())?
+        .ok_or(missing)?;
     if bytes.len() > MAX_IMAGE_BYTES {
         return Err(format!("the image is larger than {} MB", MAX_IMAGE_BYTES / (1024 * 1024)));
     }
     let media_type = sniff_media_type(&bytes).ok_or("that file is not a PNG, JPEG, GIF or WebP image")?;
     Ok(ImageAttachment { reference: reference.trim().to_owned(), media_type: media_type.to_owned(), bytes })
+}
+
+/// The bytes of `path` if the file the kernel opened is `expected` itself
+/// (no symlink on the way), a regular file, at most [`MAX_IMAGE_BYTES`] + 1.
+fn read_exactly(path: &Path, expected: &Path) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::File::open(path).ok()?;
+    let opened = std::fs::read_link(Path::new("/proc/self/fd").join(file.as_raw_fd().to_string())).ok()?;
+    if opened != expected || !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_IMAGE_BYTES as u64 + 1).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 #[cfg(test)]
@@ -127,6 +175,31 @@ mod tests {
             call("search_history", "user said [image: media/telegram/1/2.jpg]", false),
         ];
         assert_eq!(produced_images(&calls), vec!["media/generated/a.png".to_owned()]);
+    }
+
+    #[test]
+    fn members_see_only_their_own_chats_media() {
+        let member = Viewer::Member(Some(-100));
+        assert!(may_view("media/telegram/-100/7.jpg", member));
+        assert!(may_view("media/generated/a.png", member));
+        assert!(!may_view("media/telegram/-200/7.jpg", member));
+        assert!(!may_view("media/telegram/-1000/7.jpg", member));
+        assert!(!may_view("media/screenshots/job-1-x.png", member));
+        assert!(!may_view("media/telegram/-100", member));
+        assert!(!may_view("media/telegram/7.jpg", Viewer::Member(None)));
+        assert!(may_view("media/screenshots/job-1-x.png", Viewer::Admin));
+    }
+
+    #[tokio::test]
+    async fn an_image_reached_through_a_symlink_reads_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = b"\x89PNG\r\n\x1a\n0000";
+        std::fs::create_dir_all(dir.path().join("media/telegram/1")).unwrap();
+        std::fs::write(dir.path().join("media/telegram/1/a.png"), png).unwrap();
+        assert!(load(dir.path(), "media/telegram/1/a.png").await.is_ok());
+        std::os::unix::fs::symlink(dir.path().join("media/telegram/1"), dir.path().join("media/telegram/2")).unwrap();
+        let error = load(dir.path(), "media/telegram/2/a.png").await.unwrap_err();
+        assert_eq!(error, "no image at media/telegram/2/a.png");
     }
 
     #[test]

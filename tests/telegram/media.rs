@@ -154,3 +154,58 @@ async fn a_photo_refused_with_429_waits_retry_after_and_is_sent_exactly_once_aft
     assert_eq!(photos.len(), 1, "the user sees the photo once");
     assert_eq!(questions(&mock).await.len(), 2, "the turn was not run again");
 }
+
+/// The tool results the model was handed, in order.
+async fn tool_results(mock: &Aimock) -> Vec<String> {
+    let mut results = Vec::new();
+    for request in mock.requests_to("/v1/chat/completions").await {
+        for message in request["body"]["messages"].as_array().cloned().unwrap_or_default() {
+            if message["role"] == "tool" {
+                results.push(message["content"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    results.dedup();
+    results
+}
+
+#[tokio::test]
+async fn a_member_cannot_have_another_chats_image_analyzed_and_cannot_tell_it_exists() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    let theirs = format!("media/telegram/{}/5.png", ADMIN.id);
+    let absent = format!("media/telegram/{}/6.png", ADMIN.id);
+    for (ask, image) in [("peek at the admin picture", &theirs), ("peek at the missing picture", &absent)] {
+        mock.add_fixtures(serde_json::json!([
+            {"match": {"userMessage": ask, "hasToolResult": false},
+             "response": {"toolCalls": [{"name": "analyze_image", "arguments": {"image": image, "question": "What is it?"}}]}},
+            {"match": {"userMessage": ask, "hasToolResult": true}, "response": {"content": "I can't see it."}}
+        ]))
+        .await;
+    }
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    let data_dir = app.data_dir.as_ref().unwrap().path().to_path_buf();
+    std::fs::create_dir_all(data_dir.join(&theirs).parent().unwrap()).unwrap();
+    std::fs::write(data_dir.join(&theirs), PNG).unwrap();
+
+    let answered = |count: usize| {
+        let fake = fake.clone();
+        async move {
+            fake.wait_for("the answers", |_| {
+                let texts = fake.visible_messages(ALICE.id);
+                texts.iter().filter(|m| m["text"] == "I can't see it.").count() >= count
+            })
+            .await;
+        }
+    };
+    fake.send_text(ALICE.id, &ALICE, "peek at the admin picture");
+    answered(1).await;
+    fake.send_text(ALICE.id, &ALICE, "peek at the missing picture");
+    answered(2).await;
+    let results = tool_results(&mock).await;
+    assert_eq!(results.len(), 2, "{results:?}");
+    let shapes: Vec<String> = results.iter().map(|r| r.replace("5.png", "N.png").replace("6.png", "N.png")).collect();
+    assert_eq!(shapes[0], shapes[1], "another chat's file reads exactly like a missing one: {results:?}");
+    assert!(results[0].contains("no image at"), "{results:?}");
+    let vision = mock.requests_to("/v1/chat/completions").await;
+    assert!(vision.iter().all(|request| image_urls(request).is_empty()), "the image never reached a model");
+}

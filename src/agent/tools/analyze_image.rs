@@ -3,7 +3,8 @@
 //! `[image: media/…]` reference), any image file inside valor's data dir, or
 //! an http(s) link fetched through `read_link`'s SSRF-safe fetcher.
 //!
-//! Invariants: a path never leaves the data dir (`agent::media::resolve`);
+//! Invariants: a path never leaves the data dir (`agent::media::resolve`)
+//! and a non-admin sees only their own chat's images (`media::may_view`);
 //! links get exactly `read_link`'s address checks and size cap (no second
 //! fetcher); the model call goes through the `vision` service (breaker, time
 //! limit, retries).
@@ -51,7 +52,20 @@ impl AnalyzeImage {
         Self { data_dir, model, service, links }
     }
 
-    async fn image(&self, image: &str) -> Result<ImageAttachment, ToolError> {
+    /// Who is asking: an admin, or a member of the conversation's Telegram chat.
+    async fn viewer(&self, context: &ToolContext) -> Result<media::Viewer, ToolError> {
+        if context.is_admin {
+            return Ok(media::Viewer::Admin);
+        }
+        let conversation = context
+            .store
+            .get_conversation(&context.conversation_id)
+            .await
+            .map_err(|error| ToolError::RespondToModel(format!("the conversation could not be read: {error}")))?;
+        Ok(media::Viewer::Member(conversation.chat_id.filter(|_| conversation.channel == "telegram")))
+    }
+
+    async fn image(&self, image: &str, viewer: media::Viewer) -> Result<ImageAttachment, ToolError> {
         let image = image.trim();
         if image.starts_with("http://") || image.starts_with("https://") {
             let bytes = self.links.fetch_image(image).await?;
@@ -61,6 +75,10 @@ impl AnalyzeImage {
             let media_type = media::sniff_media_type(&bytes)
                 .ok_or_else(|| ToolError::RespondToModel("the link is not a PNG, JPEG, GIF or WebP image".into()))?;
             return Ok(ImageAttachment { reference: image.to_owned(), media_type: media_type.to_owned(), bytes });
+        }
+        if media::resolve(&self.data_dir, image).is_some() && !media::may_view(image, viewer) {
+            // Exactly what a missing file says: nothing tells whether another chat's file exists.
+            return Err(ToolError::RespondToModel(format!("no image at {image}")));
         }
         media::load(&self.data_dir, image).await.map_err(ToolError::RespondToModel)
     }
@@ -78,10 +96,11 @@ impl TypedTool for AnalyzeImage {
         10_000
     }
 
-    async fn run(&self, _context: &ToolContext, input: AnalyzeImageInput) -> Result<String, ToolError> {
+    async fn run(&self, context: &ToolContext, input: AnalyzeImageInput) -> Result<String, ToolError> {
         let question = input.question.trim();
         let question = if question.is_empty() { "Describe this image." } else { question };
-        let image = self.image(&input.image).await?;
+        let viewer = self.viewer(context).await?;
+        let image = self.image(&input.image, viewer).await?;
         let message = Message {
             role: Role::User,
             content: vec![
