@@ -145,6 +145,7 @@ fn read_exactly(path: &Path, expected: &Path) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
