@@ -114,11 +114,15 @@ pub fn may_view(reference: &str, viewer: Viewer) -> bool {
 /// Load a stored image by reference (checked: inside the data dir, reached
 /// through no symlink, an image, not too large).
 pub async fn load(data_dir: &Path, reference: &str) -> Result<ImageAttachment, String> {
-    let path = resolve(data_dir, reference).ok_or("that path leaves valor's data folder")?;
     let missing = format!("no image at {reference}");
-    let root = tokio::fs::canonicalize(data_dir).await.map_err(|_| missing.clone())?;
-    let expected = resolve(&root, reference).ok_or("that path leaves valor's data folder")?;
-    let bytes = tokio::task::spawn_blocking(move || read_exactly(&path, &expected))
+    // Resolved under the canonical data dir, so the opened file's real path
+    // must equal it; a path that leaves the dir says so even without one.
+    let root = tokio::fs::canonicalize(data_dir).await;
+    let path = resolve(root.as_deref().unwrap_or(data_dir), reference).ok_or("that path leaves valor's data folder")?;
+    if root.is_err() {
+        return Err(missing);
+    }
+    let bytes = tokio::task::spawn_blocking(move || read_exactly(&path))
         .await
         .map_err(|error| error.to_string())?
         .ok_or(missing)?;
@@ -129,14 +133,15 @@ pub async fn load(data_dir: &Path, reference: &str) -> Result<ImageAttachment, S
     Ok(ImageAttachment { reference: reference.trim().to_owned(), media_type: media_type.to_owned(), bytes })
 }
 
-/// The bytes of `path` if the file the kernel opened is `expected` itself
-/// (no symlink on the way), a regular file, at most [`MAX_IMAGE_BYTES`] + 1.
-fn read_exactly(path: &Path, expected: &Path) -> Option<Vec<u8>> {
+/// The bytes of the canonical `path` if the file the kernel opened is
+/// `path` itself (no symlink on the way), a regular file, at most
+/// [`MAX_IMAGE_BYTES`] + 1.
+fn read_exactly(path: &Path) -> Option<Vec<u8>> {
     use std::io::Read as _;
     use std::os::fd::AsRawFd as _;
     let file = std::fs::File::open(path).ok()?;
     let opened = std::fs::read_link(Path::new("/proc/self/fd").join(file.as_raw_fd().to_string())).ok()?;
-    if opened != expected || !file.metadata().ok()?.is_file() {
+    if opened != path || !file.metadata().ok()?.is_file() {
         return None;
     }
     let mut bytes = Vec::new();

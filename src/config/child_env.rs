@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use super::EnvSource;
 
 /// Variables a child inherits when valor has them (besides `LC_*`).
-pub const CHILD_INHERITED: &[&str] = &[
+const CHILD_INHERITED: &[&str] = &[
     "PATH",
     "HOME",
     "USER",

@@ -16,7 +16,7 @@ mod secrets;
 mod settings;
 mod tools_settings;
 
-pub use child_env::{CHILD_INHERITED, ChildEnv};
+pub use child_env::ChildEnv;
 pub use daydream_settings::{DaydreamSettings, OfficeHours};
 pub use env::EnvSource;
 pub use executor_settings::{GeminiSettings, RoutingSettings};
