@@ -37,7 +37,10 @@ use crate::storage::{Conversation, NewConversation, StorageResult, Store};
 /// The chat model for turns plus its tier → model-name map.
 #[derive(Clone)]
 pub struct ModelSet {
+    /// The model every caller uses: `watch` behind the neutral interface.
     pub client: Arc<dyn ChatModel>,
+    /// The same model with its breaker (housekeeping probes it while idle).
+    pub watch: Arc<crate::llm::watched::WatchedModel>,
     pub tiers: TierModels,
 }
 

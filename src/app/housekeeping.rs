@@ -5,7 +5,8 @@
 //! metrics recorder's raw histogram values into their summaries, and once
 //! turns have stopped, hands the allocator's free memory back to the OS);
 //! every `resources.cleanup_interval_secs` it deletes old temp files, purges
-//! finished jobs past retention and hands free memory back again.
+//! finished jobs past retention and hands free memory back again; every
+//! breaker cool-down it probes an open model breaker (one token).
 //!
 //! Invariants: nothing here fails the app — a failed step is logged and
 //! retried next period; it stops when the shared shutdown token is cancelled.
@@ -31,6 +32,8 @@ pub struct Housekeeping {
     pub temp_dir: PathBuf,
     pub temp_max_age: Duration,
     pub job_retention: Duration,
+    /// How often an open model breaker is probed (the breakers' cool-down).
+    pub probe_every: Duration,
 }
 
 impl Housekeeping {
@@ -44,6 +47,7 @@ impl Housekeeping {
             temp_dir: settings.data_dir.join("tmp"),
             temp_max_age: Duration::from_secs(resources.temp_max_age_hours.saturating_mul(3600)),
             job_retention: Duration::from_secs(u64::from(settings.jobs.retention_days) * 86_400),
+            probe_every: Duration::from_secs(settings.tools.breaker_cooldown_secs.max(1)),
         }
     }
 
@@ -56,6 +60,8 @@ impl Housekeeping {
         let mut cleanup_tick = tokio::time::interval(self.cleanup_every);
         sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         cleanup_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe_tick = tokio::time::interval(self.probe_every);
+        probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -71,6 +77,12 @@ impl Housekeeping {
                 _ = cleanup_tick.tick() => {
                     self.cleanup().await;
                     release_free_memory().await;
+                }
+                // A failing model recovers without waiting for a user's turn.
+                _ = probe_tick.tick() => {
+                    if let Some(models) = self.agent.models() {
+                        models.watch.probe(&models.tiers.small).await;
+                    }
                 }
             }
         }

@@ -89,8 +89,9 @@ impl App {
         let database = settings.database_path();
         let store =
             Store::open(&database).await.with_context(|| format!("opening the database {}", database.display()))?;
-        let models = build_models(&settings).context("configuring the model provider")?;
-        let mut tools = tools::build_tools(&settings, models.as_ref()).context("configuring the tools")?;
+        let breakers = tools::build_breakers(&settings);
+        let models = build_models(&settings, &breakers).context("configuring the model provider")?;
+        let mut tools = tools::build_tools(&settings, models.as_ref(), breakers).context("configuring the tools")?;
         adjust(&mut tools);
         let agent = Agent::new(AgentParts {
             store: store.clone(),

@@ -13,8 +13,10 @@ use crate::llm::ollama::OllamaClient;
 use crate::llm::openai::OpenAiClient;
 use crate::llm::transcription::Transcriber;
 use crate::llm::transport::TransportConfig;
+use crate::llm::watched::WatchedModel;
 use crate::llm::{ChatModel, LlmError};
 use crate::monitoring::ComponentStatus;
+use crate::monitoring::breaker::CircuitBreakers;
 
 /// Which provider the settings select, after resolving `auto`.
 pub fn resolve_provider(settings: &Settings) -> ProviderChoice {
@@ -57,11 +59,15 @@ fn client(
     })
 }
 
-/// The chat model for turns, or `None` when nothing is configured.
-pub fn build_models(settings: &Settings) -> Result<Option<ModelSet>, LlmError> {
+/// The chat model for turns, watched by the model breaker in `breakers`,
+/// or `None` when nothing is configured.
+pub fn build_models(settings: &Settings, breakers: &CircuitBreakers) -> Result<Option<ModelSet>, LlmError> {
     let choice = resolve_provider(settings);
     let tiers = tier_models(settings, choice).clone();
-    Ok(client(settings, choice, settings.llm.max_retries)?.map(|client| ModelSet { client, tiers }))
+    Ok(client(settings, choice, settings.llm.max_retries)?.map(|client| {
+        let watch = Arc::new(WatchedModel::new(client, breakers.clone()));
+        ModelSet { client: watch.clone(), watch, tiers }
+    }))
 }
 
 /// Speech to text (Telegram voice notes) when an OpenAI key is set.

@@ -29,14 +29,22 @@ pub fn call_policy(settings: &Settings) -> CallPolicy {
     }
 }
 
-pub fn build_tools(settings: &Settings, models: Option<&ModelSet>) -> anyhow::Result<ToolRegistry> {
-    let breakers = CircuitBreakers::new(
+/// The process's circuit breakers: every external service, and the model.
+pub fn build_breakers(settings: &Settings) -> CircuitBreakers {
+    CircuitBreakers::new(
         BreakerConfig {
             failure_threshold: settings.tools.breaker_failure_threshold,
             cool_down: Duration::from_secs(settings.tools.breaker_cooldown_secs),
         },
         Arc::new(SystemClock),
-    );
+    )
+}
+
+pub fn build_tools(
+    settings: &Settings,
+    models: Option<&ModelSet>,
+    breakers: CircuitBreakers,
+) -> anyhow::Result<ToolRegistry> {
     let policy = ToolPolicy::from_settings(&settings.tools);
     let mut registry = ToolRegistry::new(policy, breakers.clone());
     registry.register_builtin_tools();

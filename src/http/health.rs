@@ -10,6 +10,7 @@ use serde_json::json;
 use super::HttpState;
 use super::error::ApiError;
 use crate::agent::health::{current_health, telegram_on};
+use crate::monitoring::breaker::BreakerState;
 
 /// Public `/health` (API tokens configured, none presented) says only
 /// whether valor is up and which version runs; the details (database path,
@@ -21,7 +22,11 @@ pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<
         Ok(()) => "ok",
         Err(_) => "error",
     };
-    let status = if database == "ok" { "ok" } else { "degraded" };
+    // A database that does not answer or a model whose breaker is open is
+    // valor unable to answer: public `/health` says so too.
+    let model_failing =
+        state.agent.tools().breakers().state(crate::monitoring::health_score::MODEL_SERVICE) == BreakerState::Open;
+    let status = if database == "ok" && !model_failing { "ok" } else { "degraded" };
     if !super::auth::authorized(&state.tokens, &headers) {
         return Json(json!({"status": status, "version": env!("CARGO_PKG_VERSION")}));
     }

@@ -14,6 +14,7 @@ pub mod sse;
 pub mod transcription;
 pub mod transport;
 pub mod types;
+pub mod watched;
 
 use std::pin::Pin;
 

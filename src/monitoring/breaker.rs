@@ -76,6 +76,9 @@ pub struct BreakerSnapshot {
     pub service: String,
     pub state: BreakerState,
     pub consecutive_failures: u32,
+    /// The newest failure's reason, when the caller gave one (never a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,11 +92,12 @@ struct Entry {
     state: BreakerState,
     consecutive_failures: u32,
     opened_at: Option<Instant>,
+    last_error: Option<String>,
 }
 
 impl Entry {
     fn closed() -> Self {
-        Self { state: BreakerState::Closed, consecutive_failures: 0, opened_at: None }
+        Self { state: BreakerState::Closed, consecutive_failures: 0, opened_at: None, last_error: None }
     }
 }
 
@@ -157,14 +161,37 @@ impl CircuitBreakers {
     }
 
     pub fn record_failure(&self, service: &str) {
+        self.failed(service, None);
+    }
+
+    /// A failure with its reason, shown in the snapshot until the next success.
+    pub fn record_failure_because(&self, service: &str, reason: &str) {
+        self.failed(service, Some(reason));
+    }
+
+    /// The half-open probe ended without an outcome (its caller gave up):
+    /// open again, cooled down, so the next call is the probe.
+    pub fn abandon_probe(&self, service: &str) {
+        if let Some(entry) = self.lock().get_mut(service).filter(|entry| entry.state == BreakerState::HalfOpen) {
+            entry.state = BreakerState::Open;
+            entry.opened_at = None;
+            set_gauge(service, BreakerState::Open);
+        }
+    }
+
+    fn failed(&self, service: &str, reason: Option<&str>) {
         let now = self.clock.now();
         let mut entries = self.lock();
         let entry = entries.entry(service.to_owned()).or_insert_with(Entry::closed);
         entry.consecutive_failures = entry.consecutive_failures.saturating_add(1);
+        if let Some(reason) = reason {
+            entry.last_error = Some(reason.to_owned());
+        }
         let open = entry.state == BreakerState::HalfOpen || entry.consecutive_failures >= self.config.failure_threshold;
         if open {
             if entry.state != BreakerState::Open {
-                tracing::warn!(service, failures = entry.consecutive_failures, "circuit breaker opened");
+                let reason = entry.last_error.as_deref().unwrap_or("");
+                tracing::warn!(service, failures = entry.consecutive_failures, reason, "circuit breaker opened");
             }
             entry.state = BreakerState::Open;
             entry.opened_at = Some(now);
@@ -184,6 +211,7 @@ impl CircuitBreakers {
                 service: service.clone(),
                 state: entry.state,
                 consecutive_failures: entry.consecutive_failures,
+                last_error: entry.last_error.clone(),
             })
             .collect()
     }
@@ -259,6 +287,24 @@ mod tests {
         assert!(!breakers.try_acquire("s"));
         clock.advance(Duration::from_secs(20));
         assert!(breakers.try_acquire("s"));
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_call_probe_and_the_reason_stays_until_a_success() {
+        let (breakers, clock) = breakers();
+        for _ in 0..3 {
+            breakers.record_failure_because("model", "could not reach the model provider");
+        }
+        assert_eq!(breakers.snapshot()[0].last_error.as_deref(), Some("could not reach the model provider"));
+        clock.advance(Duration::from_secs(30));
+        assert!(breakers.try_acquire("model"), "the probe");
+        assert!(!breakers.try_acquire("model"), "one probe at a time");
+        breakers.abandon_probe("model");
+        assert_eq!(breakers.state("model"), BreakerState::Open);
+        assert!(breakers.try_acquire("model"), "the next call probes without another cool-down");
+        breakers.record_success("model");
+        assert_eq!(breakers.snapshot()[0].last_error, None);
+        assert_eq!(breakers.state("model"), BreakerState::Closed);
     }
 
     #[test]

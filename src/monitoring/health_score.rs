@@ -9,6 +9,9 @@
 
 use super::breaker::{BreakerSnapshot, BreakerState};
 
+/// The breaker service name of the chat model (`llm::watched`).
+pub const MODEL_SERVICE: &str = "model";
+
 /// Everything the score is computed from.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthInputs<'a> {
@@ -44,11 +47,13 @@ pub struct HealthScore {
 }
 
 const DATABASE: u8 = 40;
-const MODEL: u8 = 20;
+/// A model that does not answer is valor not answering: its loss alone
+/// makes the level "degraded".
+const MODEL: u8 = 30;
 const BREAKERS: u8 = 10;
 const TELEGRAM: u8 = 10;
-const QUEUE: u8 = 10;
-const RESOURCES: u8 = 10;
+const QUEUE: u8 = 5;
+const RESOURCES: u8 = 5;
 /// Queued jobs at which the queue starts to cost points, and where it costs all.
 const BACKLOG_WARN: i64 = 100;
 const BACKLOG_FULL: i64 = 1000;
@@ -57,7 +62,7 @@ pub fn health_score(inputs: &HealthInputs<'_>) -> HealthScore {
     let components = vec![
         database(inputs),
         model(inputs),
-        breakers(inputs.breakers),
+        breakers(inputs.breakers.iter().filter(|b| b.service != MODEL_SERVICE)),
         telegram(inputs.telegram),
         queue(inputs.queued_jobs),
         resources(inputs),
@@ -84,15 +89,31 @@ fn database(inputs: &HealthInputs<'_>) -> ComponentScore {
     }
 }
 
+/// No provider, or the model breaker open, costs everything; probing costs half.
 fn model(inputs: &HealthInputs<'_>) -> ComponentScore {
-    if inputs.model_configured {
-        component("model", MODEL, 0, "a provider is configured")
-    } else {
-        component("model", MODEL, MODEL, "no model provider is configured")
+    if !inputs.model_configured {
+        return component("model", MODEL, MODEL, "no model provider is configured");
+    }
+    let Some(breaker) = inputs.breakers.iter().find(|b| b.service == MODEL_SERVICE) else {
+        return component("model", MODEL, 0, "a provider is configured");
+    };
+    let last = breaker.last_error.as_deref().map(|error| format!(" (last: {error})")).unwrap_or_default();
+    let failures = breaker.consecutive_failures;
+    match breaker.state {
+        BreakerState::Open => component("model", MODEL, MODEL, format!("failing: {failures} call(s) in a row{last}")),
+        BreakerState::HalfOpen => {
+            component("model", MODEL, MODEL / 2, format!("probing after {failures} failure(s){last}"))
+        }
+        BreakerState::Closed if failures > 0 => {
+            component("model", MODEL, 0, format!("answers; {failures} failure(s) since the last success{last}"))
+        }
+        BreakerState::Closed => component("model", MODEL, 0, "answers"),
     }
 }
 
-fn breakers(breakers: &[BreakerSnapshot]) -> ComponentScore {
+/// The external services' breakers (the model's has its own component).
+fn breakers<'a>(breakers: impl Iterator<Item = &'a BreakerSnapshot>) -> ComponentScore {
+    let breakers: Vec<&BreakerSnapshot> = breakers.collect();
     let open: Vec<&str> =
         breakers.iter().filter(|b| b.state == BreakerState::Open).map(|b| b.service.as_str()).collect();
     let half_open = breakers.iter().filter(|b| b.state == BreakerState::HalfOpen).count();
@@ -166,7 +187,7 @@ mod tests {
     }
 
     fn breaker(service: &str, state: BreakerState) -> BreakerSnapshot {
-        BreakerSnapshot { service: service.into(), state, consecutive_failures: 0 }
+        BreakerSnapshot { service: service.into(), state, consecutive_failures: 0, last_error: None }
     }
 
     #[test]
@@ -188,25 +209,31 @@ mod tests {
         let open_three =
             [breaker("a", BreakerState::Open), breaker("b", BreakerState::Open), breaker("c", BreakerState::Open)];
         let probing = [breaker("web_search", BreakerState::HalfOpen), breaker("notion", BreakerState::Closed)];
+        let model_open = [breaker(MODEL_SERVICE, BreakerState::Open)];
+        let model_probing = [breaker(MODEL_SERVICE, BreakerState::HalfOpen)];
+        let model_closed = [breaker(MODEL_SERVICE, BreakerState::Closed)];
         let cases: Vec<(&str, HealthInputs<'_>, u8, &str)> = vec![
             ("all well", healthy(), 100, "healthy"),
             ("database down", HealthInputs { database_ok: false, ..healthy() }, 60, "degraded"),
-            ("no model", HealthInputs { model_configured: false, ..healthy() }, 80, "healthy"),
+            ("no model", HealthInputs { model_configured: false, ..healthy() }, 70, "degraded"),
             ("telegram connected", HealthInputs { telegram: Some(true), ..healthy() }, 100, "healthy"),
             ("telegram down", HealthInputs { telegram: Some(false), ..healthy() }, 90, "healthy"),
             ("two breakers open", HealthInputs { breakers: &open_two, ..healthy() }, 90, "healthy"),
             ("breaker penalty is capped", HealthInputs { breakers: &open_three, ..healthy() }, 90, "healthy"),
             ("one breaker probing", HealthInputs { breakers: &probing, ..healthy() }, 98, "healthy"),
+            ("the model failing", HealthInputs { breakers: &model_open, ..healthy() }, 70, "degraded"),
+            ("the model probing", HealthInputs { breakers: &model_probing, ..healthy() }, 85, "healthy"),
+            ("the model answers again", HealthInputs { breakers: &model_closed, ..healthy() }, 100, "healthy"),
             ("99 queued", HealthInputs { queued_jobs: 99, ..healthy() }, 100, "healthy"),
-            ("100 queued", HealthInputs { queued_jobs: 100, ..healthy() }, 95, "healthy"),
-            ("1000 queued", HealthInputs { queued_jobs: 1000, ..healthy() }, 90, "healthy"),
-            ("memory at 80 %", HealthInputs { rss_bytes: 410 * MIB, ..healthy() }, 95, "healthy"),
-            ("memory over the mark", HealthInputs { rss_bytes: 600 * MIB, ..healthy() }, 90, "healthy"),
-            ("turns at the mark", HealthInputs { active_turns: 32, ..healthy() }, 95, "healthy"),
+            ("100 queued", HealthInputs { queued_jobs: 100, ..healthy() }, 98, "healthy"),
+            ("1000 queued", HealthInputs { queued_jobs: 1000, ..healthy() }, 95, "healthy"),
+            ("memory at 80 %", HealthInputs { rss_bytes: 410 * MIB, ..healthy() }, 98, "healthy"),
+            ("memory over the mark", HealthInputs { rss_bytes: 600 * MIB, ..healthy() }, 95, "healthy"),
+            ("turns at the mark", HealthInputs { active_turns: 32, ..healthy() }, 98, "healthy"),
             (
                 "memory and turns at the mark are capped",
                 HealthInputs { rss_bytes: 600 * MIB, active_turns: 40, ..healthy() },
-                90,
+                95,
                 "healthy",
             ),
             (
@@ -227,7 +254,7 @@ mod tests {
             (
                 "no database and no model",
                 HealthInputs { database_ok: false, model_configured: false, ..healthy() },
-                40,
+                30,
                 "unhealthy",
             ),
         ];
@@ -245,5 +272,20 @@ mod tests {
         let breakers = result.components.iter().find(|c| c.name == "breakers").unwrap();
         assert_eq!(breakers.note, "open: web_search");
         assert_eq!(breakers.penalty, 5);
+
+        let failing = [BreakerSnapshot {
+            service: MODEL_SERVICE.into(),
+            state: BreakerState::Open,
+            consecutive_failures: 3,
+            last_error: Some("could not reach the model provider: connection refused".into()),
+        }];
+        let result = health_score(&HealthInputs { breakers: &failing, ..healthy() });
+        let model = result.components.iter().find(|c| c.name == "model").unwrap();
+        assert_eq!(
+            model.note,
+            "failing: 3 call(s) in a row (last: could not reach the model provider: connection refused)"
+        );
+        let breakers = result.components.iter().find(|c| c.name == "breakers").unwrap();
+        assert_eq!(breakers.penalty, 0, "the model's breaker is scored once, as the model");
     }
 }

@@ -4,13 +4,20 @@
 //! writer queues on SQLite's busy timeout instead of failing a read-to-write
 //! lock upgrade (valor's own writers already queue on the one writer connection).
 
+use std::time::Duration;
+
 use futures::TryStreamExt as _;
 
+use super::bounded::{self, BoundedRead};
 use super::rows::{self, now_ms, sql_error};
 use super::{
     Conversation, ConversationSummary, NewConversation, NewMessage, SearchHit, StorageError, StorageResult, Store,
     StoredMessage, fts,
 };
+
+/// A search that runs longer is stopped (an FTS5 query of 16 common words
+/// over a large history takes well under a second).
+const SEARCH_BUDGET: Duration = Duration::from_secs(5);
 
 fn limit_bind(limit: u32) -> i64 {
     i64::from(limit)
@@ -184,10 +191,21 @@ impl Store {
         )
         .bind(&expression)
         .bind(conversation_id)
-        .bind(limit_bind(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(|error| sql_error("search messages", error))?;
+        .bind(limit_bind(limit));
+        // Bounded: a caller that gives up (a tool timeout) stops the statement too.
+        let mut read = BoundedRead::acquire(&self.readers, SEARCH_BUDGET).await?;
+        let found = found.fetch_all(read.connection()).await;
+        read.finish().await;
+        let found = found.map_err(|error| {
+            if bounded::interrupted(&error) {
+                StorageError::Invalid(format!(
+                    "the search ran longer than {} s and was stopped; use fewer or rarer words",
+                    SEARCH_BUDGET.as_secs()
+                ))
+            } else {
+                sql_error("search messages", error)
+            }
+        })?;
         found
             .iter()
             .map(|row| {

@@ -4,8 +4,8 @@
 //! input are matched as literal words and can never make the query fail.
 
 /// At most this many terms reach FTS5 (the rest are ignored): a query of
-/// millions of terms would keep a core and a reader busy long after the
-/// caller gave up, since a running SQLite statement is not interrupted.
+/// millions of terms would take a core and a reader for minutes (the search
+/// is also stopped after a time budget or when its caller gives up).
 pub const MAX_QUERY_TERMS: usize = 16;
 /// At most this many bytes of query text are looked at (callers refuse more).
 pub const MAX_QUERY_BYTES: usize = 512;

@@ -10,6 +10,7 @@
 #[macro_use]
 mod rows;
 mod approvals;
+mod bounded;
 mod context;
 mod conversations;
 mod daydream;
