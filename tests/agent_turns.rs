@@ -210,12 +210,45 @@ async fn a_hung_provider_gets_a_clear_reply_after_the_timeout() {
         s.llm.provider = valor::config::ProviderChoice::Anthropic;
         s.anthropic.api_key = Some("sk-ant-hung".to_owned().into());
         s.anthropic.base_url = hung;
-        s.llm.request_timeout_secs = 1;
+        // Only the first-byte limit is short: a hang is noticed without
+        // waiting out the whole-response limit.
+        s.llm.request_timeout_secs = 120;
+        s.llm.first_byte_timeout_secs = 1;
         s.llm.max_retries = 1;
     })
     .await;
     let started = Instant::now();
-    let reply = app.send_ok("hung", "hello?").await;
+    let response = app.send("hung", "hello?").await;
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
-    assert!(reply["reply"].as_str().unwrap().contains("can't reach the model provider"));
+    assert_eq!(response.status(), 502);
+    let reply: serde_json::Value = response.json().await.unwrap();
+    let text = reply["reply"].as_str().unwrap();
+    assert!(text.contains("can't reach the model provider"), "{text}");
+    assert!(text.contains("did not answer in time"), "{text}");
+}
+
+/// A model slow to say its first word: the chat hears "still waiting for
+/// the model…" while the turn goes on, and the answer still arrives.
+#[tokio::test]
+async fn a_slow_model_start_is_announced_and_the_answer_still_arrives() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(serde_json::json!([{
+        "match": {"userMessage": "think hard"},
+        "response": {"content": "Here at last."},
+        "chaos": {"latencyMs": 2500}
+    }]))
+    .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.llm.waiting_notice_secs = 1;
+    })
+    .await;
+    let events = app.send_streamed("slow", "think hard").await;
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    let waiting = names.iter().position(|name| *name == "waiting").expect("a waiting event");
+    let first_text = names.iter().position(|name| *name == "text_delta").expect("the answer streamed");
+    assert!(waiting < first_text, "{names:?}");
+    assert_eq!(names.iter().filter(|name| **name == "waiting").count(), 1, "{names:?}");
+    assert_eq!(events[waiting].1["message"], "still waiting for the model…");
+    assert_eq!(events.last().unwrap().1["reply"], "Here at last.");
 }

@@ -28,7 +28,8 @@ async fn health_ready_metrics_openapi_docs_and_the_web_page_answer() {
         assert_eq!(response.status(), 200, "{path}");
         assert!(response.text().await.unwrap().contains(needle), "{path} lacks {needle}");
     }
-    app.send_ok("metrics", "hello").await;
+    // No model in this test: the turn fails with 503 and still counts.
+    assert_eq!(app.send("metrics", "hello").await.status(), 503);
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.text().await.unwrap().contains("valor_turns_total"));
@@ -162,15 +163,60 @@ async fn an_unreachable_provider_gets_a_clear_reply_without_hanging() {
     })
     .await;
     let started = Instant::now();
-    let reply = app.send_ok("down", "hello?").await;
+    let response = app.send("down", "hello?").await;
     assert!(started.elapsed() < Duration::from_secs(10));
+    // A failed turn is not a 200 with an apology in it.
+    assert_eq!(response.status(), 502);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["error"]["code"], "model_failed", "{reply}");
     let text = reply["reply"].as_str().unwrap();
-    assert!(text.contains("can't reach the model provider"), "{text}");
-    assert!(!text.contains("sk-ant-secret"));
+    assert!(text.contains("can't reach the model provider at http://127.0.0.1:"), "{text}");
+    assert!(text.contains("connection failed"), "the cause is named: {text}");
+    assert_eq!(reply["error"]["message"], text);
+    assert!(!reply.to_string().contains("sk-ant-secret"));
     let conversation = reply["conversation"].as_str().unwrap();
     let turns = app.get_json(&format!("/api/conversations/{conversation}/turns")).await;
     assert_eq!(turns["turns"][0]["status"], "failed");
-    assert!(turns["turns"][0]["error"].as_str().unwrap().starts_with("model:"));
+    let error = turns["turns"][0]["error"].as_str().unwrap();
+    assert!(error.starts_with("model:network: could not reach the model provider: connection failed"), "{error}");
+}
+
+/// Ollama answers an unknown model with 404 and its own message; the turn
+/// record, the log and the reply keep that message and say what to change.
+#[tokio::test]
+async fn a_refused_request_keeps_the_providers_message_and_says_what_to_fix() {
+    let mock = Aimock::start().await;
+    let app = TestApp::spawn(|s| {
+        s.llm.provider = valor::config::ProviderChoice::Openai;
+        s.openai.api_key = Some("sk-openai-secret-in-url".to_owned().into());
+        // Credentials in the address never reach a reply.
+        s.openai.base_url = format!("{}/v1", mock.url.replacen("http://", "http://user:hunter2@", 1));
+        s.openai.models.small = "gpt-4o-mini".into();
+        s.openai.models.medium = "gpt-4o-mini".into();
+        s.openai.models.large = "gpt-4o-mini".into();
+    })
+    .await;
+    mock.queue_error(404, "api_error", "model \"gpt-4o-mini\" not found, try pulling it first").await;
+    let response = app.send("ollama", "hello?").await;
+    assert_eq!(response.status(), 502);
+    let reply: Value = response.json().await.unwrap();
+    let text = reply["reply"].as_str().unwrap();
+    let endpoint = format!("{}/v1", mock.url);
+    assert_eq!(
+        text,
+        format!(
+            "The model `gpt-4o-mini` at {endpoint} refused the request: model \"gpt-4o-mini\" not found, try \
+             pulling it first. Set model names the server has in `[openai.models]` (`valor doctor` checks them)."
+        )
+    );
+    assert!(!reply.to_string().contains("hunter2"), "{reply}");
+    let conversation = reply["conversation"].as_str().unwrap();
+    let turns = app.get_json(&format!("/api/conversations/{conversation}/turns")).await;
+    let error = turns["turns"][0]["error"].as_str().unwrap();
+    assert_eq!(
+        error,
+        "model:bad_request: the model provider refused the request: model \"gpt-4o-mini\" not found, try pulling it first"
+    );
 }
 
 #[tokio::test]

@@ -118,6 +118,7 @@ fn transport_config(base: &str, provider: Provider) -> TransportConfig {
         base_url,
         api_key: Some(SecretString::from("test-key".to_owned())),
         request_timeout: Duration::from_secs(10),
+        first_byte_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(2),
         max_retries: 2,
         retry_base: Duration::from_millis(10),

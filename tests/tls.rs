@@ -111,6 +111,7 @@ async fn a_model_transport_refuses_an_untrusted_certificate_with_a_clear_error()
         base_url: format!("https://127.0.0.1:{}", address.port()),
         api_key: Some(SecretString::from("sk-test-secret-key")),
         request_timeout: Duration::from_secs(10),
+        first_byte_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         max_retries: 0,
         retry_base: Duration::from_millis(10),

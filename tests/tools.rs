@@ -500,6 +500,7 @@ fn summarising_read_link(h: &Harness, model_url: String) -> ReadLink {
         base_url: model_url,
         api_key: Some("sk-test".to_owned().into()),
         request_timeout: Duration::from_secs(10),
+        first_byte_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(2),
         max_retries: 0,
         retry_base: Duration::from_millis(10),

@@ -183,6 +183,7 @@ async fn the_agent_analyzes_an_image_link_fetched_with_read_links_address_checks
                 base_url,
                 api_key: Some(SecretString::from("sk-test")),
                 request_timeout: Duration::from_secs(10),
+                first_byte_timeout: Duration::from_secs(10),
                 connect_timeout: Duration::from_secs(2),
                 max_retries: 0,
                 retry_base: Duration::from_millis(1),

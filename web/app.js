@@ -387,6 +387,11 @@
         bubble.append(typing);
       },
       hideTyping() { if (typing) { typing.remove(); typing = null; } },
+      // The model is slow to start: say so beside the dots until text arrives.
+      waiting(note) {
+        msg.showTyping();
+        if (!typing.querySelector('.waiting-note')) typing.append(h('em', { class: 'waiting-note', text: note }));
+      },
       appendText(t) {
         if (!t) return;
         msg.hideTyping();
@@ -587,6 +592,7 @@
         reply.setMeta([meta.intent, meta.model]);
       },
       text_delta(d) { reply.appendText(d.text || ''); },
+      waiting(d) { reply.waiting(d.message || 'still waiting for the model…'); },
       tool_started(d) { reply.tool({ id: d.id, name: d.name, input: d.input }).running(); },
       tool_finished(d) {
         const card = reply.tool({ id: d.id, name: d.name, input: d.input });

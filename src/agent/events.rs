@@ -14,6 +14,21 @@ pub struct ToolCallReport {
     pub is_error: bool,
 }
 
+/// Why a turn ended early: doors that answer with a status (the JSON API)
+/// pick it from this, the text for people is the event's `message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnFailure {
+    /// No model provider is configured.
+    NoModel,
+    /// The model provider failed or refused the request.
+    Model,
+    /// A tool failed in a way the turn cannot go on from.
+    Tool,
+    /// The conversation could not be read or saved.
+    Storage,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
@@ -38,10 +53,16 @@ pub enum AgentEvent {
         output: String,
         is_error: bool,
     },
+    /// The model has not said its first word after `llm.waiting_notice_secs`
+    /// (sent at most once per model call).
+    Waiting {
+        message: String,
+    },
     /// Something went wrong; for a fatal error a `Done` carrying the
     /// user-facing explanation as `reply` still follows.
     Error {
         message: String,
+        failure: TurnFailure,
     },
     /// Always the last event of a turn.
     Done {
@@ -59,6 +80,7 @@ impl AgentEvent {
             AgentEvent::TextDelta { .. } => "text_delta",
             AgentEvent::ToolStarted { .. } => "tool_started",
             AgentEvent::ToolFinished { .. } => "tool_finished",
+            AgentEvent::Waiting { .. } => "waiting",
             AgentEvent::Error { .. } => "error",
             AgentEvent::Done { .. } => "done",
         }

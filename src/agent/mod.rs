@@ -20,7 +20,7 @@ mod turn;
 
 /// The sender of a chat message (channels fill `TurnRequest::user` with it).
 pub use crate::workspace::ChatUser;
-pub use events::{AgentEvent, ToolCallReport};
+pub use events::{AgentEvent, ToolCallReport, TurnFailure};
 pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
 
@@ -42,6 +42,19 @@ pub struct ModelSet {
     /// The same model with its breaker (housekeeping probes it while idle).
     pub watch: Arc<crate::llm::watched::WatchedModel>,
     pub tiers: TierModels,
+    pub endpoint: ModelEndpoint,
+}
+
+/// Where the model is and how it is configured, for messages that tell an
+/// admin what to fix.
+#[derive(Debug, Clone)]
+pub struct ModelEndpoint {
+    /// The base URL without any user name or password in it.
+    pub url: String,
+    /// The environment variable holding the key (`ANTHROPIC_API_KEY`).
+    pub key_variable: &'static str,
+    /// Where the tier model names are set (`[openai.models]`).
+    pub models_section: &'static str,
 }
 
 impl std::fmt::Debug for ModelSet {
@@ -63,6 +76,8 @@ pub struct AgentParts {
     pub context: ContextSettings,
     pub routes: IntentRoutes,
     pub max_tokens: u32,
+    /// How long a model may be silent before the chat hears "still waiting".
+    pub waiting_notice: std::time::Duration,
     /// Counts turns in progress (load shedding, `/api/status`).
     pub monitor: ResourceMonitor,
     /// Per-model token ratios learned from the providers' counts.
@@ -116,7 +131,14 @@ pub struct TurnOutcome {
     pub turn_id: Option<String>,
     pub reply: String,
     pub tool_calls: Vec<ToolCallReport>,
-    pub failed: bool,
+    /// Why the turn ended early, if it did.
+    pub failure: Option<TurnFailure>,
+}
+
+impl TurnOutcome {
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
 }
 
 /// The reply when no model provider is configured.

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::context::{TokenCalibration, prepare};
-use super::events::{AgentEvent, ToolCallReport};
+use super::events::{AgentEvent, ToolCallReport, TurnFailure};
 use super::prompt::{PromptContext, system_prompt, today};
 use super::tools::{ToolContext, ToolError};
 use super::{AgentParts, NO_MODEL_REPLY, TurnOutcome, TurnRequest};
@@ -24,29 +24,63 @@ enum Failure {
     Storage(StorageError),
 }
 
+/// What a chat hears when the model is slow to start answering.
+pub const WAITING_NOTICE: &str = "still waiting for the model…";
+
+/// Longest failure detail kept in `turns.error`.
+const MAX_RECORDED_ERROR_CHARS: usize = 500;
+
 impl Failure {
-    fn user_message(&self) -> String {
+    fn user_message(&self, model: Option<&ModelFacts<'_>>, is_admin: bool) -> String {
         match self {
-            Failure::Model(error) => model_failure_message(error),
+            Failure::Model(error) => model_failure_message(error, model, is_admin),
             Failure::Tool(message) => format!("I had to stop: {message}"),
             Failure::Storage(_) => "I could not save this conversation, so I stopped. Please try again shortly.".into(),
         }
     }
 
-    fn kind(&self) -> String {
+    fn kind(&self) -> TurnFailure {
         match self {
-            Failure::Model(error) => format!("model:{}", error.kind()),
-            Failure::Tool(_) => "tool".into(),
-            Failure::Storage(error) => format!("storage:{error}"),
+            Failure::Model(LlmError::NotConfigured) => TurnFailure::NoModel,
+            Failure::Model(_) => TurnFailure::Model,
+            Failure::Tool(_) => TurnFailure::Tool,
+            Failure::Storage(_) => TurnFailure::Storage,
         }
+    }
+
+    /// What `turns.error` and the log keep: the class and the provider's
+    /// own (already redacted) message, bounded.
+    fn record(&self) -> String {
+        let text = match self {
+            Failure::Model(error) => format!("model:{}: {error}", error.kind()),
+            Failure::Tool(message) => format!("tool: {message}"),
+            Failure::Storage(error) => format!("storage: {error}"),
+        };
+        crate::llm::transport::truncate_chars(&text, MAX_RECORDED_ERROR_CHARS)
     }
 }
 
-/// One clear sentence per provider failure; never an internal detail or secret.
-pub fn model_failure_message(error: &LlmError) -> String {
+/// The model a turn used, for failure messages.
+pub struct ModelFacts<'a> {
+    pub name: &'a str,
+    pub endpoint: &'a super::ModelEndpoint,
+}
+
+/// One actionable line per provider failure. Admins (who can fix it) get
+/// the model, the endpoint and the provider's own message; everyone else
+/// the kind of trouble. Never a secret (provider messages are redacted).
+pub fn model_failure_message(error: &LlmError, model: Option<&ModelFacts<'_>>, is_admin: bool) -> String {
+    let detail = model.filter(|_| is_admin);
+    let at = detail.map(|m| format!(" at {}", m.endpoint.url)).unwrap_or_default();
     match error {
         LlmError::NotConfigured => NO_MODEL_REPLY.to_owned(),
-        LlmError::Auth(_) => "The model provider rejected valor's API key. Check the key with `valor doctor`.".into(),
+        LlmError::Auth(message) => match detail {
+            Some(m) => format!(
+                "The model provider{at} rejected valor's API key ({message}). Check {} with `valor doctor`.",
+                m.endpoint.key_variable
+            ),
+            None => "The model provider rejected valor's API key; valor's owner needs to fix its configuration.".into(),
+        },
         LlmError::RateLimited { .. } => {
             "The model provider is rate limiting me right now. Please try again in a minute.".into()
         }
@@ -54,13 +88,39 @@ pub fn model_failure_message(error: &LlmError) -> String {
         LlmError::ContextTooLong => {
             "This conversation has grown too long for the model. Start a fresh conversation and I'll pick it up.".into()
         }
-        LlmError::BadRequest(_) | LlmError::InvalidResponse(_) => {
-            "The model provider could not handle this request. The details are in valor's log.".into()
-        }
-        LlmError::Server { .. } | LlmError::Network(_) | LlmError::Timeout => {
-            "I can't reach the model provider right now. Please try again shortly.".into()
-        }
+        LlmError::BadRequest(message) | LlmError::InvalidResponse(message) => match detail {
+            Some(m) => {
+                let verb = if matches!(error, LlmError::BadRequest(_)) {
+                    "refused the request"
+                } else {
+                    "sent an answer valor cannot read"
+                };
+                let mut line = format!("The model `{}`{at} {verb}: {message}.", m.name);
+                if names_a_missing_model(message) {
+                    line.push_str(&format!(
+                        " Set model names the server has in `{}` (`valor doctor` checks them).",
+                        m.endpoint.models_section
+                    ));
+                }
+                line
+            }
+            None => "The model provider could not handle this request; valor's owner can see why in its log.".into(),
+        },
+        LlmError::Server { .. } | LlmError::Network(_) | LlmError::Timeout => match detail {
+            Some(_) => format!("I can't reach the model provider{at} right now ({error}). Please try again shortly."),
+            None => "I can't reach the model provider right now. Please try again shortly.".into(),
+        },
     }
+}
+
+/// Whether a provider's refusal says the model name is unknown (Ollama:
+/// "model \"x\" not found", OpenAI: "The model `x` does not exist").
+fn names_a_missing_model(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    lower.contains("model")
+        && ["not found", "does not exist", "no such model", "unknown model", "not available"]
+            .iter()
+            .any(|needle| lower.contains(needle))
 }
 
 struct TurnState<'a> {
@@ -177,17 +237,21 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
             model: model_name.clone(),
         })
         .await;
+    let request_is_admin = request.is_admin;
     let result = match &parts.models {
         Some(_) => run_steps(&mut state, &request, &model_name).await,
         None => Err(Failure::Model(LlmError::NotConfigured)),
     };
-    let failed = result.is_err();
+    let failure = result.as_ref().err().map(Failure::kind);
     let error = match result {
         Ok(()) => None,
         Err(failure) => {
-            let message = failure.user_message();
-            tracing::warn!(turn = %turn.id, failure = %failure.kind(), "turn ended early");
-            state.emit(AgentEvent::Error { message: message.clone() }).await;
+            let facts =
+                parts.models.as_ref().map(|models| ModelFacts { name: &model_name, endpoint: &models.endpoint });
+            let message = failure.user_message(facts.as_ref(), request_is_admin);
+            let record = failure.record();
+            tracing::warn!(turn = %turn.id, error = %record, "turn ended early");
+            state.emit(AgentEvent::Error { message: message.clone(), failure: failure.kind() }).await;
             if !state.reply.is_empty() {
                 state.push_text("\n\n".into()).await;
             }
@@ -195,10 +259,10 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
             let notice = [ContentBlock::Text { text: message.clone() }];
             // Best effort: the notice is for people reading the transcript, not for the model.
             let _ = state.persist(MessageRole::System, &notice, message).await;
-            Some(failure.kind())
+            Some(record)
         }
     };
-    let status = if failed { TurnStatus::Failed } else { TurnStatus::Completed };
+    let status = if failure.is_some() { TurnStatus::Failed } else { TurnStatus::Completed };
     let finish = TurnFinish {
         status,
         steps: state.steps,
@@ -224,7 +288,7 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
         turn_id: Some(turn.id),
         reply: state.reply,
         tool_calls: state.tool_calls,
-        failed,
+        failure,
     }
 }
 
@@ -234,12 +298,12 @@ async fn storage_failure_before_turn(
     error: StorageError,
 ) -> TurnOutcome {
     tracing::error!(%error, "could not start a turn");
-    let reply = Failure::Storage(error).user_message();
-    let _ = events.send(AgentEvent::Error { message: reply.clone() }).await;
+    let reply = Failure::Storage(error).user_message(None, false);
+    let _ = events.send(AgentEvent::Error { message: reply.clone(), failure: TurnFailure::Storage }).await;
     let _ = events
         .send(AgentEvent::Done { conversation: conversation.clone(), reply: reply.clone(), tool_calls: vec![] })
         .await;
-    TurnOutcome { conversation, turn_id: None, reply, tool_calls: vec![], failed: true }
+    TurnOutcome { conversation, turn_id: None, reply, tool_calls: vec![], failure: Some(TurnFailure::Storage) }
 }
 
 async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name: &str) -> Result<(), Failure> {
@@ -376,10 +440,24 @@ async fn stream_one_step(
     model: &dyn crate::llm::ChatModel,
     chat: &ChatRequest,
 ) -> Result<crate::llm::ChatResponse, Failure> {
-    let mut stream = model.stream(chat).await.map_err(Failure::Model)?;
+    // Until the model's first event: say once that it is slow.
+    let notice = state.parts.waiting_notice;
+    let mut first = std::pin::pin!(async {
+        let mut stream = model.stream(chat).await?;
+        let item = stream.next().await;
+        Ok::<_, LlmError>((stream, item))
+    });
+    let started = tokio::select! {
+        started = &mut first => started,
+        () = tokio::time::sleep(notice) => {
+            state.emit(AgentEvent::Waiting { message: WAITING_NOTICE.into() }).await;
+            first.await
+        }
+    };
+    let (mut stream, mut item) = started.map_err(Failure::Model)?;
     let mut separated = state.reply.is_empty();
-    while let Some(item) = stream.next().await {
-        match item.map_err(Failure::Model)? {
+    while let Some(event) = item {
+        match event.map_err(Failure::Model)? {
             StreamEvent::TextDelta(text) => {
                 if !separated && !text.is_empty() {
                     state.push_text("\n\n".into()).await;
@@ -389,6 +467,7 @@ async fn stream_one_step(
             }
             StreamEvent::Finished(response) => return Ok(response),
         }
+        item = stream.next().await;
     }
     Err(Failure::Model(LlmError::Network("the model's answer ended early".into())))
 }

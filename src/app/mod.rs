@@ -103,6 +103,7 @@ impl App {
             context: settings.context.clone(),
             routes: settings.intent.routes.clone(),
             max_tokens: settings.llm.max_tokens,
+            waiting_notice: std::time::Duration::from_secs(settings.llm.waiting_notice_secs.max(1)),
             monitor: ResourceMonitor::new(&settings.resources, settings.telegram.bot_token.is_some()),
             calibration: Default::default(),
         });

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::agent::{ClassifierBackend, IntentClassifier, ModelSet};
+use crate::agent::{ClassifierBackend, IntentClassifier, ModelEndpoint, ModelSet};
 use crate::config::{ProviderChoice, Settings, TierModels};
 use crate::llm::anthropic::AnthropicClient;
 use crate::llm::ollama::OllamaClient;
@@ -33,6 +33,7 @@ fn transport(settings: &Settings, base_url: &str, api_key: Option<&SecretString>
         base_url: base_url.trim_end_matches('/').to_owned(),
         api_key: api_key.cloned(),
         request_timeout: Duration::from_secs(settings.llm.request_timeout_secs),
+        first_byte_timeout: Duration::from_secs(settings.llm.first_byte_timeout_secs),
         connect_timeout: Duration::from_secs(settings.llm.connect_timeout_secs),
         max_retries,
         retry_base: Duration::from_millis(settings.llm.retry_base_ms),
@@ -66,8 +67,25 @@ pub fn build_models(settings: &Settings, breakers: &CircuitBreakers) -> Result<O
     let tiers = tier_models(settings, choice).clone();
     Ok(client(settings, choice, settings.llm.max_retries)?.map(|client| {
         let watch = Arc::new(WatchedModel::new(client, breakers.clone()));
-        ModelSet { client: watch.clone(), watch, tiers }
+        ModelSet { client: watch.clone(), watch, tiers, endpoint: endpoint(settings, choice) }
     }))
+}
+
+/// The provider's address (user name and password removed) and where it is configured.
+fn endpoint(settings: &Settings, choice: ProviderChoice) -> ModelEndpoint {
+    let (base, key_variable, models_section) = match choice {
+        ProviderChoice::Anthropic => (&settings.anthropic.base_url, "ANTHROPIC_API_KEY", "[anthropic.models]"),
+        _ => (&settings.openai.base_url, "OPENAI_API_KEY", "[openai.models]"),
+    };
+    let url = match reqwest::Url::parse(base) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => "(an address valor cannot parse)".to_owned(),
+    };
+    ModelEndpoint { url, key_variable, models_section }
 }
 
 /// Speech to text (Telegram voice notes) when an OpenAI key is set.

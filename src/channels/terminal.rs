@@ -55,7 +55,8 @@ where
                     let first_line = output.lines().next().unwrap_or("").chars().take(100).collect::<String>();
                     format!("  [tool] {name} {mark}: {first_line}\n")
                 }
-                AgentEvent::Error { message } => format!("\n  [error] {message}\n"),
+                AgentEvent::Waiting { message } => format!("  [{message}]\n"),
+                AgentEvent::Error { message, .. } => format!("\n  [error] {message}\n"),
                 AgentEvent::Done { .. } => "\n".to_owned(),
             };
             output.write_all(rendered.as_bytes()).await?;

@@ -117,6 +117,9 @@ impl Settings {
             );
             return Err(invalid("log.level", &why));
         }
+        if self.llm.first_byte_timeout_secs == 0 || self.llm.request_timeout_secs == 0 {
+            return Err(invalid("llm.first_byte_timeout_secs/request_timeout_secs", "must be at least 1"));
+        }
         if self.llm.max_tokens == 0 {
             return Err(invalid("llm.max_tokens", "must be at least 1"));
         }
@@ -317,7 +320,15 @@ pub enum ProviderChoice {
 #[serde(default, deny_unknown_fields)]
 pub struct LlmSettings {
     pub provider: ProviderChoice,
+    /// Whole answer of a non-streamed call; for a streamed answer, the longest
+    /// silence between two chunks.
     pub request_timeout_secs: u64,
+    /// A streamed call whose provider sends nothing (not even headers) for
+    /// this long counts as hung: it is retried, then fails.
+    pub first_byte_timeout_secs: u64,
+    /// After this long without the model's first word, the chat is told
+    /// "still waiting for the model…".
+    pub waiting_notice_secs: u64,
     pub connect_timeout_secs: u64,
     pub max_retries: u32,
     pub retry_base_ms: u64,
@@ -330,6 +341,8 @@ impl Default for LlmSettings {
         Self {
             provider: ProviderChoice::Auto,
             request_timeout_secs: 120,
+            first_byte_timeout_secs: 30,
+            waiting_notice_secs: 8,
             connect_timeout_secs: 10,
             max_retries: 3,
             retry_base_ms: 500,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{FromRequest, Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use super::HttpState;
 use super::error::ApiError;
-use crate::agent::{AgentEvent, ToolCallReport, TurnRequest};
+use crate::agent::{AgentEvent, ToolCallReport, TurnFailure, TurnRequest};
 use crate::storage::{ConversationSummary, StoredMessage, Turn};
 
 /// `Json` whose rejections are [`ApiError`]s (JSON bodies with a clear message).
@@ -83,6 +83,9 @@ fn default_title(text: &str) -> String {
 #[utoipa::path(post, path = "/api/messages", tag = "chat", request_body = SendMessage,
     responses(
         (status = 200, description = "The reply (JSON), or the turn's events as SSE", body = MessageReply),
+        (status = 502, description = "The model provider failed (`error.code` model_failed); the body also has `reply`, `conversation` and `turn`"),
+        (status = 503, description = "No model provider is configured (`error.code` no_model)"),
+        (status = 500, description = "A tool or the database failed the turn (`tool_failed`, `storage_failed`)"),
         (status = 400, description = "Malformed JSON"),
         (status = 401, description = "Missing or invalid bearer token"),
         (status = 413, description = "Body or message too large"),
@@ -118,22 +121,45 @@ pub async fn post_message(
     }
     let mut events = ReceiverStream::new(receiver);
     let mut turn = TurnInfo { id: None, intent: None, model: None };
+    let mut failed = None;
     while let Some(event) = events.next().await {
         match event {
             AgentEvent::TurnStarted { turn_id, intent, model, .. } => {
                 turn = TurnInfo { id: Some(turn_id), intent: Some(intent), model: Some(model) };
             }
+            AgentEvent::Error { message, failure } => failed = Some((failure, message)),
             AgentEvent::Done { conversation, reply, tool_calls } => {
                 let tool_calls = tool_calls.into_iter().map(ToolCallView::from).collect();
-                return Ok(Json(MessageReply { conversation, reply, tool_calls, turn }).into_response());
+                let answer = MessageReply { conversation, reply, tool_calls, turn };
+                return Ok(match failed {
+                    None => Json(answer).into_response(),
+                    Some((failure, message)) => failed_turn(failure, message, answer),
+                });
             }
             AgentEvent::TextDelta { .. }
             | AgentEvent::ToolStarted { .. }
             | AgentEvent::ToolFinished { .. }
-            | AgentEvent::Error { .. } => {}
+            | AgentEvent::Waiting { .. } => {}
         }
     }
     Err(ApiError::Internal("the turn ended without a done event".into()))
+}
+
+/// A turn that ended early: the status says whose fault it was, the body is
+/// the usual error shape plus what the turn did produce (its `reply` holds
+/// any text streamed before the failure and the explanation).
+fn failed_turn(failure: TurnFailure, message: String, answer: MessageReply) -> Response {
+    let (status, code) = match failure {
+        TurnFailure::NoModel => (StatusCode::SERVICE_UNAVAILABLE, "no_model"),
+        TurnFailure::Model => (StatusCode::BAD_GATEWAY, "model_failed"),
+        TurnFailure::Tool => (StatusCode::INTERNAL_SERVER_ERROR, "tool_failed"),
+        TurnFailure::Storage => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
+    };
+    let mut body = serde_json::to_value(&answer).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(map) = body.as_object_mut() {
+        map.insert("error".into(), serde_json::json!({"code": code, "message": message}));
+    }
+    (status, Json(body)).into_response()
 }
 
 fn sse_events(receiver: tokio::sync::mpsc::Receiver<AgentEvent>) -> impl Stream<Item = Result<Event, Infallible>> {

@@ -59,7 +59,7 @@ impl JobHandler for AgentTaskHandler {
             (outcome, ()) = async { tokio::join!(turn, steps) } => outcome,
             () = context.cancel.cancelled() => return Err(JobError::Cancelled),
         };
-        if outcome.failed {
+        if outcome.failed() {
             return Err(JobError::Fail(outcome.reply));
         }
         Ok(json!({"reply": outcome.reply, "conversation": outcome.conversation, "turn_id": outcome.turn_id}))

@@ -82,6 +82,7 @@ mod tests {
             base_url: "http://127.0.0.1:9/v1".into(),
             api_key: api_key.map(|key| SecretString::from(key.to_owned())),
             request_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             max_retries: 0,
             retry_base: Duration::from_millis(10),

@@ -58,6 +58,8 @@ pub struct TransportConfig {
     /// Whole-request limit for non-streamed calls; for streamed calls, the
     /// longest silence allowed between two chunks.
     pub request_timeout: Duration,
+    /// For streamed calls: the response headers must arrive within this.
+    pub first_byte_timeout: Duration,
     pub connect_timeout: Duration,
     /// Retries after the first attempt (0 = no retry).
     pub max_retries: u32,
@@ -124,15 +126,16 @@ impl Transport {
     }
 
     /// Sends a streamed request with retries up to the response headers
-    /// (which must arrive within `request_timeout`); then hands out the body,
+    /// (which must arrive within `first_byte_timeout`: a provider that takes
+    /// the connection and says nothing is hung); then hands out the body,
     /// where `request_timeout` is the longest allowed silence between chunks.
     pub async fn send_streaming<F>(&self, build: F) -> Result<ByteStream, LlmError>
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
-        let timeout = self.config.request_timeout;
+        let (first_byte, timeout) = (self.config.first_byte_timeout, self.config.request_timeout);
         let result = with_retries(&self.config, || async {
-            let sent = tokio::time::timeout(timeout, build(&self.client).send()).await;
+            let sent = tokio::time::timeout(first_byte, build(&self.client).send()).await;
             let response = sent.map_err(|_| LlmError::Timeout)?.map_err(|err| classify_reqwest_error(&err))?;
             check_status(response).await
         })

@@ -18,6 +18,7 @@ fn config(max_retries: u32) -> TransportConfig {
         base_url: "http://127.0.0.1:9".into(),
         api_key: Some(SecretString::from("sk-secret-key-42".to_owned())),
         request_timeout: Duration::from_secs(5),
+        first_byte_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(1),
         max_retries,
         retry_base: Duration::from_millis(100),

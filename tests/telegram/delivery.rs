@@ -217,6 +217,33 @@ async fn a_running_tool_shows_as_progress_in_the_streamed_message() {
     assert_eq!(fake.visible_messages(ALICE.id).len(), 1, "the progress message became the answer");
 }
 
+/// A model slow to start answering: the chat sees "⏳ still waiting for the
+/// model…" in the message that then becomes the answer.
+#[tokio::test]
+async fn a_slow_model_start_shows_a_waiting_notice_that_becomes_the_answer() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    mock.add_fixtures(serde_json::json!([{
+        "match": {"userMessage": "think hard"},
+        "response": {"content": "Here at last."},
+        "chaos": {"latencyMs": 2500}
+    }]))
+    .await;
+    let configure = configure(&mock, &fake);
+    let _app = TestApp::spawn(move |settings| {
+        configure(settings);
+        settings.llm.waiting_notice_secs = 1;
+    })
+    .await;
+    fake.send_text(ALICE.id, &ALICE, "think hard");
+    fake.wait_for("the final text", |_| {
+        fake.visible_messages(ALICE.id).first().is_some_and(|m| m["text"] == "Here at last.")
+    })
+    .await;
+    let first = &fake.calls_to("sendMessage")[0].params;
+    assert_eq!(first["text"], "⏳ still waiting for the model…");
+    assert_eq!(fake.visible_messages(ALICE.id).len(), 1, "the notice became the answer");
+}
+
 #[tokio::test]
 async fn a_429_on_get_updates_pauses_polling_for_retry_after() {
     let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);

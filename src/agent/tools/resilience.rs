@@ -80,6 +80,7 @@ impl ExternalService {
             base_url: String::new(),
             api_key: None,
             request_timeout: self.policy.attempt_timeout,
+            first_byte_timeout: self.policy.attempt_timeout,
             connect_timeout: self.policy.attempt_timeout,
             max_retries: self.policy.max_retries,
             retry_base: self.policy.retry_base,

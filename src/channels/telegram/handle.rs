@@ -254,6 +254,8 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
             event = events.recv() => match event {
                 Some(AgentEvent::TextDelta { text }) => stream.add(&text, Instant::now()),
                 Some(AgentEvent::ToolStarted { name, .. }) => stream.progress(&name, Instant::now()),
+                // Shown like a running tool ("⏳ still waiting for the model…") until text arrives.
+                Some(AgentEvent::Waiting { message }) => stream.progress(message.trim_end_matches('…'), Instant::now()),
                 Some(AgentEvent::Error { .. }) => failed = true,
                 Some(AgentEvent::Done { reply, tool_calls, .. }) => {
                     produced = crate::agent::media::produced_images(&tool_calls);
