@@ -19,14 +19,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
 use crate::config::Settings;
-use crate::monitoring::ComponentStatus;
+use crate::monitoring::LiveComponents;
 use crate::monitoring::resources::{ProcessProbe, Sample};
 use crate::storage::wall_clock_ms;
 
 /// What the housekeeping task needs, taken from the built app.
 pub struct Housekeeping {
     pub agent: Agent,
-    pub components: Vec<ComponentStatus>,
+    pub components: LiveComponents,
     pub sample_every: Duration,
     pub cleanup_every: Duration,
     pub temp_dir: PathBuf,
@@ -37,7 +37,7 @@ pub struct Housekeeping {
 }
 
 impl Housekeeping {
-    pub fn from_settings(settings: &Settings, agent: Agent, components: Vec<ComponentStatus>) -> Self {
+    pub fn from_settings(settings: &Settings, agent: Agent, components: LiveComponents) -> Self {
         let resources = &settings.resources;
         Self {
             agent,
@@ -101,7 +101,7 @@ impl Housekeeping {
             running_jobs: counts.get("running").copied().unwrap_or(0),
             child_processes: reading.child_processes,
         });
-        let telegram = crate::agent::health::telegram_on(&self.components);
+        let telegram = crate::agent::health::telegram_on(&self.components.snapshot());
         crate::agent::health::current_health(&self.agent, telegram).await;
         crate::monitoring::metrics_upkeep();
     }

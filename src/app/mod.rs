@@ -57,8 +57,8 @@ use crate::config::{Settings, is_loopback};
 use crate::http::{HttpState, TokenSet};
 use crate::jobs::{AgentTaskHandler, HandlerRegistry, JobSystem, ScheduleSpec, Scheduler, SystemClock, WorkerConfig};
 use crate::mcp::run::{RunMcpServer, require_run_token};
-use crate::monitoring::ComponentStatus;
 use crate::monitoring::resources::ResourceMonitor;
+use crate::monitoring::{ComponentStatus, LiveComponents};
 use crate::storage::Store;
 use crate::workspace::mcp_config::{RUN_MCP_PATH, RunAccess};
 
@@ -138,17 +138,18 @@ impl App {
             tracing::warn!("stopped {} child process group(s) left by a valor that was killed", swept.stopped.len());
         }
         let local_addr = listener.local_addr()?;
-        let mut components = self.components.clone();
-        let telegram = connect_telegram(&self.settings, &self.agent, &mut components).await;
+        let components = LiveComponents::new(self.components.clone());
+        let telegram_slot = TelegramSlot::default();
+        let telegram = start_telegram(&self.settings, &self.agent, &components, &telegram_slot, &shutdown).await;
         let state = HttpState {
             agent: self.agent.clone(),
             settings: Arc::new(self.settings.server.clone()),
             tokens: Arc::new(TokenSet::new(&self.settings.server.api_tokens)),
             started: Instant::now(),
-            components: Arc::new(components.clone()),
+            components: components.clone(),
         };
         tracing::info!("valor {} listening on http://{local_addr}", env!("CARGO_PKG_VERSION"));
-        for component in &components {
+        for component in &components.snapshot() {
             let state = if component.on { "on" } else { "off" };
             tracing::info!("{}: {state} — {}", component.name, component.detail);
         }
@@ -175,7 +176,9 @@ impl App {
             tracing::info!("{} pending approval(s) reloaded; they can still be answered", pending.len());
         }
         let mut router = crate::http::router_with_mcp(state, Some(mcp)).merge(run_mcp);
-        if let Some(webhook) = telegram.as_ref().and_then(crate::channels::telegram::webhook::router) {
+        if telegram.is_some()
+            && let Some(webhook) = crate::channels::telegram::webhook::router(&self.settings.telegram, &telegram_slot)
+        {
             router = router.merge(webhook);
         }
         // One Host/Origin policy in front of everything merged above.
@@ -223,7 +226,6 @@ impl App {
         }
         let housekeeping = housekeeping::Housekeeping::from_settings(&self.settings, self.agent.clone(), components);
         workers.push(tokio::spawn(housekeeping.run(shutdown.clone())));
-        let telegram = telegram.map(|channel| tokio::spawn(channel.run(shutdown.clone())));
         let run_access = self.run_access;
         Ok(RunningApp {
             local_addr,
@@ -239,13 +241,22 @@ impl App {
     }
 }
 
+/// Where the Telegram channel lands once `getMe` answers (at start or
+/// later); the webhook route reads it.
+pub type TelegramSlot = Arc<std::sync::OnceLock<TelegramChannel>>;
+
 /// Connect the Telegram channel when a token is set (getMe), and say on the
-/// component line whether it is on and as which bot, or why not.
-async fn connect_telegram(
+/// component line whether it is on and as which bot, or why not. When
+/// Telegram cannot be reached (network, 5xx), returns the task that keeps
+/// trying with backoff and runs the channel once connected; a rejected
+/// token is an error naming `TELEGRAM_BOT_TOKEN` and is not retried.
+async fn start_telegram(
     settings: &Settings,
     agent: &Agent,
-    components: &mut [ComponentStatus],
-) -> Option<TelegramChannel> {
+    components: &LiveComponents,
+    slot: &TelegramSlot,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<anyhow::Result<()>>> {
     settings.telegram.bot_token.as_ref()?;
     let transcriber = match providers::build_transcriber(settings) {
         Ok(transcriber) => transcriber,
@@ -254,15 +265,58 @@ async fn connect_telegram(
             None
         }
     };
-    let (status, channel) = match TelegramChannel::connect(settings, agent.clone(), transcriber).await {
-        Ok(channel) => (ComponentStatus::on("telegram", format!("@{}", channel.bot().username)), Some(channel)),
-        Err(error) => (ComponentStatus::off("telegram", error.to_string()), None),
-    };
-    if let Some(slot) = components.iter_mut().find(|component| component.name == "telegram") {
-        *slot = status;
+    match TelegramChannel::connect(settings, agent.clone(), transcriber.clone()).await {
+        Ok(channel) => {
+            components.set(ComponentStatus::on("telegram", format!("@{}", channel.bot().username)));
+            let _ = slot.set(channel.clone());
+            Some(tokio::spawn(channel.run(shutdown.clone())))
+        }
+        Err(error) if error.is_transient() => {
+            tracing::warn!("telegram: cannot reach the Bot API ({error}); retrying in the background");
+            components.set(ComponentStatus::off("telegram", format!("connecting — {error}")));
+            let (settings, agent, components, slot, shutdown) =
+                (settings.clone(), agent.clone(), components.clone(), slot.clone(), shutdown.clone());
+            Some(tokio::spawn(async move {
+                let mut delay = TELEGRAM_RETRY_FIRST;
+                let mut attempt = 1u32;
+                let channel = loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    attempt += 1;
+                    match TelegramChannel::connect(&settings, agent.clone(), transcriber.clone()).await {
+                        Ok(channel) => break channel,
+                        Err(error) if error.is_transient() => {
+                            tracing::warn!(attempt, "telegram: still cannot reach the Bot API ({error})");
+                            components.set(ComponentStatus::off("telegram", format!("connecting — {error}")));
+                            delay = (delay * 2).min(TELEGRAM_RETRY_MAX);
+                        }
+                        Err(error) => {
+                            tracing::error!("telegram: {error} — check TELEGRAM_BOT_TOKEN");
+                            components
+                                .set(ComponentStatus::off("telegram", format!("{error} — check TELEGRAM_BOT_TOKEN")));
+                            return Ok(());
+                        }
+                    }
+                };
+                tracing::info!(attempt, "telegram: connected as @{}", channel.bot().username);
+                components.set(ComponentStatus::on("telegram", format!("@{}", channel.bot().username)));
+                let _ = slot.set(channel.clone());
+                channel.run(shutdown).await
+            }))
+        }
+        Err(error) => {
+            tracing::error!("telegram: {error} — check TELEGRAM_BOT_TOKEN");
+            components.set(ComponentStatus::off("telegram", format!("{error} — check TELEGRAM_BOT_TOKEN")));
+            None
+        }
     }
-    channel
 }
+
+/// Backoff between `getMe` attempts while Telegram cannot be reached.
+const TELEGRAM_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const TELEGRAM_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A started app: where it listens and how to stop it.
 #[derive(Debug)]

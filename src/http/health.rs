@@ -30,14 +30,15 @@ pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<
     if !super::auth::authorized(&state.tokens, &headers) {
         return Json(json!({"status": status, "version": env!("CARGO_PKG_VERSION")}));
     }
+    let components = state.components.snapshot();
     Json(json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "database": database,
-        "components": *state.components,
+        "components": components,
         "breakers": state.agent.tools().breakers().snapshot(),
-        "health": current_health(&state.agent, telegram_on(&state.components)).await,
+        "health": current_health(&state.agent, telegram_on(&components)).await,
     }))
 }
 

@@ -34,7 +34,6 @@ use tower_http::trace::TraceLayer;
 
 use crate::agent::Agent;
 use crate::config::ServerSettings;
-use crate::monitoring::ComponentStatus;
 
 /// Shared by all handlers.
 #[derive(Debug, Clone)]
@@ -44,7 +43,7 @@ pub struct HttpState {
     pub tokens: Arc<TokenSet>,
     pub started: Instant,
     /// What is on and off, computed once at start.
-    pub components: Arc<Vec<ComponentStatus>>,
+    pub components: crate::monitoring::LiveComponents,
 }
 
 pub fn router(state: HttpState) -> Router {

@@ -53,14 +53,15 @@ pub struct ResourcesView {
     security(("bearer" = [])))]
 pub async fn status(State(state): State<HttpState>) -> Result<Json<StatusReport>, ApiError> {
     let agent = &state.agent;
-    let health = current_health(agent, telegram_on(&state.components)).await;
+    let components = state.components.snapshot();
+    let health = current_health(agent, telegram_on(&components)).await;
     let queue = agent.store().count_jobs_by_status().await?;
     let monitor = agent.monitor();
     Ok(Json(StatusReport {
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: state.started.elapsed().as_secs(),
         health,
-        components: state.components.to_vec(),
+        components,
         resources: ResourcesView {
             latest: monitor.latest(),
             active_turns: monitor.active_turns(),

@@ -65,6 +65,31 @@ pub struct ComponentStatus {
     pub detail: String,
 }
 
+/// The component lines as they are now, shared by `/health`, `/api/status`
+/// and housekeeping; a part that comes up late (Telegram after an outage)
+/// replaces its line. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LiveComponents(std::sync::Arc<std::sync::RwLock<Vec<ComponentStatus>>>);
+
+impl LiveComponents {
+    pub fn new(components: Vec<ComponentStatus>) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(components)))
+    }
+
+    pub fn snapshot(&self) -> Vec<ComponentStatus> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replace the line of `status.name` (or add it).
+    pub fn set(&self, status: ComponentStatus) {
+        let mut components = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match components.iter_mut().find(|component| component.name == status.name) {
+            Some(slot) => *slot = status,
+            None => components.push(status),
+        }
+    }
+}
+
 impl ComponentStatus {
     pub fn on(name: &'static str, detail: impl Into<String>) -> Self {
         Self { name, on: true, detail: detail.into() }

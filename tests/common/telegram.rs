@@ -78,20 +78,40 @@ impl Person {
 
 type Shared = (Arc<Mutex<Inner>>, Arc<Notify>);
 
+fn routes(shared: Shared) -> Router {
+    Router::new()
+        .route("/{bot}/{method}", post(handle).get(handle))
+        .route("/file/{bot}/{*path}", axum::routing::get(download))
+        .with_state(shared)
+}
+
 impl FakeTelegram {
     pub async fn start() -> FakeTelegram {
         let inner = Arc::new(Mutex::new(Inner { next_update_id: 1000, next_message_id: 5000, ..Inner::default() }));
         let arrived = Arc::new(Notify::new());
-        let router = Router::new()
-            .route("/{bot}/{method}", post(handle).get(handle))
-            .route("/file/{bot}/{*path}", axum::routing::get(download))
-            .with_state((inner.clone(), arrived.clone()));
+        let router = routes((inner.clone(), arrived.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
         FakeTelegram { url, inner, arrived, _server: Arc::new(server) }
+    }
+
+    /// A Bot API that is down (nothing listens on its address) for `delay`,
+    /// then comes up there.
+    pub async fn start_after(delay: Duration) -> FakeTelegram {
+        let up = Self::start().await;
+        let addr: std::net::SocketAddr = up.url.trim_start_matches("http://").parse().unwrap();
+        up._server.abort();
+        let (inner, arrived) = (up.inner.clone(), up.arrived.clone());
+        let router = routes((inner.clone(), arrived.clone()));
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeTelegram { url: up.url.clone(), inner, arrived, _server: Arc::new(server) }
     }
 
     /// Queue an incoming message; returns its message id. Entities for

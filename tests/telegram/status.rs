@@ -71,3 +71,45 @@ async fn a_non_admins_status_shows_the_score_but_not_the_components() {
         assert!(admin.contains(detail), "{detail:?} missing for the admin: {admin}");
     }
 }
+
+fn telegram_component(health: &serde_json::Value) -> serde_json::Value {
+    health["components"].as_array().unwrap().iter().find(|c| c["name"] == "telegram").cloned().unwrap()
+}
+
+/// The Bot API is unreachable when valor starts: valor keeps trying with
+/// backoff, shows "connecting" meanwhile, and answers once Telegram is back.
+#[tokio::test]
+async fn a_bot_api_that_comes_up_late_is_connected_without_a_restart() {
+    let mock = Aimock::start().await;
+    let fake = FakeTelegram::start_after(std::time::Duration::from_secs(2)).await;
+    script(&mock, "are you there?", "Yes.").await;
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    let health = app.get_json("/health").await;
+    let telegram = telegram_component(&health);
+    assert_eq!(telegram["on"], false, "{health:#}");
+    assert!(telegram["detail"].as_str().unwrap().starts_with("connecting"), "{telegram}");
+    let score =
+        health["health"]["components"].as_array().unwrap().iter().find(|c| c["name"] == "telegram").unwrap().clone();
+    assert_eq!(score["penalty"], 10, "not connected costs its points: {score}");
+
+    fake.send_text(ALICE.id, &ALICE, "are you there?");
+    assert_eq!(fake.wait_for_replies(ALICE.id, 1).await, ["Yes."]);
+    let health = app.get_json("/health").await;
+    assert_eq!(telegram_component(&health)["on"], true, "{health:#}");
+    assert_eq!(telegram_component(&health)["detail"], "@valor_bot");
+}
+
+/// A token Telegram rejects is not retried: the component says to check
+/// `TELEGRAM_BOT_TOKEN`.
+#[tokio::test]
+async fn a_rejected_token_names_the_variable_and_is_not_retried() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    fake.fail_next("getMe", 401, "Unauthorized", None);
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    let telegram = telegram_component(&app.get_json("/health").await);
+    assert_eq!(telegram["on"], false);
+    let detail = telegram["detail"].as_str().unwrap();
+    assert!(detail.contains("401 Unauthorized") && detail.contains("check TELEGRAM_BOT_TOKEN"), "{detail}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(fake.calls_to("getMe").len(), 1, "a rejected token is not tried again");
+}

@@ -94,6 +94,20 @@ pub enum StartError {
     Api(#[from] ApiError),
 }
 
+impl StartError {
+    /// Whether trying again later may work (Telegram unreachable or failing),
+    /// as opposed to a token Telegram rejected.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StartError::NoToken => false,
+            StartError::Api(ApiError::Refused { code, .. }) => *code >= 500 || *code == 429,
+            StartError::Api(ApiError::Network { .. } | ApiError::NoAnswer { .. } | ApiError::RateLimited { .. }) => {
+                true
+            }
+        }
+    }
+}
+
 impl TelegramChannel {
     /// Check the token with `getMe` and learn the bot's id and username.
     pub async fn connect(

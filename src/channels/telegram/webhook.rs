@@ -8,7 +8,7 @@
 //! after it is stored — that answer is the acknowledgement, so a storage
 //! failure answers 500 and Telegram delivers the update again.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,7 +18,8 @@ use axum::routing::post;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-use super::{Shared, TelegramChannel, accept};
+use super::{TelegramChannel, accept};
+use crate::config::TelegramSettings;
 
 /// Where Telegram posts updates.
 pub const WEBHOOK_PATH: &str = "/telegram/webhook";
@@ -28,12 +29,14 @@ const MAX_UPDATE_BYTES: usize = 1024 * 1024;
 
 /// The webhook route, to be merged into the app's HTTP router in webhook
 /// mode only; `None` in polling mode, where the path does not exist.
-pub fn router(channel: &TelegramChannel) -> Option<Router> {
-    channel.shared.settings.webhook()?;
+/// Until the channel has connected (`slot` is empty) updates are answered
+/// 503, and Telegram delivers them again later.
+pub fn router(settings: &TelegramSettings, slot: &Arc<OnceLock<TelegramChannel>>) -> Option<Router> {
+    settings.webhook()?;
     let route = Router::new()
         .route(WEBHOOK_PATH, post(receive))
         .layer(DefaultBodyLimit::max(MAX_UPDATE_BYTES))
-        .with_state(channel.shared.clone());
+        .with_state(slot.clone());
     Some(route)
 }
 
@@ -42,7 +45,9 @@ fn same_secret(expected: &str, given: &[u8]) -> bool {
     expected.iter().zip(given.iter()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(slot): State<Arc<OnceLock<TelegramChannel>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let Some(channel) = slot.get() else { return StatusCode::SERVICE_UNAVAILABLE };
+    let shared = &channel.shared;
     let Some((_, secret)) = shared.settings.webhook() else { return StatusCode::NOT_FOUND };
     let given = headers.get(SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
     if secret.expose_secret().is_empty() || !same_secret(secret.expose_secret(), given) {
@@ -50,7 +55,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         return StatusCode::UNAUTHORIZED;
     }
     let Ok(update) = serde_json::from_slice::<serde_json::Value>(&body) else { return StatusCode::BAD_REQUEST };
-    match accept(&shared, &update).await {
+    match accept(shared, &update).await {
         Ok(()) => {
             shared.inbox_ready.notify_one();
             StatusCode::OK
