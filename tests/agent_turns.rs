@@ -220,7 +220,7 @@ async fn a_hung_provider_gets_a_clear_reply_after_the_timeout() {
     let started = Instant::now();
     let response = app.send("hung", "hello?").await;
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
-    assert_eq!(response.status(), 502);
+    assert_eq!(response.status(), 503);
     let reply: serde_json::Value = response.json().await.unwrap();
     let text = reply["reply"].as_str().unwrap();
     assert!(text.contains("can't reach the model provider"), "{text}");

@@ -166,9 +166,9 @@ async fn an_unreachable_provider_gets_a_clear_reply_without_hanging() {
     let response = app.send("down", "hello?").await;
     assert!(started.elapsed() < Duration::from_secs(10));
     // A failed turn is not a 200 with an apology in it.
-    assert_eq!(response.status(), 502);
+    assert_eq!(response.status(), 503);
     let reply: Value = response.json().await.unwrap();
-    assert_eq!(reply["error"]["code"], "model_failed", "{reply}");
+    assert_eq!(reply["error"]["code"], "model_unavailable", "{reply}");
     let text = reply["reply"].as_str().unwrap();
     assert!(text.contains("can't reach the model provider at http://127.0.0.1:"), "{text}");
     assert!(text.contains("connection failed"), "the cause is named: {text}");

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use valor::storage::{NewJob, wall_clock_ms};
@@ -180,4 +182,66 @@ async fn valor_serve_runs_configured_schedules() {
         assert!(std::time::Instant::now() < deadline, "the scheduler never queued a job");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// A background task that meets a passing model outage is tried again with
+/// the queue's backoff and then succeeds; one the provider refuses fails at
+/// once with the reason.
+#[tokio::test]
+async fn a_passing_model_outage_is_retried_and_a_refusal_fails_at_once() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "research it", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "queue_task", "arguments": {"task": "Find the boiling point of water"}}]}},
+        {"match": {"userMessage": "research it", "hasToolResult": true}, "response": {"content": "Queued."}},
+        {"match": {"userMessage": "Find the boiling point of water"}, "response": {"content": "100 °C at sea level."}}
+    ]))
+    .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.jobs.workers = 0;
+        s.jobs.backoff_base_ms = 10;
+        s.jobs.backoff_max_ms = 10;
+        s.llm.max_retries = 0;
+    })
+    .await;
+    let worker = app.job_worker("test-worker");
+
+    app.send_ok("outage", "research it").await;
+    let (_, jobs) = get(&app, "/api/jobs").await;
+    let id = jobs["jobs"][0]["id"].as_i64().unwrap();
+    assert_eq!(jobs["jobs"][0]["max_attempts"], 3, "the default of jobs.max_attempts, as in valor.example.toml");
+    mock.queue_error(529, "overloaded_error", "Overloaded").await;
+    worker.try_execute_next().await.unwrap().expect("the first attempt ran");
+    let (_, job) = get(&app, &format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "queued", "an overloaded model is a passing outage: {job}");
+    assert_eq!(job["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    worker.try_execute_next().await.unwrap().expect("the retry ran");
+    let (_, job) = get(&app, &format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["reply"], "100 °C at sea level.");
+    let conversation = job["conversation_id"].as_str().unwrap();
+    let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
+    let said: Vec<&str> = messages["messages"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(
+        said.iter().any(|text| text.starts_with(&format!("Job #{id}: trying again (attempt 2 of 3)"))),
+        "the chat is told about the re-run: {said:?}"
+    );
+
+    mock.add_fixtures(json!([
+        {"match": {"userMessage": "look it up too", "hasToolResult": false},
+         "response": {"toolCalls": [{"name": "queue_task", "arguments": {"task": "Find the melting point of iron"}}]}},
+        {"match": {"userMessage": "look it up too", "hasToolResult": true}, "response": {"content": "Queued."}},
+    ]))
+    .await;
+    app.send_ok("refused", "look it up too").await;
+    let (_, jobs) = get(&app, "/api/jobs?status=queued").await;
+    let id = jobs["jobs"][0]["id"].as_i64().unwrap();
+    mock.queue_error(401, "authentication_error", "invalid x-api-key").await;
+    worker.try_execute_next().await.unwrap().expect("the job ran");
+    let (_, job) = get(&app, &format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "failed", "a refused key is not retried: {job}");
+    assert_eq!(job["attempts"], 1);
+    assert!(job["error"].as_str().unwrap().contains("rejected valor's API key"), "{job}");
 }

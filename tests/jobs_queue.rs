@@ -201,9 +201,14 @@ async fn a_job_fails_for_good_after_max_attempts_and_the_chat_hears_it_once() {
     h.clock.advance(Duration::from_secs(3600));
     assert!(worker.try_execute_next().await.unwrap().is_none(), "a failed job never runs again");
     let texts = h.system_texts().await;
-    assert_eq!(texts.len(), 1, "{texts:?}");
-    assert!(texts[0].contains(&format!("Job #{id}")) && texts[0].contains("failed after 2 attempt(s)"), "{texts:?}");
-    assert_eq!(h.store.job_notices(id).await.unwrap().len(), 1);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    // The re-run is said once, with why the last attempt ended; then the failure, once.
+    assert_eq!(
+        texts[0],
+        format!("Job #{id}: trying again (attempt 2 of 2); the last attempt ended: boom on attempt 1")
+    );
+    assert!(texts[1].contains(&format!("Job #{id}")) && texts[1].contains("failed after 2 attempt(s)"), "{texts:?}");
+    assert_eq!(h.store.job_notices(id).await.unwrap().len(), 2);
 }
 
 #[tokio::test]

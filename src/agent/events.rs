@@ -21,8 +21,12 @@ pub struct ToolCallReport {
 pub enum TurnFailure {
     /// No model provider is configured.
     NoModel,
-    /// The model provider failed or refused the request.
+    /// The model provider refused the request (credentials, model name,
+    /// the request itself): trying again will not help.
     Model,
+    /// The model provider could not be reached, timed out, failed or is
+    /// overloaded or rate limiting: the same request may work later.
+    ModelUnavailable,
     /// A tool failed in a way the turn cannot go on from.
     Tool,
     /// The conversation could not be read or saved.

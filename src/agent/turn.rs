@@ -42,6 +42,7 @@ impl Failure {
     fn kind(&self) -> TurnFailure {
         match self {
             Failure::Model(LlmError::NotConfigured) => TurnFailure::NoModel,
+            Failure::Model(error) if error.is_retryable() => TurnFailure::ModelUnavailable,
             Failure::Model(_) => TurnFailure::Model,
             Failure::Tool(_) => TurnFailure::Tool,
             Failure::Storage(_) => TurnFailure::Storage,

@@ -47,7 +47,7 @@ pub fn build_tools(
 ) -> anyhow::Result<ToolRegistry> {
     let policy = ToolPolicy::from_settings(&settings.tools);
     let mut registry = ToolRegistry::new(policy, breakers.clone());
-    registry.register_builtin_tools();
+    registry.register_builtin_tools(settings.jobs.max_attempts);
     let call_policy = call_policy(settings);
     let client = client_builder().connect_timeout(Duration::from_secs(settings.llm.connect_timeout_secs)).build()?;
 

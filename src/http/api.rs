@@ -84,7 +84,7 @@ fn default_title(text: &str) -> String {
     responses(
         (status = 200, description = "The reply (JSON), or the turn's events as SSE", body = MessageReply),
         (status = 502, description = "The model provider failed (`error.code` model_failed); the body also has `reply`, `conversation` and `turn`"),
-        (status = 503, description = "No model provider is configured (`error.code` no_model)"),
+        (status = 503, description = "No model provider is configured (`no_model`), or it cannot be reached, timed out or is overloaded (`model_unavailable`: try again later)"),
         (status = 500, description = "A tool or the database failed the turn (`tool_failed`, `storage_failed`)"),
         (status = 400, description = "Malformed JSON"),
         (status = 401, description = "Missing or invalid bearer token"),
@@ -152,6 +152,7 @@ fn failed_turn(failure: TurnFailure, message: String, answer: MessageReply) -> R
     let (status, code) = match failure {
         TurnFailure::NoModel => (StatusCode::SERVICE_UNAVAILABLE, "no_model"),
         TurnFailure::Model => (StatusCode::BAD_GATEWAY, "model_failed"),
+        TurnFailure::ModelUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
         TurnFailure::Tool => (StatusCode::INTERNAL_SERVER_ERROR, "tool_failed"),
         TurnFailure::Storage => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
     };

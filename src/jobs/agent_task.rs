@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::handler::{JobContext, JobError, JobHandler};
-use crate::agent::{Agent, AgentEvent, TurnRequest};
+use crate::agent::{Agent, AgentEvent, TurnFailure, TurnRequest};
 
 /// Shared with the `queue_task` tool, which enqueues this kind.
 pub use crate::agent::tools::AGENT_TASK_KIND;
@@ -59,8 +59,13 @@ impl JobHandler for AgentTaskHandler {
             (outcome, ()) = async { tokio::join!(turn, steps) } => outcome,
             () = context.cancel.cancelled() => return Err(JobError::Cancelled),
         };
-        if outcome.failed() {
-            return Err(JobError::Fail(outcome.reply));
+        match outcome.failure {
+            None => {}
+            // A passing outage: the queue tries again with its backoff while attempts remain.
+            Some(TurnFailure::ModelUnavailable | TurnFailure::Storage) => return Err(JobError::Retry(outcome.reply)),
+            Some(TurnFailure::NoModel | TurnFailure::Model | TurnFailure::Tool) => {
+                return Err(JobError::Fail(outcome.reply));
+            }
         }
         Ok(json!({"reply": outcome.reply, "conversation": outcome.conversation, "turn_id": outcome.turn_id}))
     }

@@ -106,6 +106,10 @@ pub fn backoff_delay_ms(attempt: u32, base_ms: u64, max_ms: u64, jitter: f64) ->
 /// them wait, and `run` goes back to claiming one job at a time.
 const SLOW_JOB: Duration = Duration::from_millis(20);
 
+/// Progress steps at and above this are the worker's own re-run notices
+/// (handlers number theirs from 0).
+const RERUN_STEP: u32 = 1_000_000;
+
 pub struct Worker {
     id: String,
     system: JobSystem,
@@ -237,6 +241,18 @@ impl Worker {
             outbox: system.outbox.clone(),
         };
         tracing::info!(job = job.id, kind = %job.kind, attempt = job.attempts, worker = %self.id, "job started");
+        if job.attempts > 1 {
+            // A re-run (after a crash or a passing outage) is said in the chat, once per attempt.
+            let why = job.error.as_deref().unwrap_or("it was interrupted");
+            let text = format!(
+                "trying again (attempt {} of {}); the last attempt ended: {why}",
+                job.attempts, job.max_attempts
+            );
+            let step = RERUN_STEP.saturating_add(u32::try_from(job.attempts).unwrap_or(u32::MAX));
+            if let Err(error) = context.notify_progress(step, &text, None).await {
+                tracing::warn!(job = job.id, "the re-run notice was not recorded: {error}");
+            }
+        }
         let started = Instant::now();
         // The handler future borrows `job`; it ends with this block.
         let result = {

@@ -218,9 +218,10 @@ impl ToolRegistry {
     }
 
     /// History search and the job tools: they need nothing but the database.
-    pub fn register_builtin_tools(&mut self) {
+    /// Queued tasks get `max_attempts` attempts (`jobs.max_attempts`).
+    pub fn register_builtin_tools(&mut self, max_attempts: u32) {
         self.register(Arc::new(SearchHistory));
-        self.register(Arc::new(QueueTask));
+        self.register(Arc::new(QueueTask { max_attempts }));
         self.register(Arc::new(JobStatus));
     }
 
@@ -403,7 +404,7 @@ mod tests {
 
     fn registry(policy: ToolPolicy) -> ToolRegistry {
         let mut registry = ToolRegistry::new(policy, ToolRegistry::default().breakers().clone());
-        registry.register_builtin_tools();
+        registry.register_builtin_tools(3);
         registry.register(Arc::new(Paint));
         registry
     }

@@ -13,9 +13,6 @@ use crate::storage::{NewJob, wall_clock_ms};
 /// The job kind the `jobs` module's agent-task handler runs (kept in sync by a test).
 pub const AGENT_TASK_KIND: &str = "agent_task";
 
-/// Attempts for a background turn: a failed turn already went through provider retries.
-const AGENT_TASK_MAX_ATTEMPTS: u32 = 2;
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueTaskInput {
@@ -26,8 +23,12 @@ pub struct QueueTaskInput {
     pub priority: Option<i64>,
 }
 
+/// Queues background turns with `jobs.max_attempts` attempts: a passing
+/// model outage is retried with the queue's backoff.
 #[derive(Debug, Clone, Copy)]
-pub struct QueueTask;
+pub struct QueueTask {
+    pub max_attempts: u32,
+}
 
 #[async_trait::async_trait]
 impl TypedTool for QueueTask {
@@ -54,7 +55,7 @@ impl TypedTool for QueueTask {
                     payload: serde_json::json!({ "task": task }),
                     priority: input.priority.unwrap_or(0),
                     run_at_ms: None,
-                    max_attempts: AGENT_TASK_MAX_ATTEMPTS,
+                    max_attempts: self.max_attempts,
                     conversation_id: Some(context.conversation_id.clone()),
                     idempotency_key: Some(key),
                 },
