@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_valor");
 
 /// A command with a clean environment: no provider keys leak in from the machine.
@@ -222,4 +224,80 @@ async fn chat_reads_stdin_and_json_logs_go_to_stderr() {
     assert_eq!(turn_lines.len(), 2, "expected two JSON 'turn started' log lines in: {stderr}");
     assert_eq!(turn_lines[0]["intent_source"], "fallback");
     assert!(!stdout.contains("turn started"), "logs must not reach stdout");
+}
+
+/// SIGTERM in the middle of a streamed answer: after the grace period the
+/// turn is interrupted, and what it had streamed is stored, marked, before
+/// valor exits.
+#[tokio::test]
+async fn sigterm_mid_answer_stores_what_was_streamed_marked_interrupted() {
+    let mock = common::Aimock::start_with(&["-l", "250", "-c", "8"]).await;
+    let answer = "The launch plan has five parts: budget, timeline, staffing, risks and the press release. \
+                  Budget first: we agreed on forty thousand.";
+    mock.add_fixtures(
+        serde_json::json!([{"match": {"userMessage": "the launch plan"}, "response": {"content": answer}}]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = valor(dir.path())
+        .arg("serve")
+        .env("VALOR_HTTP_ADDR", "127.0.0.1:0")
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("ANTHROPIC_BASE_URL", &mock.url)
+        .env("VALOR__SERVER__SHUTDOWN_GRACE_SECS", "1")
+        .env("VALOR__INTENT__USE_MODEL", "false")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(index) = line.find("listening on http://") {
+                return line[index + "listening on ".len()..].trim().to_owned();
+            }
+        }
+        panic!("valor exited before listening");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let client = valor::llm::transport::client_builder().build().unwrap();
+    let mut response = client
+        .post(format!("{address}/api/messages"))
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({"conversation": "launch", "text": "Walk me through the launch plan"}))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("event: text_delta") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk()).await.unwrap().unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("no exit").unwrap();
+    assert!(status.success(), "{status}");
+
+    let store = valor::storage::Store::open(&dir.path().join("data/valor.db")).await.unwrap();
+    let conversation = store
+        .list_conversations(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.conversation.title == "launch")
+        .unwrap()
+        .conversation;
+    let messages = store.recent_messages(&conversation.id, 20).await.unwrap();
+    let partial = messages
+        .iter()
+        .find(|m| m.role == valor::storage::MessageRole::Assistant)
+        .expect("the partial answer was stored");
+    let text = partial.text.strip_suffix(valor::agent::INTERRUPTED_MARK).expect("marked interrupted");
+    assert!(!text.is_empty() && answer.starts_with(text) && text.len() < answer.len(), "{:?}", partial.text);
+    let turn = store.list_turns(&conversation.id).await.unwrap().pop().unwrap();
+    assert_eq!(turn.status, valor::storage::TurnStatus::Failed);
+    assert_eq!(turn.error.as_deref(), Some("interrupted: valor shut down before the turn ended"));
 }

@@ -31,6 +31,8 @@ pub enum TurnFailure {
     Tool,
     /// The conversation could not be read or saved.
     Storage,
+    /// valor shut down before the turn ended (what was streamed is stored).
+    Interrupted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

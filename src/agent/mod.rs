@@ -23,6 +23,7 @@ pub use crate::workspace::ChatUser;
 pub use events::{AgentEvent, ToolCallReport, TurnFailure};
 pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
+pub use turn::INTERRUPTED_MARK;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -89,6 +90,11 @@ pub struct AgentParts {
 pub struct Agent {
     parts: Arc<AgentParts>,
     locks: Arc<ConversationLocks>,
+    /// Every turn in progress, whichever door started it (the shutdown waits on it).
+    turns: tokio_util::task::TaskTracker,
+    /// Cancelled when the shutdown's grace period is over: turns still
+    /// running store what they streamed, marked interrupted, and end.
+    interrupt: tokio_util::sync::CancellationToken,
 }
 
 /// One lock per conversation with a turn in progress, so two turns of one
@@ -149,7 +155,12 @@ OpenAI-compatible server (OpenAI, Ollama at http://127.0.0.1:11434/v1, vLLM), th
 
 impl Agent {
     pub fn new(parts: AgentParts) -> Self {
-        Self { parts: Arc::new(parts), locks: Arc::default() }
+        Self {
+            parts: Arc::new(parts),
+            locks: Arc::default(),
+            turns: tokio_util::task::TaskTracker::new(),
+            interrupt: tokio_util::sync::CancellationToken::new(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -212,9 +223,25 @@ impl Agent {
     /// Run a turn to the end, sending events as it goes. Turns of the same
     /// conversation run one after another, in arrival order.
     pub async fn run_turn(&self, request: TurnRequest, events: &mpsc::Sender<AgentEvent>) -> TurnOutcome {
+        let _tracked = self.turns.token();
         let _counted = self.parts.monitor.enter_turn();
         let lock = self.locks.lock_for(&request.conversation.id);
         let _turn_in_progress = lock.lock().await;
-        turn::run(&self.parts, request, events).await
+        turn::run(&self.parts, request, events, &self.interrupt).await
+    }
+
+    /// Shutdown: let the turns in progress finish for `grace`, then
+    /// interrupt the rest (each stores what it streamed, marked
+    /// interrupted) and wait for them to do so, up to `save`.
+    pub async fn stop_turns(&self, grace: std::time::Duration, save: std::time::Duration) {
+        self.turns.close();
+        if tokio::time::timeout(grace, self.turns.wait()).await.is_ok() {
+            return;
+        }
+        tracing::warn!("{} turn(s) still running after {} s; interrupting them", self.turns.len(), grace.as_secs());
+        self.interrupt.cancel();
+        if tokio::time::timeout(save, self.turns.wait()).await.is_err() {
+            tracing::warn!("{} interrupted turn(s) did not finish saving", self.turns.len());
+        }
     }
 }

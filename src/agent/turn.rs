@@ -22,7 +22,12 @@ enum Failure {
     Model(LlmError),
     Tool(String),
     Storage(StorageError),
+    /// valor shut down before the turn ended.
+    Interrupted,
 }
+
+/// Ends an answer cut short by a shutdown, in the stored history.
+pub const INTERRUPTED_MARK: &str = " […interrupted: valor was shutting down]";
 
 /// What a chat hears when the model is slow to start answering.
 pub const WAITING_NOTICE: &str = "still waiting for the model…";
@@ -36,6 +41,7 @@ impl Failure {
             Failure::Model(error) => model_failure_message(error, model, is_admin),
             Failure::Tool(message) => format!("I had to stop: {message}"),
             Failure::Storage(_) => "I could not save this conversation, so I stopped. Please try again shortly.".into(),
+            Failure::Interrupted => "valor is restarting, so I stopped here. Ask again in a moment.".into(),
         }
     }
 
@@ -46,6 +52,7 @@ impl Failure {
             Failure::Model(_) => TurnFailure::Model,
             Failure::Tool(_) => TurnFailure::Tool,
             Failure::Storage(_) => TurnFailure::Storage,
+            Failure::Interrupted => TurnFailure::Interrupted,
         }
     }
 
@@ -56,6 +63,7 @@ impl Failure {
             Failure::Model(error) => format!("model:{}: {error}", error.kind()),
             Failure::Tool(message) => format!("tool: {message}"),
             Failure::Storage(error) => format!("storage: {error}"),
+            Failure::Interrupted => "interrupted: valor shut down before the turn ended".into(),
         };
         crate::llm::transport::truncate_chars(&text, MAX_RECORDED_ERROR_CHARS)
     }
@@ -187,7 +195,12 @@ impl TurnState<'_> {
     }
 }
 
-pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc::Sender<AgentEvent>) -> TurnOutcome {
+pub(super) async fn run(
+    parts: &AgentParts,
+    request: TurnRequest,
+    events: &mpsc::Sender<AgentEvent>,
+    interrupt: &tokio_util::sync::CancellationToken,
+) -> TurnOutcome {
     let started = Instant::now();
     let conversation_id = request.conversation.id.clone();
     let intent = parts.classifier.classify(&request.text).await;
@@ -240,9 +253,17 @@ pub(super) async fn run(parts: &AgentParts, request: TurnRequest, events: &mpsc:
         .await;
     let request_is_admin = request.is_admin;
     let result = match &parts.models {
-        Some(_) => run_steps(&mut state, &request, &model_name).await,
+        Some(_) => tokio::select! {
+            result = run_steps(&mut state, &request, &model_name) => result,
+            () = interrupt.cancelled() => Err(Failure::Interrupted),
+        },
         None => Err(Failure::Model(LlmError::NotConfigured)),
     };
+    if matches!(result, Err(Failure::Interrupted)) && !state.reply.trim().is_empty() {
+        // What was streamed is kept in the history, marked, for people and the model.
+        let partial = format!("{}{INTERRUPTED_MARK}", state.reply.trim_end());
+        let _ = state.persist(MessageRole::Assistant, &[ContentBlock::Text { text: partial.clone() }], partial).await;
+    }
     let failure = result.as_ref().err().map(Failure::kind);
     let error = match result {
         Ok(()) => None,

@@ -235,6 +235,7 @@ impl App {
             grace,
             jobs: self.jobs,
             telegram,
+            agent: self.agent.clone(),
             store: self.store,
             run_access,
         })
@@ -314,6 +315,9 @@ async fn start_telegram(
     }
 }
 
+/// How long interrupted turns get to store what they streamed.
+const TURN_SAVE_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Backoff between `getMe` attempts while Telegram cannot be reached.
 const TELEGRAM_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 const TELEGRAM_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
@@ -331,6 +335,7 @@ pub struct RunningApp {
     pub jobs: JobSystem,
     /// The Telegram channel (polling, handling, delivery); ends on shutdown.
     telegram: Option<JoinHandle<anyhow::Result<()>>>,
+    agent: Agent,
     store: Store,
     /// Claude Code runs' tokens for `/mcp-run` (tests mint one to call it as a run would).
     pub run_access: RunAccess,
@@ -347,6 +352,8 @@ impl RunningApp {
             tracing::error!("{error:#}");
         }
         self.shutdown.cancel();
+        // Turns of every door get the grace period; then what they streamed is stored, marked interrupted.
+        self.agent.stop_turns(self.grace, TURN_SAVE_TIME).await;
         if let Some(telegram) = self.telegram {
             match telegram.await {
                 Ok(Ok(())) => {}

@@ -155,6 +155,7 @@ fn failed_turn(failure: TurnFailure, message: String, answer: MessageReply) -> R
         TurnFailure::ModelUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
         TurnFailure::Tool => (StatusCode::INTERNAL_SERVER_ERROR, "tool_failed"),
         TurnFailure::Storage => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
+        TurnFailure::Interrupted => (StatusCode::SERVICE_UNAVAILABLE, "interrupted"),
     };
     let mut body = serde_json::to_value(&answer).unwrap_or_else(|_| serde_json::json!({}));
     if let Some(map) = body.as_object_mut() {

@@ -62,7 +62,9 @@ impl JobHandler for AgentTaskHandler {
         match outcome.failure {
             None => {}
             // A passing outage: the queue tries again with its backoff while attempts remain.
-            Some(TurnFailure::ModelUnavailable | TurnFailure::Storage) => return Err(JobError::Retry(outcome.reply)),
+            Some(TurnFailure::ModelUnavailable | TurnFailure::Storage | TurnFailure::Interrupted) => {
+                return Err(JobError::Retry(outcome.reply));
+            }
             Some(TurnFailure::NoModel | TurnFailure::Model | TurnFailure::Tool) => {
                 return Err(JobError::Fail(outcome.reply));
             }
