@@ -149,3 +149,28 @@ async fn a_failing_model_lowers_the_score_everywhere_and_recovers_by_itself() {
     let reply = app.send_ok("c1", "are you back?").await;
     assert_eq!(reply["reply"], "Yes, I am back.");
 }
+
+/// The database file deleted under a running server: health says unhealthy
+/// with the reason, /ready answers 503, and a new message is refused instead
+/// of being written into the unlinked file.
+#[tokio::test]
+async fn a_deleted_database_makes_valor_unhealthy_and_refuse_new_messages() {
+    let app = TestApp::spawn(|_| {}).await;
+    assert_eq!(app.get_json("/health").await["status"], "ok");
+    let path = app.data_dir.as_ref().unwrap().path().join("valor.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let health = app.get_json("/health").await;
+    assert_eq!(health["status"], "unhealthy", "{health:#}");
+    assert_eq!(health["health"]["level"], "unhealthy");
+    let database = health["health"]["components"].as_array().unwrap().iter().find(|c| c["name"] == "database").unwrap();
+    assert!(database["note"].as_str().unwrap().contains("was deleted while valor was running"), "{database}");
+    let ready = app.http.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+
+    let response = app.send("after", "is anyone there?").await;
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "storage_failed", "{body}");
+}

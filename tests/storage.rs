@@ -166,3 +166,48 @@ async fn concurrent_appends_from_many_tasks_all_land() {
     let summary = test.store.list_conversations(1).await.unwrap();
     assert_eq!(summary[0].message_count, i64::try_from(TASKS * MESSAGES_PER_TASK).unwrap());
 }
+
+/// A database whose pages were overwritten is found by the integrity check:
+/// the fault names the file and sticks, and new messages are refused.
+#[tokio::test]
+async fn a_corrupted_file_is_found_and_then_nothing_more_is_written() {
+    let TestStore { store, path, directory: _directory } = open_fresh().await;
+    let conversation = store.create_conversation(conversation("long")).await.unwrap();
+    for index in 0..300 {
+        let text = format!("message {index}: {}", "lorem ipsum dolor sit amet ".repeat(40));
+        store.append_message(user_message(&conversation.id, &text)).await.unwrap();
+    }
+    store.integrity_check().await.unwrap();
+    store.close().await;
+
+    // Overwrite a run of pages in the middle of the file (the header and schema stay).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (start, end) = (bytes.len() / 3, bytes.len() / 3 * 2);
+    for (offset, byte) in bytes[start..end].iter_mut().enumerate() {
+        *byte = (offset % 251) as u8;
+    }
+    std::fs::write(&path, bytes).unwrap();
+
+    let store = Store::open(&path).await.unwrap();
+    let error = store.integrity_check().await.unwrap_err().to_string();
+    assert!(error.contains(&format!("the database file {} is corrupted", path.display())), "{error}");
+    assert!(store.fault().unwrap().contains("corrupted"));
+    let refused = store.append_message(user_message(&conversation.id, "one more")).await.unwrap_err();
+    assert!(refused.to_string().contains("corrupted"), "{refused}");
+}
+
+/// The file deleted under an open store: the next write is refused with what
+/// happened and what to do, not written into the unlinked file.
+#[tokio::test]
+async fn a_deleted_file_is_noticed_before_the_next_write() {
+    let TestStore { store, path, directory: _directory } = open_fresh().await;
+    let conversation = store.create_conversation(conversation("doomed")).await.unwrap();
+    store.append_message(user_message(&conversation.id, "kept")).await.unwrap();
+    store.check_file().unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let refused = store.append_message(user_message(&conversation.id, "lost?")).await.unwrap_err().to_string();
+    assert!(refused.contains("was deleted while valor was running"), "{refused}");
+    assert!(store.fault().is_some());
+}

@@ -13,7 +13,11 @@ use super::Agent;
 /// `telegram_connected` counts only when a bot token is configured.
 pub async fn current_health(agent: &Agent, telegram_connected: bool) -> HealthScore {
     let store = agent.store();
-    let database_ok = store.ping().await.is_ok();
+    let database_fault = match store.check_file().and(Ok(store.ping().await)) {
+        Err(error) => Some(error.to_string()),
+        Ok(Err(error)) => Some(format!("does not answer: {error}")),
+        Ok(Ok(())) => None,
+    };
     let queued_jobs = match store.count_jobs_by_status().await {
         Ok(counts) => counts.get("queued").copied().unwrap_or(0),
         Err(_) => 0,
@@ -21,7 +25,7 @@ pub async fn current_health(agent: &Agent, telegram_connected: bool) -> HealthSc
     let monitor = agent.monitor();
     let breakers = agent.tools().breakers().snapshot();
     let score = health_score(&HealthInputs {
-        database_ok,
+        database_fault: database_fault.as_deref(),
         model_configured: agent.provider_name().is_some(),
         telegram: monitor.telegram_configured().then_some(telegram_connected),
         breakers: &breakers,

@@ -4,7 +4,8 @@
 //! [`ResourceMonitor`] (and refreshes the health-score gauge, and folds the
 //! metrics recorder's raw histogram values into their summaries, and once
 //! turns have stopped, hands the allocator's free memory back to the OS);
-//! every `resources.cleanup_interval_secs` it deletes old temp files, purges
+//! every `resources.cleanup_interval_secs` it checks the database (`PRAGMA
+//! quick_check`, the file still the one opened), deletes old temp files, purges
 //! finished jobs past retention and hands free memory back again; every
 //! breaker cool-down it probes an open model breaker (one token).
 //!
@@ -107,6 +108,12 @@ impl Housekeeping {
     }
 
     async fn cleanup(&self) {
+        // A fault is logged (once) and shown in health by the store itself.
+        if let Err(error) = self.agent.store().integrity_check().await
+            && self.agent.store().fault().is_none()
+        {
+            tracing::warn!("cleanup: the database integrity check did not run: {error}");
+        }
         let (dir, max_age) = (self.temp_dir.clone(), self.temp_max_age);
         match tokio::task::spawn_blocking(move || remove_old_files(&dir, max_age, SystemTime::now())).await {
             Ok(0) => {}

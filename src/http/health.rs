@@ -18,15 +18,20 @@ use crate::monitoring::breaker::BreakerState;
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "valor is running; component details with a token or in loopback mode")))]
 pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<serde_json::Value> {
-    let database = match state.agent.store().ping().await {
-        Ok(()) => "ok",
-        Err(_) => "error",
+    let store = state.agent.store();
+    let database = match store.check_file().is_ok() && store.ping().await.is_ok() {
+        true => "ok",
+        false => "error",
     };
     // A database that does not answer or a model whose breaker is open is
     // valor unable to answer: public `/health` says so too.
     let model_failing =
         state.agent.tools().breakers().state(crate::monitoring::health_score::MODEL_SERVICE) == BreakerState::Open;
-    let status = if database == "ok" && !model_failing { "ok" } else { "degraded" };
+    let status = match (database == "ok", model_failing) {
+        (false, _) => "unhealthy",
+        (true, true) => "degraded",
+        (true, false) => "ok",
+    };
     if !super::auth::authorized(&state.tokens, &headers) {
         return Json(json!({"status": status, "version": env!("CARGO_PKG_VERSION")}));
     }
@@ -45,7 +50,12 @@ pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, description = "ready to serve"), (status = 503, description = "not ready")))]
 pub async fn ready(State(state): State<HttpState>) -> Response {
-    match state.agent.store().ping().await {
+    let store = state.agent.store();
+    if let Err(error) = store.check_file() {
+        let body = Json(json!({"status": "not_ready", "reason": error.to_string()}));
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    match store.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");

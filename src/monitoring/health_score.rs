@@ -15,7 +15,8 @@ pub const MODEL_SERVICE: &str = "model";
 /// Everything the score is computed from.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthInputs<'a> {
-    pub database_ok: bool,
+    /// `None` when the database answers and is the file opened; else why not.
+    pub database_fault: Option<&'a str>,
     pub model_configured: bool,
     /// `None`: no bot token (not expected); `Some(connected)` otherwise.
     pub telegram: Option<bool>,
@@ -69,7 +70,9 @@ pub fn health_score(inputs: &HealthInputs<'_>) -> HealthScore {
     ];
     let lost: u32 = components.iter().map(|c| u32::from(c.penalty)).sum();
     let score = u8::try_from(100u32.saturating_sub(lost)).unwrap_or(0);
+    // Without its database valor loses what it is told: unhealthy whatever the rest.
     let level = match score {
+        _ if inputs.database_fault.is_some() => "unhealthy",
         80..=100 => "healthy",
         50..=79 => "degraded",
         _ => "unhealthy",
@@ -82,10 +85,9 @@ fn component(name: &'static str, weight: u8, penalty: u8, note: impl Into<String
 }
 
 fn database(inputs: &HealthInputs<'_>) -> ComponentScore {
-    if inputs.database_ok {
-        component("database", DATABASE, 0, "answers")
-    } else {
-        component("database", DATABASE, DATABASE, "does not answer")
+    match inputs.database_fault {
+        None => component("database", DATABASE, 0, "answers"),
+        Some(fault) => component("database", DATABASE, DATABASE, fault),
     }
 }
 
@@ -174,7 +176,7 @@ mod tests {
 
     fn healthy() -> HealthInputs<'static> {
         HealthInputs {
-            database_ok: true,
+            database_fault: None,
             model_configured: true,
             telegram: None,
             breakers: &[],
@@ -214,7 +216,7 @@ mod tests {
         let model_closed = [breaker(MODEL_SERVICE, BreakerState::Closed)];
         let cases: Vec<(&str, HealthInputs<'_>, u8, &str)> = vec![
             ("all well", healthy(), 100, "healthy"),
-            ("database down", HealthInputs { database_ok: false, ..healthy() }, 60, "degraded"),
+            ("database down", HealthInputs { database_fault: Some("does not answer"), ..healthy() }, 60, "unhealthy"),
             ("no model", HealthInputs { model_configured: false, ..healthy() }, 70, "degraded"),
             ("telegram connected", HealthInputs { telegram: Some(true), ..healthy() }, 100, "healthy"),
             ("telegram down", HealthInputs { telegram: Some(false), ..healthy() }, 90, "healthy"),
@@ -239,7 +241,7 @@ mod tests {
             (
                 "everything wrong",
                 HealthInputs {
-                    database_ok: false,
+                    database_fault: Some("deleted"),
                     model_configured: false,
                     telegram: Some(false),
                     breakers: &open_three,
@@ -253,7 +255,7 @@ mod tests {
             ),
             (
                 "no database and no model",
-                HealthInputs { database_ok: false, model_configured: false, ..healthy() },
+                HealthInputs { database_fault: Some("deleted"), model_configured: false, ..healthy() },
                 30,
                 "unhealthy",
             ),

@@ -15,6 +15,7 @@ mod context;
 mod conversations;
 mod daydream;
 mod fts;
+mod integrity;
 mod job_position;
 mod job_types;
 mod jobs;
@@ -74,6 +75,8 @@ pub type StorageResult<T> = Result<T, StorageError>;
 pub struct Store {
     readers: sqlx::SqlitePool,
     writer: sqlx::SqlitePool,
+    /// The file opened and the first fault found (deleted, replaced, corrupted).
+    watch: integrity::FileWatch,
 }
 
 /// Versioned migrations from `migrations/`, embedded at compile time.
@@ -126,7 +129,7 @@ impl Store {
             .connect_with(options.read_only(true))
             .await
             .map_err(opening)?;
-        let store = Store { readers, writer };
+        let store = Store { readers, writer, watch: integrity::FileWatch::opened(path) };
         store.migrate().await?;
         Ok(store)
     }

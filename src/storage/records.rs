@@ -14,6 +14,7 @@ impl Store {
     /// message (the user's question; stored under the new turn's id), so a
     /// turn's start costs one commit. Fails with NotFound for an unknown conversation.
     pub async fn start_turn(&self, new: NewTurn, opening: Option<NewMessage>) -> StorageResult<Turn> {
+        self.check_file()?;
         let turn = Turn {
             id: uuid::Uuid::now_v7().to_string(),
             conversation_id: new.conversation_id,

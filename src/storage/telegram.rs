@@ -183,6 +183,8 @@ impl Store {
         next_offset: i64,
         messages: &[TelegramInbound],
     ) -> StorageResult<Vec<bool>> {
+        // Unacknowledged, Telegram keeps the updates until the database is usable again.
+        self.check_file()?;
         let now = now_ms();
         let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin accept update", error))?;
         let mut inserted = Vec::with_capacity(messages.len());
