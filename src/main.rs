@@ -32,12 +32,27 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<DoctorFound>().is_some() => {
+            ExitCode::from(error.downcast_ref::<DoctorFound>().map_or(1, |found| found.0))
+        }
         Err(error) => {
             report(&format!("valor: {error:#}"));
             ExitCode::FAILURE
         }
     }
 }
+
+/// `valor doctor` found a problem; the table already says which (the exit code says how bad).
+#[derive(Debug)]
+struct DoctorFound(u8);
+
+impl std::fmt::Display for DoctorFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "valor doctor found a problem (exit code {})", self.0)
+    }
+}
+
+impl std::error::Error for DoctorFound {}
 
 /// An error for the person at the terminal; a closed stderr is not worth a panic.
 fn report(message: &str) {
@@ -87,7 +102,12 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
             table.extend(
                 rows.iter().map(|row| format!("{:width$}  {:13}  {}", row.part, row.state.as_str(), row.detail)),
             );
-            print_out(&table.join("\n"))
+            print_out(&table.join("\n"))?;
+            // Documented in the README: 1 misconfigured, 3 unreachable.
+            match valor::app::doctor_exit_code(&rows) {
+                0 => Ok(()),
+                code => Err(DoctorFound(code).into()),
+            }
         }
         Command::Migrate => {
             let path = settings.database_path();

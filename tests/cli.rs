@@ -116,8 +116,8 @@ async fn doctor_prints_a_table_of_what_is_ready() {
     let migrated = valor(dir.path()).arg("migrate").output().await.unwrap();
     assert!(migrated.status.success());
 
-    let output = valor(dir.path()).arg("doctor").output().await.unwrap();
-    assert!(output.status.success());
+    let output = valor(dir.path()).arg("doctor").env("VALOR_HTTP_ADDR", "127.0.0.1:0").output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let row = |part: &str| {
         stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row in:\n{stdout}")).to_owned()
@@ -137,6 +137,70 @@ async fn doctor_prints_a_table_of_what_is_ready() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.lines().any(|l| l.starts_with("model (anthropic)") && l.contains("unreachable")), "{stdout}");
     assert!(!stdout.contains("sk-ant-doctor-secret"));
+    assert_eq!(output.status.code(), Some(3), "unreachable exits 3: {stdout}");
+}
+
+/// Each broken part has its row and the exit code says how bad: a workspace
+/// that is not a git repository, a missing Claude Code CLI, model names the
+/// OpenAI-compatible server does not serve (misconfigured: 1), a taken port.
+#[tokio::test]
+async fn doctor_names_each_broken_part_and_exits_non_zero() {
+    let mock = common::Aimock::start().await;
+    mock.add_fixtures(serde_json::json!([{"match": {"model": "llama3.2"}, "response": {"content": "hi"}}])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        dir.path().join("valor.toml"),
+        format!("[[workspace]]\nname = \"site\"\npath = \"{}\"\n", project.display()),
+    )
+    .unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = || {
+        let mut command = valor(dir.path());
+        command
+            .arg("doctor")
+            .env("VALOR__LLM__PROVIDER", "openai")
+            .env("OPENAI_BASE_URL", format!("{}/v1", mock.url))
+            .env("VALOR_CLAUDE_BIN", dir.path().join("no-such-claude"))
+            .env("VALOR_HTTP_ADDR", taken.local_addr().unwrap().to_string());
+        command
+    };
+    let output = base().output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let row = |part: &str| {
+        stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row:\n{stdout}")).to_owned()
+    };
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let model = row("model (openai-compatible)");
+    assert!(model.contains("misconfigured") && model.contains("does not serve `gpt-4o-mini`"), "{model}");
+    assert!(model.contains("it has llama3.2") && model.contains("[openai.models]"), "{model}");
+    let workspace = row("workspace site");
+    assert!(workspace.contains("misconfigured") && workspace.contains("is not a git repository"), "{workspace}");
+    let claude = row("claude");
+    assert!(claude.contains("misconfigured") && claude.contains("VALOR_CLAUDE_BIN"), "{claude}");
+    let http = row("http");
+    assert!(http.contains("misconfigured") && http.contains("taken by another program"), "{http}");
+    assert!(row("schedules").contains("daydream"), "{stdout}");
+
+    // Fixed: names the server has, a git repository, a free port; only the missing CLI is left.
+    assert!(Command::new("git").args(["init", "-q"]).current_dir(&project).status().unwrap().success());
+    let output = base()
+        .env("VALOR__OPENAI__MODELS__SMALL", "llama3.2")
+        .env("VALOR__OPENAI__MODELS__MEDIUM", "llama3.2")
+        .env("VALOR__OPENAI__MODELS__LARGE", "llama3.2")
+        .env("VALOR_HTTP_ADDR", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let row = |part: &str| {
+        stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row:\n{stdout}")).to_owned()
+    };
+    assert!(row("model (openai-compatible)").contains("ready"), "{stdout}");
+    assert!(row("workspace site").contains("ready") && row("workspace site").contains("(git, on "), "{stdout}");
+    assert!(row("http").contains("is free"), "{stdout}");
+    assert_eq!(output.status.code(), Some(1), "the missing CLI is still misconfigured: {stdout}");
 }
 
 /// Run in the wrong folder, `backup` and `jobs` refuse, naming the path they looked at.

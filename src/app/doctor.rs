@@ -77,7 +77,11 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
         ProviderChoice::Openai => {
             let url = format!("{}/models", settings.openai.base_url.trim_end_matches('/'));
             let key = settings.openai.api_key.as_ref().map(|k| ("authorization", k));
-            probe(&http, "model (openai-compatible)", &url, key, &[]).await
+            let probed = probe(&http, "model (openai-compatible)", &url, key, &[]).await;
+            match probed.state {
+                DoctorState::Ready => model_names_row(&http, settings, &url, key).await.unwrap_or(probed),
+                _ => probed,
+            }
         }
         ProviderChoice::Auto | ProviderChoice::None => {
             row("model", DoctorState::Off, "set ANTHROPIC_API_KEY or OPENAI_API_KEY (and OPENAI_BASE_URL)")
@@ -91,6 +95,10 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
         Some(token) => telegram_row(&settings.telegram.api_url, token.clone()).await,
         None => row("telegram", DoctorState::Off, "set TELEGRAM_BOT_TOKEN"),
     });
+    rows.push(http_row(settings, &http).await);
+    rows.extend(workspace_rows(settings).await);
+    rows.extend(cli_rows(settings).await);
+    rows.push(schedule_row(settings));
     for (part, key, variable) in [
         ("web search", &settings.perplexity.api_key, "PERPLEXITY_API_KEY"),
         ("notion", &settings.notion.api_key, "NOTION_API_KEY"),
@@ -101,6 +109,174 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
         });
     }
     rows
+}
+
+/// The worst state among `rows` as the process exit code: 0 when every
+/// part is ready or off, 1 when one is misconfigured, 3 when one is
+/// unreachable (and none misconfigured). 2 is every command's "the
+/// configuration cannot be loaded".
+pub fn exit_code(rows: &[DoctorRow]) -> u8 {
+    if rows.iter().any(|r| r.state == DoctorState::Misconfigured) {
+        1
+    } else if rows.iter().any(|r| r.state == DoctorState::Unreachable) {
+        3
+    } else {
+        0
+    }
+}
+
+/// Are the tier model names served? (OpenAI-compatible `/models` lists
+/// them: Ollama, vLLM, llama.cpp, OpenAI.) `None` when the list cannot be read.
+async fn model_names_row(
+    http: &reqwest::Client,
+    settings: &Settings,
+    url: &str,
+    key: Option<(&str, &SecretString)>,
+) -> Option<DoctorRow> {
+    let mut request = http.get(url);
+    if let Some((_, secret)) = key {
+        request = request.header("authorization", format!("Bearer {}", secret.expose_secret()));
+    }
+    let body: serde_json::Value = request.send().await.ok()?.json().await.ok()?;
+    let served: Vec<&str> = body["data"].as_array()?.iter().filter_map(|m| m["id"].as_str()).collect();
+    let tiers = &settings.openai.models;
+    let mut missing: Vec<&str> = [tiers.small.as_str(), tiers.medium.as_str(), tiers.large.as_str()]
+        .into_iter()
+        .filter(|name| !served.contains(name))
+        .collect();
+    missing.dedup();
+    let part = "model (openai-compatible)";
+    if missing.is_empty() {
+        return Some(row(
+            part,
+            DoctorState::Ready,
+            format!("{url} serves {} / {} / {}", tiers.small, tiers.medium, tiers.large),
+        ));
+    }
+    let offer = if served.is_empty() {
+        "nothing".to_owned()
+    } else {
+        served.iter().take(8).copied().collect::<Vec<_>>().join(", ")
+    };
+    Some(row(
+        part,
+        DoctorState::Misconfigured,
+        format!(
+            "{url} does not serve {}; it has {offer}. Set the names in [openai.models] \
+             (VALOR__OPENAI__MODELS__SMALL, …__MEDIUM, …__LARGE)",
+            missing.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+        ),
+    ))
+}
+
+/// The HTTP address: free, already served by a valor (which one), or taken.
+async fn http_row(settings: &Settings, http: &reqwest::Client) -> DoctorRow {
+    let addr = match settings.server.listen_addr() {
+        Ok(addr) => addr,
+        Err(error) => return row("http", DoctorState::Misconfigured, error.to_string()),
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(_) => row("http", DoctorState::Ready, format!("{addr} is free")),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            let health = http.get(format!("http://{addr}/health")).send().await;
+            let version = match health {
+                Ok(response) => response
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|body| body["version"].as_str().map(str::to_owned)),
+                Err(_) => None,
+            };
+            match version {
+                Some(version) => {
+                    row("http", DoctorState::Ready, format!("{addr} is served by valor {version} (running)"))
+                }
+                None => row(
+                    "http",
+                    DoctorState::Misconfigured,
+                    format!("{addr} is taken by another program; set VALOR_HTTP_ADDR (e.g. 127.0.0.1:8081)"),
+                ),
+            }
+        }
+        Err(error) => row("http", DoctorState::Misconfigured, format!("{addr}: {error}")),
+    }
+}
+
+/// One row per `[[workspace]]`: the path is a directory and a git repository.
+async fn workspace_rows(settings: &Settings) -> Vec<DoctorRow> {
+    let mut rows = Vec::new();
+    for workspace in &settings.workspaces {
+        let part = format!("workspace {}", workspace.name);
+        let path = &workspace.path;
+        if !path.is_dir() {
+            rows.push(row(&part, DoctorState::Misconfigured, format!("{} is not a directory", path.display())));
+            continue;
+        }
+        let limit = Duration::from_secs(5);
+        let git = |args: &'static [&'static str]| {
+            crate::workspace::child::read_only_git(path, &settings.child_env, args, limit)
+        };
+        let inside = git(&["rev-parse", "--is-inside-work-tree"]).await;
+        rows.push(match inside {
+            Ok(_) => {
+                // A branch with no commit yet has a name too; a detached HEAD has none.
+                let branch = git(&["symbolic-ref", "--short", "-q", "HEAD"]).await;
+                let on = branch.map_or_else(|_| "a detached HEAD".to_owned(), |name| name.trim().to_owned());
+                row(&part, DoctorState::Ready, format!("{} (git, on {on})", path.display()))
+            }
+            Err(why) => row(
+                &part,
+                DoctorState::Misconfigured,
+                format!("{} is not a git repository ({why}); run `git init` there", path.display()),
+            ),
+        });
+    }
+    rows
+}
+
+/// The code-work CLIs: found and their version, when something uses them.
+async fn cli_rows(settings: &Settings) -> Vec<DoctorRow> {
+    let limit = Duration::from_secs(10);
+    let claude = if settings.workspaces.is_empty() {
+        row("claude", DoctorState::Off, "no [[workspace]] configured: code work is off")
+    } else {
+        match crate::workspace::child::program_version(&settings.claude.bin, &settings.child_env, limit).await {
+            Ok(version) => row("claude", DoctorState::Ready, format!("{} ({version})", settings.claude.bin)),
+            Err(why) => row(
+                "claude",
+                DoctorState::Misconfigured,
+                format!(
+                    "{why}: install Claude Code (`npm install -g @anthropic-ai/claude-code`) or set VALOR_CLAUDE_BIN"
+                ),
+            ),
+        }
+    };
+    let gemini = if !settings.gemini.enabled {
+        row("gemini", DoctorState::Off, "[gemini] enabled = false")
+    } else {
+        match crate::workspace::child::program_version(&settings.gemini.bin, &settings.child_env, limit).await {
+            Ok(version) => row("gemini", DoctorState::Ready, format!("{} ({version})", settings.gemini.bin)),
+            Err(why) => row(
+                "gemini",
+                DoctorState::Misconfigured,
+                format!("{why}: install it (`npm install -g @google/gemini-cli`) or set [gemini] bin"),
+            ),
+        }
+    };
+    vec![claude, gemini]
+}
+
+/// What runs on a schedule (`[[schedule]]` and `[daydream]`).
+fn schedule_row(settings: &Settings) -> DoctorRow {
+    let mut names: Vec<String> = settings.schedules.iter().map(|s| format!("{} ({})", s.name, s.cron)).collect();
+    if settings.daydream.enabled {
+        names.push("daydream".into());
+    }
+    if names.is_empty() {
+        row("schedules", DoctorState::Off, "no [[schedule]] and [daydream] is off")
+    } else {
+        row("schedules", DoctorState::Ready, names.join(", "))
+    }
 }
 
 /// Probe the bot token with `getMe`.

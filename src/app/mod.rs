@@ -14,7 +14,7 @@ pub mod tools;
 mod workspace_cli;
 
 pub use daydream_cli::{build_daydream, daydream_run_command};
-pub use doctor::{DoctorRow, DoctorState, doctor};
+pub use doctor::{DoctorRow, DoctorState, doctor, exit_code as doctor_exit_code};
 pub use jobs_cli::{JobsAction, jobs_command};
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
 pub use workspace_cli::{WorkspaceAction, workspace_command};

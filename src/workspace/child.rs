@@ -119,6 +119,22 @@ async fn git_output(
     }
 }
 
+/// `program --version`'s first line (for `valor doctor`), or why it could not run.
+pub async fn program_version(program: &str, env: &ChildEnv, limit: Duration) -> Result<String, String> {
+    let mut child = command(program, env.vars());
+    child.arg("--version").stdin(Stdio::null()).kill_on_drop(true);
+    match tokio::time::timeout(limit, child.output()).await {
+        Ok(Ok(output)) if output.status.success() => {
+            let text = String::from_utf8_lossy(&output.stdout);
+            Ok(text.lines().next().unwrap_or("").trim().to_owned())
+        }
+        Ok(Ok(output)) => Err(format!("`{program} --version` failed ({})", output.status)),
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => Err(format!("`{program}` is not installed")),
+        Ok(Err(error)) => Err(format!("`{program}` could not run: {error}")),
+        Err(_) => Err(format!("`{program} --version` did not answer within {} s", limit.as_secs())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
