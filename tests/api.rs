@@ -369,3 +369,27 @@ async fn without_tokens_a_non_loopback_address_is_refused() {
     let message = format!("{error:#}");
     assert!(message.contains("VALOR_API_TOKENS"), "{message}");
 }
+
+/// A local OpenAI-compatible server (Ollama) out of the box: only its
+/// address is set, no key, no provider, OpenAI's model names untouched.
+/// valor picks the provider, learns what the server serves and answers.
+#[tokio::test]
+async fn a_local_server_works_with_only_its_address_set() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(
+        json!([{"match": {"model": "llama3.2:1b"}, "response": {"content": "Hello from the local model."}}]),
+    )
+    .await;
+    let app = TestApp::spawn(|s| {
+        s.llm.provider = valor::config::ProviderChoice::Auto;
+        s.openai.base_url = format!("{}/v1", mock.url);
+    })
+    .await;
+    let reply = app.send_ok("local", "hello").await;
+    assert_eq!(reply["reply"], "Hello from the local model.");
+    assert_eq!(reply["turn"]["model"], "llama3.2:1b");
+    let health = app.get_json("/health").await;
+    let model = health["components"].as_array().unwrap().iter().find(|c| c["name"] == "model").unwrap().clone();
+    assert_eq!(model["on"], true, "{model}");
+    assert!(model["detail"].as_str().unwrap().contains("llama3.2:1b"), "{model}");
+}

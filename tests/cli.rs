@@ -160,20 +160,23 @@ async fn doctor_names_each_broken_part_and_exits_non_zero() {
         let mut command = valor(dir.path());
         command
             .arg("doctor")
-            .env("VALOR__LLM__PROVIDER", "openai")
             .env("OPENAI_BASE_URL", format!("{}/v1", mock.url))
             .env("VALOR_CLAUDE_BIN", dir.path().join("no-such-claude"))
             .env("VALOR_HTTP_ADDR", taken.local_addr().unwrap().to_string());
         command
     };
-    let output = base().output().await.unwrap();
+    let mut wrong = base();
+    for tier in ["SMALL", "MEDIUM", "LARGE"] {
+        wrong.env(format!("VALOR__OPENAI__MODELS__{tier}"), "qwen2.5");
+    }
+    let output = wrong.output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let row = |part: &str| {
         stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row:\n{stdout}")).to_owned()
     };
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     let model = row("model (openai-compatible)");
-    assert!(model.contains("misconfigured") && model.contains("does not serve `gpt-4o-mini`"), "{model}");
+    assert!(model.contains("misconfigured") && model.contains("does not serve `qwen2.5`"), "{model}");
     assert!(model.contains("it has llama3.2") && model.contains("[openai.models]"), "{model}");
     let workspace = row("workspace site");
     assert!(workspace.contains("misconfigured") && workspace.contains("is not a git repository"), "{workspace}");
@@ -183,16 +186,10 @@ async fn doctor_names_each_broken_part_and_exits_non_zero() {
     assert!(http.contains("misconfigured") && http.contains("taken by another program"), "{http}");
     assert!(row("schedules").contains("daydream"), "{stdout}");
 
-    // Fixed: names the server has, a git repository, a free port; only the missing CLI is left.
+    // Fixed: OpenAI's default names left (the server's own are used), a git
+    // repository, a free port; only the missing CLI is left.
     assert!(Command::new("git").args(["init", "-q"]).current_dir(&project).status().unwrap().success());
-    let output = base()
-        .env("VALOR__OPENAI__MODELS__SMALL", "llama3.2")
-        .env("VALOR__OPENAI__MODELS__MEDIUM", "llama3.2")
-        .env("VALOR__OPENAI__MODELS__LARGE", "llama3.2")
-        .env("VALOR_HTTP_ADDR", "127.0.0.1:0")
-        .output()
-        .await
-        .unwrap();
+    let output = base().env("VALOR_HTTP_ADDR", "127.0.0.1:0").output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let row = |part: &str| {
         stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row:\n{stdout}")).to_owned()

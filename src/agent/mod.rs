@@ -149,8 +149,8 @@ impl TurnOutcome {
 
 /// The reply when no model provider is configured.
 pub const NO_MODEL_REPLY: &str = "I can't answer yet: no model provider is configured. \
-Set ANTHROPIC_API_KEY (Anthropic), or OPENAI_API_KEY with OPENAI_BASE_URL for any \
-OpenAI-compatible server (OpenAI, Ollama at http://127.0.0.1:11434/v1, vLLM), then restart valor. \
+Set ANTHROPIC_API_KEY (Anthropic) or OPENAI_API_KEY (OpenAI), or OPENAI_BASE_URL alone for a local \
+OpenAI-compatible server (Ollama at http://127.0.0.1:11434/v1, vLLM, llama.cpp), then restart valor. \
 `valor doctor` shows what is configured.";
 
 impl Agent {

@@ -45,6 +45,10 @@ fn row(part: &str, state: DoctorState, detail: impl Into<String>) -> DoctorRow {
 
 /// Run every check. Never fails: problems are rows.
 pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
+    // The model names `serve` would use (a local server's own, when OpenAI's defaults are left).
+    let mut settings = settings.clone();
+    super::providers::adopt_served_models(&mut settings).await;
+    let settings = &settings;
     let mut rows = Vec::new();
     let source = settings
         .source_file

@@ -83,9 +83,13 @@ impl App {
     /// Like [`App::build`], letting the caller adjust the tool registry
     /// before the agent gets it (tests swap in tools with test-only network
     /// policies; production code calls [`App::build`]).
-    pub async fn build_with_tools(settings: Settings, adjust: impl FnOnce(&mut ToolRegistry)) -> anyhow::Result<App> {
+    pub async fn build_with_tools(
+        mut settings: Settings,
+        adjust: impl FnOnce(&mut ToolRegistry),
+    ) -> anyhow::Result<App> {
         // Install the metrics recorder before anything records.
         let _ = crate::monitoring::metrics_handle();
+        providers::adopt_served_models(&mut settings).await;
         let database = settings.database_path();
         let store =
             Store::open(&database).await.with_context(|| format!("opening the database {}", database.display()))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::agent::{ClassifierBackend, IntentClassifier, ModelEndpoint, ModelSet};
-use crate::config::{ProviderChoice, Settings, TierModels};
+use crate::config::{OpenAiSettings, ProviderChoice, Settings, TierModels};
 use crate::llm::anthropic::AnthropicClient;
 use crate::llm::ollama::OllamaClient;
 use crate::llm::openai::OpenAiClient;
@@ -18,14 +18,64 @@ use crate::llm::{ChatModel, LlmError};
 use crate::monitoring::ComponentStatus;
 use crate::monitoring::breaker::CircuitBreakers;
 
-/// Which provider the settings select, after resolving `auto`.
+/// Which provider the settings select, after resolving `auto`: a key, or
+/// an OpenAI-compatible address of its own (a local server such as Ollama
+/// needs no key).
 pub fn resolve_provider(settings: &Settings) -> ProviderChoice {
     match settings.llm.provider {
         ProviderChoice::Auto if settings.anthropic.api_key.is_some() => ProviderChoice::Anthropic,
         ProviderChoice::Auto if settings.openai.api_key.is_some() => ProviderChoice::Openai,
+        ProviderChoice::Auto if uses_own_openai_server(settings) => ProviderChoice::Openai,
         ProviderChoice::Auto => ProviderChoice::None,
         explicit => explicit,
     }
+}
+
+fn uses_own_openai_server(settings: &Settings) -> bool {
+    settings.openai.base_url.trim_end_matches('/') != OpenAiSettings::default().base_url
+}
+
+/// A server of the user's own (Ollama, vLLM, llama.cpp) with OpenAI's
+/// default model names left in place: ask it what it serves and, when those
+/// names are not among them, use its first model for every tier (logged,
+/// and shown on the model line). Names set in `[openai.models]` are never
+/// changed; an unreachable server changes nothing.
+pub async fn adopt_served_models(settings: &mut Settings) {
+    if resolve_provider(settings) != ProviderChoice::Openai
+        || !uses_own_openai_server(settings)
+        || settings.openai.models != OpenAiSettings::default().models
+    {
+        return;
+    }
+    let base = settings.openai.base_url.trim_end_matches('/').to_owned();
+    let Some(served) = served_models(&base, settings.openai.api_key.as_ref()).await else { return };
+    let models = &settings.openai.models;
+    if [&models.small, &models.medium, &models.large].iter().all(|name| served.contains(name)) {
+        return;
+    }
+    let Some(first) = served.first().cloned() else {
+        tracing::warn!("the model server at {base} serves no model yet; pull one (e.g. `ollama pull llama3.2`)");
+        return;
+    };
+    tracing::info!(
+        "the model server at {base} does not serve OpenAI's model names; using `{first}` for every tier \
+         (it serves {}; choose with [openai.models] or VALOR__OPENAI__MODELS__SMALL/MEDIUM/LARGE)",
+        served.join(", ")
+    );
+    settings.openai.models = TierModels { small: first.clone(), medium: first.clone(), large: first };
+}
+
+/// The model ids `GET {base}/models` lists, or `None` when it does not answer in 3 s.
+async fn served_models(base: &str, key: Option<&SecretString>) -> Option<Vec<String>> {
+    use secrecy::ExposeSecret as _;
+    let http = crate::llm::transport::client_builder().timeout(Duration::from_secs(3)).build().ok()?;
+    let mut request = http.get(format!("{base}/models"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key.expose_secret());
+    }
+    let response = request.send().await.ok()?.error_for_status().ok()?;
+    let body: serde_json::Value = response.json().await.ok()?;
+    Some(body["data"].as_array()?.iter().filter_map(|model| model["id"].as_str().map(str::to_owned)).collect())
 }
 
 fn transport(settings: &Settings, base_url: &str, api_key: Option<&SecretString>, max_retries: u32) -> TransportConfig {
@@ -143,7 +193,8 @@ pub fn model_status(settings: &Settings) -> ComponentStatus {
         }
         ProviderChoice::Auto | ProviderChoice::None => ComponentStatus::off(
             "model",
-            "no provider — set ANTHROPIC_API_KEY, or OPENAI_API_KEY (with OPENAI_BASE_URL for any OpenAI-compatible server)",
+            "no provider — set ANTHROPIC_API_KEY, or OPENAI_API_KEY, or OPENAI_BASE_URL alone for a local \
+             OpenAI-compatible server (Ollama: http://127.0.0.1:11434/v1)",
         ),
     }
 }
