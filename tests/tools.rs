@@ -455,6 +455,7 @@ async fn a_non_admin_turn_stops_at_its_chat_s_daily_spending_limit_and_an_admin_
             is_admin,
             images: Vec::new(),
             user: None,
+            once_key: None,
         };
         let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
         let agent = app.agent.clone();

@@ -128,6 +128,9 @@ pub struct TurnRequest {
     /// Images sent with the message (already stored under the data dir); the
     /// model sees them in this turn, the transcript keeps `[image: …]` references.
     pub images: Vec<media::ImageAttachment>,
+    /// The user's message is stored once under this key: a message handled
+    /// again (a Telegram update after a crash) is not in the history twice.
+    pub once_key: Option<String>,
 }
 
 /// How a turn ended (the same facts as its `Done` event).

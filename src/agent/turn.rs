@@ -226,7 +226,7 @@ pub(super) async fn run(
         text: user_text,
         turn_id: None,
     };
-    let turn = match parts.store.start_turn(new_turn, Some(opening)).await {
+    let turn = match parts.store.start_turn_once(new_turn, Some(opening), request.once_key.as_deref()).await {
         Ok(turn) => turn,
         Err(error) => return storage_failure_before_turn(events, conversation_id, error).await,
     };

@@ -43,6 +43,7 @@ where
             is_admin: true,
             user: None,
             images: Vec::new(),
+            once_key: None,
         });
         output.write_all(b"valor> ").await?;
         while let Some(event) = events.recv().await {

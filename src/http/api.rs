@@ -112,7 +112,14 @@ pub async fn post_message(
     let channel = if streamed { "web" } else { "api" };
     let conversation = state.agent.open_conversation(&name, channel).await?;
     // Every API caller either holds a configured token or sits on this machine (loopback-only mode).
-    let request = TurnRequest { conversation, text: text.to_owned(), is_admin: true, user: None, images: Vec::new() };
+    let request = TurnRequest {
+        conversation,
+        text: text.to_owned(),
+        is_admin: true,
+        user: None,
+        images: Vec::new(),
+        once_key: None,
+    };
     let receiver = state.agent.spawn_turn(request);
     if streamed {
         return Ok(Sse::new(sse_events(receiver))

@@ -42,7 +42,8 @@ impl JobHandler for AgentTaskHandler {
         let conversation =
             self.agent.open_conversation(&format!("job #{}", context.job.id), "job").await.map_err(storage_error)?;
         let (sender, mut receiver) = mpsc::channel(256);
-        let request = TurnRequest { conversation, text: task, is_admin: false, user: None, images: Vec::new() };
+        let request =
+            TurnRequest { conversation, text: task, is_admin: false, user: None, images: Vec::new(), once_key: None };
         let agent = self.agent.clone();
         // The sender is dropped when the turn ends, which ends the event loop below.
         let turn = async move { agent.run_turn(request, &sender).await };

@@ -14,6 +14,18 @@ impl Store {
     /// message (the user's question; stored under the new turn's id), so a
     /// turn's start costs one commit. Fails with NotFound for an unknown conversation.
     pub async fn start_turn(&self, new: NewTurn, opening: Option<NewMessage>) -> StorageResult<Turn> {
+        self.start_turn_once(new, opening, None).await
+    }
+
+    /// [`Store::start_turn`], storing the opening message only if nothing was
+    /// stored under `opening_key` before (a Telegram update handled again
+    /// after a crash is in the history once).
+    pub async fn start_turn_once(
+        &self,
+        new: NewTurn,
+        opening: Option<NewMessage>,
+        opening_key: Option<&str>,
+    ) -> StorageResult<Turn> {
         self.check_file()?;
         let turn = Turn {
             id: uuid::Uuid::now_v7().to_string(),
@@ -59,7 +71,7 @@ impl Store {
         }
         if let Some(opening) = opening {
             let opening = NewMessage { turn_id: Some(turn.id.clone()), ..opening };
-            append_on(&mut transaction, opening, None).await?;
+            append_on(&mut transaction, opening, opening_key).await?;
         }
         transaction.commit().await.map_err(|error| sql_error("commit turn", error))?;
         Ok(turn)

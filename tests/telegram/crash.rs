@@ -57,7 +57,7 @@ async fn a_process_killed_mid_turn_answers_exactly_once_after_restart() {
     child.wait().await.unwrap();
     assert!(fake.calls_to("sendMessage").is_empty(), "killed before replying");
 
-    let _app = TestApp::spawn_in(data, configure(&mock, &fake)).await;
+    let app = TestApp::spawn_in(data, configure(&mock, &fake)).await;
     fake.wait_for("the answer", |_| {
         fake.visible_messages(ALICE.id).first().is_some_and(|m| m["text"] == answer.trim())
     })
@@ -66,4 +66,14 @@ async fn a_process_killed_mid_turn_answers_exactly_once_after_restart() {
     assert_eq!(fake.visible_messages(ALICE.id).len(), 1, "answered exactly once");
     assert_eq!(fake.calls_to("sendMessage").len(), 1, "one message (its streamed preview edited into the answer)");
     assert_eq!(questions(&mock).await.len(), 2, "the interrupted turn ran again, once");
+
+    // The message handled twice is in the history once, and so in what the model saw.
+    let store = app.store().await;
+    let conversation = store.kv_get(&format!("telegram:conversation:{}", ALICE.id)).await.unwrap().unwrap();
+    let messages = store.recent_messages(&conversation, 50).await.unwrap();
+    let asked: Vec<_> = messages.iter().filter(|m| m.text == "survive the crash").collect();
+    assert_eq!(asked.len(), 1, "{messages:#?}");
+    let requests = mock.requests_to("/v1/chat/completions").await;
+    let sent = requests.last().unwrap()["body"]["messages"].to_string();
+    assert_eq!(sent.matches("survive the crash").count(), 1, "{sent}");
 }

@@ -386,3 +386,29 @@ async fn a_backlog_with_a_non_admins_message_runs_without_admin_rights() {
         );
     }
 }
+
+/// Messages sent while valor was down are answered strictly in the order
+/// they were sent, one after another, each once.
+#[tokio::test]
+async fn messages_waiting_while_valor_was_down_are_answered_in_order() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    let count = 5; // the per-user burst: more would meet the flood limit
+    for index in 1..=count {
+        // Earlier questions take longer: answered concurrently, they would come back reversed.
+        let latency = 100 * (count + 1 - index);
+        mock.add_fixtures(serde_json::json!([{
+            "match": {"userMessage": format!("question {index}")},
+            "response": {"content": format!("answer {index}")},
+            "chaos": {"latencyMs": latency}
+        }]))
+        .await;
+        fake.send_text(ALICE.id, &ALICE, &format!("question {index}"));
+    }
+    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+    let replies = fake.wait_for_replies(ALICE.id, count).await;
+    let expected: Vec<String> = (1..=count).map(|index| format!("answer {index}")).collect();
+    assert_eq!(replies, expected);
+    let asked = questions(&mock).await;
+    let expected: Vec<String> = (1..=count).map(|index| format!("question {index}")).collect();
+    assert_eq!(asked, expected, "the model was asked in order");
+}

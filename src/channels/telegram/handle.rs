@@ -37,9 +37,8 @@ const REACTION_FAILED: &str = "👎";
 /// reply is split properly).
 const PREVIEW_UNITS: usize = 3900;
 
+/// The caller handles the chat's messages one at a time (`enqueue`).
 pub(super) async fn handle(shared: &Shared, row: TelegramUpdateRow) {
-    let lock = shared.chat_lock(row.chat_id);
-    let _in_order = lock.lock().await;
     if let Err(error) = handle_row(shared, &row).await {
         // Left `processing`: handled again after the next start.
         tracing::error!(chat = row.chat_id, message = row.message_id, "telegram: handling failed: {error}");
@@ -50,10 +49,9 @@ pub(super) async fn handle(shared: &Shared, row: TelegramUpdateRow) {
 /// (valor was down): checked one by one (each audit-logged), then answered
 /// together in one turn — "while I was away…" — replying to the newest, with
 /// the least privilege of its authors (admin only if all are admins).
+/// The caller handles the chat's messages one at a time (`enqueue`).
 pub(super) async fn handle_backlog(shared: &Shared, rows: Vec<TelegramUpdateRow>) {
     let Some(chat_id) = rows.first().map(|row| row.chat_id) else { return };
-    let lock = shared.chat_lock(chat_id);
-    let _in_order = lock.lock().await;
     if let Err(error) = answer_backlog(shared, &rows).await {
         tracing::error!(chat = chat_id, "telegram: handling the backlog failed: {error}");
     }
@@ -245,7 +243,10 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
     let _stop_typing = typing.clone().drop_guard();
     let target = (message.chat_id, message.thread_id);
     tokio::spawn(keep_typing(shared.api.clone(), target, shared.typing_interval(), typing.clone()));
-    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, user, images });
+    // The stored updates this turn answers: handled again after a crash, their text is stored once.
+    let rows_key = rows.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let once_key = Some(format!("telegram:turn:{rows_key}"));
+    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, user, images, once_key });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
     let mut produced = Vec::new();

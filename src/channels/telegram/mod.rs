@@ -63,17 +63,12 @@ struct Shared {
     /// Wakes the processor when a message was stored.
     inbox_ready: Notify,
     stream_policy: StreamPolicy,
-    /// One lock per chat: its messages are handled one at a time, in order.
-    chat_locks: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per chat with work in progress, the claims still waiting behind it:
+    /// one task per chat drains them in order (see `enqueue`).
+    chat_queues: std::sync::Mutex<std::collections::HashMap<i64, std::collections::VecDeque<ChatWork>>>,
 }
 
 impl Shared {
-    fn chat_lock(&self, chat_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.chat_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        locks.entry(chat_id).or_default().clone()
-    }
-
     fn typing_interval(&self) -> Duration {
         Duration::from_millis(self.settings.typing_interval_ms.max(100))
     }
@@ -141,7 +136,7 @@ impl TelegramChannel {
             outbox_ready: Arc::new(Notify::new()),
             inbox_ready: Notify::new(),
             stream_policy,
-            chat_locks: std::sync::Mutex::default(),
+            chat_queues: std::sync::Mutex::default(),
         };
         Ok(TelegramChannel { shared: Arc::new(shared) })
     }
@@ -284,20 +279,85 @@ async fn accept_all(shared: &Shared, updates: &[serde_json::Value]) -> Result<()
     Ok(())
 }
 
-/// Claim stored messages oldest first and handle each on its own task.
+/// One chat's claimed messages: those answered together, then the rest.
+#[derive(Debug, Default)]
+struct ChatWork {
+    backlog: Vec<crate::storage::TelegramUpdateRow>,
+    current: Vec<crate::storage::TelegramUpdateRow>,
+}
+
+/// Forgets a chat's queue when its task ends by a panic (a normal end
+/// removes it under the lock, in order with `enqueue`).
+struct Drained<'a> {
+    shared: &'a Shared,
+    chat_id: i64,
+}
+
+impl Drop for Drained<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queues = self.shared.chat_queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            queues.remove(&self.chat_id);
+        }
+    }
+}
+
+/// Queue `work` behind the chat's earlier claims; start the chat's task
+/// when none runs. Claims are made by one loop in order, so each chat's
+/// messages are handled strictly one after another in `update_id` order,
+/// while chats run side by side.
+fn enqueue(shared: &Arc<Shared>, turns: &TaskTracker, chat_id: i64, work: ChatWork) {
+    let lock = || shared.chat_queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    {
+        let mut queues = lock();
+        if let Some(waiting) = queues.get_mut(&chat_id) {
+            waiting.push_back(work);
+            return;
+        }
+        queues.insert(chat_id, std::collections::VecDeque::new());
+    }
+    let shared = shared.clone();
+    turns.spawn(async move {
+        // A panic in a handler must not leave the chat's queue marked busy forever.
+        let _drained = Drained { shared: &shared, chat_id };
+        let mut next = Some(work);
+        while let Some(work) = next.take() {
+            if !work.backlog.is_empty() {
+                handle::handle_backlog(&shared, work.backlog).await;
+            }
+            for row in work.current {
+                handle::handle(&shared, row).await;
+            }
+            let mut queues = shared.chat_queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            next = queues.get_mut(&chat_id).and_then(std::collections::VecDeque::pop_front);
+            if next.is_none() {
+                queues.remove(&chat_id);
+            }
+        }
+    });
+}
+
+/// Claim stored messages and handle each chat's on its own task, strictly
+/// in `update_id` order (chats run side by side).
 async fn process(shared: &Arc<Shared>, shutdown: &CancellationToken, turns: &TaskTracker) {
     while !shutdown.is_cancelled() {
         match shared.store.telegram_claim_received().await {
             Ok(rows) => {
                 let (backlogs, current) =
                     split_backlog(rows, shared.settings.away_after_secs, chrono::Utc::now().timestamp());
+                // One task per chat, in update order: its backlog first, then each newer message.
+                let mut chats: std::collections::BTreeMap<i64, ChatWork> = Default::default();
                 for rows in backlogs {
-                    let shared = shared.clone();
-                    turns.spawn(async move { handle::handle_backlog(&shared, rows).await });
+                    if let Some(chat_id) = rows.first().map(|row| row.chat_id) {
+                        chats.entry(chat_id).or_default().backlog = rows;
+                    }
                 }
                 for row in current {
-                    let shared = shared.clone();
-                    turns.spawn(async move { handle::handle(&shared, row).await });
+                    chats.entry(row.chat_id).or_default().current.push(row);
+                }
+                for (chat_id, mut work) in chats {
+                    work.current.sort_by_key(|row| row.update_id);
+                    enqueue(shared, turns, chat_id, work);
                 }
             }
             Err(error) => tracing::error!("telegram: claiming messages failed: {error}"),
