@@ -219,3 +219,53 @@ fn a_blank_api_token_is_a_config_error_naming_its_key() {
     let settings = load_toml("", &[("VALOR_API_TOKENS", "one, two,")]).unwrap();
     assert_eq!(settings.server.api_tokens.len(), 2);
 }
+
+/// Each config mistake reads as the person wrote it: where (the file or the
+/// variable), the key without figment's profile, what was expected, and the
+/// nearest valid key for a typo — never a source location inside valor.
+#[test]
+fn config_errors_say_where_what_and_the_nearest_key() {
+    let cases: [(&str, &[(&str, &str)], &str); 8] = [
+        (
+            "[telegram]\nadmin = [1]\n",
+            &[],
+            "valor.toml: unknown key `telegram.admin` — did you mean `telegram.admins`?",
+        ),
+        ("[telegramm]\nadmins = [1]\n", &[], "valor.toml: unknown key `telegramm` — did you mean `telegram`?"),
+        (
+            "[agent]\nmax_steps = \"lots\"\n",
+            &[],
+            "valor.toml: `agent.max_steps` must be a whole number (0 or more), not the string \"lots\"",
+        ),
+        (
+            "[llm]\nprovider = \"olama\"\n",
+            &[],
+            "valor.toml: `llm.provider` cannot be `olama`; use one of `auto`, `anthropic`, `openai`, `none`",
+        ),
+        (
+            "[agent]\nzzz = 1\n",
+            &[],
+            "valor.toml: unknown key `agent.zzz`; the keys there are `persona_file`, `max_steps`, `tool_timeout_secs`",
+        ),
+        (
+            "",
+            &[("VALOR__AGENT__MAX_STEPS", "lots")],
+            "environment variable VALOR__AGENT__MAX_STEPS: `agent.max_steps` must be a whole number (0 or more), not the string \"lots\"",
+        ),
+        (
+            "",
+            &[("VALOR__AGENT__MAX_STEP", "3")],
+            "environment variable VALOR__AGENT__MAX_STEP: unknown key `agent.max_step` — did you mean `agent.max_steps`?",
+        ),
+        (
+            "[intent]\nuse_model = \"yes\"\n",
+            &[],
+            "valor.toml: `intent.use_model` must be true or false, not the string \"yes\"",
+        ),
+    ];
+    for (toml, env, expected) in cases {
+        let error = load_toml(toml, env).unwrap_err().to_string();
+        assert!(error.ends_with(expected), "for {toml:?} {env:?}:\n got: {error}\nwant: …{expected}");
+        assert!(!error.contains("src/") && !error.contains("default."), "{error}");
+    }
+}

@@ -54,6 +54,25 @@ const CONTRACT: &[(&str, &str)] = &[
     ("RUST_LOG", "log.level"),
 ];
 
+/// Which environment variable set each settings key (for error messages).
+pub(super) fn keys_from_environment(env: &EnvSource) -> std::collections::BTreeMap<String, String> {
+    let mut keys = std::collections::BTreeMap::new();
+    for name in env.vars.keys() {
+        if let Some(rest) = name.strip_prefix("VALOR__") {
+            keys.insert(rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."), name.clone());
+        }
+    }
+    for (name, key) in CONTRACT {
+        if env.get(name).is_some() {
+            keys.insert((*key).to_owned(), (*name).to_owned());
+        }
+    }
+    if env.get("VALOR_API_TOKENS").is_some() {
+        keys.insert("server.api_tokens".into(), "VALOR_API_TOKENS".into());
+    }
+    keys
+}
+
 pub(super) fn merge_environment(mut figment: Figment, env: &EnvSource) -> Result<Figment, ConfigError> {
     // VALOR__SECTION__KEY=value for every key of valor.toml.
     for (name, raw) in &env.vars {

@@ -9,6 +9,7 @@
 mod child_env;
 mod daydream_settings;
 mod env;
+mod errors;
 mod executor_settings;
 mod mcp_library;
 mod resources_settings;
@@ -39,17 +40,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-impl From<figment::Error> for ConfigError {
-    fn from(error: figment::Error) -> Self {
-        // figment's Display names the key ("for key `server.addr`") and the source.
-        let mut messages = Vec::new();
-        for e in error {
-            messages.push(e.to_string());
-        }
-        ConfigError::Invalid(messages.join("; "))
-    }
-}
-
 /// Where settings come from. `config_path` is `--config` if given.
 pub fn load(config_path: Option<&Path>, env: &EnvSource) -> Result<Settings, ConfigError> {
     let explicit = config_path.map(Path::to_path_buf).or_else(|| env.get("VALOR_CONFIG").map(PathBuf::from));
@@ -63,7 +53,8 @@ pub fn load(config_path: Option<&Path>, env: &EnvSource) -> Result<Settings, Con
         figment = figment.merge(Toml::file_exact(path));
     }
     figment = env::merge_environment(figment, env)?;
-    let mut settings: Settings = figment.extract()?;
+    let mut settings: Settings =
+        figment.extract().map_err(|error| errors::describe(error, &env::keys_from_environment(env)))?;
     settings.source_file = file;
     settings.child_env = env.child_env();
     for server in &mut settings.mcp_servers {
@@ -76,7 +67,10 @@ pub fn load(config_path: Option<&Path>, env: &EnvSource) -> Result<Settings, Con
 
 /// Parse settings from TOML text alone (no environment); used by tests and `valor doctor`.
 pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
-    let mut settings: Settings = Figment::new().merge(Toml::string(text)).extract()?;
+    let mut settings: Settings = Figment::new()
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(|error| errors::describe(error, &Default::default()))?;
     secrets::tidy(&mut settings)?;
     settings.validate()?;
     Ok(settings)
