@@ -225,7 +225,9 @@ fn a_blank_api_token_is_a_config_error_naming_its_key() {
 /// nearest valid key for a typo — never a source location inside valor.
 #[test]
 fn config_errors_say_where_what_and_the_nearest_key() {
-    let cases: [(&str, &[(&str, &str)], &str); 8] = [
+    // (valor.toml, environment, how the message ends)
+    type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+    let cases: [Case; 8] = [
         (
             "[telegram]\nadmin = [1]\n",
             &[],
