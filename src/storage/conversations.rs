@@ -118,6 +118,11 @@ impl Store {
     async fn append(&self, new: NewMessage, dedupe_key: Option<&str>) -> StorageResult<Option<StoredMessage>> {
         // Never into a file that is gone: the message would vanish at restart.
         self.check_file()?;
+        let appended = self.append_checked(new, dedupe_key).await;
+        self.note_write(appended)
+    }
+
+    async fn append_checked(&self, new: NewMessage, dedupe_key: Option<&str>) -> StorageResult<Option<StoredMessage>> {
         let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin append", error))?;
         let stored = append_on(&mut transaction, new, dedupe_key).await?;
         if stored.is_some() {

@@ -71,7 +71,31 @@ impl FileWatch {
     }
 }
 
+/// SQLite's own words for a file it cannot use (`sqlite3_errstr`): a write
+/// that fails with one of these makes the database unusable, not just that
+/// one write.
+const FILE_FAILURES: &[&str] = &[
+    "disk I/O error",
+    "database disk image is malformed",
+    "database or disk is full",
+    "file is not a database",
+    "attempt to write a readonly database",
+    "unable to open database file",
+];
+
 impl Store {
+    /// A write's outcome: a failure that says the file itself is unusable
+    /// becomes the store's fault (health goes unhealthy, writes stop).
+    pub(super) fn note_write<T>(&self, result: StorageResult<T>) -> StorageResult<T> {
+        if let Err(StorageError::Database(message)) = &result
+            && FILE_FAILURES.iter().any(|failure| message.contains(failure))
+        {
+            let path = self.watch.path.display();
+            self.watch.record(format!("writing to the database file {path} failed: {message}"));
+        }
+        result
+    }
+
     /// The fault that makes the database unusable, if one was found.
     pub fn fault(&self) -> Option<String> {
         self.watch.fault()
@@ -110,5 +134,25 @@ impl Store {
             found.join("; ")
         );
         Err(StorageError::Database(self.watch.record(reason)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::storage::{StorageError, Store};
+
+    #[tokio::test]
+    async fn a_write_failing_on_the_file_itself_makes_the_store_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("valor.db")).await.unwrap();
+        // One bad write of the caller's own (a missing row) says nothing about the file.
+        let _ = store.note_write::<()>(Err(StorageError::NotFound { what: "conversation x".into() }));
+        let _ = store.note_write::<()>(Err(StorageError::Database("append: FOREIGN KEY constraint failed".into())));
+        assert_eq!(store.fault(), None);
+        let _ = store.note_write::<()>(Err(StorageError::Database("commit append: database or disk is full".into())));
+        let fault = store.fault().unwrap();
+        assert!(fault.contains("failed: commit append: database or disk is full"), "{fault}");
+        assert!(store.check_file().unwrap_err().to_string().contains("database or disk is full"));
     }
 }

@@ -27,6 +27,16 @@ impl Store {
         opening_key: Option<&str>,
     ) -> StorageResult<Turn> {
         self.check_file()?;
+        let started = self.start_turn_checked(new, opening, opening_key).await;
+        self.note_write(started)
+    }
+
+    async fn start_turn_checked(
+        &self,
+        new: NewTurn,
+        opening: Option<NewMessage>,
+        opening_key: Option<&str>,
+    ) -> StorageResult<Turn> {
         let turn = Turn {
             id: uuid::Uuid::now_v7().to_string(),
             conversation_id: new.conversation_id,
