@@ -55,6 +55,43 @@ async fn the_web_chat_streams_a_reply_in_headless_chromium() {
     assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
 }
 
+/// A model slow to start answering: the web chat shows "still waiting for
+/// the model…" beside the typing dots, then the answer replaces it.
+#[tokio::test]
+async fn the_web_chat_says_when_the_model_is_slow_to_start() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{
+        "match": {"userMessage": "launch date"},
+        "response": {"content": "The launch is on March 3."},
+        "chaos": {"latencyMs": 3000}
+    }]))
+    .await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.llm.waiting_notice_secs = 1;
+    })
+    .await;
+    let output_dir = repo_root().join("tests/output");
+    std::fs::create_dir_all(&output_dir).unwrap();
+    let (screenshot, waiting) = (output_dir.join("web-chat-slow.png"), output_dir.join("web-chat-waiting.png"));
+    let _ = std::fs::remove_file(&waiting);
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/chat.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(&screenshot)
+        .arg("March 3")
+        .env("EXPECT_WAITING", "still waiting for the model")
+        .env("WAITING_SCREENSHOT", &waiting)
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(std::fs::read(&waiting).expect("no screenshot of the waiting note").starts_with(b"\x89PNG"));
+}
+
 /// A running job with progress and a queued one, put straight into the
 /// database (no workers run, so both stay as they are).
 async fn seed_jobs(app: &TestApp) {

@@ -9,7 +9,9 @@
 // page's console errors, still tries to save the screenshot, and exits 1.
 //
 // Environment: CHROMIUM_PATH (default /usr/bin/chromium); VALOR_TOKEN, if set,
-// is stored as the page's bearer token before it loads.
+// is stored as the page's bearer token before it loads; EXPECT_WAITING, if
+// set, is the note that must show beside the typing dots before the reply
+// (a model slow to start), screenshotted to WAITING_SCREENSHOT when given.
 import { fail, launchPage } from './harness.mjs';
 
 const QUESTION = 'What did we decide about the launch date?';
@@ -52,6 +54,12 @@ async function main() {
   // The user's message is shown at once.
   await page.locator('.msg.user .bubble', { hasText: QUESTION }).first()
     .waitFor({ timeout: 5_000 }).catch(() => fail('the sent message did not appear as a user bubble'));
+
+  if (process.env.EXPECT_WAITING) {
+    await page.locator('.msg.assistant .typing .waiting-note', { hasText: process.env.EXPECT_WAITING }).first()
+      .waitFor({ timeout: 10_000 }).catch(() => fail(`no "${process.env.EXPECT_WAITING}" note beside the typing dots`));
+    if (process.env.WAITING_SCREENSHOT) await page.screenshot({ path: process.env.WAITING_SCREENSHOT });
+  }
 
   // Wait for the assistant reply to contain the expected text. Only the
   // reply's text runs count, not tool cards (whose output may quote anything).
