@@ -243,6 +243,8 @@ async fn migrate_and_backup_work_on_the_database_file() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("no model provider is configured"), "{stdout}");
+    assert_eq!(stdout.matches("no model provider is configured").count(), 1, "said once, labelled: {stdout}");
+    assert!(stdout.contains("[error] I can't answer yet"), "{stdout}");
 
     let backup = dir.path().join("backup/valor-copy.db");
     let output = valor(dir.path()).arg("backup").arg(&backup).output().await.unwrap();

@@ -57,7 +57,8 @@ where
                     format!("  [tool] {name} {mark}: {first_line}\n")
                 }
                 AgentEvent::Waiting { message } => format!("  [{message}]\n"),
-                AgentEvent::Error { message, .. } => format!("\n  [error] {message}\n"),
+                // The explanation follows as the reply's text: label it, do not print it twice.
+                AgentEvent::Error { .. } => "\n  [error] ".to_owned(),
                 AgentEvent::Done { .. } => "\n".to_owned(),
             };
             output.write_all(rendered.as_bytes()).await?;
