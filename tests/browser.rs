@@ -14,6 +14,24 @@ use std::time::Duration;
 use common::{Aimock, TestApp, repo_root, use_anthropic};
 use serde_json::json;
 
+/// `tests/browser/chat.mjs` against `app` (it must succeed); its stdout.
+async fn run_chat(app: &TestApp, screenshot: &std::path::Path, expected: &str, env: &[(&str, &str)]) -> String {
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/chat.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(screenshot)
+        .arg(expected)
+        .envs(env.iter().copied())
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
 #[tokio::test]
 async fn the_web_chat_streams_a_reply_in_headless_chromium() {
     let mock = Aimock::start().await;
@@ -29,19 +47,7 @@ async fn the_web_chat_streams_a_reply_in_headless_chromium() {
     std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&screenshot);
 
-    let script = repo_root().join("tests/browser/chat.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(format!("{}/", app.base))
-        .arg(&screenshot)
-        .arg("March 3")
-        .current_dir(repo_root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    let stdout = run_chat(&app, &screenshot, "March 3", &[]).await;
     assert!(stdout.contains("browser chat: ok"), "{stdout}");
     let png = std::fs::read(&screenshot).expect("no screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
@@ -75,20 +81,9 @@ async fn the_web_chat_says_when_the_model_is_slow_to_start() {
     std::fs::create_dir_all(&output_dir).unwrap();
     let (screenshot, waiting) = (output_dir.join("web-chat-slow.png"), output_dir.join("web-chat-waiting.png"));
     let _ = std::fs::remove_file(&waiting);
-    let run = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/browser/chat.mjs"))
-        .arg(format!("{}/", app.base))
-        .arg(&screenshot)
-        .arg("March 3")
-        .env("EXPECT_WAITING", "still waiting for the model")
-        .env("WAITING_SCREENSHOT", &waiting)
-        .current_dir(repo_root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    let waiting_path = waiting.to_str().unwrap();
+    let env = [("EXPECT_WAITING", "still waiting for the model"), ("WAITING_SCREENSHOT", waiting_path)];
+    run_chat(&app, &screenshot, "March 3", &env).await;
     assert!(std::fs::read(&waiting).expect("no screenshot of the waiting note").starts_with(b"\x89PNG"));
 }
 

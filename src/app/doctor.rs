@@ -240,34 +240,33 @@ async fn workspace_rows(settings: &Settings) -> Vec<DoctorRow> {
 
 /// The code-work CLIs: found and their version, when something uses them.
 async fn cli_rows(settings: &Settings) -> Vec<DoctorRow> {
-    let limit = Duration::from_secs(10);
     let claude = if settings.workspaces.is_empty() {
         row("claude", DoctorState::Off, "no [[workspace]] configured: code work is off")
     } else {
-        match crate::workspace::child::program_version(&settings.claude.bin, &settings.child_env, limit).await {
-            Ok(version) => row("claude", DoctorState::Ready, format!("{} ({version})", settings.claude.bin)),
-            Err(why) => row(
-                "claude",
-                DoctorState::Misconfigured,
-                format!(
-                    "{why}: install Claude Code (`npm install -g @anthropic-ai/claude-code`) or set VALOR_CLAUDE_BIN"
-                ),
-            ),
-        }
+        cli_row(
+            settings,
+            "claude",
+            &settings.claude.bin,
+            "`npm install -g @anthropic-ai/claude-code`) or set VALOR_CLAUDE_BIN",
+        )
+        .await
     };
-    let gemini = if !settings.gemini.enabled {
-        row("gemini", DoctorState::Off, "[gemini] enabled = false")
+    let gemini = if settings.gemini.enabled {
+        cli_row(settings, "gemini", &settings.gemini.bin, "`npm install -g @google/gemini-cli`) or set [gemini] bin")
+            .await
     } else {
-        match crate::workspace::child::program_version(&settings.gemini.bin, &settings.child_env, limit).await {
-            Ok(version) => row("gemini", DoctorState::Ready, format!("{} ({version})", settings.gemini.bin)),
-            Err(why) => row(
-                "gemini",
-                DoctorState::Misconfigured,
-                format!("{why}: install it (`npm install -g @google/gemini-cli`) or set [gemini] bin"),
-            ),
-        }
+        row("gemini", DoctorState::Off, "[gemini] enabled = false")
     };
     vec![claude, gemini]
+}
+
+/// `bin --version` answers: ready with the version; else how to install it (`fix`).
+async fn cli_row(settings: &Settings, part: &str, bin: &str, fix: &str) -> DoctorRow {
+    let limit = Duration::from_secs(10);
+    match crate::workspace::child::program_version(bin, &settings.child_env, limit).await {
+        Ok(version) => row(part, DoctorState::Ready, format!("{bin} ({version})")),
+        Err(why) => row(part, DoctorState::Misconfigured, format!("{why}: install it ({fix}")),
+    }
 }
 
 /// What runs on a schedule (`[[schedule]]` and `[daydream]`).
