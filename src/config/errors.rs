@@ -60,10 +60,32 @@ fn nearest<'a>(given: &str, expected: &[&'a str]) -> Option<&'a str> {
     let given = given.to_ascii_lowercase();
     expected
         .iter()
-        .map(|name| (strsim::damerau_levenshtein(&given, name), *name))
+        .map(|name| (edit_distance(&given, name), *name))
         .filter(|(distance, name)| *distance <= 2.max(name.len() / 4) && *distance < name.len())
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, name)| name)
+}
+
+/// Edits (insert, delete, replace, swap two neighbours) from `a` to `b`.
+/// Written here rather than taken from a crate: a new dependency renames
+/// every symbol of valor and voids the start-up link order (BENCHMARKS.md).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // rows[i][j]: distance between a[..i] and b[..j]; three rows are enough for a swap.
+    let mut before: Vec<usize> = Vec::new();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut current = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            current[j] = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                current[j] = current[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut previous, current);
+    }
+    previous[b.len()]
 }
 
 fn list(names: &[&str]) -> String {
@@ -94,5 +116,26 @@ fn actual_text(actual: &Actual) -> String {
         Actual::Seq => "a list".to_owned(),
         Actual::Map => "a table".to_owned(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{edit_distance, nearest};
+
+    #[test]
+    fn edit_distance_counts_inserts_deletes_replacements_and_swaps() {
+        for (a, b, distance) in [
+            ("", "", 0),
+            ("admin", "admins", 1),
+            ("admins", "admin", 1),
+            ("telegarm", "telegram", 1),
+            ("kitten", "sitting", 3),
+            ("abc", "", 3),
+        ] {
+            assert_eq!(edit_distance(a, b), distance, "{a} → {b}");
+        }
+        assert_eq!(nearest("max_stepz", &["persona_file", "max_steps"]), Some("max_steps"));
+        assert_eq!(nearest("zzz", &["persona_file", "max_steps"]), None);
     }
 }

@@ -45,7 +45,8 @@ impl WatchedModel {
         self.settle(guard, outcome.as_ref().err());
         match outcome {
             Ok(()) => tracing::info!("the model answers again"),
-            Err(error) => tracing::warn!(%error, "the model still fails"),
+            // The breaker's own WARN ("circuit breaker opened", with the reason) says it already.
+            Err(error) => tracing::debug!(%error, "the model still fails"),
         }
         true
     }
