@@ -252,3 +252,50 @@ async fn a_slow_model_start_is_announced_and_the_answer_still_arrives() {
     assert_eq!(events[waiting].1["message"], "still waiting for the model…");
     assert_eq!(events.last().unwrap().1["reply"], "Here at last.");
 }
+
+/// A workspace is configured but the Claude Code CLI is not installed: the
+/// agent is not offered `delegate_code_task` (it would promise a run that
+/// cannot start) and its prompt says why code work is unavailable, so it
+/// can tell the user; the start-up components say it too.
+#[tokio::test]
+async fn without_the_claude_cli_code_work_is_not_offered_and_the_agent_knows_why() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(
+        json!([{"match": {"userMessage": "fix the build"}, "response": {"content": "I can't run code here."}}]),
+    )
+    .await;
+    let project = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.workspaces = vec![valor::config::WorkspaceSettings {
+            name: "site".into(),
+            path: project.path().to_path_buf(),
+            chats: vec![],
+            notion_database: None,
+            allowed_users: vec![],
+        }];
+        s.claude.bin = "/nonexistent/claude".into();
+    })
+    .await;
+    app.send_ok("code", "please fix the build").await;
+    // The turn's own call (not the background token count at /v1/messages/count_tokens).
+    let request = mock.requests_to("/v1/messages").await.into_iter().rfind(|r| r["path"] == "/v1/messages").unwrap();
+    let tools: Vec<&str> = request["body"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str().or_else(|| t["function"]["name"].as_str()))
+        .collect();
+    assert!(!tools.contains(&"delegate_code_task"), "{tools:?}");
+    assert!(tools.contains(&"project_context"), "the workspace itself is still readable: {tools:?}");
+    let system = request["body"].to_string();
+    assert!(system.contains("Unavailable here") && system.contains("`/nonexistent/claude` was not found"), "{system}");
+    let health = app.get_json("/health").await;
+    let code = health["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "code work (delegate_code_task)")
+        .cloned();
+    assert_eq!(code.unwrap()["on"], false, "{health:#}");
+}

@@ -31,6 +31,8 @@ pub struct PromptContext<'a> {
     pub workspace: Option<&'a str>,
     /// Today's date, e.g. "Thursday, 26 November 2026".
     pub date: String,
+    /// Capabilities configured but off here, and why.
+    pub unavailable: &'a [(&'static str, String)],
 }
 
 pub fn system_prompt(persona: &str, context: &PromptContext<'_>, tools: &[ToolSpec]) -> String {
@@ -51,6 +53,15 @@ pub fn system_prompt(persona: &str, context: &PromptContext<'_>, tools: &[ToolSp
         for tool in tools {
             let summary = tool.description.split(". ").next().unwrap_or(&tool.description);
             prompt.push_str(&format!("- {}: {}\n", tool.name, summary.trim_end_matches('.')));
+        }
+    }
+    if !context.unavailable.is_empty() {
+        prompt.push_str(
+            "\n## Unavailable here
+If the user asks for one of these, say that it is unavailable and why; do not promise it.\n",
+        );
+        for (what, why) in context.unavailable {
+            prompt.push_str(&format!("- {what}: {why}\n"));
         }
     }
     prompt
@@ -80,6 +91,7 @@ mod tests {
             conversation_title: "launch",
             workspace: None,
             date: "Thursday, 26 November 2026".into(),
+            unavailable: &[],
         };
         let prompt = system_prompt(DEFAULT_PERSONA, &context, &[tool("search_history")]);
         assert!(prompt.starts_with("# Valor"));

@@ -354,6 +354,7 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         conversation_title: &request.conversation.title,
         workspace: None,
         date: today(),
+        unavailable: parts.tools.unavailable(),
     };
     let system = system_prompt(&parts.persona, &context, &tools);
     let tool_context = ToolContext {

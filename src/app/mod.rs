@@ -448,6 +448,9 @@ fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus
         ComponentStatus::on("intent", format!("classifier: {}", agent.classifier_name())),
         ComponentStatus::on("tools", agent.tools().names().join(", ")),
     ];
+    for (what, why) in agent.tools().unavailable() {
+        list.push(ComponentStatus::off(what, why.clone()));
+    }
     list.push(match settings.jobs.workers {
         0 => ComponentStatus::off("jobs", "jobs.workers = 0: jobs are queued but nothing runs them"),
         workers => ComponentStatus::on("jobs", format!("{workers} worker(s), lease {} s", settings.jobs.lease_secs)),

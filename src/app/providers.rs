@@ -35,20 +35,23 @@ fn uses_own_openai_server(settings: &Settings) -> bool {
     settings.openai.base_url.trim_end_matches('/') != OpenAiSettings::default().base_url
 }
 
-/// A server of the user's own (Ollama, vLLM, llama.cpp) with OpenAI's
-/// default model names left in place: ask it what it serves and, when those
-/// names are not among them, use its first model for every tier (logged,
-/// and shown on the model line). Names set in `[openai.models]` are never
-/// changed; an unreachable server changes nothing.
+/// A keyless server of the user's own (Ollama, llama.cpp, vLLM) with
+/// OpenAI's default model names left in place: ask it what it serves and,
+/// when those names are not among them, use its first model for every tier
+/// (logged, and shown on the model line). Names set in `[openai.models]`
+/// are never changed, nor are they for a server that needs a key (a hosted
+/// gateway lists hundreds of models; its first is no choice); an
+/// unreachable server changes nothing.
 pub async fn adopt_served_models(settings: &mut Settings) {
     if resolve_provider(settings) != ProviderChoice::Openai
         || !uses_own_openai_server(settings)
+        || settings.openai.api_key.is_some()
         || settings.openai.models != OpenAiSettings::default().models
     {
         return;
     }
     let base = settings.openai.base_url.trim_end_matches('/').to_owned();
-    let Some(served) = served_models(&base, settings.openai.api_key.as_ref()).await else { return };
+    let Some(served) = served_models(&base).await else { return };
     let models = &settings.openai.models;
     if [&models.small, &models.medium, &models.large].iter().all(|name| served.contains(name)) {
         return;
@@ -66,14 +69,9 @@ pub async fn adopt_served_models(settings: &mut Settings) {
 }
 
 /// The model ids `GET {base}/models` lists, or `None` when it does not answer in 3 s.
-async fn served_models(base: &str, key: Option<&SecretString>) -> Option<Vec<String>> {
-    use secrecy::ExposeSecret as _;
+async fn served_models(base: &str) -> Option<Vec<String>> {
     let http = crate::llm::transport::client_builder().timeout(Duration::from_secs(3)).build().ok()?;
-    let mut request = http.get(format!("{base}/models"));
-    if let Some(key) = key {
-        request = request.bearer_auth(key.expose_secret());
-    }
-    let response = request.send().await.ok()?.error_for_status().ok()?;
+    let response = http.get(format!("{base}/models")).send().await.ok()?.error_for_status().ok()?;
     let body: serde_json::Value = response.json().await.ok()?;
     Some(body["data"].as_array()?.iter().filter_map(|model| model["id"].as_str().map(str::to_owned)).collect())
 }

@@ -80,9 +80,21 @@ pub fn build_tools(
             workspaces.clone(),
             settings.child_env.clone(),
         )));
-        let router = crate::workspace::router::Router::new(settings.routing.clone(), settings.gemini.clone());
-        let limits = settings.jobs.concurrency.clone();
-        registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces, router, limits)));
+        // Offered only when the CLI is there: otherwise the agent would say "on it" and the run fail.
+        let bin = &settings.claude.bin;
+        if crate::workspace::child::find_program(bin, &settings.child_env).is_some() {
+            let router = crate::workspace::router::Router::new(settings.routing.clone(), settings.gemini.clone());
+            let limits = settings.jobs.concurrency.clone();
+            registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces, router, limits)));
+        } else {
+            let why = format!(
+                "Claude Code is not installed on the server running valor (`{bin}` was not found), so code runs \
+                 cannot start; the owner can install it (`npm install -g @anthropic-ai/claude-code`) or set \
+                 VALOR_CLAUDE_BIN"
+            );
+            tracing::warn!("code work is off: {why}");
+            registry.mark_unavailable("code work (delegate_code_task)", why);
+        }
     }
 
     if let Some(api_key) = &settings.openai.api_key {

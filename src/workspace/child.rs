@@ -119,6 +119,22 @@ async fn git_output(
     }
 }
 
+/// Where `program` would be found when a child starts it: itself when it
+/// names a path, else the first executable of that name on the child's
+/// `PATH`. Runs nothing.
+pub fn find_program(program: &str, env: &ChildEnv) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = Path::new(program);
+        return executable(path).then(|| path.to_path_buf());
+    }
+    let path = env.vars().get("PATH")?;
+    std::env::split_paths(path).map(|dir| dir.join(program)).find(|candidate| executable(candidate))
+}
+
 /// `program --version`'s first line (for `valor doctor`), or why it could not run.
 pub async fn program_version(program: &str, env: &ChildEnv, limit: Duration) -> Result<String, String> {
     let mut child = command(program, env.vars());

@@ -197,6 +197,9 @@ pub struct ToolRegistry {
     tools: BTreeMap<&'static str, Arc<dyn Tool>>,
     policy: ToolPolicy,
     breakers: CircuitBreakers,
+    /// Capabilities configured but off, and why (the prompt tells the model,
+    /// so it can tell the user instead of promising the work).
+    unavailable: Vec<(&'static str, String)>,
 }
 
 impl Default for ToolRegistry {
@@ -214,7 +217,7 @@ impl std::fmt::Debug for ToolRegistry {
 
 impl ToolRegistry {
     pub fn new(policy: ToolPolicy, breakers: CircuitBreakers) -> Self {
-        Self { tools: BTreeMap::new(), policy, breakers }
+        Self { tools: BTreeMap::new(), policy, breakers, unavailable: Vec::new() }
     }
 
     /// History search and the job tools: they need nothing but the database.
@@ -223,6 +226,16 @@ impl ToolRegistry {
         self.register(Arc::new(SearchHistory));
         self.register(Arc::new(QueueTask { max_attempts }));
         self.register(Arc::new(JobStatus));
+    }
+
+    /// A capability that is configured but cannot work here (`what`, e.g.
+    /// "code work"), with the reason people should hear.
+    pub fn mark_unavailable(&mut self, what: &'static str, why: impl Into<String>) {
+        self.unavailable.push((what, why.into()));
+    }
+
+    pub fn unavailable(&self) -> &[(&'static str, String)] {
+        &self.unavailable
     }
 
     /// Adds a tool; a tool with the same name is replaced.
