@@ -229,12 +229,19 @@ async fn a_run_over_its_time_limit_is_stopped_and_reported_failed() {
 #[tokio::test]
 async fn a_cli_that_cannot_be_started_fails_with_how_to_fix_it() {
     let mock = Aimock::start().await;
-    let (app, id, _shop) = start_sleeping_run(&mock, "1.5", |s| s.claude.bin = "/nonexistent/claude".into()).await;
+    // There when valor starts (so code work is offered), gone when the run starts.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir.path().join("claude");
+    std::fs::write(&bin, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let configured = bin.display().to_string();
+    let (app, id, _shop) = start_sleeping_run(&mock, "1.5", |s| s.claude.bin = configured).await;
+    std::fs::remove_file(&bin).unwrap();
     app.job_worker("w").try_execute_next().await.unwrap();
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "failed", "{job}");
     let error = job["error"].as_str().unwrap();
-    assert!(error.contains("Claude Code could not be started (/nonexistent/claude)"), "{job}");
+    assert!(error.contains(&format!("Claude Code could not be started ({})", bin.display())), "{job}");
     assert!(error.contains("set VALOR_CLAUDE_BIN"), "{job}");
     let conversation = job["conversation_id"].as_str().unwrap();
     let notices = system_notices(&app, conversation).await;

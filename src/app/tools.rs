@@ -82,7 +82,9 @@ pub fn build_tools(
         )));
         // Offered only when the CLI is there: otherwise the agent would say "on it" and the run fail.
         let bin = &settings.claude.bin;
-        if crate::workspace::child::find_program(bin, &settings.child_env).is_some() {
+        let found = |program: &str| crate::workspace::child::find_program(program, &settings.child_env).is_some();
+        // Either executor will do: background work may go to the Gemini CLI alone.
+        if found(bin) || (settings.gemini.enabled && found(&settings.gemini.bin)) {
             let router = crate::workspace::router::Router::new(settings.routing.clone(), settings.gemini.clone());
             let limits = settings.jobs.concurrency.clone();
             registry.register(Arc::new(crate::agent::tools::DelegateCodeTask::new(workspaces, router, limits)));

@@ -35,7 +35,12 @@ pub fn git_workspace(parent: &Path) -> PathBuf {
     dir
 }
 
+/// A workspace; with the stand-in Claude Code CLI as `claude.bin` unless a
+/// test chose one (valor offers code work only when the CLI is found).
 pub fn with_workspace(settings: &mut Settings, name: &str, path: &Path) {
+    if settings.claude.bin == Settings::default().claude.bin {
+        settings.claude.bin = claude_bin().display().to_string();
+    }
     settings.workspaces.push(WorkspaceSettings {
         name: name.into(),
         path: path.to_path_buf(),

@@ -64,6 +64,8 @@ async fn only_allowed_members_delegate_code_work_and_refusals_are_audit_logged()
         setup(s);
         s.jobs.workers = 0;
         s.workspaces.push(shop(&root));
+        // Code work is offered only with the CLI found (it never runs here).
+        s.claude.bin = crate::claude_support::claude_bin().display().to_string();
         // Everyone may use every tool here: the workspace's own list is what is tested.
         s.tools.non_admin_tools = Some(vec!["delegate_code_task".into()]);
     })
