@@ -113,3 +113,29 @@ async fn a_rejected_token_names_the_variable_and_is_not_retried() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(fake.calls_to("getMe").len(), 1, "a rejected token is not tried again");
 }
+
+/// A failing model shows in Telegram's `/status` too: degraded, with the
+/// model line naming the failure.
+#[tokio::test]
+async fn status_in_telegram_shows_a_failing_model() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    let setup = configure(&mock, &fake);
+    let _app = TestApp::spawn(|s| {
+        setup(s);
+        s.llm.max_retries = 0;
+        s.tools.breaker_failure_threshold = 3;
+    })
+    .await;
+    for attempt in 1..=3 {
+        mock.queue_error(500, "api_error", "internal failure").await;
+        fake.send_text(ADMIN.id, &ADMIN, &format!("hello {attempt}"));
+        fake.wait_for_replies(ADMIN.id, attempt).await;
+    }
+    fake.send_text(ADMIN.id, &ADMIN, "/status");
+    let status = fake.wait_for_replies(ADMIN.id, 4).await[3].clone();
+    assert!(status.contains("(degraded)"), "{status}");
+    assert!(
+        status.contains("⚠ model: failing: 3 call(s) in a row (last: the model provider failed with HTTP 500)"),
+        "{status}"
+    );
+}
