@@ -218,12 +218,17 @@
     return [...list].sort((a, b) => key(b) - key(a));
   }
 
+  // Only the newest list request is shown (an early one may answer late).
+  let conversationsLoad = 0;
   async function loadConversations() {
+    const mine = ++conversationsLoad;
     try {
       const body = await apiJson('/api/conversations');
+      if (mine !== conversationsLoad) return;
       state.conversations = sortConversations(body.conversations || []);
       renderConversations();
     } catch (e) {
+      if (mine !== conversationsLoad) return;
       state.conversations = [];
       renderConversations();
       els.convEmpty.textContent = `Could not load conversations: ${e.message}`;
@@ -587,6 +592,8 @@
     const handlers = {
       turn_started(d) {
         adopt(d.conversation);
+        // The conversation exists from the turn's start: list it now, not only after the reply.
+        if (isNew) loadConversations();
         meta.intent = d.intent || '';
         meta.model = d.model || '';
         reply.setMeta([meta.intent, meta.model]);

@@ -58,6 +58,9 @@ async function main() {
   if (process.env.EXPECT_WAITING) {
     await page.locator('.msg.assistant .typing .waiting-note', { hasText: process.env.EXPECT_WAITING }).first()
       .waitFor({ timeout: 10_000 }).catch(() => fail(`no "${process.env.EXPECT_WAITING}" note beside the typing dots`));
+    // The conversation is listed from its first turn's start, not only after the reply.
+    await page.locator('.conv-item').first().waitFor({ timeout: 5_000 })
+      .catch(() => fail('the new conversation is not in the sidebar while its first turn runs'));
     if (process.env.WAITING_SCREENSHOT) await page.screenshot({ path: process.env.WAITING_SCREENSHOT });
   }
 
