@@ -32,13 +32,14 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.downcast_ref::<DoctorFound>().is_some() => {
-            ExitCode::from(error.downcast_ref::<DoctorFound>().map_or(1, |found| found.0))
-        }
-        Err(error) => {
-            report(&format!("valor: {error:#}"));
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<DoctorFound>() {
+            // The table already said what is wrong.
+            Some(found) => ExitCode::from(found.0),
+            None => {
+                report(&format!("valor: {error:#}"));
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -13,10 +13,11 @@ use super::Agent;
 /// `telegram_connected` counts only when a bot token is configured.
 pub async fn current_health(agent: &Agent, telegram_connected: bool) -> HealthScore {
     let store = agent.store();
-    let database_fault = match store.check_file().and(Ok(store.ping().await)) {
-        Err(error) => Some(error.to_string()),
-        Ok(Err(error)) => Some(format!("does not answer: {error}")),
-        Ok(Ok(())) => None,
+    let database_fault = match store.ping().await {
+        Ok(()) => None,
+        // A fault (file deleted, replaced, corrupted) says what happened itself.
+        Err(error) if store.fault().is_some() => Some(error.to_string()),
+        Err(error) => Some(format!("does not answer: {error}")),
     };
     let queued_jobs = match store.count_jobs_by_status().await {
         Ok(counts) => counts.get("queued").copied().unwrap_or(0),

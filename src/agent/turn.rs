@@ -251,7 +251,6 @@ pub(super) async fn run(
             model: model_name.clone(),
         })
         .await;
-    let request_is_admin = request.is_admin;
     let result = match &parts.models {
         Some(_) => tokio::select! {
             result = run_steps(&mut state, &request, &model_name) => result,
@@ -270,7 +269,7 @@ pub(super) async fn run(
         Err(failure) => {
             let facts =
                 parts.models.as_ref().map(|models| ModelFacts { name: &model_name, endpoint: &models.endpoint });
-            let message = failure.user_message(facts.as_ref(), request_is_admin);
+            let message = failure.user_message(facts.as_ref(), request.is_admin);
             let record = failure.record();
             tracing::warn!(turn = %turn.id, error = %record, "turn ended early");
             state.emit(AgentEvent::Error { message: message.clone(), failure: failure.kind() }).await;

@@ -83,7 +83,7 @@ pub async fn doctor(settings: &Settings) -> Vec<DoctorRow> {
             let key = settings.openai.api_key.as_ref().map(|k| ("authorization", k));
             let probed = probe(&http, "model (openai-compatible)", &url, key, &[]).await;
             match probed.state {
-                DoctorState::Ready => model_names_row(&http, settings, &url, key).await.unwrap_or(probed),
+                DoctorState::Ready => model_names_row(settings, &url).await.unwrap_or(probed),
                 _ => probed,
             }
         }
@@ -131,22 +131,13 @@ pub fn exit_code(rows: &[DoctorRow]) -> u8 {
 
 /// Are the tier model names served? (OpenAI-compatible `/models` lists
 /// them: Ollama, vLLM, llama.cpp, OpenAI.) `None` when the list cannot be read.
-async fn model_names_row(
-    http: &reqwest::Client,
-    settings: &Settings,
-    url: &str,
-    key: Option<(&str, &SecretString)>,
-) -> Option<DoctorRow> {
-    let mut request = http.get(url);
-    if let Some((_, secret)) = key {
-        request = request.header("authorization", format!("Bearer {}", secret.expose_secret()));
-    }
-    let body: serde_json::Value = request.send().await.ok()?.json().await.ok()?;
-    let served: Vec<&str> = body["data"].as_array()?.iter().filter_map(|m| m["id"].as_str()).collect();
+async fn model_names_row(settings: &Settings, url: &str) -> Option<DoctorRow> {
+    let base = settings.openai.base_url.trim_end_matches('/');
+    let served = super::providers::served_models(base, settings.openai.api_key.as_ref()).await?;
     let tiers = &settings.openai.models;
     let mut missing: Vec<&str> = [tiers.small.as_str(), tiers.medium.as_str(), tiers.large.as_str()]
         .into_iter()
-        .filter(|name| !served.contains(name))
+        .filter(|name| !served.iter().any(|served| served == name))
         .collect();
     missing.dedup();
     let part = "model (openai-compatible)";
@@ -160,7 +151,7 @@ async fn model_names_row(
     let offer = if served.is_empty() {
         "nothing".to_owned()
     } else {
-        served.iter().take(8).copied().collect::<Vec<_>>().join(", ")
+        served.iter().take(8).cloned().collect::<Vec<_>>().join(", ")
     };
     Some(row(
         part,

@@ -272,13 +272,12 @@ async fn start_telegram(
     };
     match TelegramChannel::connect(settings, agent.clone(), transcriber.clone()).await {
         Ok(channel) => {
-            components.set(ComponentStatus::on("telegram", format!("@{}", channel.bot().username)));
-            let _ = slot.set(channel.clone());
+            telegram_connected(components, slot, &channel);
             Some(tokio::spawn(channel.run(shutdown.clone())))
         }
         Err(error) if error.is_transient() => {
             tracing::warn!("telegram: cannot reach the Bot API ({error}); retrying in the background");
-            components.set(ComponentStatus::off("telegram", format!("connecting — {error}")));
+            telegram_connecting(components, &error);
             let (settings, agent, components, slot, shutdown) =
                 (settings.clone(), agent.clone(), components.clone(), slot.clone(), shutdown.clone());
             Some(tokio::spawn(async move {
@@ -294,29 +293,40 @@ async fn start_telegram(
                         Ok(channel) => break channel,
                         Err(error) if error.is_transient() => {
                             tracing::warn!(attempt, "telegram: still cannot reach the Bot API ({error})");
-                            components.set(ComponentStatus::off("telegram", format!("connecting — {error}")));
+                            telegram_connecting(&components, &error);
                             delay = (delay * 2).min(TELEGRAM_RETRY_MAX);
                         }
                         Err(error) => {
-                            tracing::error!("telegram: {error} — check TELEGRAM_BOT_TOKEN");
-                            components
-                                .set(ComponentStatus::off("telegram", format!("{error} — check TELEGRAM_BOT_TOKEN")));
+                            telegram_refused(&components, &error);
                             return Ok(());
                         }
                     }
                 };
                 tracing::info!(attempt, "telegram: connected as @{}", channel.bot().username);
-                components.set(ComponentStatus::on("telegram", format!("@{}", channel.bot().username)));
-                let _ = slot.set(channel.clone());
+                telegram_connected(&components, &slot, &channel);
                 channel.run(shutdown).await
             }))
         }
         Err(error) => {
-            tracing::error!("telegram: {error} — check TELEGRAM_BOT_TOKEN");
-            components.set(ComponentStatus::off("telegram", format!("{error} — check TELEGRAM_BOT_TOKEN")));
+            telegram_refused(components, &error);
             None
         }
     }
+}
+
+fn telegram_connected(components: &LiveComponents, slot: &TelegramSlot, channel: &TelegramChannel) {
+    components.set(ComponentStatus::on("telegram", format!("@{}", channel.bot().username)));
+    let _ = slot.set(channel.clone());
+}
+
+fn telegram_connecting(components: &LiveComponents, error: &crate::channels::telegram::StartError) {
+    components.set(ComponentStatus::off("telegram", format!("connecting — {error}")));
+}
+
+/// Not worth retrying (a rejected token): an ERROR naming the variable.
+fn telegram_refused(components: &LiveComponents, error: &crate::channels::telegram::StartError) {
+    tracing::error!("telegram: {error} — check TELEGRAM_BOT_TOKEN");
+    components.set(ComponentStatus::off("telegram", format!("{error} — check TELEGRAM_BOT_TOKEN")));
 }
 
 /// How long interrupted turns get to store what they streamed.

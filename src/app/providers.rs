@@ -51,7 +51,7 @@ pub async fn adopt_served_models(settings: &mut Settings) {
         return;
     }
     let base = settings.openai.base_url.trim_end_matches('/').to_owned();
-    let Some(served) = served_models(&base).await else { return };
+    let Some(served) = served_models(&base, None).await else { return };
     let models = &settings.openai.models;
     if [&models.small, &models.medium, &models.large].iter().all(|name| served.contains(name)) {
         return;
@@ -68,10 +68,16 @@ pub async fn adopt_served_models(settings: &mut Settings) {
     settings.openai.models = TierModels { small: first.clone(), medium: first.clone(), large: first };
 }
 
-/// The model ids `GET {base}/models` lists, or `None` when it does not answer in 3 s.
-async fn served_models(base: &str) -> Option<Vec<String>> {
+/// The model ids an OpenAI-compatible `GET {base}/models` lists (with
+/// `key` as the bearer token), or `None` when it does not answer in 3 s.
+pub(super) async fn served_models(base: &str, key: Option<&SecretString>) -> Option<Vec<String>> {
+    use secrecy::ExposeSecret as _;
     let http = crate::llm::transport::client_builder().timeout(Duration::from_secs(3)).build().ok()?;
-    let response = http.get(format!("{base}/models")).send().await.ok()?.error_for_status().ok()?;
+    let mut request = http.get(format!("{base}/models"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key.expose_secret());
+    }
+    let response = request.send().await.ok()?.error_for_status().ok()?;
     let body: serde_json::Value = response.json().await.ok()?;
     Some(body["data"].as_array()?.iter().filter_map(|model| model["id"].as_str().map(str::to_owned)).collect())
 }

@@ -54,12 +54,17 @@ const CONTRACT: &[(&str, &str)] = &[
     ("RUST_LOG", "log.level"),
 ];
 
+/// `SECTION__KEY` (after `VALOR__`) as the settings key `section.key`.
+fn settings_key(rest: &str) -> String {
+    rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join(".")
+}
+
 /// Which environment variable set each settings key (for error messages).
 pub(super) fn keys_from_environment(env: &EnvSource) -> std::collections::BTreeMap<String, String> {
     let mut keys = std::collections::BTreeMap::new();
     for name in env.vars.keys() {
         if let Some(rest) = name.strip_prefix("VALOR__") {
-            keys.insert(rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."), name.clone());
+            keys.insert(settings_key(rest), name.clone());
         }
     }
     for (name, key) in CONTRACT {
@@ -77,7 +82,7 @@ pub(super) fn merge_environment(mut figment: Figment, env: &EnvSource) -> Result
     // VALOR__SECTION__KEY=value for every key of valor.toml.
     for (name, raw) in &env.vars {
         let Some(rest) = name.strip_prefix("VALOR__") else { continue };
-        let key = rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join(".");
+        let key = settings_key(rest);
         if key.is_empty() || key.split('.').any(str::is_empty) {
             return Err(ConfigError::Invalid(format!("environment variable {name} does not name a settings key")));
         }

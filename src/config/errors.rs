@@ -36,10 +36,7 @@ fn describe_one(error: &figment::Error, from_env: &BTreeMap<String, String>) -> 
                 None => format!("unknown key `{key}`; the keys there are {}", list(expected)),
             }
         }
-        Kind::InvalidType(actual, expected) => {
-            format!("`{key}` must be {}, not {}", expected_text(expected), actual_text(actual))
-        }
-        Kind::InvalidValue(actual, expected) => {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
             format!("`{key}` must be {}, not {}", expected_text(expected), actual_text(actual))
         }
         Kind::UnknownVariant(value, expected) => format!("`{key}` cannot be `{value}`; use one of {}", list(expected)),

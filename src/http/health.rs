@@ -19,9 +19,9 @@ use crate::monitoring::breaker::BreakerState;
     responses((status = 200, description = "valor is running; component details with a token or in loopback mode")))]
 pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<serde_json::Value> {
     let store = state.agent.store();
-    let database = match store.check_file().is_ok() && store.ping().await.is_ok() {
-        true => "ok",
-        false => "error",
+    let database = match store.ping().await {
+        Ok(()) => "ok",
+        Err(_) => "error",
     };
     // A database that does not answer or a model whose breaker is open is
     // valor unable to answer: public `/health` says so too.
@@ -51,19 +51,13 @@ pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<
     responses((status = 200, description = "ready to serve"), (status = 503, description = "not ready")))]
 pub async fn ready(State(state): State<HttpState>) -> Response {
     let store = state.agent.store();
-    if let Err(error) = store.check_file() {
-        let body = Json(json!({"status": "not_ready", "reason": error.to_string()}));
-        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-    }
     match store.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "not_ready", "reason": "the database does not answer"})),
-            )
-                .into_response()
+            // A fault (file deleted, replaced, corrupted) is the reason; otherwise it just does not answer.
+            let reason = store.fault().unwrap_or_else(|| "the database does not answer".to_owned());
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": reason}))).into_response()
         }
     }
 }

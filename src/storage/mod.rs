@@ -145,8 +145,10 @@ impl Store {
         Ok(after.difference(&before).copied().collect())
     }
 
-    /// A cheap query proving the database answers.
+    /// A cheap query proving the database answers, and that its file is
+    /// still the one opened ([`Store::check_file`]).
     pub async fn ping(&self) -> StorageResult<()> {
+        self.check_file()?;
         sqlx::query("SELECT 1").execute(&self.readers).await.map_err(|error| sql_error("ping", error))?;
         Ok(())
     }
