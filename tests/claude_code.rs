@@ -13,7 +13,7 @@ use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use support::{
     ROUTED_MODEL, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices,
-    tool_output, use_claude_code, with_workspace,
+    tool_output, use_claude_code, valor_requests, with_workspace,
 };
 use valor::config::Settings;
 
@@ -87,6 +87,31 @@ async fn project_context_describes_the_named_workspace_through_the_agent() {
 }
 
 #[tokio::test]
+async fn the_system_prompt_of_an_api_conversation_lists_the_workspaces_to_name() {
+    let mock = Aimock::start().await;
+    let shop = Shop::new();
+    let blog = shop._outside.path().join("blog");
+    std::fs::create_dir_all(&blog).unwrap();
+    support::run_git(&blog, &["init", "-q", "-b", "trunk"]);
+    mock.add_fixtures(json!([{"match": {"userMessage": "which projects"}, "response": {"content": "Two."}}])).await;
+    let app = shop.spawn(&mock, |s| with_workspace(s, "blog", &blog)).await;
+
+    app.send_ok("api", "Tell me which projects you know").await;
+    let requests = valor_requests(&mock).await;
+    let (prompt, _) = requests.last().expect("the model was not asked");
+    assert!(!prompt.contains("No project workspace"), "{prompt}");
+    for expected in [
+        format!("shop: {}", shop.root.display()),
+        format!("blog: {}", blog.display()),
+        "must name".to_owned(),
+        "delegate_code_task".to_owned(),
+        "valor/<job>-<slug>".to_owned(),
+    ] {
+        assert!(prompt.contains(&expected), "{expected:?} missing from the prompt:\n{prompt}");
+    }
+}
+
+#[tokio::test]
 async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resumes_the_session() {
     let mock = Aimock::start().await;
     let shop = Shop::new();
@@ -137,6 +162,11 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
     )
     .await;
     let reply = app.send_ok(&conversation, "Now add a bye file as well").await;
+    // The model saw how the first run ended, once (the transcript's copy of the final notice).
+    let requests = valor_requests(&mock).await;
+    let (_, follow_up) = requests.iter().find(|(_, body)| body.contains("Now add a bye file")).unwrap();
+    assert_eq!(follow_up.matches("Files changed: hello.txt").count(), 1, "{follow_up}");
+    assert_eq!(follow_up.matches("Created hello.txt.").count(), 1, "{follow_up}");
     let second = job_id_in(&tool_output(&reply));
     worker.try_execute_next().await.unwrap().expect("the follow-up did not run");
     let job = app.get_json(&format!("/api/jobs/{second}")).await;

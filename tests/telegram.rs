@@ -9,6 +9,8 @@
 mod approvals;
 #[path = "common/claude.rs"]
 mod claude_support;
+#[path = "telegram/code_work.rs"]
+mod code_work;
 mod common;
 #[path = "telegram/crash.rs"]
 mod crash;
