@@ -16,6 +16,7 @@ mod access;
 pub mod child;
 pub mod claude;
 pub mod gemini;
+pub mod git;
 pub mod mcp_config;
 mod open;
 pub mod orphans;
@@ -198,6 +199,7 @@ mod tests {
             chats: chats.to_vec(),
             notion_database: None,
             allowed_users: Vec::new(),
+            default_branch: None,
         }
     }
 

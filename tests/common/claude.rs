@@ -47,6 +47,7 @@ pub fn with_workspace(settings: &mut Settings, name: &str, path: &Path) {
         chats: Vec::new(),
         notion_database: None,
         allowed_users: Vec::new(),
+        default_branch: None,
     });
 }
 

@@ -28,6 +28,7 @@ async fn app_with_approvals(mock: &Aimock, fake: &FakeTelegram, root: &Path, hom
             chats: vec![DEV_GROUP],
             notion_database: None,
             allowed_users: Vec::new(),
+            default_branch: None,
         });
         use_claude_code(s, mock, &home);
         s.claude.permission_mode = "default".into();

@@ -135,6 +135,7 @@ mod tests {
             chats: chats.to_vec(),
             notion_database: None,
             allowed_users: allowed,
+            default_branch: None,
         }
     }
 
