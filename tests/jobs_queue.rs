@@ -16,9 +16,7 @@ use valor::agent::outbox::{Notice, Outbox, OutboxError, TranscriptOutbox};
 use valor::jobs::{
     Clock, HandlerRegistry, JobContext, JobError, JobHandler, JobSystem, ManualClock, OutcomeStatus, WorkerConfig,
 };
-use valor::storage::{
-    CancelOutcome, JobFilter, JobStatus, MessageRole, NewConversation, NewJob, StorageError, Store,
-};
+use valor::storage::{CancelOutcome, JobFilter, JobStatus, MessageRole, NewConversation, NewJob, StorageError, Store};
 
 const START_MS: i64 = 1_700_000_000_000;
 const BASE_MS: u64 = 1_000;

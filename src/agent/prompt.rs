@@ -60,6 +60,8 @@ pub struct PromptContext<'a> {
     pub channel: &'a str,
     pub conversation_title: &'a str,
     pub workspace: ProjectScope,
+    /// The prefix of run branches (`[git] branch_prefix`); empty means `valor/`.
+    pub run_branch_prefix: &'a str,
     /// Today's date, e.g. "Thursday, 26 November 2026".
     pub date: String,
     /// Capabilities configured but off here, and why.
@@ -73,7 +75,7 @@ pub fn system_prompt(persona: &str, context: &PromptContext<'_>, tools: &[ToolSp
     prompt.push_str(&format!("- Today is {}.\n", context.date));
     prompt.push_str(&format!("- Channel: {}.\n", context.channel));
     prompt.push_str(&format!("- Conversation: {}.\n", context.conversation_title));
-    push_project(&mut prompt, &context.workspace, tools, context.unavailable);
+    push_project(&mut prompt, context, tools);
     if tools.is_empty() {
         prompt.push_str("\n## Tools\nNo tools are available in this turn.\n");
     } else {
@@ -97,7 +99,9 @@ If the user asks for one of these, say that it is unavailable and why; do not pr
 
 /// The conversation's workspace: a line of the context list, or a short section
 /// naming it (or the ones to choose from) and what a code run there does.
-fn push_project(prompt: &mut String, scope: &ProjectScope, tools: &[ToolSpec], unavailable: &[(&'static str, String)]) {
+fn push_project(prompt: &mut String, context: &PromptContext<'_>, tools: &[ToolSpec]) {
+    let (scope, unavailable) = (&context.workspace, context.unavailable);
+    let prefix = if context.run_branch_prefix.is_empty() { "valor/" } else { context.run_branch_prefix };
     let offered = |name: &str| tools.iter().any(|tool| tool.name == name);
     let (delegate, read) = (DelegateCodeTask::NAME, ProjectContext::NAME);
     let facts: &[WorkspaceFacts] = match scope {
@@ -150,8 +154,8 @@ fn push_project(prompt: &mut String, scope: &ProjectScope, tools: &[ToolSpec], u
     if offered(delegate) {
         prompt.push_str(&format!(
             "- Code work goes to `{delegate}`: it runs in the background and its outcome comes back into this \
-             conversation. Each run works on its own git branch `valor/<job>-<slug>` in its own worktree and ends \
-             in a commit there. Merging, discarding or pushing that branch needs the user's approval (a button in \
+             conversation. Each run works on its own git branch `{prefix}<job>-<slug>` in its own worktree and \
+             ends in a commit there. Merging, discarding or pushing that branch needs the user's approval (a button in \
              the chat); never do or promise those yourself.\n"
         ));
     } else if unavailable.iter().any(|(what, _)| what.contains(delegate)) {
@@ -184,6 +188,7 @@ mod tests {
             channel: "web",
             conversation_title: "launch",
             workspace: ProjectScope::NoneConfigured,
+            run_branch_prefix: "",
             date: "Thursday, 26 November 2026".into(),
             unavailable: &[],
         };
@@ -205,6 +210,7 @@ mod tests {
             channel: "telegram",
             conversation_title: "dev",
             workspace: scope,
+            run_branch_prefix: "valor/",
             date: "Thursday, 3 December 2026".into(),
             unavailable,
         };
@@ -222,7 +228,8 @@ mod tests {
     fn a_linked_workspace_is_named_with_its_path_branch_and_what_a_run_does() {
         let prompt = prompt_for(ProjectScope::Linked(shop(Some("main"))), CODE_TOOLS, &[]);
         assert!(prompt.contains("This chat works in workspace \"shop\" at /srv/shop, default branch main.\n"));
-        for expected in ["`project_context` reads", "`delegate_code_task`", "`valor/<job>-<slug>`", "ends in a commit"] {
+        for expected in ["`project_context` reads", "`delegate_code_task`", "`valor/<job>-<slug>`", "ends in a commit"]
+        {
             assert!(prompt.contains(expected), "{expected:?} missing:\n{prompt}");
         }
         assert!(prompt.contains("Merging, discarding or pushing that branch needs the user's approval"), "{prompt}");

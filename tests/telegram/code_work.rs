@@ -33,6 +33,7 @@ async fn app_in_shop(
             chats: vec![DEV_GROUP],
             notion_database: None,
             allowed_users: Vec::new(),
+            default_branch: None,
         });
         use_claude_code(s, mock, &home);
         configure_more(s);
