@@ -83,7 +83,7 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
 
 /// Delivers notices into the conversation transcript as `system` messages —
 /// the delivery for web, API and terminal conversations (the web chat shows
-/// them; they are not sent to the model as history).
+/// them; the model's history has them as marked notices, see `history`).
 #[derive(Debug, Clone)]
 pub struct TranscriptOutbox {
     store: Store,
@@ -98,20 +98,29 @@ impl TranscriptOutbox {
 #[async_trait::async_trait]
 impl Outbox for TranscriptOutbox {
     async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
-        let key = format!("outbox:transcript:{}", notice.dedupe_key);
-        let content = serde_json::json!([{"type": "text", "text": notice.text}]);
-        let message = NewMessage {
-            conversation_id: notice.conversation_id.clone(),
-            role: MessageRole::System,
-            content,
-            text: notice.text,
-            turn_id: None,
-        };
-        // The message and its key are written in one transaction: a repeat is skipped.
-        match self.store.append_message_once(message, &key).await {
-            Ok(_) => Ok(()),
-            Err(StorageError::NotFound { .. }) => Err(OutboxError::UnknownConversation(notice.conversation_id)),
-            Err(other) => Err(other.into()),
-        }
+        record_in_transcript(&self.store, notice).await
+    }
+}
+
+/// Append a notice to its conversation's transcript as a `system` message,
+/// once per `dedupe_key`: the transcript's copy of that notice. Whatever is
+/// recorded first under a key stays — so a job can record its own text for
+/// a notice (a code run's compact outcome, which the model reads) before
+/// posting the notice, and a [`TranscriptOutbox`] then adds nothing.
+pub async fn record_in_transcript(store: &Store, notice: Notice) -> Result<(), OutboxError> {
+    let key = format!("outbox:transcript:{}", notice.dedupe_key);
+    let content = serde_json::json!([{"type": "text", "text": notice.text}]);
+    let message = NewMessage {
+        conversation_id: notice.conversation_id.clone(),
+        role: MessageRole::System,
+        content,
+        text: notice.text,
+        turn_id: None,
+    };
+    // The message and its key are written in one transaction: a repeat is skipped.
+    match store.append_message_once(message, &key).await {
+        Ok(_) => Ok(()),
+        Err(StorageError::NotFound { .. }) => Err(OutboxError::UnknownConversation(notice.conversation_id)),
+        Err(other) => Err(other.into()),
     }
 }

@@ -18,6 +18,7 @@ pub mod daydream;
 mod gemini_cli;
 mod handler;
 mod notify;
+mod outcome;
 mod schedule;
 mod worker;
 
@@ -28,6 +29,7 @@ pub use daydream::{DAYDREAM_KIND, Daydream, DaydreamHandler};
 pub use gemini_cli::GeminiCliHandler;
 pub use handler::{HandlerRegistry, JobContext, JobError, JobHandler};
 pub use notify::{deliver_final_notices, final_notice_text};
+pub use outcome::code_run_outcome;
 pub use schedule::{ScheduleSpec, Scheduler, next_run_after};
 pub use worker::{ExecutionOutcome, OutcomeStatus, Worker, WorkerConfig, backoff_delay_ms};
 

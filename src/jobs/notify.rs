@@ -2,11 +2,19 @@
 //! ended, exactly once per round. Delivery is a pass over the jobs still
 //! awaiting their notice, so a notice missed by a crash goes out on the next
 //! pass after the restart.
+//!
+//! A code run's notice also has a transcript copy the model reads: its
+//! compact outcome (`outcome.rs`), recorded under the notice's own key before
+//! the notice is posted — whatever the channel (Telegram's notices never
+//! enter the transcript otherwise), once per round (the key dedupes a
+//! repeated pass, a second deliverer and a crash between the two writes),
+//! and for web/API/terminal conversations in place of the notice's text.
 
-use crate::agent::outbox::{Notice, NoticeKind, Outbox, OutboxError};
+use crate::agent::outbox::{Notice, NoticeKind, Outbox, OutboxError, record_in_transcript};
 use crate::storage::{Job, JobStatus, StorageResult, Store, final_notice_key};
 
 use super::Clock;
+use super::outcome::code_run_outcome;
 
 /// The text of a finished job's final notice.
 pub fn final_notice_text(job: &Job) -> String {
@@ -65,7 +73,16 @@ pub async fn deliver_final_notices(
             text: final_notice_text(&job),
             dedupe_key: format!("job:{}:{key}", job.id),
         };
-        match outbox.post(notice).await {
+        // The outcome first: a crash after it only repeats the (deduplicated) post.
+        let recorded = match code_run_outcome(&job) {
+            Some(text) => record_in_transcript(store, Notice { text, ..notice.clone() }).await,
+            None => Ok(()),
+        };
+        let posted = match recorded {
+            Ok(()) => outbox.post(notice).await,
+            Err(error) => Err(error),
+        };
+        match posted {
             Ok(()) => {
                 store.record_job_notice(job.id, &key, clock.now_ms()).await?;
                 delivered += 1;
