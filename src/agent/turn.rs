@@ -278,7 +278,7 @@ pub(super) async fn run(
             }
             state.push_text(message.clone()).await;
             let notice = [ContentBlock::Text { text: message.clone() }];
-            // Best effort: the notice is for people reading the transcript, not for the model.
+            // Best effort: the notice is for people reading the transcript (the model sees it marked as a notice).
             let _ = state.persist(MessageRole::System, &notice, message).await;
             Some(record)
         }
