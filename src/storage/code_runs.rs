@@ -10,10 +10,11 @@ use super::rows::{now_ms, sql_error};
 use super::{StorageError, StorageResult, Store};
 
 /// Where a run branch is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunBranchState {
     /// Its work is on the branch; follow-ups continue it.
+    #[default]
     Open,
     /// Merged into its base branch.
     Merged,
