@@ -12,8 +12,8 @@ mod support;
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use support::{
-    ROUTED_MODEL, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices,
-    tool_output, use_claude_code, valor_requests, with_workspace,
+    ROUTED_MODEL, git_out, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices,
+    tool_output, use_claude_code, valor_requests, with_workspace, worktree,
 };
 use valor::config::Settings;
 
@@ -112,52 +112,71 @@ async fn the_system_prompt_of_an_api_conversation_lists_the_workspaces_to_name()
 }
 
 #[tokio::test]
-async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resumes_the_session() {
+async fn a_delegated_run_works_on_its_own_branch_commits_and_the_follow_up_resumes_the_session() {
     let mock = Aimock::start().await;
     let shop = Shop::new();
     let root = &shop.root;
     script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
-    script_claude(
-        &mock,
-        "Create hello.txt saying hi",
-        "Write",
-        json!({"file_path": root.join("hello.txt"), "content": "hi\n"}),
-        "Created hello.txt.",
-    )
-    .await;
     let app = shop.spawn(&mock, |_| {}).await;
 
     let reply = app.send_ok("code", "Please add a hello file to the shop").await;
     let id = job_id_in(&tool_output(&reply));
     let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    // The run works in its own worktree, so that is where Claude Code writes.
+    let tree = worktree(&app, "shop", id);
+    let hello = tree.join("hello.txt");
+    script_claude(
+        &mock,
+        "Create hello.txt saying hi",
+        "Write",
+        json!({"file_path": hello, "content": "hi\n"}),
+        "Created hello.txt.",
+    )
+    .await;
     let worker = app.job_worker("w");
     let outcome = worker.try_execute_next().await.unwrap().expect("the code run did not start");
     assert_eq!(outcome.job_id, id);
-    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    assert_eq!(std::fs::read_to_string(&hello).unwrap(), "hi\n");
+    // The user's checkout is untouched: no new file, their uncommitted change as it was, still on main.
+    assert!(!root.join("hello.txt").exists());
+    assert_eq!(git_out(root, &["status", "--porcelain"]), "?? notes.txt");
+    assert_eq!(git_out(root, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
     let models: Vec<Value> =
         mock.requests_to("/v1/messages").await.iter().map(|r| r["body"]["model"].clone()).collect();
     assert!(models.contains(&json!(ROUTED_MODEL)), "the routed model was not used: {models:?}");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["files_changed"], json!(["hello.txt"]));
+    let branch = format!("valor/{id}-create-hello-txt-saying-hi");
+    assert_eq!(job["result"]["branch"], json!(branch), "{job}");
+    // Committed on the branch, by valor, with the summary as subject; main has not moved.
+    assert_eq!(git_out(root, &["log", "-1", "--format=%an|%s", &branch]), "valor|Created hello.txt.");
+    assert_eq!(git_out(root, &["show", "--name-only", "--format=", &branch]), "hello.txt");
+    assert_eq!(git_out(root, &["log", "-1", "--format=%s", "main"]), "Add the checkout service");
+    assert_eq!(git_out(&tree, &["status", "--porcelain"]), "", "the worktree was left dirty");
+    let commit = job["result"]["commit"].as_str().unwrap();
+    assert!(git_out(root, &["rev-parse", &branch]).starts_with(commit), "{job}");
     let session = job["result"]["session_id"].as_str().unwrap().to_owned();
     let store = app.store().await;
     assert_eq!(store.claude_session(&conversation, "shop").await.unwrap().as_deref(), Some(session.as_str()));
     let notices = system_notices(&app, &conversation).await;
-    let start = format!("Job #{id}: Claude Code is starting in workspace \"shop\" · MCP servers: valor");
+    let start =
+        format!("Job #{id}: Claude Code is starting in workspace \"shop\" on branch `{branch}` · MCP servers: valor");
     assert_eq!(notices[0], start, "{notices:?}");
     assert!(notices.iter().any(|n| n.starts_with(&format!("Job #{id}: Claude Code started"))), "{notices:?}");
     let last = notices.last().unwrap();
     assert!(last.starts_with(&format!("Job #{id} (claude_code) finished.")), "{notices:?}");
     assert!(last.contains("Created hello.txt.") && last.contains("Files changed: hello.txt"), "{last}");
+    assert!(last.contains(&format!("Branch `{branch}` · commit {commit} · 1 file changed")), "{last}");
 
-    // A follow-up in the same conversation continues the session.
+    // A follow-up in the same conversation continues the branch, its worktree and the session.
     script_delegation(&mock, "add a bye file", "Create bye.txt too", "shop").await;
+    let bye = tree.join("bye.txt");
     script_claude(
         &mock,
         "Create bye.txt too",
         "Write",
-        json!({"file_path": root.join("bye.txt"), "content": "bye\n"}),
+        json!({"file_path": bye, "content": "bye\n"}),
         "Created bye.txt.",
     )
     .await;
@@ -171,7 +190,10 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
     worker.try_execute_next().await.unwrap().expect("the follow-up did not run");
     let job = app.get_json(&format!("/api/jobs/{second}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    assert!(root.join("bye.txt").exists());
+    assert_eq!(job["result"]["branch"], json!(branch), "{job}");
+    assert_eq!(job["result"]["files_changed"], json!(["bye.txt"]), "only this run's changes: {job}");
+    assert!(bye.exists() && !root.join("bye.txt").exists());
+    assert_eq!(git_out(root, &["log", "--format=%s", &branch]).lines().count(), 3);
     let notices = system_notices(&app, &conversation).await;
     assert!(notices.iter().any(|n| n.contains("continuing the previous session")), "{notices:?}");
     // Claude Code sent the first run's history along: the session really was resumed.
@@ -351,28 +373,42 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
 async fn a_session_the_cli_no_longer_knows_is_replaced_by_a_new_one() {
     let mock = Aimock::start().await;
     let shop = Shop::new();
-    let root = &shop.root;
     script_delegation(&mock, "add a todo file", "Create todo.txt", "shop").await;
+    let app = shop.spawn(&mock, |_| {}).await;
+    let reply = app.send_ok("todo", "Please add a todo file").await;
+    let first = job_id_in(&tool_output(&reply));
+    let tree = worktree(&app, "shop", first);
     script_claude(
         &mock,
         "Create todo.txt",
         "Write",
-        json!({"file_path": root.join("todo.txt"), "content": "x"}),
+        json!({"file_path": tree.join("todo.txt"), "content": "x"}),
         "Done.",
     )
     .await;
-    let app = shop.spawn(&mock, |_| {}).await;
-    let reply = app.send_ok("todo", "Please add a todo file").await;
-    let id = job_id_in(&tool_output(&reply));
     let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    let worker = app.job_worker("w");
+    worker.try_execute_next().await.unwrap().expect("the first run did not start");
+    // The branch's session is one the CLI does not know (its history was wiped, say).
     let store = app.store().await;
     let stale = "11111111-2222-3333-4444-555555555555";
     store.set_claude_session(&conversation, "shop", stale).await.unwrap();
 
-    app.job_worker("w").try_execute_next().await.unwrap().expect("the run did not start");
+    script_delegation(&mock, "add a done file", "Create done.txt", "shop").await;
+    script_claude(
+        &mock,
+        "Create done.txt",
+        "Write",
+        json!({"file_path": tree.join("done.txt"), "content": "y"}),
+        "Done.",
+    )
+    .await;
+    let reply = app.send_ok(&conversation, "Please add a done file").await;
+    let id = job_id_in(&tool_output(&reply));
+    worker.try_execute_next().await.unwrap().expect("the follow-up did not start");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    assert!(root.join("todo.txt").exists());
+    assert!(tree.join("done.txt").exists());
     let session = store.claude_session(&conversation, "shop").await.unwrap().unwrap();
     assert_ne!(session, stale);
     let notices = system_notices(&app, &conversation).await;

@@ -438,7 +438,9 @@ fn claude_code_handler(settings: &Settings, access: &RunAccess) -> crate::jobs::
         approvals: settings.claude.approvals,
         approval_timeout: std::time::Duration::from_secs(settings.claude.approval_timeout_secs),
     };
-    crate::jobs::ClaudeCodeHandler::new(workspaces, config, crate::agent::streaming::StreamPolicy::default(), mcp)
+    let branches = crate::workspace::runs::RunBranches::from_settings(settings);
+    let policy = crate::agent::streaming::StreamPolicy::default();
+    crate::jobs::ClaudeCodeHandler::new(workspaces, branches, config, policy, mcp)
 }
 
 /// Delegated Gemini CLI runs (`[gemini]`, enabled), for background work the router sends there.
@@ -453,7 +455,9 @@ fn gemini_cli_handler(settings: &Settings) -> crate::jobs::GeminiCliHandler {
         kill_grace: crate::workspace::process::KILL_GRACE,
     };
     let model = gemini.models.small.clone();
-    crate::jobs::GeminiCliHandler::new(workspaces, config, model, crate::agent::streaming::StreamPolicy::default())
+    let branches = crate::workspace::runs::RunBranches::from_settings(settings);
+    let policy = crate::agent::streaming::StreamPolicy::default();
+    crate::jobs::GeminiCliHandler::new(workspaces, branches, config, model, policy)
 }
 
 fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus> {

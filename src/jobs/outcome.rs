@@ -1,6 +1,6 @@
 //! A code run's outcome as the conversation keeps it for the model: a few
-//! lines — how it ended, workspace, branch and commit, summary, files
-//! changed, diff stat, cost — or the failure reason. `notify` writes it into
+//! lines — how it ended (or the failure reason), workspace, summary, files
+//! changed, branch with commit and diff stat, cost. `notify` writes it into
 //! the transcript once per round (the transcript's copy of the final notice),
 //! so the next turn's history says what the run did.
 //!
@@ -49,16 +49,8 @@ pub fn code_run_outcome(job: &Job) -> Option<String> {
         JobStatus::Queued | JobStatus::Running => return None,
     }];
     let workspace = text("workspace").or_else(|| job.payload.get("workspace").and_then(Value::as_str));
-    let place: Vec<String> = [
-        workspace.map(|name| format!("Workspace {name}")),
-        text("branch").map(|branch| format!("branch {branch}")),
-        text("commit").map(|commit| format!("commit {}", short_commit(commit))),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !place.is_empty() {
-        lines.push(place.join(" · "));
+    if let Some(name) = workspace {
+        lines.push(format!("Workspace {name}"));
     }
     if let Some(summary) = text("summary") {
         lines.push(format!("Summary: {}", truncate_chars(summary, MAX_SUMMARY_CHARS)));
@@ -66,8 +58,8 @@ pub fn code_run_outcome(job: &Job) -> Option<String> {
     if let Some(files) = result.and_then(|r| r.get("files_changed")).and_then(Value::as_array) {
         lines.push(format!("Files changed: {}", files_line(files)));
     }
-    if let Some(stat) = text("diff_stat").and_then(|stat| stat.lines().map(str::trim).rfind(|line| !line.is_empty())) {
-        lines.push(format!("Diff: {}", truncate_chars(stat, MAX_LINE_CHARS)));
+    if let Some(line) = git_line(result) {
+        lines.push(line);
     }
     let cost = result.and_then(|r| r.get("cost_usd")).and_then(Value::as_f64).filter(|cost| *cost > 0.0);
     let turns = result.and_then(|r| r.get("turns")).and_then(Value::as_u64).filter(|turns| *turns > 0);
@@ -104,9 +96,24 @@ fn files_line(files: &[Value]) -> String {
     line
 }
 
-/// A commit id as people quote it (12 hex digits).
-fn short_commit(commit: &str) -> &str {
-    commit.get(..12).filter(|_| commit.is_ascii()).unwrap_or(commit)
+/// The run's branch, commit and diff stat, worded as the final notice words
+/// them: `Branch `valor/7-x` · commit 1a2b3c4 · 1 file changed, 1 insertion(+)`.
+fn git_line(result: Option<&Value>) -> Option<String> {
+    let field = |key: &str| result.and_then(|r| r.get(key)).and_then(Value::as_str).map(str::trim);
+    let branch = field("branch").filter(|branch| !branch.is_empty())?;
+    let mut line = format!("Branch `{}`", truncate_chars(branch, MAX_LINE_CHARS));
+    let stat = field("diff_stat").map(|stat| stat.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or(""));
+    if stat == Some("") {
+        line.push_str(": nothing new to commit.");
+        return Some(line);
+    }
+    if let Some(commit) = field("commit").filter(|commit| !commit.is_empty()) {
+        line.push_str(&format!(" · commit {}", truncate_chars(commit, 40)));
+    }
+    if let Some(stat) = stat {
+        line.push_str(&format!(" · {}", truncate_chars(stat, MAX_LINE_CHARS)));
+    }
+    Some(line)
 }
 
 #[cfg(test)]
@@ -148,19 +155,23 @@ mod tests {
         let result = json!({
             "reply": "long reply", "summary": "Added hello.txt.", "files_changed": ["hello.txt", "src/a.rs"],
             "cost_usd": 0.01234, "turns": 3, "workspace": "shop", "executor": "claude_code",
-            "branch": "valor/7-add-a-greeting", "commit": "0123456789abcdef0123456789abcdef01234567",
-            "diff_stat": " hello.txt | 1 +\n src/a.rs | 2 +-\n 2 files changed, 2 insertions(+), 1 deletion(-)\n"
+            "branch": "valor/7-add-a-greeting", "commit": "0123456789ab", "base_branch": "main",
+            "diff_stat": " 2 files changed, 2 insertions(+), 1 deletion(-)\n"
         });
         let text = code_run_outcome(&job(CLAUDE_CODE_KIND, JobStatus::Succeeded, Some(result), None)).unwrap();
         assert_eq!(
             text,
             "Job #7 (claude_code) finished.\n\
-             Workspace shop · branch valor/7-add-a-greeting · commit 0123456789ab\n\
+             Workspace shop\n\
              Summary: Added hello.txt.\n\
              Files changed: hello.txt, src/a.rs\n\
-             Diff: 2 files changed, 2 insertions(+), 1 deletion(-)\n\
+             Branch `valor/7-add-a-greeting` · commit 0123456789ab · 2 files changed, 2 insertions(+), 1 deletion(-)\n\
              cost $0.0123 · 3 turn(s)"
         );
+        let unchanged = json!({"summary": "Nothing to do.", "files_changed": [], "branch": "valor/7-x",
+            "commit": "abc", "diff_stat": ""});
+        let text = code_run_outcome(&job(CLAUDE_CODE_KIND, JobStatus::Succeeded, Some(unchanged), None)).unwrap();
+        assert!(text.contains("\nBranch `valor/7-x`: nothing new to commit."), "{text}");
     }
 
     #[test]
@@ -183,7 +194,7 @@ mod tests {
         );
         let partial = json!({"branch": "valor/7-x", "commit": "abc123"});
         let failed = job(CLAUDE_CODE_KIND, JobStatus::Failed, Some(partial), Some("time limit"));
-        assert!(code_run_outcome(&failed).unwrap().ends_with("Workspace shop · branch valor/7-x · commit abc123"));
+        assert!(code_run_outcome(&failed).unwrap().ends_with("Workspace shop\nBranch `valor/7-x` · commit abc123"));
         let cancelled = job(CLAUDE_CODE_KIND, JobStatus::Cancelled, None, None);
         assert_eq!(code_run_outcome(&cancelled).unwrap(), "Job #7 (claude_code) was cancelled.\nWorkspace shop");
     }

@@ -23,6 +23,7 @@ pub mod orphans;
 mod paths;
 pub mod process;
 pub mod router;
+pub mod runs;
 pub mod stream_json;
 pub mod subagents;
 

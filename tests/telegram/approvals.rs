@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::claude_support::{git_workspace, png_bytes, script_claude, script_delegation, use_claude_code};
+use crate::claude_support::{
+    git_workspace, png_bytes, run_git, script_claude, script_delegation, use_claude_code, worktree,
+};
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::{FakeTelegram, Person};
 use crate::{ADMIN, DEV_GROUP, STRANGER, configure};
@@ -102,7 +104,9 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
     let root = git_workspace(outside.path());
     let home = tempfile::tempdir().unwrap();
     script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
-    let hello = root.join("hello.txt");
+    let app = app_with_approvals(&mock, &fake, &root, home.path(), 120).await;
+    // The first job's worktree, where the run works.
+    let hello = worktree(&app, "shop", 1).join("hello.txt");
     script_claude(
         &mock,
         "Create hello.txt saying hi",
@@ -111,7 +115,6 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
         "Done.",
     )
     .await;
-    let app = app_with_approvals(&mock, &fake, &root, home.path(), 120).await;
 
     let run = run_next_job(&app);
     fake.send_text(DEV_GROUP, &ADMIN, "please add a hello file");
@@ -217,7 +220,10 @@ async fn claude_code_hands_a_screenshot_to_the_telegram_chat_through_valors_serv
     script_delegation(&mock, "show me the checkout", task, "shop").await;
     let input = json!({"path": "checkout.png", "caption": "Checkout page"});
     script_claude(&mock, task, "mcp__valor__send_screenshot", input, "Sent the screenshot.").await;
+    // Committed, so the run's worktree has it as if the run had just taken it.
     std::fs::write(root.join("checkout.png"), png_bytes()).unwrap();
+    run_git(&root, &["add", "checkout.png"]);
+    run_git(&root, &["commit", "-q", "-m", "Add a screenshot"]);
     let app = app_with_approvals(&mock, &fake, &root, home.path(), 60).await;
 
     let run = run_next_job(&app);
@@ -230,7 +236,8 @@ async fn claude_code_hands_a_screenshot_to_the_telegram_chat_through_valors_serv
     assert_eq!(photo["chat_id"], DEV_GROUP.to_string());
     assert_eq!(photo["caption"], "Checkout page");
     assert_eq!(photo["photo"]["size"], png_bytes().len());
-    assert!(!root.join("checkout.png").exists(), "the handoff file stayed in the workspace");
+    let handoff = worktree(&app, "shop", id).join("checkout.png");
+    assert!(!handoff.exists(), "the handoff file stayed in the workspace");
     // Claude Code got the tool's answer, not an error.
     let answered = mock.requests_to("/v1/messages").await.iter().any(|request| {
         let messages = request["body"]["messages"].as_array().into_iter().flatten();

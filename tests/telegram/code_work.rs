@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::claude_support::{git_workspace, script_claude, script_delegation, use_claude_code};
+use crate::claude_support::{git_workspace, script_claude, script_delegation, use_claude_code, worktree};
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::FakeTelegram;
 use crate::{ADMIN, DEV_GROUP, configure, script};
@@ -110,7 +110,10 @@ async fn a_finished_runs_outcome_is_in_the_next_model_request_once() {
     let root = git_workspace(outside.path());
     let home = tempfile::tempdir().unwrap();
     script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
-    let hello = root.join("hello.txt");
+    script(&mock, "what did you change", "I added hello.txt.").await;
+    let app = app_in_shop(&mock, &fake, &root, home.path(), |_| {}).await;
+    // The first job's worktree, where the run works.
+    let hello = worktree(&app, "shop", 1).join("hello.txt");
     script_claude(
         &mock,
         "Create hello.txt saying hi",
@@ -119,8 +122,6 @@ async fn a_finished_runs_outcome_is_in_the_next_model_request_once() {
         "Wrote the greeting file.",
     )
     .await;
-    script(&mock, "what did you change", "I added hello.txt.").await;
-    let app = app_in_shop(&mock, &fake, &root, home.path(), |_| {}).await;
 
     fake.send_text(DEV_GROUP, &ADMIN, "please add a hello file");
     wait_for_text(&fake, "On it.", Duration::from_secs(20)).await;
@@ -137,6 +138,9 @@ async fn a_finished_runs_outcome_is_in_the_next_model_request_once() {
     assert!(last.contains("what did you change"), "{last}");
     assert_eq!(occurrences(last, "Wrote the greeting file."), 1, "the run's summary, once: {last}");
     assert_eq!(occurrences(last, "Files changed: hello.txt"), 1, "the files changed, once: {last}");
+    let branch = "Branch `valor/1-create-hello-txt-saying-hi` · commit ";
+    assert_eq!(occurrences(last, branch), 1, "the branch and commit, once: {last}");
+    assert_eq!(occurrences(last, "1 file changed"), 1, "the diff stat, once: {last}");
 
     // Later passes and turns add nothing: still once in the request after.
     script(&mock, "anything else", "No.").await;
