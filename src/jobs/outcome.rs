@@ -14,6 +14,8 @@ use crate::llm::transport::truncate_chars;
 use crate::storage::{Job, JobStatus};
 use crate::workspace::{CLAUDE_CODE_KIND, GEMINI_CLI_KIND};
 
+/// A finished run's git line when the workspace is not a git repository.
+const NOT_COMMITTED: &str = "Not a git repository: nothing was committed.";
 /// The longest outcome text.
 pub const MAX_OUTCOME_CHARS: usize = 1_600;
 /// The run's own summary is cut here.
@@ -58,8 +60,11 @@ pub fn code_run_outcome(job: &Job) -> Option<String> {
     if let Some(files) = result.and_then(|r| r.get("files_changed")).and_then(Value::as_array) {
         lines.push(format!("Files changed: {}", files_line(files)));
     }
-    if let Some(line) = git_line(result) {
-        lines.push(line);
+    match git_line(result) {
+        Some(line) => lines.push(line),
+        // A finished run without a branch worked in place (the final notice says the same).
+        None if job.status == JobStatus::Succeeded => lines.push(NOT_COMMITTED.to_owned()),
+        None => {}
     }
     let cost = result.and_then(|r| r.get("cost_usd")).and_then(Value::as_f64).filter(|cost| *cost > 0.0);
     let turns = result.and_then(|r| r.get("turns")).and_then(Value::as_u64).filter(|turns| *turns > 0);
@@ -175,13 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn today_s_result_without_git_facts_still_names_summary_and_files() {
+    fn a_run_outside_git_names_summary_and_files_and_says_nothing_was_committed() {
         let result = json!({"summary": "Wrote todo.txt.", "files_changed": [], "cost_usd": 0.0, "turns": 0,
             "workspace": "shop", "executor": "gemini_cli"});
         let text = code_run_outcome(&job(GEMINI_CLI_KIND, JobStatus::Succeeded, Some(result), None)).unwrap();
         assert_eq!(
             text,
-            "Job #7 (gemini_cli) finished.\nWorkspace shop\nSummary: Wrote todo.txt.\nFiles changed: none"
+            "Job #7 (gemini_cli) finished.\nWorkspace shop\nSummary: Wrote todo.txt.\nFiles changed: none\n\
+             Not a git repository: nothing was committed."
         );
     }
 
