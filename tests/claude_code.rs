@@ -456,3 +456,179 @@ async fn a_run_waiting_behind_the_concurrency_limit_shows_its_place_in_line() {
     store.request_job_cancel(second, valor::storage::wall_clock_ms()).await.unwrap();
     assert_eq!(app.get_json(&format!("/api/jobs/{third}")).await["queue_position"], 1);
 }
+
+/// Delegate `task` (asked as `ask`) in `conversation` and run it: Claude Code
+/// writes `file` in the branch's worktree (`tree_of`: the branch's first job,
+/// else this one). Returns the finished job.
+#[allow(clippy::too_many_arguments)]
+async fn run_write(
+    app: &TestApp,
+    mock: &Aimock,
+    worker: &valor::jobs::Worker,
+    conversation: &str,
+    (ask, task): (&str, &str),
+    tree_of: Option<i64>,
+    file: &str,
+    content: &str,
+) -> Value {
+    script_delegation(mock, ask, task, "shop").await;
+    let reply = app.send_ok(conversation, &format!("Please {ask}")).await;
+    let id = job_id_in(&tool_output(&reply));
+    let target = worktree(app, "shop", tree_of.unwrap_or(id)).join(file);
+    script_claude(mock, task, "Write", json!({"file_path": target, "content": content}), "Done.").await;
+    worker.try_execute_next().await.unwrap().expect("the run did not start");
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    job
+}
+
+async fn post_branch(app: &TestApp, id: i64, action: &str) -> (u16, Value) {
+    let response = app.http.post(app.url(&format!("/api/branches/{id}/{action}"))).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Ask for `action` and run the `branch_action` job; the notice it posted.
+async fn act_on_branch(
+    app: &TestApp,
+    worker: &valor::jobs::Worker,
+    id: i64,
+    action: &str,
+    conversation: &str,
+) -> String {
+    let (status, body) = post_branch(app, id, action).await;
+    assert_eq!(status, 202, "{action}: {body}");
+    let outcome = worker.try_execute_next().await.unwrap().expect("the branch action did not run");
+    assert_eq!(outcome.job_id, body["job_id"].as_i64().unwrap());
+    system_notices(app, conversation).await.pop().unwrap()
+}
+
+#[tokio::test]
+async fn a_person_merges_pushes_and_discards_run_branches_and_nothing_is_ever_forced() {
+    let mock = Aimock::start().await;
+    let shop = Shop::new();
+    let root = shop.root.clone();
+    let app = shop.spawn(&mock, |s| s.daydream.min_available_memory_mb = 0).await;
+    let worker = app.job_worker("w");
+
+    // Run A adds a file; merging fast-forwards main in the user's checkout around their own change.
+    let a =
+        run_write(&app, &mock, &worker, "a", ("add a hello file", "Create hello.txt"), None, "hello.txt", "hi\n").await;
+    let (a_branch, a_id) =
+        (a["result"]["branch"].as_str().unwrap().to_owned(), a["result"]["run_branch"].as_i64().unwrap());
+    let a_conversation = a["conversation_id"].as_str().unwrap().to_owned();
+    let notice = act_on_branch(&app, &worker, a_id, "merge", &a_conversation).await;
+    assert!(notice.contains(&format!("Merged `{a_branch}` into `main` (fast-forward")), "{notice}");
+    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "draft\n");
+    assert_eq!(git_out(&root, &["status", "--porcelain"]), "?? notes.txt");
+    assert_eq!(git_out(&root, &["log", "-1", "--format=%s", "main"]), "Done.");
+    let (status, body) = post_branch(&app, a_id, "merge").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or(&body.to_string()).contains("already merged"), "{body}");
+
+    // Run B (another conversation, so another branch) retitles the README while the user commits their own title.
+    let b = run_write(
+        &app,
+        &mock,
+        &worker,
+        "b",
+        ("retitle the readme", "Retitle README.md"),
+        None,
+        "README.md",
+        "# Shop by valor\n",
+    )
+    .await;
+    let (b_branch, b_id) =
+        (b["result"]["branch"].as_str().unwrap().to_owned(), b["result"]["run_branch"].as_i64().unwrap());
+    let b_tree = worktree(&app, "shop", b["id"].as_i64().unwrap());
+    let b_conversation = b["conversation_id"].as_str().unwrap().to_owned();
+    assert_ne!(a_branch, b_branch);
+    std::fs::write(root.join("README.md"), "# Shop by me\n").unwrap();
+    support::run_git(&root, &["commit", "-q", "-am", "My title"]);
+    let main_before = git_out(&root, &["rev-parse", "main"]);
+    let notice = act_on_branch(&app, &worker, b_id, "merge", &b_conversation).await;
+    assert!(notice.contains("does not merge cleanly") && notice.contains("`README.md`"), "{notice}");
+    assert_eq!(git_out(&root, &["rev-parse", "main"]), main_before, "a conflicted merge moved main");
+    assert_eq!(std::fs::read_to_string(root.join("README.md")).unwrap(), "# Shop by me\n");
+    assert_eq!(git_out(&root, &["status", "--porcelain"]), "?? notes.txt");
+
+    // Push: without a remote a clear answer; with a (bare, local) one the branch arrives; no `gh` → no PR, said so.
+    let notice = act_on_branch(&app, &worker, b_id, "push", &b_conversation).await;
+    assert!(notice.contains("was not pushed") && notice.contains("no remote"), "{notice}");
+    let bare = shop.root.parent().unwrap().join("remote.git");
+    support::run_git(shop.root.parent().unwrap(), &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    support::run_git(&root, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let notice = act_on_branch(&app, &worker, b_id, "push", &b_conversation).await;
+    assert!(
+        notice.contains(&format!("Pushed `{b_branch}` to `origin`")) && notice.contains("No pull request:"),
+        "{notice}"
+    );
+    assert_eq!(git_out(&bare, &["rev-parse", &b_branch]), git_out(&root, &["rev-parse", &b_branch]));
+
+    // Discard removes worktree and branch.
+    let notice = act_on_branch(&app, &worker, b_id, "discard", &b_conversation).await;
+    assert!(notice.contains(&format!("Discarded `{b_branch}`")), "{notice}");
+    assert!(!b_tree.exists(), "the discarded worktree is still there");
+    assert_eq!(git_out(&root, &["branch", "--list", &b_branch]), "");
+    let (status, _) = post_branch(&app, b_id, "push").await;
+    assert_eq!(status, 409);
+    let (status, body) = post_branch(&app, b_id, "rebase").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(post_branch(&app, 999, "merge").await.0, 404);
+
+    // The daydream's cleanup removes the merged branch's worktree (the branch stays).
+    let a_tree = worktree(&app, "shop", a["id"].as_i64().unwrap());
+    assert!(a_tree.exists());
+    let store = app.store().await;
+    let daydream = valor::storage::NewJob {
+        kind: "daydream".into(),
+        payload: json!({"trigger": "manual"}),
+        priority: 100,
+        run_at_ms: None,
+        max_attempts: 1,
+        conversation_id: None,
+        idempotency_key: None,
+    };
+    store.enqueue_job(daydream, valor::storage::wall_clock_ms()).await.unwrap();
+    worker.try_execute_next().await.unwrap().expect("the daydream did not run");
+    assert!(!a_tree.exists(), "the merged branch's worktree was not cleaned up");
+    assert_eq!(git_out(&root, &["branch", "--list", &a_branch]), a_branch.as_str());
+    let listed = app.get_json("/api/branches?workspace=shop").await;
+    let states: Vec<&str> =
+        listed["branches"].as_array().unwrap().iter().map(|b| b["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["discarded", "merged"], "{listed}");
+}
+
+#[tokio::test]
+async fn two_runs_at_once_get_their_own_worktrees_and_branches() {
+    let mock = Aimock::start().await;
+    let shop = Shop::new();
+    let root = shop.root.clone();
+    let app = shop.spawn(&mock, |s| _ = s.jobs.concurrency.insert("claude_code".into(), 2)).await;
+    let mut ids = Vec::new();
+    for (conversation, ask, task, file) in
+        [("one", "add file one", "Create one.txt", "one.txt"), ("two", "add file two", "Create two.txt", "two.txt")]
+    {
+        script_delegation(&mock, ask, task, "shop").await;
+        let reply = app.send_ok(conversation, &format!("Please {ask}")).await;
+        let id = job_id_in(&tool_output(&reply));
+        let target = worktree(&app, "shop", id).join(file);
+        script_claude(&mock, task, "Write", json!({"file_path": target, "content": file}), "Done.").await;
+        ids.push(id);
+    }
+    let (w1, w2) = (app.job_worker("w1"), app.job_worker("w2"));
+    let (first, second) = tokio::join!(w1.try_execute_next(), w2.try_execute_next());
+    assert!(first.unwrap().is_some() && second.unwrap().is_some());
+    let mut branches = Vec::new();
+    for (id, file, other) in [(ids[0], "one.txt", "two.txt"), (ids[1], "two.txt", "one.txt")] {
+        let job = app.get_json(&format!("/api/jobs/{id}")).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let branch = job["result"]["branch"].as_str().unwrap().to_owned();
+        assert_eq!(git_out(&root, &["show", "--name-only", "--format=", &branch]), file);
+        let tree = worktree(&app, "shop", id);
+        assert!(tree.join(file).exists() && !tree.join(other).exists());
+        branches.push(branch);
+    }
+    assert_ne!(branches[0], branches[1]);
+    assert_eq!(git_out(&root, &["status", "--porcelain"]), "?? notes.txt", "the user's checkout changed");
+}

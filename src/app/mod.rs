@@ -156,6 +156,7 @@ impl App {
             tokens: Arc::new(TokenSet::new(&self.settings.server.api_tokens)),
             started: Instant::now(),
             components: components.clone(),
+            workspaces: crate::workspace::Workspaces::new(self.settings.workspaces.clone(), &self.settings.data_dir),
         };
         tracing::info!("valor {} listening on http://{local_addr}", env!("CARGO_PKG_VERSION"));
         for component in &components.snapshot() {
@@ -405,6 +406,9 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent, run_acces
     handlers.register(Arc::new(crate::jobs::DaydreamHandler::new(Arc::new(daydream))));
     if !settings.workspaces.is_empty() {
         handlers.register(Arc::new(claude_code_handler(settings, run_access)));
+        let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
+        let branches = crate::workspace::runs::RunBranches::from_settings(settings);
+        handlers.register(Arc::new(crate::jobs::BranchActionHandler::new(workspaces, branches)));
         if settings.gemini.enabled {
             handlers.register(Arc::new(gemini_cli_handler(settings)));
         }

@@ -12,6 +12,7 @@
 //! the outbox dedupes, so a crash in between repeats nothing).
 
 mod agent_task;
+mod branch_action;
 mod claude_code;
 mod clock;
 pub mod daydream;
@@ -23,6 +24,7 @@ mod schedule;
 mod worker;
 
 pub use agent_task::{AGENT_TASK_KIND, AgentTaskHandler};
+pub use branch_action::BranchActionHandler;
 pub use claude_code::ClaudeCodeHandler;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use daydream::{DAYDREAM_KIND, Daydream, DaydreamHandler};

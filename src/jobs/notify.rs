@@ -10,8 +10,9 @@
 //! repeated pass, a second deliverer and a crash between the two writes),
 //! and for web/API/terminal conversations in place of the notice's text.
 
-use crate::agent::outbox::{Notice, NoticeKind, Outbox, OutboxError, record_in_transcript};
-use crate::storage::{Job, JobStatus, StorageResult, Store, final_notice_key};
+use crate::agent::outbox::{Choice, Notice, NoticeKind, Outbox, OutboxError, record_in_transcript};
+use crate::storage::{BranchAction, Job, JobStatus, StorageResult, Store, final_notice_key};
+use crate::workspace::runs::button_data;
 
 use super::Clock;
 use super::outcome::code_run_outcome;
@@ -40,6 +41,26 @@ pub fn final_notice_text(job: &Job) -> String {
         JobStatus::Cancelled => format!("Job #{} ({}) was cancelled.", job.id, job.kind),
         JobStatus::Queued | JobStatus::Running => format!("Job #{} ({}) is {}.", job.id, job.kind, job.status.as_str()),
     }
+}
+
+/// Under a code run's result that committed something: merge, push and
+/// discard buttons for its branch (each press is a person's approval).
+fn branch_choices(job: &Job) -> Vec<Choice> {
+    let Some(result) = job.result.as_ref().filter(|_| job.status == JobStatus::Succeeded) else { return Vec::new() };
+    let (Some(id), Some(base)) = (result["run_branch"].as_i64(), result["base_branch"].as_str()) else {
+        return Vec::new();
+    };
+    if result["diff_stat"].as_str().is_none_or(str::is_empty) {
+        return Vec::new();
+    }
+    [
+        (format!("✅ Merge into {base}"), BranchAction::Merge),
+        ("⬆️ Push".to_owned(), BranchAction::Push),
+        ("🗑 Discard".to_owned(), BranchAction::Discard),
+    ]
+    .into_iter()
+    .map(|(label, action)| Choice { label, data: button_data(id, action) })
+    .collect()
 }
 
 fn notice_kind(status: JobStatus) -> NoticeKind {
@@ -78,9 +99,11 @@ pub async fn deliver_final_notices(
             Some(text) => record_in_transcript(store, Notice { text, ..notice.clone() }).await,
             None => Ok(()),
         };
-        let posted = match recorded {
-            Ok(()) => outbox.post(notice).await,
-            Err(error) => Err(error),
+        let choices = branch_choices(&job);
+        let posted = match (recorded, choices.is_empty()) {
+            (Err(error), _) => Err(error),
+            (Ok(()), true) => outbox.post(notice).await,
+            (Ok(()), false) => outbox.post_question(notice, &choices).await,
         };
         match posted {
             Ok(()) => {

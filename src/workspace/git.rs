@@ -86,13 +86,10 @@ pub struct Author {
 }
 
 impl Author {
-    /// "Name <email>" → its parts; `None` when it is not of that form.
+    /// "Name <email>" → its parts; `None` when it is not of that form (the rule of `[git] author`).
     pub fn parse(text: &str) -> Option<Author> {
-        let (name, rest) = text.trim().split_once('<')?;
-        let email = rest.strip_suffix('>')?.trim();
-        let name = name.trim();
-        (!name.is_empty() && email.contains('@') && !email.contains(['<', '>']))
-            .then(|| Author { name: name.to_owned(), email: email.to_owned() })
+        let settings = crate::config::GitSettings { author: text.to_owned(), ..Default::default() };
+        settings.author_parts().map(|(name, email)| Author { name, email })
     }
 }
 

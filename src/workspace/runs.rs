@@ -85,7 +85,9 @@ impl RunBranches {
             git: Git::new(settings.child_env.clone(), author, settings.git.no_verify),
             env: settings.child_env.clone(),
             prefix: settings.git.branch_prefix.clone(),
-            dir: settings.data_dir.join("worktrees"),
+            // Absolute: git resolves a relative path against the repository, not valor's directory.
+            dir: std::path::absolute(settings.data_dir.join("worktrees"))
+                .unwrap_or_else(|_| settings.data_dir.join("worktrees")),
         }
     }
 
@@ -360,6 +362,83 @@ pub fn commit_message(job_id: i64, end: RunEnd, summary: &str) -> String {
     }
     let body: String = summary.chars().take(4000).collect();
     format!("{subject}\n\n{}\n\nvalor job #{job_id}", body.trim())
+}
+
+/// The job kind that carries out a merge, push or discard (`jobs::branch_action`).
+pub const BRANCH_ACTION_KIND: &str = "branch_action";
+
+/// The button data of `action` on run branch `id`: `branch:<id>:<action>` (≤ 64 bytes).
+pub fn button_data(id: i64, action: BranchAction) -> String {
+    format!("branch:{id}:{}", action.as_str())
+}
+
+/// Button data → (run branch id, action).
+pub fn parse_button(data: &str) -> Option<(i64, BranchAction)> {
+    let (id, action) = data.strip_prefix("branch:")?.split_once(':')?;
+    Some((id.parse().ok()?, BranchAction::parse(action)?))
+}
+
+/// What asking for an action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionRequest {
+    /// Claimed and queued as this job; its result is posted to the branch's conversation.
+    Queued { job_id: i64 },
+    /// Not done; the text says why (already merged, a run still working, another action first, …).
+    Refused(String),
+}
+
+/// A person (`requester`, checked against the workspace's `allowed_users`)
+/// asks for `action` on run branch `id`: the first request claims the
+/// branch and queues a `branch_action` job; every later one is refused
+/// with the reason. Nothing is changed before the claim.
+pub async fn request_action(
+    store: &Store,
+    workspaces: &Workspaces,
+    id: i64,
+    action: BranchAction,
+    requester: &super::Requester,
+) -> Result<ActionRequest, StorageError> {
+    let branch = match store.run_branch(id).await {
+        Ok(branch) => branch,
+        Err(StorageError::NotFound { .. }) => {
+            return Ok(ActionRequest::Refused(format!("there is no run branch {id}")));
+        }
+        Err(error) => return Err(error),
+    };
+    let Ok(entry) = workspaces.by_name(&branch.workspace) else {
+        return Ok(ActionRequest::Refused(format!("workspace {:?} is no longer configured", branch.workspace)));
+    };
+    if !super::may_use(entry, requester) {
+        return Ok(ActionRequest::Refused(format!(
+            "{} may not change branches of workspace {:?}",
+            requester.describe(),
+            branch.workspace
+        )));
+    }
+    let Some(claimed) = store.begin_branch_action(id, action).await? else {
+        let current = store.run_branch(id).await?;
+        let why = match (current.state, current.action, current.job_id) {
+            (RunBranchState::Merged, ..) => format!("`{}` is already merged", current.branch),
+            (RunBranchState::Discarded, ..) => format!("`{}` was discarded", current.branch),
+            (_, Some(doing), _) => format!("a {} of `{}` is already under way", doing.as_str(), current.branch),
+            (_, None, Some(job)) => {
+                format!("job #{job} is still working on `{}`; try again when it is done", current.branch)
+            }
+            _ => format!("`{}` cannot be changed right now", current.branch),
+        };
+        return Ok(ActionRequest::Refused(why));
+    };
+    let new = crate::storage::NewJob {
+        kind: BRANCH_ACTION_KIND.into(),
+        payload: serde_json::json!({"run_branch": id, "action": action, "requester": requester}),
+        priority: 10,
+        run_at_ms: None,
+        max_attempts: 2,
+        conversation_id: Some(claimed.conversation_id.clone()),
+        idempotency_key: Some(format!("branch:{id}:{}:{}", action.as_str(), claimed.updated_at_ms)),
+    };
+    let job = store.enqueue_job(new, crate::storage::wall_clock_ms()).await?.job;
+    Ok(ActionRequest::Queued { job_id: job.id })
 }
 
 impl Workspaces {

@@ -55,19 +55,24 @@ fn run_next_job(app: &TestApp) -> tokio::task::JoinHandle<i64> {
     })
 }
 
-/// The newest bot message in `chat` that shows buttons: (message id, [(label, data)]).
+/// The newest bot message in `chat` after `after` that shows a permission request's buttons: (message id, [(label, data)]).
 async fn wait_for_question(fake: &FakeTelegram, chat: i64, after: i64) -> (i64, Vec<(String, String)>) {
+    wait_for_buttons(fake, chat, after, "approval:").await
+}
+
+/// The newest bot message in `chat` after `after` with buttons whose data starts with `prefix`.
+async fn wait_for_buttons(fake: &FakeTelegram, chat: i64, after: i64, prefix: &str) -> (i64, Vec<(String, String)>) {
     // Generous: the CLI starts slowly on a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         for message in fake.visible_messages(chat).iter().rev() {
             let id = message["message_id"].as_i64().unwrap();
             let buttons = fake.buttons_on(chat, id);
-            if id > after && !buttons.is_empty() {
+            if id > after && buttons.first().is_some_and(|(_, data)| data.starts_with(prefix)) {
                 return (id, buttons);
             }
         }
-        assert!(Instant::now() < deadline, "no question with buttons: {:?}", fake.visible_messages(chat));
+        assert!(Instant::now() < deadline, "no {prefix} buttons: {:?}", fake.visible_messages(chat));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -168,6 +173,56 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
             .any(|m| m["role"] == "tool" && m["content"].to_string().contains("The user denied Write"))
     });
     assert!(told, "the denial did not reach Claude Code");
+}
+
+#[tokio::test]
+async fn the_result_of_a_run_offers_merge_push_and_discard_and_only_the_right_people_may_press() {
+    let mock = Aimock::start().await;
+    let fake = FakeTelegram::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
+    let app = app_with_approvals(&mock, &fake, &root, home.path(), 120).await;
+    let hello = worktree(&app, "shop", 1).join("hello.txt");
+    script_claude(
+        &mock,
+        "Create hello.txt saying hi",
+        "Write",
+        json!({"file_path": hello, "content": "hi\n"}),
+        "Done.",
+    )
+    .await;
+    let run = run_next_job(&app);
+    fake.send_text(DEV_GROUP, &ADMIN, "please add a hello file");
+    let (question, buttons) = wait_for_question(&fake, DEV_GROUP, 0).await;
+    assert_eq!(press(&fake, question, &ADMIN, &data_of(&buttons, "once")).await, "✅ Allowed once");
+    let id = tokio::time::timeout(Duration::from_secs(120), run).await.unwrap().unwrap();
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    let branch = job["result"]["branch"].as_str().unwrap().to_owned();
+
+    // The result is its own message with the branch's buttons.
+    let (result, buttons) = wait_for_buttons(&fake, DEV_GROUP, question, "branch:").await;
+    let text = message_text(&fake, result);
+    assert!(text.contains(&format!("Job #{id} (claude_code) finished.")) && text.contains(&branch), "{text}");
+    let labels: Vec<&str> = buttons.iter().map(|(label, _)| label.as_str()).collect();
+    assert_eq!(labels, ["✅ Merge into main", "⬆️ Push", "🗑 Discard"]);
+    // A group member who is no admin changes nothing.
+    let refused = press(&fake, result, &STRANGER, &data_of(&buttons, "merge")).await;
+    assert_eq!(refused, "You are not allowed to change this branch.");
+    assert_eq!(app.get_json("/api/jobs").await["jobs"].as_array().unwrap().len(), 1, "something was queued");
+
+    let run = run_next_job(&app);
+    assert_eq!(press(&fake, result, &ADMIN, &data_of(&buttons, "merge")).await, format!("Merging {branch}…"));
+    let merge_job = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    let merged = format!("Job #{merge_job} (branch_action) finished.");
+    fake.wait_for("the merge reported", |_| {
+        fake.visible_messages(DEV_GROUP).iter().any(|m| m["text"].as_str().is_some_and(|t| t.starts_with(&merged)))
+    })
+    .await;
+    let again = press(&fake, result, &ADMIN, &data_of(&buttons, "discard")).await;
+    assert_eq!(again, format!("{branch} is already merged"));
 }
 
 #[tokio::test]
