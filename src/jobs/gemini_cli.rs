@@ -48,7 +48,7 @@ impl JobHandler for GeminiCliHandler {
         context.notify_progress(0, &start, None).await.map_err(retry)?;
         let (sender, receiver) = mpsc::channel(256);
         let run = run_gemini(&self.config, &workspace, &model, &task, &context.cancel, sender);
-        let progress = report_progress(context, &workspace, self.policy, receiver, 1, Executor::GeminiCli);
+        let progress = report_progress(context, &workspace, self.policy, receiver, Executor::GeminiCli);
         let (outcome, ()) = tokio::join!(run, progress);
         finish(store, &conversation_id, &workspace, outcome, Executor::GeminiCli).await
     }
