@@ -218,3 +218,28 @@ async fn pressing_cancel_stops_the_run_and_a_press_by_someone_else_changes_nothi
     assert_eq!(edits_of(&fake, ADMINS_ONLY_GROUP, status).len(), edits_before);
     assert_eq!(sends_containing(&fake, ADMINS_ONLY_GROUP, &format!("Job #{id}")).len(), 2, "status + cancel notice");
 }
+
+/// A status built from hostile CLI output still renders to Telegram HTML that
+/// shows every name literally, with only the tags valor means.
+#[test]
+fn a_status_with_hostile_names_renders_to_literal_telegram_html() {
+    use valor::channels::telegram::render::markdown_to_html;
+    use valor::jobs::status::{Phase, RunStatus};
+    let mut status = RunStatus {
+        phase: Phase::Working,
+        headline: "Claude Code is starting in workspace \"shop\"".into(),
+        tool: Some("Bash: echo <script> & `id` **x**".into()),
+        started_at_ms: 0,
+        ..RunStatus::default()
+    };
+    status.set_files(["__init__.py", "a*b*.rs", "<b>.md", "x_y_z.txt"].into_iter());
+    let html = markdown_to_html(&status.render(4, 61_000));
+    assert!(html.contains("<code>Bash: echo &lt;script&gt; &amp; 'id' **x**</code>"), "{html}");
+    for name in
+        ["<code>__init__.py</code>", "<code>a*b*.rs</code>", "<code>&lt;b&gt;.md</code>", "<code>x_y_z.txt</code>"]
+    {
+        assert!(html.contains(name), "{name} in {html}");
+    }
+    let tags: Vec<&str> = html.split('<').skip(1).map(|rest| rest.split('>').next().unwrap()).collect();
+    assert!(tags.iter().all(|tag| ["b", "/b", "code", "/code"].contains(tag)), "{tags:?}");
+}

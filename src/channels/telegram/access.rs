@@ -214,6 +214,30 @@ mod tests {
     }
 
     #[test]
+    fn a_button_press_is_admitted_like_an_addressed_command_of_the_presser() {
+        let press = |chat_type, chat_id, user_id, username| Sender { chat_type, chat_id, user_id, username };
+        let cases = [
+            (press("private", 1, Some(1), None), Some(true), "admin"),
+            (press("private", 2, Some(2), None), Some(false), "dm whitelist by id"),
+            (press("private", 3, Some(3), Some("carol")), Some(false), "dm whitelist by username"),
+            (press("private", 4, Some(4), Some("mallory")), None, "stranger in private"),
+            (press("supergroup", DEV, Some(4), Some("mallory")), Some(false), "anyone in a dev group"),
+            (
+                press("supergroup", GROUP, Some(4), Some("mallory")),
+                Some(false),
+                "allowed group: a press addresses the bot",
+            ),
+            (press("supergroup", OTHER, Some(4), Some("mallory")), None, "other group: only admins"),
+            (press("supergroup", OTHER, Some(1), None), Some(true), "admin in another group"),
+            (press("channel", OTHER, Some(1), None), None, "unsupported chat type"),
+            (press("private", 1, None, None), None, "no presser"),
+        ];
+        for (sender, expected, case) in cases {
+            assert_eq!(admits_press(&rules(), &sender), expected, "{case}");
+        }
+    }
+
+    #[test]
     fn the_access_table_holds() {
         let cases: &[(i64, i64, &str, &str, bool, &str)] = &[
             // chat, user, username, text, answered, text the agent sees (or reason)
