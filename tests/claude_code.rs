@@ -350,6 +350,10 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["summary"], "Napped.");
+    // The re-run continued the run's one status message (ended done), then the result.
+    let notices = system_notices(&app, job["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[0].starts_with(&format!("✅ **Job #{id}** · done · ")), "{notices:?}");
 }
 
 #[tokio::test]

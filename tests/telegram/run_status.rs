@@ -20,9 +20,20 @@ const ADMINS_ONLY_GROUP: i64 = -1003;
 
 /// The app with `chat` working in workspace `shop` (Claude Code on aimock).
 async fn app_in(mock: &Aimock, fake: &FakeTelegram, chat: i64, root: &Path, home: &Path) -> TestApp {
+    app_in_data(tempfile::tempdir().unwrap(), mock, fake, chat, root, home).await
+}
+
+async fn app_in_data(
+    data: tempfile::TempDir,
+    mock: &Aimock,
+    fake: &FakeTelegram,
+    chat: i64,
+    root: &Path,
+    home: &Path,
+) -> TestApp {
     let (root, home) = (root.to_path_buf(), home.to_path_buf());
     let telegram = configure(mock, fake);
-    TestApp::spawn(move |s| {
+    TestApp::spawn_in(data, move |s| {
         telegram(s);
         s.workspaces.push(valor::config::WorkspaceSettings {
             name: "shop".into(),
@@ -217,6 +228,43 @@ async fn pressing_cancel_stops_the_run_and_a_press_by_someone_else_changes_nothi
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(edits_of(&fake, ADMINS_ONLY_GROUP, status).len(), edits_before);
     assert_eq!(sends_containing(&fake, ADMINS_ONLY_GROUP, &format!("Job #{id}")).len(), 2, "status + cancel notice");
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_restart_continues_its_status_message_instead_of_sending_another() {
+    let mock = Aimock::start().await;
+    let fake = FakeTelegram::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    let task = "Nap for 37.291 seconds";
+    script_delegation(&mock, "take a nap", task, "shop").await;
+    // The first attempt sleeps; once `.rerun` exists (after the restart) the command returns at once.
+    let command = "test -f .rerun || python3 -c 'import time; time.sleep(37.291)'";
+    script_claude(&mock, task, "Bash", json!({"command": command, "description": "nap"}), "Napped.").await;
+    let app = app_in(&mock, &fake, DEV_GROUP, &root, home.path()).await;
+    let run = run_next_job(&app);
+    fake.send_text(DEV_GROUP, &ADMIN, "please take a nap");
+    let (status, data) = wait_for_status(&fake, DEV_GROUP).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_with("time.sleep(37.291)").is_empty() {
+        assert!(Instant::now() < deadline, "Claude Code never started the nap");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.request_shutdown();
+    tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap();
+    let data_dir = app.stop().await;
+
+    std::fs::write(root.join(".rerun"), "").unwrap();
+    let app = app_in_data(data_dir, &mock, &fake, DEV_GROUP, &root, home.path()).await;
+    let id: i64 = data.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(run_next_job(&app).await.unwrap(), id);
+    let finished = format!("Job #{id} (claude_code) finished.");
+    fake.wait_for("the result", |_| !sends_containing(&fake, DEV_GROUP, &finished).is_empty()).await;
+    fake.wait_for("the end state", |_| text_of(&fake, DEV_GROUP, status).contains("done")).await;
+    // Still the one status message, edited by the second process; then the result.
+    assert_eq!(sends_containing(&fake, DEV_GROUP, &format!("Job #{id}")).len(), 2);
+    assert!(fake.buttons_on(DEV_GROUP, status).is_empty());
 }
 
 /// A status built from hostile CLI output still renders to Telegram HTML that
