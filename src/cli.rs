@@ -37,7 +37,7 @@ pub enum Command {
         #[command(subcommand)]
         action: JobsCommand,
     },
-    /// Project workspaces: list them, install Claude Code subagents into one.
+    /// Project workspaces: list them, install Claude Code subagents into one, list its run branches.
     Workspace {
         #[command(subcommand)]
         action: WorkspaceCommand,
@@ -56,6 +56,9 @@ pub enum WorkspaceCommand {
     /// Install the subagent templates (Stripe, Sentry, GitHub, Render, Notion, Linear) into
     /// NAME's `.claude/agents/`; files already there are kept and listed as skipped.
     Init { name: String },
+    /// NAME's run branches (one per line of code work), newest first: state, base, head, last
+    /// job, push and pull request, what the last merge/push/discard did.
+    Runs { name: String },
 }
 
 #[derive(Debug, Subcommand)]

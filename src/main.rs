@@ -141,6 +141,7 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
             let action = match action {
                 WorkspaceCommand::List => valor::app::WorkspaceAction::List,
                 WorkspaceCommand::Init { name } => valor::app::WorkspaceAction::Init { name },
+                WorkspaceCommand::Runs { name } => valor::app::WorkspaceAction::Runs { name },
             };
             print_out(&valor::app::workspace_command(&settings, action).await?)
         }

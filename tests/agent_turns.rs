@@ -273,6 +273,7 @@ async fn without_the_claude_cli_code_work_is_not_offered_and_the_agent_knows_why
             chats: vec![],
             notion_database: None,
             allowed_users: vec![],
+            default_branch: None,
         }];
         s.claude.bin = "/nonexistent/claude".into();
     })

@@ -12,8 +12,8 @@ mod support;
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use support::{
-    ROUTED_MODEL, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices,
-    tool_output, use_claude_code, with_workspace,
+    ROUTED_MODEL, git_out, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices,
+    tool_output, use_claude_code, with_workspace, worktree,
 };
 use valor::config::Settings;
 
@@ -87,34 +87,50 @@ async fn project_context_describes_the_named_workspace_through_the_agent() {
 }
 
 #[tokio::test]
-async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resumes_the_session() {
+async fn a_delegated_run_works_on_its_own_branch_commits_and_the_follow_up_resumes_the_session() {
     let mock = Aimock::start().await;
     let shop = Shop::new();
     let root = &shop.root;
     script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
-    script_claude(
-        &mock,
-        "Create hello.txt saying hi",
-        "Write",
-        json!({"file_path": root.join("hello.txt"), "content": "hi\n"}),
-        "Created hello.txt.",
-    )
-    .await;
     let app = shop.spawn(&mock, |_| {}).await;
 
     let reply = app.send_ok("code", "Please add a hello file to the shop").await;
     let id = job_id_in(&tool_output(&reply));
     let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    // The run works in its own worktree, so that is where Claude Code writes.
+    let tree = worktree(&app, "shop", id);
+    let hello = tree.join("hello.txt");
+    script_claude(
+        &mock,
+        "Create hello.txt saying hi",
+        "Write",
+        json!({"file_path": hello, "content": "hi\n"}),
+        "Created hello.txt.",
+    )
+    .await;
     let worker = app.job_worker("w");
     let outcome = worker.try_execute_next().await.unwrap().expect("the code run did not start");
     assert_eq!(outcome.job_id, id);
-    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    assert_eq!(std::fs::read_to_string(&hello).unwrap(), "hi\n");
+    // The user's checkout is untouched: no new file, their uncommitted change as it was, still on main.
+    assert!(!root.join("hello.txt").exists());
+    assert_eq!(git_out(root, &["status", "--porcelain"]), "?? notes.txt");
+    assert_eq!(git_out(root, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
     let models: Vec<Value> =
         mock.requests_to("/v1/messages").await.iter().map(|r| r["body"]["model"].clone()).collect();
     assert!(models.contains(&json!(ROUTED_MODEL)), "the routed model was not used: {models:?}");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["files_changed"], json!(["hello.txt"]));
+    let branch = format!("valor/{id}-create-hello-txt-saying-hi");
+    assert_eq!(job["result"]["branch"], json!(branch), "{job}");
+    // Committed on the branch, by valor, with the summary as subject; main has not moved.
+    assert_eq!(git_out(root, &["log", "-1", "--format=%an|%s", &branch]), "valor|Created hello.txt.");
+    assert_eq!(git_out(root, &["show", "--name-only", "--format=", &branch]), "hello.txt");
+    assert_eq!(git_out(root, &["log", "-1", "--format=%s", "main"]), "Add the checkout service");
+    assert_eq!(git_out(&tree, &["status", "--porcelain"]), "", "the worktree was left dirty");
+    let commit = job["result"]["commit"].as_str().unwrap();
+    assert!(git_out(root, &["rev-parse", &branch]).starts_with(commit), "{job}");
     let session = job["result"]["session_id"].as_str().unwrap().to_owned();
     let store = app.store().await;
     assert_eq!(store.claude_session(&conversation, "shop").await.unwrap().as_deref(), Some(session.as_str()));
@@ -123,19 +139,22 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
     assert_eq!(notices.len(), 2, "{notices:?}");
     let status = &notices[0];
     assert!(status.starts_with(&format!("✅ **Job #{id}** · done · ")), "{status}");
-    assert!(status.contains("Claude Code is starting in workspace \"shop\" · MCP servers: valor"), "{status}");
+    let start = format!("Claude Code is starting in workspace \"shop\" on branch `{branch}` · MCP servers: valor");
+    assert!(status.contains(&start), "{status}");
     assert!(status.contains("Files (1): `hello.txt`"), "{status}");
     let last = notices.last().unwrap();
     assert!(last.starts_with(&format!("Job #{id} (claude_code) finished.")), "{notices:?}");
     assert!(last.contains("Created hello.txt.") && last.contains("Files changed: hello.txt"), "{last}");
+    assert!(last.contains(&format!("Branch `{branch}` · commit {commit} · 1 file changed")), "{last}");
 
-    // A follow-up in the same conversation continues the session.
+    // A follow-up in the same conversation continues the branch, its worktree and the session.
     script_delegation(&mock, "add a bye file", "Create bye.txt too", "shop").await;
+    let bye = tree.join("bye.txt");
     script_claude(
         &mock,
         "Create bye.txt too",
         "Write",
-        json!({"file_path": root.join("bye.txt"), "content": "bye\n"}),
+        json!({"file_path": bye, "content": "bye\n"}),
         "Created bye.txt.",
     )
     .await;
@@ -144,7 +163,10 @@ async fn a_delegated_run_writes_the_file_reports_progress_and_the_follow_up_resu
     worker.try_execute_next().await.unwrap().expect("the follow-up did not run");
     let job = app.get_json(&format!("/api/jobs/{second}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    assert!(root.join("bye.txt").exists());
+    assert_eq!(job["result"]["branch"], json!(branch), "{job}");
+    assert_eq!(job["result"]["files_changed"], json!(["bye.txt"]), "only this run's changes: {job}");
+    assert!(bye.exists() && !root.join("bye.txt").exists());
+    assert_eq!(git_out(root, &["log", "--format=%s", &branch]).lines().count(), 3);
     let notices = system_notices(&app, &conversation).await;
     assert_eq!(notices.len(), 4, "a status and a result per run: {notices:?}");
     assert!(notices[2].contains("continuing the previous session") && notices[2].contains("done"), "{notices:?}");
@@ -338,6 +360,8 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
     app.request_shutdown();
     tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
     assert_eq!(processes_with("34.967"), Vec::<String>::new(), "processes outlived the shutdown");
+    // The re-run works in the run's worktree: the marker goes there.
+    std::fs::write(worktree(&app, "shop", id).join(".rerun"), "").unwrap();
     let data = app.stop().await;
     let store = valor::storage::Store::open(&data.path().join("valor.db")).await.unwrap();
     assert_eq!(store.get_job(id).await.unwrap().status.as_str(), "queued", "the run was not handed back");
@@ -360,28 +384,42 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
 async fn a_session_the_cli_no_longer_knows_is_replaced_by_a_new_one() {
     let mock = Aimock::start().await;
     let shop = Shop::new();
-    let root = &shop.root;
     script_delegation(&mock, "add a todo file", "Create todo.txt", "shop").await;
+    let app = shop.spawn(&mock, |_| {}).await;
+    let reply = app.send_ok("todo", "Please add a todo file").await;
+    let first = job_id_in(&tool_output(&reply));
+    let tree = worktree(&app, "shop", first);
     script_claude(
         &mock,
         "Create todo.txt",
         "Write",
-        json!({"file_path": root.join("todo.txt"), "content": "x"}),
+        json!({"file_path": tree.join("todo.txt"), "content": "x"}),
         "Done.",
     )
     .await;
-    let app = shop.spawn(&mock, |_| {}).await;
-    let reply = app.send_ok("todo", "Please add a todo file").await;
-    let id = job_id_in(&tool_output(&reply));
     let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    let worker = app.job_worker("w");
+    worker.try_execute_next().await.unwrap().expect("the first run did not start");
+    // The branch's session is one the CLI does not know (its history was wiped, say).
     let store = app.store().await;
     let stale = "11111111-2222-3333-4444-555555555555";
     store.set_claude_session(&conversation, "shop", stale).await.unwrap();
 
-    app.job_worker("w").try_execute_next().await.unwrap().expect("the run did not start");
+    script_delegation(&mock, "add a done file", "Create done.txt", "shop").await;
+    script_claude(
+        &mock,
+        "Create done.txt",
+        "Write",
+        json!({"file_path": tree.join("done.txt"), "content": "y"}),
+        "Done.",
+    )
+    .await;
+    let reply = app.send_ok(&conversation, "Please add a done file").await;
+    let id = job_id_in(&tool_output(&reply));
+    worker.try_execute_next().await.unwrap().expect("the follow-up did not start");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    assert!(root.join("todo.txt").exists());
+    assert!(tree.join("done.txt").exists());
     let session = store.claude_session(&conversation, "shop").await.unwrap().unwrap();
     assert_ne!(session, stale);
     let notices = system_notices(&app, &conversation).await;
@@ -428,4 +466,180 @@ async fn a_run_waiting_behind_the_concurrency_limit_shows_its_place_in_line() {
     // The line moves up once the run ahead is gone.
     store.request_job_cancel(second, valor::storage::wall_clock_ms()).await.unwrap();
     assert_eq!(app.get_json(&format!("/api/jobs/{third}")).await["queue_position"], 1);
+}
+
+/// Delegate `task` (asked as `ask`) in `conversation` and run it: Claude Code
+/// writes `file` in the branch's worktree (`tree_of`: the branch's first job,
+/// else this one). Returns the finished job.
+#[allow(clippy::too_many_arguments)]
+async fn run_write(
+    app: &TestApp,
+    mock: &Aimock,
+    worker: &valor::jobs::Worker,
+    conversation: &str,
+    (ask, task): (&str, &str),
+    tree_of: Option<i64>,
+    file: &str,
+    content: &str,
+) -> Value {
+    script_delegation(mock, ask, task, "shop").await;
+    let reply = app.send_ok(conversation, &format!("Please {ask}")).await;
+    let id = job_id_in(&tool_output(&reply));
+    let target = worktree(app, "shop", tree_of.unwrap_or(id)).join(file);
+    script_claude(mock, task, "Write", json!({"file_path": target, "content": content}), "Done.").await;
+    worker.try_execute_next().await.unwrap().expect("the run did not start");
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    job
+}
+
+async fn post_branch(app: &TestApp, id: i64, action: &str) -> (u16, Value) {
+    let response = app.http.post(app.url(&format!("/api/branches/{id}/{action}"))).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Ask for `action` and run the `branch_action` job; the notice it posted.
+async fn act_on_branch(
+    app: &TestApp,
+    worker: &valor::jobs::Worker,
+    id: i64,
+    action: &str,
+    conversation: &str,
+) -> String {
+    let (status, body) = post_branch(app, id, action).await;
+    assert_eq!(status, 202, "{action}: {body}");
+    let outcome = worker.try_execute_next().await.unwrap().expect("the branch action did not run");
+    assert_eq!(outcome.job_id, body["job_id"].as_i64().unwrap());
+    system_notices(app, conversation).await.pop().unwrap()
+}
+
+#[tokio::test]
+async fn a_person_merges_pushes_and_discards_run_branches_and_nothing_is_ever_forced() {
+    let mock = Aimock::start().await;
+    let shop = Shop::new();
+    let root = shop.root.clone();
+    let app = shop.spawn(&mock, |s| s.daydream.min_available_memory_mb = 0).await;
+    let worker = app.job_worker("w");
+
+    // Run A adds a file; merging fast-forwards main in the user's checkout around their own change.
+    let a =
+        run_write(&app, &mock, &worker, "a", ("add a hello file", "Create hello.txt"), None, "hello.txt", "hi\n").await;
+    let (a_branch, a_id) =
+        (a["result"]["branch"].as_str().unwrap().to_owned(), a["result"]["run_branch"].as_i64().unwrap());
+    let a_conversation = a["conversation_id"].as_str().unwrap().to_owned();
+    let notice = act_on_branch(&app, &worker, a_id, "merge", &a_conversation).await;
+    assert!(notice.contains(&format!("Merged `{a_branch}` into `main` (fast-forward")), "{notice}");
+    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "draft\n");
+    assert_eq!(git_out(&root, &["status", "--porcelain"]), "?? notes.txt");
+    assert_eq!(git_out(&root, &["log", "-1", "--format=%s", "main"]), "Done.");
+    let (status, body) = post_branch(&app, a_id, "merge").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or(&body.to_string()).contains("already merged"), "{body}");
+
+    // Run B (another conversation, so another branch) retitles the README while the user commits their own title.
+    let b = run_write(
+        &app,
+        &mock,
+        &worker,
+        "b",
+        ("retitle the readme", "Retitle README.md"),
+        None,
+        "README.md",
+        "# Shop by valor\n",
+    )
+    .await;
+    let (b_branch, b_id) =
+        (b["result"]["branch"].as_str().unwrap().to_owned(), b["result"]["run_branch"].as_i64().unwrap());
+    let b_tree = worktree(&app, "shop", b["id"].as_i64().unwrap());
+    let b_conversation = b["conversation_id"].as_str().unwrap().to_owned();
+    assert_ne!(a_branch, b_branch);
+    std::fs::write(root.join("README.md"), "# Shop by me\n").unwrap();
+    support::run_git(&root, &["commit", "-q", "-am", "My title"]);
+    let main_before = git_out(&root, &["rev-parse", "main"]);
+    let notice = act_on_branch(&app, &worker, b_id, "merge", &b_conversation).await;
+    assert!(notice.contains("does not merge cleanly") && notice.contains("`README.md`"), "{notice}");
+    assert_eq!(git_out(&root, &["rev-parse", "main"]), main_before, "a conflicted merge moved main");
+    assert_eq!(std::fs::read_to_string(root.join("README.md")).unwrap(), "# Shop by me\n");
+    assert_eq!(git_out(&root, &["status", "--porcelain"]), "?? notes.txt");
+
+    // Push: without a remote a clear answer; with a (bare, local) one the branch arrives; no `gh` → no PR, said so.
+    let notice = act_on_branch(&app, &worker, b_id, "push", &b_conversation).await;
+    assert!(notice.contains("was not pushed") && notice.contains("no remote"), "{notice}");
+    let bare = shop.root.parent().unwrap().join("remote.git");
+    support::run_git(shop.root.parent().unwrap(), &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    support::run_git(&root, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let notice = act_on_branch(&app, &worker, b_id, "push", &b_conversation).await;
+    assert!(
+        notice.contains(&format!("Pushed `{b_branch}` to `origin`")) && notice.contains("No pull request:"),
+        "{notice}"
+    );
+    assert_eq!(git_out(&bare, &["rev-parse", &b_branch]), git_out(&root, &["rev-parse", &b_branch]));
+
+    // Discard removes worktree and branch.
+    let notice = act_on_branch(&app, &worker, b_id, "discard", &b_conversation).await;
+    assert!(notice.contains(&format!("Discarded `{b_branch}`")), "{notice}");
+    assert!(!b_tree.exists(), "the discarded worktree is still there");
+    assert_eq!(git_out(&root, &["branch", "--list", &b_branch]), "");
+    let (status, _) = post_branch(&app, b_id, "push").await;
+    assert_eq!(status, 409);
+    let (status, body) = post_branch(&app, b_id, "rebase").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(post_branch(&app, 999, "merge").await.0, 404);
+
+    // The daydream's cleanup removes the merged branch's worktree (the branch stays).
+    let a_tree = worktree(&app, "shop", a["id"].as_i64().unwrap());
+    assert!(a_tree.exists());
+    let store = app.store().await;
+    let daydream = valor::storage::NewJob {
+        kind: "daydream".into(),
+        payload: json!({"trigger": "manual"}),
+        priority: 100,
+        run_at_ms: None,
+        max_attempts: 1,
+        conversation_id: None,
+        idempotency_key: None,
+    };
+    store.enqueue_job(daydream, valor::storage::wall_clock_ms()).await.unwrap();
+    worker.try_execute_next().await.unwrap().expect("the daydream did not run");
+    assert!(!a_tree.exists(), "the merged branch's worktree was not cleaned up");
+    assert_eq!(git_out(&root, &["branch", "--list", &a_branch]), a_branch.as_str());
+    let listed = app.get_json("/api/branches?workspace=shop").await;
+    let states: Vec<&str> =
+        listed["branches"].as_array().unwrap().iter().map(|b| b["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["discarded", "merged"], "{listed}");
+}
+
+#[tokio::test]
+async fn two_runs_at_once_get_their_own_worktrees_and_branches() {
+    let mock = Aimock::start().await;
+    let shop = Shop::new();
+    let root = shop.root.clone();
+    let app = shop.spawn(&mock, |s| _ = s.jobs.concurrency.insert("claude_code".into(), 2)).await;
+    let mut ids = Vec::new();
+    for (conversation, ask, task, file) in
+        [("one", "add file one", "Create one.txt", "one.txt"), ("two", "add file two", "Create two.txt", "two.txt")]
+    {
+        script_delegation(&mock, ask, task, "shop").await;
+        let reply = app.send_ok(conversation, &format!("Please {ask}")).await;
+        let id = job_id_in(&tool_output(&reply));
+        let target = worktree(&app, "shop", id).join(file);
+        script_claude(&mock, task, "Write", json!({"file_path": target, "content": file}), "Done.").await;
+        ids.push(id);
+    }
+    let (w1, w2) = (app.job_worker("w1"), app.job_worker("w2"));
+    let (first, second) = tokio::join!(w1.try_execute_next(), w2.try_execute_next());
+    assert!(first.unwrap().is_some() && second.unwrap().is_some());
+    let mut branches = Vec::new();
+    for (id, file, other) in [(ids[0], "one.txt", "two.txt"), (ids[1], "two.txt", "one.txt")] {
+        let job = app.get_json(&format!("/api/jobs/{id}")).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let branch = job["result"]["branch"].as_str().unwrap().to_owned();
+        assert_eq!(git_out(&root, &["show", "--name-only", "--format=", &branch]), file);
+        let tree = worktree(&app, "shop", id);
+        assert!(tree.join(file).exists() && !tree.join(other).exists());
+        branches.push(branch);
+    }
+    assert_ne!(branches[0], branches[1]);
+    assert_eq!(git_out(&root, &["status", "--porcelain"]), "?? notes.txt", "the user's checkout changed");
 }

@@ -105,6 +105,9 @@ fn invalid_values_are_errors_that_name_the_key() {
         ("[anthropic]\nbase_url = \"ftp://x\"\n", "anthropic.base_url"),
         ("[openai]\ntranscription_model = \" \"\n", "openai.transcription_model"),
         ("[[workspace]]\nname = \"a\"\npath = \"relative/dir\"\n", "workspace[0].path"),
+        ("[git]\nauthor = \"valor\"\n", "git.author"),
+        ("[git]\nbranch_prefix = \"../x\"\n", "git.branch_prefix"),
+        ("[git]\nbranch_prefix = \"a b\"\n", "git.branch_prefix"),
     ];
     for (toml, key) in cases {
         let error = load_toml(toml, &[]).unwrap_err().to_string();

@@ -69,6 +69,7 @@ fn workspace(repo: &Path) -> WorkspaceSettings {
         chats: Vec::new(),
         notion_database: None,
         allowed_users: Vec::new(),
+        default_branch: None,
     }
 }
 

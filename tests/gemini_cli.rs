@@ -113,6 +113,8 @@ async fn background_work_runs_in_the_gemini_cli_writes_the_file_and_reports_to_t
     let last = notices.last().unwrap();
     assert!(last.starts_with(&format!("Job #{id} (gemini_cli) finished.")), "{notices:?}");
     assert!(last.contains("Wrote todo.txt.") && last.contains("Files changed: todo.txt"), "{last}");
+    // Not a git repository: the run worked in place and says nothing was committed.
+    assert!(last.contains("Not a git repository: nothing was committed."), "{last}");
     // No Claude Code session is recorded for a Gemini run.
     assert_eq!(app.store().await.claude_session(conversation, "shop").await.unwrap(), None);
 

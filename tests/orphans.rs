@@ -61,6 +61,10 @@ async fn a_cli_left_running_by_a_killed_valor_is_stopped_at_the_next_start_and_t
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("shop");
     std::fs::create_dir_all(&workspace).unwrap();
+    support::run_git(&workspace, &["init", "-q", "-b", "main"]);
+    std::fs::write(workspace.join("README.md"), "# Shop\n").unwrap();
+    support::run_git(&workspace, &["add", "."]);
+    support::run_git(&workspace, &["commit", "-q", "-m", "First"]);
     // A stand-in for the Claude Code CLI: the first run sleeps (a long, unique `sleep` in its group);
     // any later run answers at once with a stream-json result.
     let nap = 100_000 + u64::from(std::process::id()) % 100_000;
@@ -71,7 +75,7 @@ async fn a_cli_left_running_by_a_killed_valor_is_stopped_at_the_next_start_and_t
             "#!/bin/sh\nif [ -e \"$0.ran\" ]; then\n  \
              echo '{{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s-orphan\"}}'\n  \
              echo '{{\"type\":\"result\",\"is_error\":false,\"result\":\"second run done\",\"session_id\":\"s-orphan\",\"num_turns\":1,\"total_cost_usd\":0}}'\n  \
-             exit 0\nfi\ntouch \"$0.ran\"\nsleep {nap}\n"
+             exit 0\nfi\ntouch \"$0.ran\"\necho partial > wip.txt\nsleep {nap}\n"
         ),
     )
     .unwrap();
@@ -145,6 +149,12 @@ async fn a_cli_left_running_by_a_killed_valor_is_stopped_at_the_next_start_and_t
     assert_eq!(job.attempts, 2, "{job:?}");
     assert!(job.result.as_ref().unwrap().to_string().contains("second run done"), "{job:?}");
     assert_eq!(store.child_processes().await.unwrap(), Vec::new(), "the finished run's pid was not forgotten");
+    // The killed attempt's work was committed on the run's branch before the re-run went on there.
+    let branch = job.result.as_ref().unwrap()["branch"].as_str().unwrap().to_owned();
+    let log = support::git_out(&workspace, &["log", "--format=%s", &branch]);
+    assert_eq!(log, format!("Work of an interrupted attempt of job #{id}\nFirst"), "{log}");
+    assert_eq!(support::git_out(&workspace, &["show", "--name-only", "--format=", &branch]), "wip.txt");
+    assert!(!workspace.join("wip.txt").exists(), "the run wrote into the user's checkout");
     second.start_kill().unwrap();
     second.wait().await.unwrap();
 }

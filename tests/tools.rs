@@ -404,6 +404,7 @@ async fn the_agent_lists_notion_tasks_and_answers_from_them() {
             chats: vec![],
             notion_database: Some("harbour-db".into()),
             allowed_users: vec![],
+            default_branch: None,
         });
     })
     .await;

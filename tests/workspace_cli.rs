@@ -135,3 +135,55 @@ fn init_refuses_an_unknown_or_unusable_workspace_with_a_clear_error() {
     let (ok, listed, _) = valor(empty.path(), &["workspace", "list"]);
     assert!(ok && listed.contains("no workspaces configured"), "{listed}");
 }
+
+#[tokio::test]
+async fn runs_lists_a_workspaces_branches_with_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = dir.path().join("shop");
+    std::fs::create_dir_all(&shop).unwrap();
+    write_config(dir.path(), &shop, &dir.path().join("missing"));
+    let (ok, empty, stderr) = valor(dir.path(), &["workspace", "runs", "shop"]);
+    assert!(ok, "{stderr}");
+    assert!(empty.contains("no run branches yet"), "{empty}");
+
+    let store = valor::storage::Store::open(&dir.path().join("data/valor.db")).await.unwrap();
+    let new = |job_id: i64, branch: &str| valor::storage::NewRunBranch {
+        workspace: "shop".into(),
+        conversation_id: "c".into(),
+        branch: branch.into(),
+        worktree: dir.path().join(format!("data/worktrees/shop/{job_id}")).display().to_string(),
+        base_branch: "main".into(),
+        base_commit: "0123456789abcdef".into(),
+        job_id,
+    };
+    let first = store.create_run_branch(&new(1, "valor/1-add-hello")).await.unwrap();
+    store.release_run_branch(first.id, 1, "fedcba9876543210ffff").await.unwrap();
+    store.begin_branch_action(first.id, valor::storage::BranchAction::Merge).await.unwrap().unwrap();
+    let end = valor::storage::BranchActionEnd {
+        state: valor::storage::RunBranchState::Merged,
+        note: "Merged `valor/1-add-hello` into `main` (fast-forward).",
+        head_commit: None,
+        pushed_to: None,
+        pull_request: None,
+        worktree_removed: false,
+    };
+    store.end_branch_action(first.id, end).await.unwrap();
+    store.create_run_branch(&new(2, "valor/2-fix-tests")).await.unwrap();
+    store.close().await;
+
+    let (ok, listed, stderr) = valor(dir.path(), &["workspace", "runs", "shop"]);
+    assert!(ok, "{stderr}");
+    let expected = [
+        "workspace shop: 2 run branch(es), newest first",
+        "#2 valor/2-fix-tests  open (job #2 working)",
+        "#1 valor/1-add-hello  merged",
+        "base main · head fedcba987654 · last job #1",
+        "last action: Merged valor/1-add-hello into main (fast-forward).",
+    ];
+    for line in expected {
+        assert!(listed.contains(line), "{line:?} missing from:\n{listed}");
+    }
+    assert!(listed.find("#2 ").unwrap() < listed.find("#1 ").unwrap(), "{listed}");
+    let (ok, _, stderr) = valor(dir.path(), &["workspace", "runs", "nope"]);
+    assert!(!ok && stderr.contains("no workspace named \"nope\""), "{stderr}");
+}

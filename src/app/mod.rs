@@ -151,6 +151,7 @@ impl App {
             tokens: Arc::new(TokenSet::new(&self.settings.server.api_tokens)),
             started: Instant::now(),
             components: components.clone(),
+            workspaces: crate::workspace::Workspaces::new(self.settings.workspaces.clone(), &self.settings.data_dir),
         };
         tracing::info!("valor {} listening on http://{local_addr}", env!("CARGO_PKG_VERSION"));
         for component in &components.snapshot() {
@@ -400,6 +401,9 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent, run_acces
     handlers.register(Arc::new(crate::jobs::DaydreamHandler::new(Arc::new(daydream))));
     if !settings.workspaces.is_empty() {
         handlers.register(Arc::new(claude_code_handler(settings, run_access)));
+        let workspaces = crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir);
+        let branches = crate::workspace::runs::RunBranches::from_settings(settings);
+        handlers.register(Arc::new(crate::jobs::BranchActionHandler::new(workspaces, branches)));
         if settings.gemini.enabled {
             handlers.register(Arc::new(gemini_cli_handler(settings)));
         }
@@ -433,7 +437,9 @@ fn claude_code_handler(settings: &Settings, access: &RunAccess) -> crate::jobs::
         approvals: settings.claude.approvals,
         approval_timeout: std::time::Duration::from_secs(settings.claude.approval_timeout_secs),
     };
-    crate::jobs::ClaudeCodeHandler::new(workspaces, config, crate::agent::streaming::StreamPolicy::default(), mcp)
+    let branches = crate::workspace::runs::RunBranches::from_settings(settings);
+    let policy = crate::agent::streaming::StreamPolicy::default();
+    crate::jobs::ClaudeCodeHandler::new(workspaces, branches, config, policy, mcp)
 }
 
 /// Delegated Gemini CLI runs (`[gemini]`, enabled), for background work the router sends there.
@@ -448,7 +454,9 @@ fn gemini_cli_handler(settings: &Settings) -> crate::jobs::GeminiCliHandler {
         kill_grace: crate::workspace::process::KILL_GRACE,
     };
     let model = gemini.models.small.clone();
-    crate::jobs::GeminiCliHandler::new(workspaces, config, model, crate::agent::streaming::StreamPolicy::default())
+    let branches = crate::workspace::runs::RunBranches::from_settings(settings);
+    let policy = crate::agent::streaming::StreamPolicy::default();
+    crate::jobs::GeminiCliHandler::new(workspaces, branches, config, model, policy)
 }
 
 fn component_statuses(settings: &Settings, agent: &Agent) -> Vec<ComponentStatus> {

@@ -25,6 +25,7 @@ pub struct Settings {
     pub notion: NotionSettings,
     pub telegram: TelegramSettings,
     pub claude: ClaudeSettings,
+    pub git: GitSettings,
     pub agent: AgentSettings,
     pub context: ContextSettings,
     pub intent: IntentSettings,
@@ -64,6 +65,7 @@ impl Default for Settings {
             notion: NotionSettings::default(),
             telegram: TelegramSettings::default(),
             claude: ClaudeSettings::default(),
+            git: GitSettings::default(),
             agent: AgentSettings::default(),
             context: ContextSettings::default(),
             intent: IntentSettings::default(),
@@ -146,6 +148,17 @@ impl Settings {
         self.gemini.validate()?;
         self.routing.validate()?;
         super::mcp_library::validate_mcp_servers(&self.mcp_servers)?;
+        if crate::workspace::git::Author::parse(&self.git.author).is_none() {
+            return Err(invalid("git.author", "must look like `Name <name@example.com>`"));
+        }
+        let prefix = &self.git.branch_prefix;
+        if prefix.is_empty()
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c))
+            || prefix.contains("..")
+            || prefix.starts_with(['/', '-', '.'])
+        {
+            return Err(invalid("git.branch_prefix", "must be letters, digits, `/`, `-`, `_` or `.` (e.g. `valor/`)"));
+        }
         if self.claude.approval_timeout_secs == 0 {
             return Err(invalid("claude.approval_timeout_secs", "must be at least 1"));
         }
@@ -590,6 +603,24 @@ impl Default for ClaudeSettings {
     }
 }
 
+/// `[git]`: how code runs' branches and commits are made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitSettings {
+    /// Author and committer of valor's commits, "Name <email>".
+    pub author: String,
+    /// Commit with `--no-verify` (skip the repository's commit hooks).
+    pub no_verify: bool,
+    /// Run branches are `<prefix><job>-<slug>`.
+    pub branch_prefix: String,
+}
+
+impl Default for GitSettings {
+    fn default() -> Self {
+        Self { author: "valor <valor@localhost>".into(), no_verify: false, branch_prefix: "valor/".into() }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentSettings {
@@ -714,6 +745,9 @@ pub struct WorkspaceSettings {
     pub notion_database: Option<String>,
     #[serde(default)]
     pub allowed_users: Vec<UserRef>,
+    /// The branch runs start from and merge into (default: `origin/HEAD`'s, else `main`/`master`).
+    #[serde(default)]
+    pub default_branch: Option<String>,
 }
 
 /// `[jobs]`: the durable background queue and its workers.

@@ -8,6 +8,7 @@
 mod api;
 mod approvals;
 mod auth;
+mod branches;
 mod daydream;
 mod error;
 mod health;
@@ -44,6 +45,8 @@ pub struct HttpState {
     pub started: Instant,
     /// What is on and off, computed once at start.
     pub components: crate::monitoring::LiveComponents,
+    /// The configured workspaces (run branches belong to them).
+    pub workspaces: crate::workspace::Workspaces,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -66,6 +69,8 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .route("/daydream/sessions", get(daydream::list_sessions))
         .route("/approvals", get(approvals::list_approvals))
         .route("/approvals/{id}", post(approvals::answer_approval))
+        .route("/branches", get(branches::list_branches))
+        .route("/branches/{id}/{action}", post(branches::branch_action))
         .fallback(api::not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let mut router = Router::new();

@@ -6,6 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::api;
 use super::approvals;
+use super::branches;
 use super::daydream;
 use super::health;
 use super::jobs;
@@ -30,6 +31,8 @@ use super::status;
         daydream::list_sessions,
         approvals::list_approvals,
         approvals::answer_approval,
+        branches::list_branches,
+        branches::branch_action,
     ),
     components(schemas(
         api::SendMessage,
@@ -52,6 +55,9 @@ use super::status;
         approvals::ApprovalView,
         approvals::ApprovalList,
         approvals::ApprovalAnswerBody,
+        branches::BranchView,
+        branches::BranchList,
+        branches::BranchActionQueued,
     )),
     modifiers(&BearerAuth),
 )]

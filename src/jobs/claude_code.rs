@@ -30,20 +30,28 @@ use crate::storage::StorageError;
 use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
 use crate::workspace::mcp_config::RunMcpSetup;
 use crate::workspace::router::{Executor, Route};
+use crate::workspace::runs::{PreparedRun, RunBranchError, RunBranches, RunEnd};
 use crate::workspace::stream_json::{ClaudeEvent, RunSummary, progress_line};
 use crate::workspace::{CLAUDE_CODE_KIND, Requester, Workspace, Workspaces};
 
 #[derive(Debug, Clone)]
 pub struct ClaudeCodeHandler {
     workspaces: Workspaces,
+    branches: RunBranches,
     config: ClaudeRunConfig,
     policy: StreamPolicy,
     mcp: RunMcpSetup,
 }
 
 impl ClaudeCodeHandler {
-    pub fn new(workspaces: Workspaces, config: ClaudeRunConfig, policy: StreamPolicy, mcp: RunMcpSetup) -> Self {
-        Self { workspaces, config, policy, mcp }
+    pub fn new(
+        workspaces: Workspaces,
+        branches: RunBranches,
+        config: ClaudeRunConfig,
+        policy: StreamPolicy,
+        mcp: RunMcpSetup,
+    ) -> Self {
+        Self { workspaces, branches, config, policy, mcp }
     }
 }
 
@@ -56,9 +64,13 @@ impl JobHandler for ClaudeCodeHandler {
     async fn run(&self, context: &JobContext, payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
         let CodeRun { task, name, conversation_id, workspace, requester } =
             open_run(&self.workspaces, context, &payload).await?;
-        let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false);
         let store = context.store();
+        let run_branch = prepare_branch(&self.branches, &self.workspaces, context, &workspace, &task).await?;
+        // A new branch is a new worktree: a session of another directory cannot be resumed there.
+        let fresh = payload.get("fresh_session").and_then(serde_json::Value::as_bool).unwrap_or(false)
+            || run_branch.as_ref().is_some_and(|run| run.new_branch);
         let resume = if fresh { None } else { store.claude_session(&conversation_id, &name).await.map_err(retry)? };
+        let workspace = run_branch.as_ref().map_or(workspace, |run| run.workspace.clone());
         // This run's MCP servers (the library's that fit, plus valor's own); the file and token end with `prepared`.
         let prepared = self
             .mcp
@@ -67,9 +79,10 @@ impl JobHandler for ClaudeCodeHandler {
         let servers = prepared.describe();
         tracing::info!(job = context.job.id, "Claude Code MCP servers: {servers}");
         let mut config = prepared.run_config(&self.config);
+        let on = run_branch.as_ref().map_or_else(String::new, |run| format!(" on branch `{}`", run.branch.branch));
         let start = match &resume {
-            Some(_) => format!("Claude Code is continuing the previous session in workspace {name:?}"),
-            None => format!("Claude Code is starting in workspace {name:?}"),
+            Some(_) => format!("Claude Code is continuing the previous session in workspace {name:?}{on}"),
+            None => format!("Claude Code is starting in workspace {name:?}{on}"),
         };
         context.notify_progress(0, &format!("{start} · MCP servers: {servers}"), None).await.map_err(retry)?;
         if let Some(route) = Route::from_payload(&payload) {
@@ -84,7 +97,9 @@ impl JobHandler for ClaudeCodeHandler {
             context.notify_progress(RESTART_STEPS, text, None).await.map_err(retry)?;
             outcome = self.run_once(config, context, &workspace, &task, None).await;
         }
-        let mut result = finish(store, &conversation_id, &workspace, outcome, Executor::ClaudeCode).await?;
+        let ending = RunEnding { store, conversation_id: &conversation_id, workspace: &workspace, job: context.job.id };
+        let branch = run_branch.as_ref().map(|run| (&self.branches, run));
+        let mut result = finish(ending, branch, outcome, Executor::ClaudeCode).await?;
         result["mcp_servers"] = json!(prepared.choices);
         Ok(result)
     }
@@ -269,14 +284,41 @@ async fn record_child(context: &JobContext, pid: u32, executor: Executor) -> Opt
     }
 }
 
-/// Turn the run's outcome into the job's result (and remember a Claude Code session).
-pub(super) async fn finish(
-    store: &crate::storage::Store,
-    conversation_id: &str,
+/// Where a run ends: what `finish` records it in.
+pub(super) struct RunEnding<'a> {
+    pub store: &'a crate::storage::Store,
+    pub conversation_id: &'a str,
+    /// Where the run worked (its worktree when it has a branch).
+    pub workspace: &'a Workspace,
+    pub job: i64,
+}
+
+/// The run's branch, or `None` when the workspace is not a git repository (the run works in place).
+pub(super) async fn prepare_branch(
+    branches: &RunBranches,
+    workspaces: &Workspaces,
+    context: &JobContext,
     workspace: &Workspace,
+    task: &str,
+) -> Result<Option<PreparedRun>, JobError> {
+    let Some(conversation_id) = context.job.conversation_id.as_deref() else { return Ok(None) };
+    match branches.prepare(context.store(), workspaces, workspace, conversation_id, context.job.id, task).await {
+        Ok(prepared) => Ok(prepared),
+        Err(RunBranchError::Storage(error)) => Err(retry(error)),
+        Err(error) => Err(JobError::Fail(format!("the run's branch could not be prepared: {error}"))),
+    }
+}
+
+/// Turn the run's outcome into the job's result: commit what it changed on
+/// its branch (also when it failed or was cancelled) and remember a Claude
+/// Code session.
+pub(super) async fn finish(
+    ending: RunEnding<'_>,
+    branch: Option<(&RunBranches, &PreparedRun)>,
     outcome: Result<RunSummary, RunError>,
     executor: Executor,
 ) -> Result<serde_json::Value, JobError> {
+    let RunEnding { store, conversation_id, workspace, job } = ending;
     let summary = match &outcome {
         Ok(summary) => Some(summary),
         Err(RunError::Cancelled(summary) | RunError::TimedOut { summary, .. } | RunError::NoResult { summary, .. }) => {
@@ -288,24 +330,49 @@ pub(super) async fn finish(
     {
         store.set_claude_session(conversation_id, &workspace.name, session).await.map_err(retry)?;
     }
+    let reported = summary.and_then(|summary| summary.result.clone());
+    let end = match (&outcome, &reported) {
+        (Err(RunError::Cancelled(_)), _) => RunEnd::Cancelled,
+        (Ok(_), Some((false, _))) => RunEnd::Finished,
+        _ => RunEnd::Failed,
+    };
+    let text = reported.as_ref().map_or("", |(_, text)| text.as_str());
+    let concluded = match branch {
+        Some((branches, run)) => match branches.conclude(store, run, job, end, text).await {
+            Ok(concluded) => Some(concluded),
+            Err(error) => return Err(JobError::Fail(format!("the run's changes could not be committed: {error}"))),
+        },
+        None => None,
+    };
+    let kept = concluded.as_ref().filter(|done| !done.diff_stat.is_empty()).map_or_else(String::new, |done| {
+        format!(" Its work so far is committed on branch `{}` ({}).", done.branch, done.commit)
+    });
     let summary = match outcome {
         Ok(summary) => summary,
         Err(RunError::Cancelled(_)) => return Err(JobError::Cancelled),
-        Err(error) => return Err(JobError::Fail(error.to_string())),
+        Err(error) => return Err(JobError::Fail(format!("{error}{kept}"))),
     };
     let (is_error, text) = summary.result.clone().unwrap_or((true, String::new()));
-    let files: Vec<String> = summary.files_touched.iter().map(|file| workspace.display_relative(file)).collect();
     if is_error {
-        return Err(JobError::Fail(format!("{} reported an error: {text}", executor.label())));
+        return Err(JobError::Fail(format!("{} reported an error: {text}{kept}", executor.label())));
     }
+    let files: Vec<String> = match &concluded {
+        Some(done) => done.files.clone(),
+        None => summary.files_touched.iter().map(|file| workspace.display_relative(file)).collect(),
+    };
     let files_line = if files.is_empty() { "none".to_owned() } else { files.join(", ") };
     let session = summary.session_id.as_deref().unwrap_or("?");
     let stats = match executor {
         Executor::ClaudeCode => format!("Turns: {} · cost ${:.4} · session {session}", summary.turns, summary.cost_usd),
         Executor::GeminiCli => format!("Gemini CLI · {} tool call(s) · session {session}", summary.tool_uses),
     };
-    let reply = format!("{}\n\nFiles changed: {files_line}\n{stats}", text.trim());
-    Ok(json!({
+    let git_line = match &concluded {
+        Some(done) if done.diff_stat.is_empty() => format!("\nBranch `{}`: nothing new to commit.", done.branch),
+        Some(done) => format!("\nBranch `{}` · commit {} · {}", done.branch, done.commit, done.diff_stat),
+        None => "\nNot a git repository: nothing was committed.".to_owned(),
+    };
+    let reply = format!("{}\n\nFiles changed: {files_line}{git_line}\n{stats}", text.trim());
+    let mut result = json!({
         "reply": reply,
         "summary": text,
         "files_changed": files,
@@ -315,5 +382,13 @@ pub(super) async fn finish(
         "workspace": workspace.name,
         "executor": executor,
         "mcp_status": summary.mcp_status,
-    }))
+    });
+    if let (Some(done), Some((_, run))) = (&concluded, branch) {
+        result["branch"] = json!(done.branch);
+        result["base_branch"] = json!(done.base_branch);
+        result["commit"] = json!(done.commit);
+        result["diff_stat"] = json!(done.diff_stat);
+        result["run_branch"] = json!(run.branch.id);
+    }
+    Ok(result)
 }

@@ -14,6 +14,7 @@
 //! just before the final notice.
 
 mod agent_task;
+mod branch_action;
 mod claude_code;
 mod clock;
 pub mod daydream;
@@ -25,6 +26,7 @@ pub mod status;
 mod worker;
 
 pub use agent_task::{AGENT_TASK_KIND, AgentTaskHandler};
+pub use branch_action::BranchActionHandler;
 pub use claude_code::ClaudeCodeHandler;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use daydream::{DAYDREAM_KIND, Daydream, DaydreamHandler};

@@ -3,8 +3,9 @@
 //! awaiting their notice, so a notice missed by a crash goes out on the next
 //! pass after the restart.
 
-use crate::agent::outbox::{Notice, NoticeKind, Outbox, OutboxError};
-use crate::storage::{Job, JobStatus, StorageResult, Store, final_notice_key};
+use crate::agent::outbox::{Choice, Notice, NoticeKind, Outbox, OutboxError};
+use crate::storage::{BranchAction, Job, JobStatus, StorageResult, Store, final_notice_key};
+use crate::workspace::runs::button_data;
 
 use super::Clock;
 
@@ -32,6 +33,26 @@ pub fn final_notice_text(job: &Job) -> String {
         JobStatus::Cancelled => format!("Job #{} ({}) was cancelled.", job.id, job.kind),
         JobStatus::Queued | JobStatus::Running => format!("Job #{} ({}) is {}.", job.id, job.kind, job.status.as_str()),
     }
+}
+
+/// Under a code run's result that committed something: merge, push and
+/// discard buttons for its branch (each press is a person's approval).
+fn branch_choices(job: &Job) -> Vec<Choice> {
+    let Some(result) = job.result.as_ref().filter(|_| job.status == JobStatus::Succeeded) else { return Vec::new() };
+    let (Some(id), Some(base)) = (result["run_branch"].as_i64(), result["base_branch"].as_str()) else {
+        return Vec::new();
+    };
+    if result["diff_stat"].as_str().is_none_or(str::is_empty) {
+        return Vec::new();
+    }
+    [
+        (format!("✅ Merge into {base}"), BranchAction::Merge),
+        ("⬆️ Push".to_owned(), BranchAction::Push),
+        ("🗑 Discard".to_owned(), BranchAction::Discard),
+    ]
+    .into_iter()
+    .map(|(label, action)| Choice { label, data: button_data(id, action) })
+    .collect()
 }
 
 fn notice_kind(status: JobStatus) -> NoticeKind {
@@ -69,7 +90,12 @@ pub async fn deliver_final_notices(
             text: final_notice_text(&job),
             dedupe_key: format!("job:{}:{key}", job.id),
         };
-        match outbox.post(notice).await {
+        let choices = branch_choices(&job);
+        let posted = match choices.is_empty() {
+            true => outbox.post(notice).await,
+            false => outbox.post_question(notice, &choices).await,
+        };
+        match posted {
             Ok(()) => {
                 store.record_job_notice(job.id, &key, clock.now_ms()).await?;
                 delivered += 1;

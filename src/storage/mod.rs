@@ -11,6 +11,7 @@
 mod rows;
 mod approvals;
 mod bounded;
+mod code_runs;
 mod context;
 mod conversations;
 mod daydream;
@@ -29,6 +30,7 @@ mod types;
 mod workspace;
 
 pub use approvals::{AnswerOutcome, Approval, ApprovalAnswer};
+pub use code_runs::{BranchAction, BranchActionEnd, NewRunBranch, RunBranch, RunBranchState};
 pub use daydream::{ChildProcess, DaydreamPhase, DaydreamSession, JobKindStats};
 pub use fts::{MAX_QUERY_BYTES, MAX_QUERY_TERMS};
 pub use job_types::*;

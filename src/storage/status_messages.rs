@@ -1,4 +1,4 @@
-//! Live status messages (migration 0010): the state a job's status message
+//! Live status messages (migration 0011): the state a job's status message
 //! shows (`job_status_messages`, one row per job and round), and the one
 //! message per status key that each channel keeps up to date in place — a
 //! transcript `system` message (its id under a `kv_state` key) or a Telegram

@@ -71,6 +71,7 @@ mod tests {
             chats: vec![1],
             notion_database: None,
             allowed_users: allowed,
+            default_branch: None,
         }
     }
 

@@ -16,12 +16,14 @@ mod access;
 pub mod child;
 pub mod claude;
 pub mod gemini;
+pub mod git;
 pub mod mcp_config;
 mod open;
 pub mod orphans;
 mod paths;
 pub mod process;
 pub mod router;
+pub mod runs;
 pub mod stream_json;
 pub mod subagents;
 
@@ -198,6 +200,7 @@ mod tests {
             chats: chats.to_vec(),
             notion_database: None,
             allowed_users: Vec::new(),
+            default_branch: None,
         }
     }
 

@@ -47,7 +47,20 @@ pub fn with_workspace(settings: &mut Settings, name: &str, path: &Path) {
         chats: Vec::new(),
         notion_database: None,
         allowed_users: Vec::new(),
+        default_branch: None,
     });
+}
+
+/// Where job `first_job`'s branch of `workspace` has its worktree (the job that created the branch).
+pub fn worktree(app: &TestApp, workspace: &str, first_job: i64) -> PathBuf {
+    app.data_dir.as_ref().unwrap().path().join("worktrees").join(workspace).join(first_job.to_string())
+}
+
+/// `git <args>` in `dir`; its trimmed stdout.
+pub fn git_out(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 pub fn tool_output(reply: &Value) -> String {

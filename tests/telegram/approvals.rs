@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::claude_support::{git_workspace, png_bytes, script_claude, script_delegation, use_claude_code};
+use crate::claude_support::{
+    git_workspace, png_bytes, run_git, script_claude, script_delegation, use_claude_code, worktree,
+};
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::{FakeTelegram, Person};
 use crate::{ADMIN, DEV_GROUP, STRANGER, configure};
@@ -28,6 +30,7 @@ async fn app_with_approvals(mock: &Aimock, fake: &FakeTelegram, root: &Path, hom
             chats: vec![DEV_GROUP],
             notion_database: None,
             allowed_users: Vec::new(),
+            default_branch: None,
         });
         use_claude_code(s, mock, &home);
         s.claude.permission_mode = "default".into();
@@ -52,19 +55,24 @@ fn run_next_job(app: &TestApp) -> tokio::task::JoinHandle<i64> {
     })
 }
 
-/// The newest bot message in `chat` that shows buttons: (message id, [(label, data)]).
+/// The newest bot message in `chat` after `after` that shows a permission request's buttons: (message id, [(label, data)]).
 async fn wait_for_question(fake: &FakeTelegram, chat: i64, after: i64) -> (i64, Vec<(String, String)>) {
+    wait_for_buttons(fake, chat, after, "approval:").await
+}
+
+/// The newest bot message in `chat` after `after` with buttons whose data starts with `prefix`.
+async fn wait_for_buttons(fake: &FakeTelegram, chat: i64, after: i64, prefix: &str) -> (i64, Vec<(String, String)>) {
     // Generous: the CLI starts slowly on a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         for message in fake.visible_messages(chat).iter().rev() {
             let id = message["message_id"].as_i64().unwrap();
             let buttons = fake.buttons_on(chat, id);
-            if id > after && !buttons.is_empty() {
+            if id > after && buttons.first().is_some_and(|(_, data)| data.starts_with(prefix)) {
                 return (id, buttons);
             }
         }
-        assert!(Instant::now() < deadline, "no question with buttons: {:?}", fake.visible_messages(chat));
+        assert!(Instant::now() < deadline, "no {prefix} buttons: {:?}", fake.visible_messages(chat));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -101,7 +109,9 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
     let root = git_workspace(outside.path());
     let home = tempfile::tempdir().unwrap();
     script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
-    let hello = root.join("hello.txt");
+    let app = app_with_approvals(&mock, &fake, &root, home.path(), 120).await;
+    // The first job's worktree, where the run works.
+    let hello = worktree(&app, "shop", 1).join("hello.txt");
     script_claude(
         &mock,
         "Create hello.txt saying hi",
@@ -110,7 +120,6 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
         "Done.",
     )
     .await;
-    let app = app_with_approvals(&mock, &fake, &root, home.path(), 120).await;
 
     let run = run_next_job(&app);
     fake.send_text(DEV_GROUP, &ADMIN, "please add a hello file");
@@ -167,6 +176,56 @@ async fn the_chat_allows_one_write_and_denies_the_next_through_inline_buttons() 
 }
 
 #[tokio::test]
+async fn the_result_of_a_run_offers_merge_push_and_discard_and_only_the_right_people_may_press() {
+    let mock = Aimock::start().await;
+    let fake = FakeTelegram::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    script_delegation(&mock, "add a hello file", "Create hello.txt saying hi", "shop").await;
+    let app = app_with_approvals(&mock, &fake, &root, home.path(), 120).await;
+    let hello = worktree(&app, "shop", 1).join("hello.txt");
+    script_claude(
+        &mock,
+        "Create hello.txt saying hi",
+        "Write",
+        json!({"file_path": hello, "content": "hi\n"}),
+        "Done.",
+    )
+    .await;
+    let run = run_next_job(&app);
+    fake.send_text(DEV_GROUP, &ADMIN, "please add a hello file");
+    let (question, buttons) = wait_for_question(&fake, DEV_GROUP, 0).await;
+    assert_eq!(press(&fake, question, &ADMIN, &data_of(&buttons, "once")).await, "✅ Allowed once");
+    let id = tokio::time::timeout(Duration::from_secs(120), run).await.unwrap().unwrap();
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    let branch = job["result"]["branch"].as_str().unwrap().to_owned();
+
+    // The result is its own message with the branch's buttons.
+    let (result, buttons) = wait_for_buttons(&fake, DEV_GROUP, question, "branch:").await;
+    let text = message_text(&fake, result);
+    assert!(text.contains(&format!("Job #{id} (claude_code) finished.")) && text.contains(&branch), "{text}");
+    let labels: Vec<&str> = buttons.iter().map(|(label, _)| label.as_str()).collect();
+    assert_eq!(labels, ["✅ Merge into main", "⬆️ Push", "🗑 Discard"]);
+    // A group member who is no admin changes nothing.
+    let refused = press(&fake, result, &STRANGER, &data_of(&buttons, "merge")).await;
+    assert_eq!(refused, "You are not allowed to change this branch.");
+    assert_eq!(app.get_json("/api/jobs").await["jobs"].as_array().unwrap().len(), 1, "something was queued");
+
+    let run = run_next_job(&app);
+    assert_eq!(press(&fake, result, &ADMIN, &data_of(&buttons, "merge")).await, format!("Merging {branch}…"));
+    let merge_job = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n");
+    let merged = format!("Job #{merge_job} (branch_action) finished.");
+    fake.wait_for("the merge reported", |_| {
+        fake.visible_messages(DEV_GROUP).iter().any(|m| m["text"].as_str().is_some_and(|t| t.starts_with(&merged)))
+    })
+    .await;
+    let again = press(&fake, result, &ADMIN, &data_of(&buttons, "discard")).await;
+    assert_eq!(again, format!("{branch} is already merged"));
+}
+
+#[tokio::test]
 async fn an_unanswered_request_is_denied_at_its_deadline() {
     let mock = Aimock::start().await;
     let fake = FakeTelegram::start().await;
@@ -216,7 +275,10 @@ async fn claude_code_hands_a_screenshot_to_the_telegram_chat_through_valors_serv
     script_delegation(&mock, "show me the checkout", task, "shop").await;
     let input = json!({"path": "checkout.png", "caption": "Checkout page"});
     script_claude(&mock, task, "mcp__valor__send_screenshot", input, "Sent the screenshot.").await;
+    // Committed, so the run's worktree has it as if the run had just taken it.
     std::fs::write(root.join("checkout.png"), png_bytes()).unwrap();
+    run_git(&root, &["add", "checkout.png"]);
+    run_git(&root, &["commit", "-q", "-m", "Add a screenshot"]);
     let app = app_with_approvals(&mock, &fake, &root, home.path(), 60).await;
 
     let run = run_next_job(&app);
@@ -229,7 +291,8 @@ async fn claude_code_hands_a_screenshot_to_the_telegram_chat_through_valors_serv
     assert_eq!(photo["chat_id"], DEV_GROUP.to_string());
     assert_eq!(photo["caption"], "Checkout page");
     assert_eq!(photo["photo"]["size"], png_bytes().len());
-    assert!(!root.join("checkout.png").exists(), "the handoff file stayed in the workspace");
+    let handoff = worktree(&app, "shop", id).join("checkout.png");
+    assert!(!handoff.exists(), "the handoff file stayed in the workspace");
     // Claude Code got the tool's answer, not an error.
     let answered = mock.requests_to("/v1/messages").await.iter().any(|request| {
         let messages = request["body"]["messages"].as_array().into_iter().flatten();

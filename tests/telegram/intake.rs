@@ -133,6 +133,7 @@ async fn commands_answer_without_the_model_and_reset_starts_a_new_conversation()
             chats: vec![ADMIN.id],
             notion_database: None,
             allowed_users: Vec::new(),
+            default_branch: None,
         });
     })
     .await;

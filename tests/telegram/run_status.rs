@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::claude_support::{git_workspace, processes_with, script_claude, script_delegation, use_claude_code};
+use crate::claude_support::{
+    git_workspace, processes_with, script_claude, script_delegation, use_claude_code, worktree,
+};
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::{FakeTelegram, Person};
 use crate::{ADMIN, DEV_GROUP, STRANGER, configure};
@@ -41,6 +43,7 @@ async fn app_in_data(
             chats: vec![chat],
             notion_database: None,
             allowed_users: Vec::new(),
+            default_branch: None,
         });
         use_claude_code(s, mock, &home);
         s.claude.allowed_tools = vec!["Bash".into()];
@@ -124,7 +127,9 @@ async fn a_code_run_shows_one_status_message_edited_in_place_and_its_result_apar
     let home = tempfile::tempdir().unwrap();
     let task = "Create hello.txt saying hi, then check the build";
     script_delegation(&mock, "add a hello file", task, "shop").await;
-    let hello = root.join("hello.txt");
+    let app = app_in(&mock, &fake, DEV_GROUP, &root, home.path()).await;
+    // The first job's worktree, where the run works.
+    let hello = worktree(&app, "shop", 1).join("hello.txt");
     // One step with two tools: the write, then a build that takes a few seconds (so the status is edited while it runs).
     mock.add_fixtures(json!([
         {"match": {"userMessage": task, "hasToolResult": false},
@@ -134,7 +139,6 @@ async fn a_code_run_shows_one_status_message_edited_in_place_and_its_result_apar
         {"match": {"userMessage": task, "hasToolResult": true}, "response": {"content": "Done."}}
     ]))
     .await;
-    let app = app_in(&mock, &fake, DEV_GROUP, &root, home.path()).await;
 
     let run = run_next_job(&app);
     fake.send_text(DEV_GROUP, &ADMIN, "please add a hello file");
@@ -253,9 +257,10 @@ async fn a_run_interrupted_by_a_restart_continues_its_status_message_instead_of_
     }
     app.request_shutdown();
     tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap();
+    // The re-run works in the same worktree.
+    std::fs::write(worktree(&app, "shop", 1).join(".rerun"), "").unwrap();
     let data_dir = app.stop().await;
 
-    std::fs::write(root.join(".rerun"), "").unwrap();
     let app = app_in_data(data_dir, &mock, &fake, DEV_GROUP, &root, home.path()).await;
     let id: i64 = data.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(run_next_job(&app).await.unwrap(), id);

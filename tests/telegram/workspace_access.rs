@@ -21,6 +21,7 @@ fn shop(root: &Path) -> WorkspaceSettings {
         chats: vec![ALICE.id, BOB.id],
         notion_database: None,
         allowed_users: vec![UserRef::Username("@Alice".into())],
+        default_branch: None,
     }
 }
 

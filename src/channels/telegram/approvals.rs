@@ -1,5 +1,6 @@
 //! Inline-button answers to Claude Code's permission requests
-//! (`callback_query` updates with data `approval:<id>:<once|run|deny>`).
+//! (`callback_query` updates with data `approval:<id>:<once|run|deny>`;
+//! `branch:…` presses go on to `branches`).
 //!
 //! Who may answer ([`may_answer`], a pure function): admins; otherwise, when
 //! the chat's workspace lists `allowed_users`, only those; otherwise in a
@@ -61,7 +62,11 @@ pub(super) async fn handle_callback(shared: &Shared, query: &Value) -> Result<()
         user_id,
         username: query["from"]["username"].as_str(),
     };
-    let Some((approval_id, answer)) = query["data"].as_str().and_then(ApprovalAnswer::parse_button) else {
+    let data = query["data"].as_str().unwrap_or("");
+    if let Some(pressed) = crate::workspace::runs::parse_button(data) {
+        return super::branches::handle_callback(shared, query_id, &presser, pressed).await;
+    }
+    let Some((approval_id, answer)) = ApprovalAnswer::parse_button(data) else {
         return toast(shared, query_id, "This button no longer works.").await;
     };
     let approval = match shared.store.get_approval(approval_id).await {
@@ -109,7 +114,7 @@ fn outcome_text(answer: ApprovalAnswer) -> String {
     .to_owned()
 }
 
-async fn toast(shared: &Shared, query_id: &str, text: &str) -> Result<(), StorageError> {
+pub(super) async fn toast(shared: &Shared, query_id: &str, text: &str) -> Result<(), StorageError> {
     if let Err(error) = shared.api.answer_callback_query(query_id, text).await {
         tracing::warn!("telegram: answerCallbackQuery failed: {error}");
     }
@@ -135,6 +140,7 @@ mod tests {
             chats: chats.to_vec(),
             notion_database: None,
             allowed_users: allowed,
+            default_branch: None,
         }
     }
 

@@ -15,6 +15,7 @@
 pub mod access;
 pub mod api;
 pub mod approvals;
+mod branches;
 mod commands;
 pub mod deliver;
 mod handle;

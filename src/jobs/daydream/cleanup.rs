@@ -23,14 +23,20 @@ pub struct CleanupReport {
     pub processes_forgotten: usize,
     pub temp_files_deleted: usize,
     pub insight_files_deleted: usize,
+    /// Worktrees of merged or discarded run branches.
+    pub worktrees_removed: usize,
 }
 
 impl CleanupReport {
     pub fn describe(&self) -> String {
         format!(
             "{} stale child process(es) stopped, {} gone one(s) forgotten, {} old temp/handoff file(s) and {} old \
-             insight file(s) deleted",
-            self.processes_stopped, self.processes_forgotten, self.temp_files_deleted, self.insight_files_deleted
+             insight file(s) deleted, {} finished run worktree(s) removed",
+            self.processes_stopped,
+            self.processes_forgotten,
+            self.temp_files_deleted,
+            self.insight_files_deleted,
+            self.worktrees_removed
         )
     }
 }

@@ -62,6 +62,8 @@ pub struct Daydream {
     pub admin_chat: AdminChat,
     /// The environment git starts from (see `workspace::child`).
     pub child_env: crate::config::ChildEnv,
+    /// Run branches, whose merged and discarded worktrees the cleanup removes.
+    pub branches: crate::workspace::runs::RunBranches,
 }
 
 /// How a phase went, before it is timed into a [`DaydreamPhase`].
@@ -93,6 +95,7 @@ impl Daydream {
             data_dir: settings.data_dir.clone(),
             admin_chat,
             child_env: settings.child_env.clone(),
+            branches: crate::workspace::runs::RunBranches::from_settings(settings),
         }
     }
 
@@ -249,6 +252,12 @@ impl Daydream {
                 .map_err(|error| StorageError::Invalid(format!("cleanup task failed: {error}")))?;
         report.temp_files_deleted = temp;
         report.insight_files_deleted = insights;
+        let workspaces = crate::workspace::Workspaces::new(self.workspaces.clone(), &self.data_dir);
+        match self.branches.clean(&self.store, &workspaces).await {
+            Ok(removed) => report.worktrees_removed = removed,
+            Err(crate::workspace::runs::RunBranchError::Storage(error)) => return Err(error),
+            Err(error) => tracing::warn!("daydream: run worktrees not cleaned: {error}"),
+        }
         Ok(report)
     }
 

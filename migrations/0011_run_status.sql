@@ -1,4 +1,4 @@
--- valor schema, version 10: one live status message per code run.
+-- valor schema, version 11: one live status message per code run.
 --
 -- job_status_messages: the state a job's status message shows (phase,
 -- current tool, files touched, …, as JSON written by `jobs::status`), one
