@@ -16,8 +16,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("llm", &["config", "monitoring"][..]),
         ("workspace", &["config", "monitoring", "storage"][..]),
         ("agent", &["config", "monitoring", "storage", "llm", "workspace"][..]),
-        ("channels", &["config", "monitoring", "storage", "llm", "agent"][..]),
-        ("http", &["config", "monitoring", "storage", "llm", "agent"][..]),
+        ("channels", &["config", "monitoring", "storage", "llm", "agent", "workspace"][..]),
+        ("http", &["config", "monitoring", "storage", "llm", "agent", "workspace"][..]),
         ("mcp", &["config", "monitoring", "storage", "llm", "agent", "workspace"][..]),
         ("jobs", &["config", "monitoring", "storage", "llm", "agent", "workspace"][..]),
         (

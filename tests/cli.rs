@@ -188,14 +188,24 @@ async fn doctor_names_each_broken_part_and_exits_non_zero() {
 
     // Fixed: OpenAI's default names left (the server's own are used), a git
     // repository, a free port; only the missing CLI is left.
-    assert!(Command::new("git").args(["init", "-q"]).current_dir(&project).status().unwrap().success());
+    assert!(Command::new("git").args(["init", "-q", "-b", "trunk"]).current_dir(&project).status().unwrap().success());
+    // A repository without a commit has no branch a run could start from.
+    let output = base().env("VALOR_HTTP_ADDR", "127.0.0.1:0").output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let site = stdout.lines().find(|l| l.starts_with("workspace site")).unwrap_or_default().to_owned();
+    assert!(site.contains("misconfigured") && site.contains("has no commit yet"), "{stdout}");
+    let commit = ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x"];
+    assert!(Command::new("git").args(commit).current_dir(&project).status().unwrap().success());
     let output = base().env("VALOR_HTTP_ADDR", "127.0.0.1:0").output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let row = |part: &str| {
         stdout.lines().find(|l| l.starts_with(part)).unwrap_or_else(|| panic!("no {part} row:\n{stdout}")).to_owned()
     };
     assert!(row("model (openai-compatible)").contains("ready"), "{stdout}");
-    assert!(row("workspace site").contains("ready") && row("workspace site").contains("(git, on "), "{stdout}");
+    assert!(
+        row("workspace site").contains("ready") && row("workspace site").contains("runs branch from trunk"),
+        "{stdout}"
+    );
     assert!(row("http").contains("is free"), "{stdout}");
     assert_eq!(output.status.code(), Some(1), "the missing CLI is still misconfigured: {stdout}");
 }

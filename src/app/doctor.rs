@@ -217,7 +217,28 @@ async fn workspace_rows(settings: &Settings) -> Vec<DoctorRow> {
                 // A branch with no commit yet has a name too; a detached HEAD has none.
                 let branch = git(&["symbolic-ref", "--short", "-q", "HEAD"]).await;
                 let on = branch.map_or_else(|_| "a detached HEAD".to_owned(), |name| name.trim().to_owned());
-                row(&part, DoctorState::Ready, format!("{} (git, on {on})", path.display()))
+                let configured = workspace.default_branch.as_deref();
+                match crate::workspace::git::default_branch(path, &settings.child_env, configured).await {
+                    Some(base) => row(
+                        &part,
+                        DoctorState::Ready,
+                        format!("{} (git, on {on}; runs branch from {base})", path.display()),
+                    ),
+                    None => row(
+                        &part,
+                        DoctorState::Misconfigured,
+                        match configured {
+                            Some(name) => format!(
+                                "{}: default_branch {name:?} does not exist; runs would work in the checkout",
+                                path.display()
+                            ),
+                            None => format!(
+                                "{} has no commit yet: runs would work in the checkout; commit once",
+                                path.display()
+                            ),
+                        },
+                    ),
+                }
             }
             Err(why) => row(
                 &part,

@@ -148,7 +148,7 @@ impl Settings {
         self.gemini.validate()?;
         self.routing.validate()?;
         super::mcp_library::validate_mcp_servers(&self.mcp_servers)?;
-        if crate::workspace::git::Author::parse(&self.git.author).is_none() {
+        if self.git.author_parts().is_none() {
             return Err(invalid("git.author", "must look like `Name <name@example.com>`"));
         }
         let prefix = &self.git.branch_prefix;
@@ -613,6 +613,17 @@ pub struct GitSettings {
     pub no_verify: bool,
     /// Run branches are `<prefix><job>-<slug>`.
     pub branch_prefix: String,
+}
+
+impl GitSettings {
+    /// `author` split into name and email; `None` when it is not "Name <email>".
+    pub fn author_parts(&self) -> Option<(String, String)> {
+        let (name, rest) = self.author.trim().split_once('<')?;
+        let email = rest.strip_suffix('>')?.trim();
+        let name = name.trim();
+        (!name.is_empty() && email.contains('@') && !email.contains(['<', '>']))
+            .then(|| (name.to_owned(), email.to_owned()))
+    }
 }
 
 impl Default for GitSettings {

@@ -107,15 +107,31 @@ async fn git_output(
     for setting in settings {
         git.arg("-c").arg(setting);
     }
-    git.args(args).stdin(Stdio::null()).kill_on_drop(true);
-    match tokio::time::timeout(limit, git.output()).await {
-        Ok(Ok(output)) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
-        Ok(Ok(output)) => {
+    git.args(args);
+    let output = output_within(&mut git, "git", limit).await?;
+    match output.status.success() {
+        true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+        false => {
             let stderr = String::from_utf8_lossy(&output.stderr);
             Err(format!("git failed: {}", stderr.lines().next().unwrap_or("no message").trim()))
         }
-        Ok(Err(error)) => Err(format!("git could not run: {error}")),
-        Err(_) => Err(format!("git did not answer within {} s", limit.as_secs())),
+    }
+}
+
+/// Run `command` (stdin closed, killed if this is dropped) to its end
+/// within `limit`: its output whatever its exit status, or a one-line reason
+/// (`program` names it) it could not run or did not finish.
+pub async fn output_within(
+    command: &mut Command,
+    program: &str,
+    limit: Duration,
+) -> Result<std::process::Output, String> {
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    match tokio::time::timeout(limit, command.output()).await {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => Err(format!("`{program}` is not installed")),
+        Ok(Err(error)) => Err(format!("`{program}` could not run: {error}")),
+        Err(_) => Err(format!("`{program}` did not answer within {} s", limit.as_secs())),
     }
 }
 
@@ -138,16 +154,11 @@ pub fn find_program(program: &str, env: &ChildEnv) -> Option<std::path::PathBuf>
 /// `program --version`'s first line (for `valor doctor`), or why it could not run.
 pub async fn program_version(program: &str, env: &ChildEnv, limit: Duration) -> Result<String, String> {
     let mut child = command(program, env.vars());
-    child.arg("--version").stdin(Stdio::null()).kill_on_drop(true);
-    match tokio::time::timeout(limit, child.output()).await {
-        Ok(Ok(output)) if output.status.success() => {
-            let text = String::from_utf8_lossy(&output.stdout);
-            Ok(text.lines().next().unwrap_or("").trim().to_owned())
-        }
-        Ok(Ok(output)) => Err(format!("`{program} --version` failed ({})", output.status)),
-        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => Err(format!("`{program}` is not installed")),
-        Ok(Err(error)) => Err(format!("`{program}` could not run: {error}")),
-        Err(_) => Err(format!("`{program} --version` did not answer within {} s", limit.as_secs())),
+    child.arg("--version");
+    let output = output_within(&mut child, program, limit).await?;
+    match output.status.success() {
+        true => Ok(String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").trim().to_owned()),
+        false => Err(format!("`{program} --version` failed ({})", output.status)),
     }
 }
 

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::ChildEnv;
@@ -86,13 +85,10 @@ pub struct Author {
 }
 
 impl Author {
-    /// "Name <email>" → its parts; `None` when it is not of that form.
+    /// "Name <email>" → its parts; `None` when it is not of that form (the rule of `[git] author`).
     pub fn parse(text: &str) -> Option<Author> {
-        let (name, rest) = text.trim().split_once('<')?;
-        let email = rest.strip_suffix('>')?.trim();
-        let name = name.trim();
-        (!name.is_empty() && email.contains('@') && !email.contains(['<', '>']))
-            .then(|| Author { name: name.to_owned(), email: email.to_owned() })
+        let settings = crate::config::GitSettings { author: text.to_owned(), ..Default::default() };
+        settings.author_parts().map(|(name, email)| Author { name, email })
     }
 }
 
@@ -153,29 +149,33 @@ impl Git {
         env
     }
 
-    /// `git -C dir <settings> <args>`; stdout, or the first line of stderr.
-    async fn run(&self, dir: &Path, args: &[&str], limit: Duration) -> Result<String, GitError> {
+    /// `git -C dir <settings> <args>` to its end: (exit code, stdout, the first line of stderr).
+    async fn output(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        limit: Duration,
+    ) -> Result<(Option<i32>, String, String), GitError> {
         let mut git = child::command("git", &self.environment());
         git.arg("--no-pager").arg("-C").arg(dir);
         // valor's commits are never signed by a program the user's config names, and nothing pages or edits.
         for setting in ["commit.gpgSign=false", "core.editor=true", "core.pager=cat", "core.fsmonitor=false"] {
             git.arg("-c").arg(setting);
         }
-        git.args(args).stdin(Stdio::null()).kill_on_drop(true);
-        match tokio::time::timeout(limit, git.output()).await {
-            Ok(Ok(output)) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
-            Ok(Ok(output)) => {
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                let stdout = String::from_utf8_lossy(&output.stdout);
-                let line = stderr.lines().chain(stdout.lines()).map(str::trim).find(|line| !line.is_empty());
-                Err(GitError(format!("git {}: {}", args.first().unwrap_or(&""), line.unwrap_or("failed"))))
-            }
-            Ok(Err(error)) => Err(GitError(format!("git could not run: {error}"))),
-            Err(_) => Err(GitError(format!(
-                "git {} did not finish within {} s",
-                args.first().unwrap_or(&""),
-                limit.as_secs()
-            ))),
+        git.args(args);
+        let output = child::output_within(&mut git, "git", limit).await.map_err(GitError)?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line = stderr.lines().chain(stdout.lines()).map(str::trim).find(|line| !line.is_empty());
+        let said = line.unwrap_or("failed").to_owned();
+        Ok((output.status.code(), stdout, said))
+    }
+
+    /// `git -C dir <args>`; stdout, or the first line it said when it failed.
+    async fn run(&self, dir: &Path, args: &[&str], limit: Duration) -> Result<String, GitError> {
+        match self.output(dir, args, limit).await? {
+            (Some(0), stdout, _) => Ok(stdout),
+            (_, _, said) => Err(GitError(format!("git {}: {said}", args.first().unwrap_or(&"")))),
         }
     }
 
@@ -225,7 +225,7 @@ impl Git {
         self.run(worktree, &["add", "--all"], LIMIT).await?;
         let staged = self.run(worktree, &["diff", "--cached", "--quiet"], LIMIT).await.is_err();
         if staged {
-            let mut args = vec!["commit", "--quiet", "--cleanup=strip", "-m", message];
+            let mut args = vec!["commit", "--quiet", "--cleanup=whitespace", "-m", message];
             if self.no_verify {
                 args.push("--no-verify");
             }
@@ -275,16 +275,14 @@ impl Git {
         let (new_head, fast_forward) = if is_ancestor(&ours, &theirs).await {
             (theirs.clone(), true)
         } else {
-            let merged = self
-                .run(root, &["merge-tree", "--write-tree", "--name-only", "--no-messages", &ours, &theirs], LIMIT)
-                .await;
-            let tree = match merged {
-                Ok(out) => out.lines().next().unwrap_or_default().trim().to_owned(),
-                Err(_) => {
-                    // Exit 1 means conflicts: the first line is the tree, the rest the conflicted files.
-                    let out = self.conflicts(root, &ours, &theirs).await?;
-                    return Ok(MergeOutcome::Conflict { files: out });
+            // Exit 1 means conflicts: the first line is the tree, the rest the conflicted files.
+            let args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", &ours, &theirs];
+            let tree = match self.output(root, &args, LIMIT).await? {
+                (Some(0), stdout, _) => stdout.lines().next().unwrap_or_default().trim().to_owned(),
+                (Some(1), stdout, _) => {
+                    return Ok(MergeOutcome::Conflict { files: stdout.lines().skip(1).map(str::to_owned).collect() });
                 }
+                (_, _, said) => return Err(GitError(format!("git merge-tree: {said}"))),
             };
             let message = format!("Merge branch '{branch}' into {into}");
             let commit = self.text(root, &["commit-tree", &tree, "-p", &ours, "-p", &theirs, "-m", &message]).await?;
@@ -308,21 +306,6 @@ impl Git {
             true => MergeOutcome::FastForward { head: new_head },
             false => MergeOutcome::Merged { head: new_head },
         })
-    }
-
-    /// The files a failed `merge-tree` names as conflicted.
-    async fn conflicts(&self, root: &Path, ours: &str, theirs: &str) -> Result<Vec<String>, GitError> {
-        let mut git = child::command("git", &self.environment());
-        git.arg("-C").arg(root).args(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]);
-        git.stdin(Stdio::null()).kill_on_drop(true);
-        let output = tokio::time::timeout(LIMIT, git.output())
-            .await
-            .map_err(|_| GitError("git merge-tree did not finish".into()))?
-            .map_err(|error| GitError(format!("git could not run: {error}")))?;
-        match output.status.code() {
-            Some(1) => Ok(String::from_utf8_lossy(&output.stdout).lines().skip(1).map(str::to_owned).collect()),
-            _ => Err(GitError(format!("git merge-tree: {}", String::from_utf8_lossy(&output.stderr).trim()))),
-        }
     }
 
     /// Remove the run's worktree (whatever is in it: its work is committed)

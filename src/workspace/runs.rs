@@ -282,17 +282,12 @@ impl RunBranches {
         let limit = std::time::Duration::from_secs(60);
         let run = async |args: &[&str]| {
             let mut gh = super::child::command("gh", self.env.vars());
-            gh.current_dir(root).args(args).stdin(std::process::Stdio::null()).kill_on_drop(true);
-            match tokio::time::timeout(limit, gh.output()).await {
-                Ok(Ok(output)) if output.status.success() => {
-                    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-                }
-                Ok(Ok(output)) => {
-                    let stderr = String::from_utf8_lossy(&output.stderr);
-                    Err(format!("`gh {}` failed: {}", args[0], stderr.lines().next().unwrap_or("").trim()))
-                }
-                Ok(Err(error)) => Err(format!("`gh` could not run: {error}")),
-                Err(_) => Err("`gh` did not answer within 60 s".into()),
+            gh.current_dir(root).args(args);
+            let output = super::child::output_within(&mut gh, "gh", limit).await?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            match output.status.success() {
+                true => Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
+                false => Err(format!("`gh {}` failed: {}", args[0], stderr.lines().next().unwrap_or("").trim())),
             }
         };
         run(&["auth", "status"]).await.map_err(|_| "`gh` is not signed in (`gh auth login`)".to_owned())?;
