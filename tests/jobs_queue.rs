@@ -202,13 +202,16 @@ async fn a_job_fails_for_good_after_max_attempts_and_the_chat_hears_it_once() {
     assert!(worker.try_execute_next().await.unwrap().is_none(), "a failed job never runs again");
     let texts = h.system_texts().await;
     assert_eq!(texts.len(), 2, "{texts:?}");
-    // The re-run is said once, with why the last attempt ended; then the failure, once.
-    assert_eq!(
-        texts[0],
-        format!("Job #{id}: trying again (attempt 2 of 2); the last attempt ended: boom on attempt 1")
+    // The re-run is said in the job's status message, with why the last attempt ended (the
+    // message then ends failed); then the failure, once.
+    assert!(texts[0].starts_with(&format!("❌ **Job #{id}** · failed · ")), "{texts:?}");
+    assert!(texts[0].contains(" · attempt 2 of 2\n"), "{texts:?}");
+    assert!(
+        texts[0].ends_with("trying again (attempt 2 of 2); the last attempt ended: boom on attempt 1"),
+        "{texts:?}"
     );
     assert!(texts[1].contains(&format!("Job #{id}")) && texts[1].contains("failed after 2 attempt(s)"), "{texts:?}");
-    assert_eq!(h.store.job_notices(id).await.unwrap().len(), 2);
+    assert_eq!(h.store.job_notices(id).await.unwrap().len(), 1, "the final notice");
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ mod intake;
 mod jobs;
 #[path = "telegram/media.rs"]
 mod media;
+#[path = "telegram/run_status.rs"]
+mod run_status;
 #[path = "telegram/shedding.rs"]
 mod shedding;
 #[path = "telegram/status.rs"]

@@ -9,7 +9,9 @@
 //! comes from a [`Clock`], so tests control backoff and lease expiry. Every
 //! finished job with a conversation gets exactly one final notice per round
 //! (`final:<retries>` recorded in `job_notices` after the outbox accepted it;
-//! the outbox dedupes, so a crash in between repeats nothing).
+//! the outbox dedupes, so a crash in between repeats nothing). Progress is
+//! one live status message per round (`status.rs`), ended by the same pass
+//! just before the final notice.
 
 mod agent_task;
 mod branch_action;
@@ -21,6 +23,7 @@ mod handler;
 mod notify;
 mod outcome;
 mod schedule;
+pub mod status;
 mod worker;
 
 pub use agent_task::{AGENT_TASK_KIND, AgentTaskHandler};

@@ -88,6 +88,10 @@ pub async fn deliver_final_notices(
         if !store.claim_job_notice(job.id, &key, owner, clock.now_ms(), claim_ms).await? {
             continue;
         }
+        // The live status message shows its end state before the result arrives.
+        if let Err(error) = super::status::end_status(store, outbox, &job).await {
+            tracing::warn!(job = job.id, "the status message was not ended: {error}");
+        }
         let notice = Notice {
             conversation_id,
             kind: notice_kind(job.status),
