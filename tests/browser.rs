@@ -248,3 +248,61 @@ async fn a_jobs_live_status_updates_in_place_and_cancels_in_headless_chromium() 
     assert!(stdout.contains("browser status: ok"), "{stdout}");
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 }
+
+#[tokio::test]
+async fn a_code_runs_result_merges_its_branch_from_the_web_chat_in_headless_chromium() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = support::git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        support::with_workspace(s, "shop", &root);
+        support::use_claude_code(s, &mock, home.path());
+    })
+    .await;
+    support::script_delegation(&mock, "add a hello file", "Create hello.txt", "shop").await;
+    let reply = app.send_ok("web", "Please add a hello file to the shop").await;
+    let id = support::job_id_in(&support::tool_output(&reply));
+    let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    let hello = support::worktree(&app, "shop", id).join("hello.txt");
+    support::script_claude(&mock, "Create hello.txt", "Write", json!({"file_path": hello, "content": "hi\n"}), "Done.")
+        .await;
+    let worker = app.job_worker("w");
+    worker.try_execute_next().await.unwrap().expect("the run did not start");
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    let branch = job["result"]["branch"].as_str().expect("the run has no branch").to_owned();
+    let png = repo_root().join("tests/output/web-branch.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+
+    let browse = async {
+        let run = tokio::process::Command::new("node")
+            .arg(repo_root().join("tests/browser/branches.mjs"))
+            .arg(format!("{}/#c/{conversation}", app.base))
+            .arg(&png)
+            .arg(&branch)
+            .current_dir(repo_root())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap()
+    };
+    // The press queues a branch_action job: run it as the workers would.
+    let merge = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if worker.try_execute_next().await.unwrap().is_some() {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the Merge button queued nothing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (output, ()) = tokio::join!(browse, merge);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser branches: ok"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n", "main was not merged");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+}

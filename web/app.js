@@ -455,27 +455,39 @@
   // Stored history: user and assistant messages; tool results are folded into
   // the matching tool cards; consecutive assistant messages of one turn share
   // a bubble.
+  // A notice button's API call: a job's Cancel (`job:cancel:<id>`) or a run
+  // branch's merge / push / discard (`branch:<id>:<action>`); null for others.
+  function noticeAction(data) {
+    const job = /^job:cancel:(\d+)$/.exec(data || '');
+    if (job) return { path: `/api/jobs/${job[1]}/cancel`, live: true };
+    const branch = /^branch:(\d+):(merge|push|discard)$/.exec(data || '');
+    if (branch) return { path: `/api/branches/${branch[1]}/${branch[2]}`, live: false };
+    return null;
+  }
+
   // A system notice; a job's live status message (updated in place on the
   // server) carries its buttons in a `buttons` block and is refreshed by
-  // pollNotices. Cancel buttons (`job:cancel:<id>`) call the jobs API.
+  // pollNotices; a code run's result carries its branch's buttons (their
+  // answer arrives as a new notice).
   function systemNotice(m) {
     const blocks = blocksOf(m);
     const text = m.text || blocks.filter((b) => b && b.type === 'text').map((b) => b.text).join('\n');
     if (!text) return null;
     const el = h('div', { class: 'msg system', 'data-message-id': m.id }, h('div', { class: 'bubble', text }));
     const buttons = blocks.filter((b) => b && b.type === 'buttons').flatMap((b) => b.buttons || []);
-    const actions = buttons.map((b) => {
-      const job = /^job:cancel:(\d+)$/.exec(b.data || '');
-      const button = h('button', { type: 'button', class: 'btn', text: b.label, disabled: !job });
-      if (job) {
-        button.addEventListener('click', async () => {
-          button.disabled = true;
-          try { await apiJson(`/api/jobs/${job[1]}/cancel`, { method: 'POST' }); } catch (e) { addError(e.message); }
-        });
-      }
+    let live = false;
+    const actions = buttons.map((b) => [b, noticeAction(b.data)]).filter(([, action]) => action).map(([b, action]) => {
+      live = live || action.live;
+      const button = h('button', { type: 'button', class: 'btn', text: b.label });
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try { await apiJson(action.path, { method: 'POST' }); } catch (e) { addError(e.message); }
+        if (!action.live) button.disabled = false;
+      });
       return button;
     });
-    if (actions.length) { el.dataset.live = 'true'; el.append(h('div', { class: 'notice-actions' }, ...actions)); }
+    if (live) el.dataset.live = 'true';
+    if (actions.length) el.append(h('div', { class: 'notice-actions' }, ...actions));
     if (m.id > state.lastMessageId) state.lastMessageId = m.id;
     return el;
   }
