@@ -47,13 +47,16 @@ async fn the_web_chat_streams_a_reply_in_headless_chromium() {
     std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&screenshot);
 
-    let stdout = run_chat(&app, &screenshot, "March 3", &[]).await;
+    // The same question again in "+ New conversation": a second conversation (the page used to send the
+    // question as the conversation's name, and the API joined the first one by its title).
+    let stdout = run_chat(&app, &screenshot, "March 3", &[("ASK_AGAIN_IN_NEW", "1")]).await;
     assert!(stdout.contains("browser chat: ok"), "{stdout}");
     let png = std::fs::read(&screenshot).expect("no screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
 
-    // The browser's turn really went through the agent and the tool.
+    // The browser's turns really went through the agent and the tool, one per conversation.
     let conversations = app.get_json("/api/conversations").await;
+    assert_eq!(conversations["conversations"].as_array().unwrap().len(), 2, "{conversations}");
     let id = conversations["conversations"][0]["id"].as_str().unwrap();
     let messages = app.get_json(&format!("/api/conversations/{id}/messages")).await;
     let roles: Vec<&str> =

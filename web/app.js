@@ -681,7 +681,8 @@
       const res = await apiFetch('/api/messages', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-        body: JSON.stringify({ conversation: ref, text }),
+        // A new conversation is always created (`title`), never looked up by its name.
+        body: JSON.stringify(isNew ? { title: ref, text } : { conversation: ref, text }),
       });
       const ctype = res.headers.get('Content-Type') || '';
       if (ctype.includes('text/event-stream') && res.body) {

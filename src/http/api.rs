@@ -28,10 +28,15 @@ pub struct ApiJson<T>(pub T);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// An existing conversation id or title; a new conversation with this title otherwise.
-    /// Omitted: a new conversation titled from the text.
+    /// Continue a conversation: its id, or its exact title (a new conversation
+    /// with this title when none has it).
     #[serde(default)]
     pub conversation: Option<String>,
+    /// Start a new conversation with this title, even if another one has it.
+    /// Not together with `conversation`. Without either, a new conversation
+    /// is titled from the text: leaving both out never joins an old one.
+    #[serde(default)]
+    pub title: Option<String>,
     pub text: String,
 }
 
@@ -104,13 +109,22 @@ pub async fn post_message(
     if text.chars().count() > limit {
         return Err(ApiError::PayloadTooLarge(format!("the message is longer than {limit} characters")));
     }
-    let name = match body.conversation.as_deref().map(str::trim) {
-        Some(name) if !name.is_empty() => name.to_owned(),
-        _ => default_title(text),
-    };
     let streamed = wants_event_stream(&headers);
     let channel = if streamed { "web" } else { "api" };
-    let conversation = state.agent.open_conversation(&name, channel).await?;
+    let named =
+        |field: &Option<String>| field.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(str::to_owned);
+    let conversation = match (named(&body.conversation), named(&body.title)) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give `conversation` (continue one) or `title` (start a new one), not both".into(),
+            ));
+        }
+        (Some(name), None) => state.agent.open_conversation(&name, channel).await?,
+        (None, title) => {
+            let title = title.unwrap_or_else(|| default_title(text));
+            state.agent.new_conversation(&title, channel).await?
+        }
+    };
     // Every API caller either holds a configured token or sits on this machine (loopback-only mode).
     let request = TurnRequest {
         conversation,
