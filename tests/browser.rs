@@ -309,3 +309,32 @@ async fn a_code_runs_result_merges_its_branch_from_the_web_chat_in_headless_chro
     assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n", "main was not merged");
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 }
+
+#[tokio::test]
+async fn the_composer_counts_near_the_limit_keeps_refused_text_and_shows_an_error_once() {
+    let mock = Aimock::start().await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.server.max_message_chars = 50;
+    })
+    .await;
+    let png = repo_root().join("tests/output/web-composer.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/composer.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(&png)
+        .arg("50")
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser composer: ok"), "{stdout}");
+    // Only the failing turn reached the server: the over-long and the dropped message did not.
+    let conversations = app.get_json("/api/conversations").await;
+    assert_eq!(conversations["conversations"].as_array().unwrap().len(), 1, "{conversations}");
+}

@@ -21,6 +21,7 @@
     welcome: $('welcome'),
     composer: $('composer'),
     input: $('composer-input'),
+    count: $('composer-count'),
     send: $('send-btn'),
     menu: $('menu-btn'),
     scrim: $('scrim'),
@@ -618,13 +619,30 @@
     dispatch();
   }
 
+  // The server's limit (characters, as it counts them: code points).
+  const MAX_CHARS = Number(document.body.dataset.maxChars) || 32000;
+  const charCount = (text) => [...text].length;
+
+  // Near the limit the composer shows "N / limit"; over it, how much too long, and Send is off.
+  function updateCount() {
+    const n = charCount(els.input.value.trim());
+    const near = n >= MAX_CHARS * 0.9;
+    els.count.hidden = !near;
+    const over = n > MAX_CHARS;
+    els.count.classList.toggle('over', over);
+    els.count.textContent = over
+      ? `${n.toLocaleString()} / ${MAX_CHARS.toLocaleString()} — ${(n - MAX_CHARS).toLocaleString()} characters too long`
+      : `${n.toLocaleString()} / ${MAX_CHARS.toLocaleString()}`;
+    els.send.disabled = state.busy || over;
+  }
+
   async function send(text) {
     if (state.busy) return;
     const isNew = !state.current;
     const ref = isNew ? newConversationName(text) : state.current;
     setBusy(true);
     showWelcome(false);
-    addUserMessage(text);
+    const userBubble = addUserMessage(text);
     const reply = assistantMessage();
     reply.showTyping();
     els.messages.append(reply.el);
@@ -632,7 +650,11 @@
 
     let conversationId = isNew ? null : state.current;
     let finished = false;
+    let started = false; // the server stored the message (turn_started)
+    let failure = null; // the turn's error, shown once as an error bubble
     const meta = { intent: '', model: '' };
+    // A failed turn also streams its error as reply text: show it once, as the error.
+    const withoutFailure = (text) => (failure && text.endsWith(failure) ? text.slice(0, -failure.length).trimEnd() : text);
 
     const adopt = (id) => {
       if (!id || conversationId === id) return;
@@ -650,11 +672,13 @@
         const card = reply.tool({ id: call.id, name: call.name, input: call.input });
         card.finish(call.output, !!call.is_error);
       }
-      if (typeof d.reply === 'string' && d.reply !== '' && d.reply !== reply.streamed) reply.replaceText(d.reply);
+      const text = typeof d.reply === 'string' ? withoutFailure(d.reply) : '';
+      if (text !== '' && text !== reply.streamed) reply.replaceText(text);
     };
 
     const handlers = {
       turn_started(d) {
+        started = true;
         adopt(d.conversation);
         // The conversation exists from the turn's start: list it now, not only after the reply.
         if (isNew) loadConversations();
@@ -662,7 +686,11 @@
         meta.model = d.model || '';
         reply.setMeta([meta.intent, meta.model]);
       },
-      text_delta(d) { reply.appendText(d.text || ''); },
+      text_delta(d) {
+        const text = d.text || '';
+        if (failure && (text === failure || !text.trim())) return; // the error's own text, shown as the error
+        reply.appendText(text);
+      },
       waiting(d) { reply.waiting(d.message || 'still waiting for the model…'); },
       tool_started(d) { reply.tool({ id: d.id, name: d.name, input: d.input }).running(); },
       tool_finished(d) {
@@ -671,8 +699,8 @@
       },
       error(d) {
         reply.hideTyping();
-        els.messages.append(h('div', { class: 'msg error', role: 'alert' },
-          h('div', { class: 'bubble', text: d.message || 'Something went wrong.' })));
+        failure = d.message || 'Something went wrong.';
+        addError(failure);
       },
       done(d) { finish(d); },
     };
@@ -700,6 +728,11 @@
       if (!finished) addError('The connection closed before the reply was complete.');
     } catch (e) {
       addError(e.message || String(e));
+      // Refused before the server stored it (too long, unreachable, …): the text goes back to the composer.
+      if (!started) {
+        userBubble.remove();
+        if (!els.input.value.trim()) { els.input.value = text; autoGrow(); }
+      }
     } finally {
       reply.hideTyping();
       if (reply.isEmpty()) reply.el.remove();
@@ -709,6 +742,7 @@
         setCurrent(conversationId);
       }
       setBusy(false); // last: "not busy" means the list is refreshed too
+      updateCount();
       scrollToEnd(true);
       els.input.focus();
     }
@@ -723,8 +757,10 @@
   function submit() {
     const text = els.input.value;
     if (!text.trim() || state.busy) return;
+    if (charCount(text.trim()) > MAX_CHARS) { updateCount(); return; } // the text stays; the counter says why
     els.input.value = '';
     autoGrow();
+    updateCount();
     send(text.trim());
   }
 
@@ -735,7 +771,7 @@
   els.input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
-  els.input.addEventListener('input', autoGrow);
+  els.input.addEventListener('input', () => { autoGrow(); updateCount(); });
   els.newConv.addEventListener('click', newConversation);
   els.menu.addEventListener('click', () => (els.app.classList.contains('nav-open') ? closeNav() : openNav()));
   els.scrim.addEventListener('click', closeNav);
