@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rexpect::session::PtySession;
 use serde_json::{Value, json};
@@ -87,6 +86,11 @@ async fn arrow_keys_edit_the_line_before_it_is_sent() {
     let requests = turn_requests(&mock).await;
     assert_eq!(requests.len(), 1);
     assert_eq!(user_texts(&requests[0]), vec!["hello world".to_owned()]);
+    // The line is in the history file, readable only by its owner.
+    let history = dir.path().join("data/chat_history");
+    assert!(std::fs::read_to_string(&history).unwrap().contains("hello world"));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&history).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 #[tokio::test(flavor = "multi_thread")]

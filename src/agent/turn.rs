@@ -334,7 +334,7 @@ async fn store_cut_answer(state: &TurnState<'_>, result: &Result<(), Failure>) {
     let streamed = state.reply.trim_end();
     let partial = match result {
         Err(Failure::Interrupted) if !streamed.trim().is_empty() => format!("{streamed}{INTERRUPTED_MARK}"),
-        Err(Failure::Cancelled) => format!("{streamed}{STOPPED_MARK}"),
+        Err(Failure::Cancelled) => format!("{streamed}{STOPPED_MARK}").trim_start().to_owned(),
         _ => return,
     };
     let _ = state.persist(MessageRole::Assistant, &[ContentBlock::Text { text: partial.clone() }], partial).await;

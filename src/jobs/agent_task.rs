@@ -42,8 +42,7 @@ impl JobHandler for AgentTaskHandler {
         let conversation =
             self.agent.open_conversation(&format!("job #{}", context.job.id), "job").await.map_err(storage_error)?;
         let (sender, mut receiver) = mpsc::channel(256);
-        let request =
-            TurnRequest {
+        let request = TurnRequest {
             conversation,
             text: task,
             is_admin: false,

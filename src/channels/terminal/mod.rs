@@ -247,9 +247,7 @@ impl AnswerView {
             AgentEvent::TurnStarted { .. } | AgentEvent::Done { .. } => String::new(),
             AgentEvent::TextDelta { .. } if self.failed => String::new(),
             AgentEvent::TextDelta { text } => escape_for_terminal(&text),
-            AgentEvent::ToolStarted { name, input, .. } => {
-                escape_for_terminal(&format!("\n  [tool] {name} {input}\n"))
-            }
+            AgentEvent::ToolStarted { name, input, .. } => escape_for_terminal(&format!("\n  [tool] {name} {input}\n")),
             AgentEvent::ToolFinished { name, is_error, output, .. } => {
                 let mark = if is_error { "failed" } else { "done" };
                 let first_line = output.lines().next().unwrap_or("").chars().take(100).collect::<String>();
