@@ -190,3 +190,61 @@ async fn the_web_chat_answers_a_permission_request_in_headless_chromium() {
     let store = app.store().await;
     assert!(store.tool_allowed_for_run(3, "Bash").await.unwrap());
 }
+
+#[tokio::test]
+async fn a_jobs_live_status_updates_in_place_and_cancels_in_headless_chromium() {
+    use valor::agent::outbox::{Outbox, StatusNotice, TranscriptOutbox, cancel_button};
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "long job"}, "response": {"content": "Queued."}}])).await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.jobs.workers = 0;
+    })
+    .await;
+    let conversation = app.send_ok("jobs", "start the long job").await["conversation"].as_str().unwrap().to_owned();
+    let store = app.store().await;
+    let job = valor::storage::NewJob {
+        kind: "agent_task".into(),
+        payload: json!({"task": "a long job"}),
+        priority: 0,
+        run_at_ms: None,
+        max_attempts: 1,
+        conversation_id: Some(conversation.clone()),
+        idempotency_key: None,
+    };
+    let id = store.enqueue_job(job, valor::storage::wall_clock_ms()).await.unwrap().job.id;
+    let outbox = TranscriptOutbox::new(store.clone());
+    let status =
+        |text: String, buttons| StatusNotice { conversation_id: conversation.clone(), key: "t".into(), text, buttons };
+    outbox.post_status(status(format!("⚙️ **Job #{id}** · working · 3 s"), vec![cancel_button(id)])).await.unwrap();
+    let png = repo_root().join("tests/output/web-status.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+
+    let browse = async {
+        let run = tokio::process::Command::new("node")
+            .arg(repo_root().join("tests/browser/status.mjs"))
+            .arg(format!("{}/#c/{conversation}", app.base))
+            .arg(&png)
+            .arg(id.to_string())
+            .current_dir(repo_root())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap()
+    };
+    // Once the click has cancelled the job, the server ends the status message (as the final-notice pass does).
+    let end = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while store.get_job(id).await.unwrap().status.as_str() != "cancelled" {
+            assert!(std::time::Instant::now() < deadline, "the Cancel button did not cancel the job");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        outbox.post_status(status(format!("⏹ **Job #{id}** · cancelled · 5 s"), Vec::new())).await.unwrap();
+    };
+    let (output, ()) = tokio::join!(browse, end);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser status: ok"), "{stdout}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+}

@@ -13,7 +13,7 @@ use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use support::{
     ROUTED_MODEL, git_out, git_workspace, job_id_in, processes_with, script_claude, script_delegation, system_notices,
-    tool_output, use_claude_code, with_workspace, worktree,
+    tool_output, use_claude_code, valor_requests, with_workspace, worktree,
 };
 use valor::config::Settings;
 
@@ -87,6 +87,31 @@ async fn project_context_describes_the_named_workspace_through_the_agent() {
 }
 
 #[tokio::test]
+async fn the_system_prompt_of_an_api_conversation_lists_the_workspaces_to_name() {
+    let mock = Aimock::start().await;
+    let shop = Shop::new();
+    let blog = shop._outside.path().join("blog");
+    std::fs::create_dir_all(&blog).unwrap();
+    support::run_git(&blog, &["init", "-q", "-b", "trunk"]);
+    mock.add_fixtures(json!([{"match": {"userMessage": "which projects"}, "response": {"content": "Two."}}])).await;
+    let app = shop.spawn(&mock, |s| with_workspace(s, "blog", &blog)).await;
+
+    app.send_ok("api", "Tell me which projects you know").await;
+    let requests = valor_requests(&mock).await;
+    let (prompt, _) = requests.last().expect("the model was not asked");
+    assert!(!prompt.contains("No project workspace"), "{prompt}");
+    for expected in [
+        format!("shop: {}", shop.root.display()),
+        format!("blog: {}", blog.display()),
+        "must name".to_owned(),
+        "delegate_code_task".to_owned(),
+        "valor/<job>-<slug>".to_owned(),
+    ] {
+        assert!(prompt.contains(&expected), "{expected:?} missing from the prompt:\n{prompt}");
+    }
+}
+
+#[tokio::test]
 async fn a_delegated_run_works_on_its_own_branch_commits_and_the_follow_up_resumes_the_session() {
     let mock = Aimock::start().await;
     let shop = Shop::new();
@@ -134,11 +159,14 @@ async fn a_delegated_run_works_on_its_own_branch_commits_and_the_follow_up_resum
     let session = job["result"]["session_id"].as_str().unwrap().to_owned();
     let store = app.store().await;
     assert_eq!(store.claude_session(&conversation, "shop").await.unwrap().as_deref(), Some(session.as_str()));
+    // One status message (updated in place to its end state), then the result.
     let notices = system_notices(&app, &conversation).await;
-    let start =
-        format!("Job #{id}: Claude Code is starting in workspace \"shop\" on branch `{branch}` · MCP servers: valor");
-    assert_eq!(notices[0], start, "{notices:?}");
-    assert!(notices.iter().any(|n| n.starts_with(&format!("Job #{id}: Claude Code started"))), "{notices:?}");
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    let status = &notices[0];
+    assert!(status.starts_with(&format!("✅ **Job #{id}** · done · ")), "{status}");
+    let start = format!("Claude Code is starting in workspace \"shop\" on branch `{branch}` · MCP servers: valor");
+    assert!(status.contains(&start), "{status}");
+    assert!(status.contains("Files (1): `hello.txt`"), "{status}");
     let last = notices.last().unwrap();
     assert!(last.starts_with(&format!("Job #{id} (claude_code) finished.")), "{notices:?}");
     assert!(last.contains("Created hello.txt.") && last.contains("Files changed: hello.txt"), "{last}");
@@ -156,6 +184,11 @@ async fn a_delegated_run_works_on_its_own_branch_commits_and_the_follow_up_resum
     )
     .await;
     let reply = app.send_ok(&conversation, "Now add a bye file as well").await;
+    // The model saw how the first run ended, once (the transcript's copy of the final notice).
+    let requests = valor_requests(&mock).await;
+    let (_, follow_up) = requests.iter().find(|(_, body)| body.contains("Now add a bye file")).unwrap();
+    assert_eq!(follow_up.matches("Files changed: hello.txt").count(), 1, "{follow_up}");
+    assert_eq!(follow_up.matches("Created hello.txt.").count(), 1, "{follow_up}");
     let second = job_id_in(&tool_output(&reply));
     worker.try_execute_next().await.unwrap().expect("the follow-up did not run");
     let job = app.get_json(&format!("/api/jobs/{second}")).await;
@@ -165,7 +198,8 @@ async fn a_delegated_run_works_on_its_own_branch_commits_and_the_follow_up_resum
     assert!(bye.exists() && !root.join("bye.txt").exists());
     assert_eq!(git_out(root, &["log", "--format=%s", &branch]).lines().count(), 3);
     let notices = system_notices(&app, &conversation).await;
-    assert!(notices.iter().any(|n| n.contains("continuing the previous session")), "{notices:?}");
+    assert_eq!(notices.len(), 4, "a status and a result per run: {notices:?}");
+    assert!(notices[2].contains("continuing the previous session") && notices[2].contains("done"), "{notices:?}");
     // Claude Code sent the first run's history along: the session really was resumed.
     let resumed = mock.requests_to("/v1/messages").await.into_iter().any(|entry| {
         let body = entry["body"].to_string();
@@ -205,6 +239,25 @@ async fn start_run_of(
     (app, id, shop)
 }
 
+/// The conversation's status message of job `id` once its text contains `showing` (20 s).
+async fn status_message(app: &TestApp, conversation: &str, id: i64, showing: &str) -> Value {
+    let wanted = format!("**Job #{id}** · ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
+        let found = messages["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "system" && m["text"].as_str().is_some_and(|text| text.contains(&wanted)));
+        if let Some(found) = found.filter(|m| m["text"].as_str().unwrap().contains(showing)) {
+            return found.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no status of job #{id} showing {showing:?}: {messages}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn wait_for_process(marker: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while processes_with(marker).is_empty() {
@@ -226,11 +279,23 @@ async fn cancelling_a_run_kills_its_whole_process_group() {
     let children = store.child_processes().await.unwrap();
     assert_eq!(children.len(), 1, "{children:?}");
     assert!(children[0].command.starts_with("claude (job #"), "{children:?}");
+    // The conversation's status message offers Cancel while the run works.
+    let conversation = app.get_json(&format!("/api/jobs/{id}")).await["conversation_id"].as_str().unwrap().to_owned();
+    let status = status_message(&app, &conversation, id, " · working · ").await;
+    assert_eq!(status["content"][1]["buttons"][0]["data"], format!("job:cancel:{id}"), "{status}");
     let response = app.http.post(app.url(&format!("/api/jobs/{id}/cancel"))).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
     assert_eq!(outcome.unwrap().job_id, id);
     assert_eq!(app.get_json(&format!("/api/jobs/{id}")).await["status"], "cancelled");
+    // The same message, ended: cancelled, without the button; the notice follows it.
+    let ended = status_message(&app, &conversation, id, "cancelled").await;
+    assert_eq!(ended["id"], status["id"]);
+    assert!(ended["text"].as_str().unwrap().starts_with(&format!("⏹ **Job #{id}** · cancelled · ")), "{ended}");
+    assert_eq!(ended["content"].as_array().unwrap().len(), 1, "the Cancel button outlived the run: {ended}");
+    let notices = system_notices(&app, &conversation).await;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert_eq!(notices[1], format!("Job #{id} (claude_code) was cancelled."));
     assert_eq!(processes_with("30.417"), Vec::<String>::new(), "processes outlived the cancelled run");
     assert_eq!(store.child_processes().await.unwrap(), Vec::new(), "the pid was not forgotten");
 }
@@ -325,6 +390,8 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
     app.request_shutdown();
     tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
     assert_eq!(processes_with("34.967"), Vec::<String>::new(), "processes outlived the shutdown");
+    // The re-run works in the run's worktree: the marker goes there.
+    std::fs::write(worktree(&app, "shop", id).join(".rerun"), "").unwrap();
     let data = app.stop().await;
     let store = valor::storage::Store::open(&data.path().join("valor.db")).await.unwrap();
     assert_eq!(store.get_job(id).await.unwrap().status.as_str(), "queued", "the run was not handed back");
@@ -337,6 +404,10 @@ async fn a_run_interrupted_by_shutdown_is_handed_back_and_runs_again_after_the_r
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["summary"], "Napped.");
+    // The re-run continued the run's one status message (ended done), then the result.
+    let notices = system_notices(&app, job["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[0].starts_with(&format!("✅ **Job #{id}** · done · ")), "{notices:?}");
 }
 
 #[tokio::test]

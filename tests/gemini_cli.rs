@@ -106,8 +106,10 @@ async fn background_work_runs_in_the_gemini_cli_writes_the_file_and_reports_to_t
 
     let conversation = reply["conversation"].as_str().unwrap();
     let notices = system_notices(&app, conversation).await;
-    assert_eq!(notices[0], format!("Job #{id}: Gemini CLI ({MODEL}) is starting in workspace \"shop\""));
-    assert!(notices.iter().any(|n| n == &format!("Job #{id}: Gemini CLI started")), "{notices:?}");
+    assert_eq!(notices.len(), 2, "one status message and the result: {notices:?}");
+    assert!(notices[0].starts_with(&format!("✅ **Job #{id}** · done · ")), "{notices:?}");
+    assert!(notices[0].contains(&format!("Gemini CLI ({MODEL}) is starting in workspace \"shop\"")), "{notices:?}");
+    assert!(notices[0].contains("`todo.txt`"), "{notices:?}");
     let last = notices.last().unwrap();
     assert!(last.starts_with(&format!("Job #{id} (gemini_cli) finished.")), "{notices:?}");
     assert!(last.contains("Wrote todo.txt.") && last.contains("Files changed: todo.txt"), "{last}");

@@ -143,7 +143,8 @@ async fn a_queued_task_answers_at_once_and_its_result_arrives_in_the_conversatio
         .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(notices.len(), 2, "{notices:?}");
-    assert_eq!(notices[0], format!("Job #{id}: started working on it"));
+    assert!(notices[0].starts_with(&format!("✅ **Job #{id}** · done · ")), "{notices:?}");
+    assert!(notices[0].ends_with("\nstarted working on it"), "{notices:?}");
     assert!(notices[1].starts_with(&format!("Job #{id} (agent_task) finished.")), "{notices:?}");
     assert!(notices[1].contains("Six crewed landings"), "{notices:?}");
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -225,7 +226,8 @@ async fn a_passing_model_outage_is_retried_and_a_refusal_fails_at_once() {
     let messages = app.get_json(&format!("/api/conversations/{conversation}/messages")).await;
     let said: Vec<&str> = messages["messages"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(
-        said.iter().any(|text| text.starts_with(&format!("Job #{id}: trying again (attempt 2 of 3)"))),
+        said.iter()
+            .any(|text| text.contains(&format!("**Job #{id}**")) && text.contains("trying again (attempt 2 of 3)")),
         "the chat is told about the re-run: {said:?}"
     );
 

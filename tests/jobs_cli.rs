@@ -140,24 +140,27 @@ async fn a_server_killed_mid_run_resumes_and_every_job_ends_and_is_announced_exa
     assert_eq!(counts["succeeded"], JOBS, "{counts:?}");
     let messages = store.recent_messages(&conversation, 1000).await.unwrap();
     let mut per_job: BTreeMap<i64, usize> = BTreeMap::new();
-    let mut started: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut statuses: BTreeMap<i64, usize> = BTreeMap::new();
     let mut reruns: BTreeMap<i64, usize> = BTreeMap::new();
     for message in messages.iter().filter(|m| m.role == MessageRole::System) {
-        let rest = message.text.strip_prefix("Job #").unwrap();
-        let id: i64 = rest.split([' ', ':']).next().unwrap().parse().unwrap();
-        let counter = if rest.contains(": started") {
-            &mut started
-        } else if rest.contains(": trying again (attempt 2 of ") {
-            &mut reruns
+        let id_after = |rest: &str| -> i64 { rest.split([' ', '*']).next().unwrap().parse().unwrap() };
+        if let Some((_, rest)) = message.text.split_once("**Job #") {
+            // A job's status message: one per job, ended; a re-run says so in it.
+            let id = id_after(rest);
+            *statuses.entry(id).or_default() += 1;
+            assert!(rest.contains(" · done · "), "a status message did not end: {}", message.text);
+            if rest.contains("trying again (attempt 2 of ") {
+                *reruns.entry(id).or_default() += 1;
+            }
         } else {
-            &mut per_job
-        };
-        *counter.entry(id).or_default() += 1;
+            let rest = message.text.strip_prefix("Job #").unwrap();
+            *per_job.entry(id_after(rest)).or_default() += 1;
+        }
     }
-    assert!(started.values().all(|n| *n == 1), "a progress notice was posted twice: {started:?}");
-    // Jobs the kill interrupted ran again, and the chat heard that once each.
+    assert_eq!(statuses.len() as i64, JOBS, "a job showed no status");
+    assert!(statuses.values().all(|n| *n == 1), "a job's status was posted twice: {statuses:?}");
+    // Jobs the kill interrupted ran again, and the chat heard that (in their status).
     assert!(!reruns.is_empty(), "no interrupted job was re-run");
-    assert!(reruns.values().all(|n| *n == 1), "a re-run was announced twice: {reruns:?}");
     assert_eq!(per_job.len() as i64, JOBS, "some job's outcome was never announced");
     assert!(per_job.values().all(|n| *n == 1), "an outcome was announced twice: {per_job:?}");
     for id in per_job.keys() {

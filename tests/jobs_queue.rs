@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use valor::agent::outbox::TranscriptOutbox;
+use valor::agent::outbox::{Notice, Outbox, OutboxError, TranscriptOutbox};
 use valor::jobs::{
     Clock, HandlerRegistry, JobContext, JobError, JobHandler, JobSystem, ManualClock, OutcomeStatus, WorkerConfig,
 };
-use valor::storage::{CancelOutcome, JobFilter, JobStatus, MessageRole, NewConversation, NewJob, Store};
+use valor::storage::{CancelOutcome, JobFilter, JobStatus, MessageRole, NewConversation, NewJob, StorageError, Store};
 
 const START_MS: i64 = 1_700_000_000_000;
 const BASE_MS: u64 = 1_000;
@@ -202,13 +202,16 @@ async fn a_job_fails_for_good_after_max_attempts_and_the_chat_hears_it_once() {
     assert!(worker.try_execute_next().await.unwrap().is_none(), "a failed job never runs again");
     let texts = h.system_texts().await;
     assert_eq!(texts.len(), 2, "{texts:?}");
-    // The re-run is said once, with why the last attempt ended; then the failure, once.
-    assert_eq!(
-        texts[0],
-        format!("Job #{id}: trying again (attempt 2 of 2); the last attempt ended: boom on attempt 1")
+    // The re-run is said in the job's status message, with why the last attempt ended (the
+    // message then ends failed); then the failure, once.
+    assert!(texts[0].starts_with(&format!("❌ **Job #{id}** · failed · ")), "{texts:?}");
+    assert!(texts[0].contains(" · attempt 2 of 2\n"), "{texts:?}");
+    assert!(
+        texts[0].ends_with("trying again (attempt 2 of 2); the last attempt ended: boom on attempt 1"),
+        "{texts:?}"
     );
     assert!(texts[1].contains(&format!("Job #{id}")) && texts[1].contains("failed after 2 attempt(s)"), "{texts:?}");
-    assert_eq!(h.store.job_notices(id).await.unwrap().len(), 2);
+    assert_eq!(h.store.job_notices(id).await.unwrap().len(), 1, "the final notice");
 }
 
 #[tokio::test]
@@ -421,6 +424,74 @@ async fn concurrent_notice_deliverers_post_each_final_notice_once() {
     assert_eq!(delivered, 20);
     let texts = h.system_texts().await;
     assert_eq!(texts.len(), 20, "a notice was posted twice or lost");
+}
+
+/// An outbox standing in for Telegram: notices go elsewhere (recorded here),
+/// never into the transcript; the first `failures` posts fail.
+#[derive(Debug)]
+struct ElsewhereOutbox {
+    posted: std::sync::Mutex<Vec<String>>,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Outbox for ElsewhereOutbox {
+    async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
+        let failed = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if failed {
+            return Err(OutboxError::Storage(StorageError::Database("the chat is unreachable".into())));
+        }
+        self.posted.lock().unwrap().push(notice.dedupe_key);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_code_runs_outcome_enters_the_transcript_once_whatever_the_deliverers_and_failed_posts() {
+    let h = harness(BTreeMap::new()).await;
+    let code_run = |n: i64| NewJob {
+        conversation_id: Some(h.conversation.clone()),
+        max_attempts: 1,
+        ..job("claude_code", json!({"task": format!("task {n}"), "workspace": "shop"}))
+    };
+    for n in 0..6 {
+        let id = h.enqueue(code_run(n)).await;
+        h.store.claim_job("w", START_MS, 30_000, &BTreeMap::new()).await.unwrap().unwrap();
+        if n == 5 {
+            h.store.fail_job(id, "w", "Claude Code reported an error: the tests fail", None, START_MS).await.unwrap();
+            continue;
+        }
+        let result = json!({"reply": "r", "summary": format!("Summary of run {n}."), "files_changed": [format!("f{n}.rs")],
+            "cost_usd": 0.02, "turns": 3, "workspace": "shop", "executor": "claude_code"});
+        h.store.complete_job(id, "w", &result, START_MS).await.unwrap().unwrap();
+    }
+    let outbox = Arc::new(ElsewhereOutbox { posted: Default::default(), failures: 3.into() });
+    let deliver = |owner: String| {
+        let (store, outbox, clock) = (h.store.clone(), outbox.clone(), h.clock.clone());
+        tokio::spawn(async move {
+            valor::jobs::deliver_final_notices(&store, outbox.as_ref(), clock.as_ref(), &owner, 30_000).await.unwrap()
+        })
+    };
+    let mut delivered = 0;
+    for task in (0..4).map(|n| deliver(format!("deliverer-{n}"))).collect::<Vec<_>>() {
+        delivered += task.await.unwrap();
+    }
+    assert_eq!(delivered, 3, "three posts failed");
+    // The failed posts' claims expire; the next passes deliver the rest.
+    h.clock.advance(Duration::from_secs(31));
+    for task in (0..4).map(|n| deliver(format!("again-{n}"))).collect::<Vec<_>>() {
+        delivered += task.await.unwrap();
+    }
+    assert_eq!(delivered, 6);
+    assert_eq!(outbox.posted.lock().unwrap().len(), 6, "each final notice posted once");
+    let texts = h.system_texts().await;
+    assert_eq!(texts.len(), 6, "one outcome per run in the transcript: {texts:#?}");
+    for n in 0..5 {
+        let summary = format!("Summary of run {n}.");
+        assert_eq!(texts.iter().filter(|t| t.contains(&summary)).count(), 1, "{texts:#?}");
+        assert!(texts.iter().any(|t| t.contains(&summary) && t.contains(&format!("Files changed: f{n}.rs"))));
+    }
+    assert_eq!(texts.iter().filter(|t| t.contains("the tests fail")).count(), 1, "{texts:#?}");
 }
 
 #[tokio::test]

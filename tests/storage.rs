@@ -14,6 +14,8 @@ use tempfile::TempDir;
 mod conversations;
 #[path = "storage/records.rs"]
 mod records;
+#[path = "storage/status_messages.rs"]
+mod status_messages;
 
 use valor::storage::{MessageRole, NewConversation, NewMessage, NewTurn, StorageError, Store};
 

@@ -9,6 +9,8 @@
 mod approvals;
 #[path = "common/claude.rs"]
 mod claude_support;
+#[path = "telegram/code_work.rs"]
+mod code_work;
 mod common;
 #[path = "telegram/crash.rs"]
 mod crash;
@@ -22,6 +24,8 @@ mod intake;
 mod jobs;
 #[path = "telegram/media.rs"]
 mod media;
+#[path = "telegram/run_status.rs"]
+mod run_status;
 #[path = "telegram/shedding.rs"]
 mod shedding;
 #[path = "telegram/status.rs"]

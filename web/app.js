@@ -38,6 +38,7 @@
     current: null,   // selected conversation id; null = a new one
     busy: false,     // a turn is streaming
     loadSeq: 0,      // guards against out-of-order message loads
+    lastMessageId: 0, // the newest stored message of the open conversation seen (pollNotices)
   };
 
   // ---------------------------------------------------------------- DOM utils
@@ -454,7 +455,58 @@
   // Stored history: user and assistant messages; tool results are folded into
   // the matching tool cards; consecutive assistant messages of one turn share
   // a bubble.
+  // A system notice; a job's live status message (updated in place on the
+  // server) carries its buttons in a `buttons` block and is refreshed by
+  // pollNotices. Cancel buttons (`job:cancel:<id>`) call the jobs API.
+  function systemNotice(m) {
+    const blocks = blocksOf(m);
+    const text = m.text || blocks.filter((b) => b && b.type === 'text').map((b) => b.text).join('\n');
+    if (!text) return null;
+    const el = h('div', { class: 'msg system', 'data-message-id': m.id }, h('div', { class: 'bubble', text }));
+    const buttons = blocks.filter((b) => b && b.type === 'buttons').flatMap((b) => b.buttons || []);
+    const actions = buttons.map((b) => {
+      const job = /^job:cancel:(\d+)$/.exec(b.data || '');
+      const button = h('button', { type: 'button', class: 'btn', text: b.label, disabled: !job });
+      if (job) {
+        button.addEventListener('click', async () => {
+          button.disabled = true;
+          try { await apiJson(`/api/jobs/${job[1]}/cancel`, { method: 'POST' }); } catch (e) { addError(e.message); }
+        });
+      }
+      return button;
+    });
+    if (actions.length) { el.dataset.live = 'true'; el.append(h('div', { class: 'notice-actions' }, ...actions)); }
+    if (m.id > state.lastMessageId) state.lastMessageId = m.id;
+    return el;
+  }
+
+  // New system notices of the open conversation, and the live ones changed
+  // in place, every 2 s (from the oldest live status on).
+  async function pollNotices() {
+    const id = state.current;
+    if (!id || state.busy || document.hidden) return;
+    const live = [...els.messages.querySelectorAll('.msg.system[data-live]')].map((el) => Number(el.dataset.messageId));
+    const after = Math.min(state.lastMessageId, ...live.map((n) => n - 1));
+    let body;
+    try {
+      body = await apiJson(`/api/conversations/${encodeURIComponent(id)}/messages?after=${after}`);
+    } catch (_) {
+      return;
+    }
+    if (state.current !== id || state.busy) return;
+    for (const m of body.messages || []) {
+      if (m.id > state.lastMessageId) state.lastMessageId = m.id;
+      if (m.role !== 'system') continue;
+      const shown = els.messages.querySelector(`.msg.system[data-message-id="${m.id}"]`);
+      const el = systemNotice(m);
+      if (shown && el) shown.replaceWith(el);
+      else if (el) { els.messages.append(el); showWelcome(false); scrollToEnd(false); }
+    }
+  }
+  setInterval(pollNotices, 2000);
+
   function renderHistory(messages) {
+    state.lastMessageId = messages.reduce((max, m) => Math.max(max, m.id || 0), 0);
     const results = new Map();
     for (const m of messages) {
       for (const b of blocksOf(m)) {
@@ -487,10 +539,10 @@
         current = null;
         addUserMessage(text);
       } else if (m.role === 'system') {
-        const text = m.text || blocks.filter((b) => b && b.type === 'text').map((b) => b.text).join('\n');
-        if (!text) continue;
+        const el = systemNotice(m);
+        if (!el) continue;
         current = null;
-        els.messages.append(h('div', { class: 'msg system' }, h('div', { class: 'bubble', text })));
+        els.messages.append(el);
       }
       // role "tool": folded into the cards above
     }

@@ -37,6 +37,12 @@ pub fn to_model_messages(stored: &[StoredMessage]) -> Vec<Message> {
         }
     }
     drop_unanswered_tool_calls(&mut messages);
+    // A notice stored between a tool call and its result (a run's outcome
+    // arriving mid-turn) is merged into the results' message: providers want
+    // the results first (Anthropic refuses text before them).
+    for message in messages.iter_mut().filter(|m| m.role == Role::User) {
+        message.content.sort_by_key(|block| !matches!(block, ContentBlock::ToolResult { .. }));
+    }
     // A model conversation starts with the user speaking (not with a tool result).
     while messages.first().is_some_and(|m| m.role != Role::User || starts_with_tool_result(m)) {
         messages.remove(0);
@@ -192,6 +198,31 @@ mod tests {
         assert_eq!(messages.len(), 3);
         assert_eq!(messages[1].tool_uses().count(), 0);
         assert_eq!(messages[1].text(), "looking");
+    }
+
+    #[test]
+    fn a_notice_stored_between_a_tool_call_and_its_result_follows_the_result() {
+        let mut notice = stored(3, MessageRole::System, text("Job #1 (claude_code) finished."));
+        notice.text = "Job #1 (claude_code) finished.".into();
+        let history = [
+            stored(1, MessageRole::User, text("status?")),
+            stored(
+                2,
+                MessageRole::Assistant,
+                json!([{"type": "tool_use", "id": "t1", "name": "job_status", "input": {}}]),
+            ),
+            notice,
+            stored(
+                4,
+                MessageRole::Tool,
+                json!([{"type": "tool_result", "tool_use_id": "t1", "content": "running", "is_error": false}]),
+            ),
+        ];
+        let messages = to_model_messages(&history);
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[1].tool_uses().count(), 1, "the call keeps its result");
+        assert!(matches!(messages[2].content[0], ContentBlock::ToolResult { .. }), "{:?}", messages[2]);
+        assert_eq!(messages[2].text(), format!("{NOTICE_PREFIX} Job #1 (claude_code) finished."));
     }
 
     #[test]

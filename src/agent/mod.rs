@@ -13,6 +13,7 @@ pub mod history;
 pub mod intent;
 pub mod media;
 pub mod outbox;
+pub mod project;
 pub mod prompt;
 pub mod streaming;
 pub mod tools;
@@ -83,6 +84,8 @@ pub struct AgentParts {
     pub monitor: ResourceMonitor,
     /// Per-model token ratios learned from the providers' counts.
     pub calibration: context::TokenCalibration,
+    /// The workspaces the system prompt names (the chat's own, or those to choose from).
+    pub projects: project::ProjectDirectory,
 }
 
 /// Cheap to clone; shared by all channels.

@@ -5,7 +5,10 @@
 //!
 //! Invariants: posting is durable before `post` returns `Ok` (a restart does
 //! not lose a notice), and a notice whose `dedupe_key` was already posted is
-//! accepted again without being delivered twice.
+//! accepted again without being delivered twice. A [`StatusNotice`] is one
+//! message per `key`, ever: the first post creates it, later posts replace
+//! its text and buttons in place (Telegram: edits of the sent message; the
+//! transcript: the same `system` message updated).
 
 use serde::{Deserialize, Serialize};
 
@@ -62,9 +65,45 @@ pub struct Choice {
     pub data: String,
 }
 
+/// A message kept up to date in place, e.g. a code run's live status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusNotice {
+    pub conversation_id: String,
+    /// One message per key (e.g. `job:42:0`): created by the first post, replaced by later ones.
+    pub key: String,
+    /// Markdown text, short (one message).
+    pub text: String,
+    /// The buttons it shows now; empty removes them.
+    pub buttons: Vec<Choice>,
+}
+
+const CANCEL_PREFIX: &str = "job:cancel:";
+
+/// The Cancel button under a job's status message (data well under 64 bytes).
+pub fn cancel_button(job_id: i64) -> Choice {
+    Choice { label: "⏹ Cancel".into(), data: format!("{CANCEL_PREFIX}{job_id}") }
+}
+
+/// The job a Cancel button's data names, if it is one.
+pub fn cancel_button_job(data: &str) -> Option<i64> {
+    data.strip_prefix(CANCEL_PREFIX)?.parse().ok()
+}
+
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     async fn post(&self, notice: Notice) -> Result<(), OutboxError>;
+
+    /// Create or replace the status message of `status.key`. Channels that
+    /// cannot change a message post only its first state.
+    async fn post_status(&self, status: StatusNotice) -> Result<(), OutboxError> {
+        let notice = Notice {
+            conversation_id: status.conversation_id,
+            kind: NoticeKind::Progress,
+            text: status.text,
+            dedupe_key: format!("status:{}", status.key),
+        };
+        self.post(notice).await
+    }
 
     /// A question with answer buttons. Channels without buttons post the
     /// text alone (its answers then come through the API).
@@ -83,7 +122,7 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
 
 /// Delivers notices into the conversation transcript as `system` messages —
 /// the delivery for web, API and terminal conversations (the web chat shows
-/// them; they are not sent to the model as history).
+/// them; the model's history has them as marked notices, see `history`).
 #[derive(Debug, Clone)]
 pub struct TranscriptOutbox {
     store: Store,
@@ -98,20 +137,72 @@ impl TranscriptOutbox {
 #[async_trait::async_trait]
 impl Outbox for TranscriptOutbox {
     async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
-        let key = format!("outbox:transcript:{}", notice.dedupe_key);
-        let content = serde_json::json!([{"type": "text", "text": notice.text}]);
+        record_in_transcript(&self.store, notice).await
+    }
+
+    /// One `system` message per key, its text and content replaced in place.
+    /// The content carries the buttons (`{"type": "buttons", …}`) for the web chat.
+    async fn post_status(&self, status: StatusNotice) -> Result<(), OutboxError> {
+        let buttons: Vec<serde_json::Value> = status
+            .buttons
+            .iter()
+            .map(|choice| serde_json::json!({"label": choice.label, "data": choice.data}))
+            .collect();
+        let mut content = vec![serde_json::json!({"type": "text", "text": status.text})];
+        if !buttons.is_empty() {
+            content.push(serde_json::json!({"type": "buttons", "buttons": buttons}));
+        }
         let message = NewMessage {
-            conversation_id: notice.conversation_id.clone(),
+            conversation_id: status.conversation_id.clone(),
             role: MessageRole::System,
-            content,
-            text: notice.text,
+            content: serde_json::Value::Array(content),
+            text: status.text,
             turn_id: None,
         };
-        // The message and its key are written in one transaction: a repeat is skipped.
-        match self.store.append_message_once(message, &key).await {
-            Ok(_) => Ok(()),
-            Err(StorageError::NotFound { .. }) => Err(OutboxError::UnknownConversation(notice.conversation_id)),
+        match self.store.put_status_message(message, &status.key).await {
+            Ok(()) => Ok(()),
+            Err(StorageError::NotFound { .. }) => Err(OutboxError::UnknownConversation(status.conversation_id)),
             Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// Append a notice to its conversation's transcript as a `system` message,
+/// once per `dedupe_key`: the transcript's copy of that notice. Whatever is
+/// recorded first under a key stays — so a job can record its own text for
+/// a notice (a code run's compact outcome, which the model reads) before
+/// posting the notice, and a [`TranscriptOutbox`] then adds nothing.
+pub async fn record_in_transcript(store: &Store, notice: Notice) -> Result<(), OutboxError> {
+    let key = format!("outbox:transcript:{}", notice.dedupe_key);
+    let content = serde_json::json!([{"type": "text", "text": notice.text}]);
+    let message = NewMessage {
+        conversation_id: notice.conversation_id.clone(),
+        role: MessageRole::System,
+        content,
+        text: notice.text,
+        turn_id: None,
+    };
+    // The message and its key are written in one transaction: a repeat is skipped.
+    match store.append_message_once(message, &key).await {
+        Ok(_) => Ok(()),
+        Err(StorageError::NotFound { .. }) => Err(OutboxError::UnknownConversation(notice.conversation_id)),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cancel_button_names_its_job_within_telegrams_limit() {
+        let button = cancel_button(i64::MAX);
+        assert!(button.data.len() <= 64);
+        assert_eq!(cancel_button_job(&button.data), Some(i64::MAX));
+        assert_eq!(cancel_button_job("job:cancel:12"), Some(12));
+        for other in ["approval:1:once", "job:cancel:", "job:cancel:x", "job:retry:3"] {
+            assert_eq!(cancel_button_job(other), None, "{other}");
         }
     }
 }

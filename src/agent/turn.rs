@@ -291,7 +291,7 @@ pub(super) async fn run(
             }
             state.push_text(message.clone()).await;
             let notice = [ContentBlock::Text { text: message.clone() }];
-            // Best effort: the notice is for people reading the transcript, not for the model.
+            // Best effort: the notice is for people reading the transcript (the model sees it marked as a notice).
             let _ = state.persist(MessageRole::System, &notice, message).await;
             Some(record)
         }
@@ -375,10 +375,12 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
     let mut messages = prepared.messages;
     attach_images(&mut messages, &request.images);
     let tools = parts.tools.specs_for(request.is_admin);
+    let requester = crate::workspace::Requester { user: request.user.clone(), is_admin: request.is_admin };
     let context = PromptContext {
         channel: &request.conversation.channel,
         conversation_title: &request.conversation.title,
-        workspace: None,
+        workspace: parts.projects.scope_for(&request.conversation, &requester).await,
+        run_branch_prefix: parts.projects.branch_prefix(),
         date: today(),
         unavailable: parts.tools.unavailable(),
     };

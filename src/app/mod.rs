@@ -110,6 +110,11 @@ impl App {
             waiting_notice: std::time::Duration::from_secs(settings.llm.waiting_notice_secs.max(1)),
             monitor: ResourceMonitor::new(&settings.resources, settings.telegram.bot_token.is_some()),
             calibration: Default::default(),
+            projects: crate::agent::project::ProjectDirectory::new(
+                crate::workspace::Workspaces::new(settings.workspaces.clone(), &settings.data_dir),
+                settings.child_env.clone(),
+                settings.git.branch_prefix.clone(),
+            ),
         });
         let run_access = RunAccess::default();
         let jobs = build_job_system(&settings, &store, &agent, &run_access);

@@ -1,7 +1,7 @@
 //! `claude_code` jobs: one delegated Claude Code run in the conversation's
 //! workspace (queued by the `delegate_code_task` tool). Progress (tool uses,
-//! files touched) is stored on every event and posted to the conversation
-//! at the pace of the streaming policy; the result — summary, files changed,
+//! files touched) is stored on every event and shown in the run's one live
+//! status message (`status.rs`) at the pace of the streaming policy; the result — summary, files changed,
 //! cost, turns, session id — is the job's result, which the worker posts as
 //! the final notice. The session id is stored per (conversation, workspace)
 //! so the next run in the chat continues it (`--resume`).
@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::handler::{JobContext, JobError, JobHandler};
+use super::status::{Phase, RunStatus};
 use crate::agent::streaming::{ContentKind, StreamPolicy, StreamingOptimizer};
 use crate::storage::StorageError;
 use crate::workspace::claude::{ClaudeRunConfig, RunError, run_claude};
@@ -88,13 +89,13 @@ impl JobHandler for ClaudeCodeHandler {
             config.env.insert("ANTHROPIC_MODEL".into(), route.model);
         }
         let config = &config;
-        let mut outcome = self.run_once(config, context, &workspace, &task, resume.as_deref(), 1).await;
+        let mut outcome = self.run_once(config, context, &workspace, &task, resume.as_deref()).await;
         if resume.is_some() && could_not_resume(&outcome) {
             // A session the CLI no longer knows: forget it and start a new one, once.
             store.clear_claude_session(&conversation_id, &name).await.map_err(retry)?;
             let text = "the previous Claude Code session could not be resumed; starting a new one";
             context.notify_progress(RESTART_STEPS, text, None).await.map_err(retry)?;
-            outcome = self.run_once(config, context, &workspace, &task, None, RESTART_STEPS + 1).await;
+            outcome = self.run_once(config, context, &workspace, &task, None).await;
         }
         let ending = RunEnding { store, conversation_id: &conversation_id, workspace: &workspace, job: context.job.id };
         let branch = run_branch.as_ref().map(|run| (&self.branches, run));
@@ -138,7 +139,7 @@ pub(super) async fn open_run(
     Ok(CodeRun { task, name, conversation_id, workspace, requester })
 }
 
-/// Progress steps of a fresh run after a failed resume start here (notices are deduplicated by step).
+/// The step of the note saying a fresh run replaces a session that could not be resumed.
 const RESTART_STEPS: u32 = 10_000;
 
 impl ClaudeCodeHandler {
@@ -149,11 +150,10 @@ impl ClaudeCodeHandler {
         workspace: &Workspace,
         task: &str,
         resume: Option<&str>,
-        first_step: u32,
     ) -> Result<RunSummary, RunError> {
         let (sender, receiver) = mpsc::channel(256);
         let run = run_claude(config, workspace, task, resume, &context.cancel, sender);
-        let progress = report_progress(context, workspace, self.policy, receiver, first_step, Executor::ClaudeCode);
+        let progress = report_progress(context, workspace, self.policy, receiver, Executor::ClaudeCode);
         let (outcome, ()) = tokio::join!(run, progress);
         outcome
     }
@@ -168,24 +168,32 @@ pub(super) fn retry(error: StorageError) -> JobError {
     JobError::Retry(error.to_string())
 }
 
-/// Store every progress line; post them to the chat when the streaming policy says so.
+/// Store every progress line (`jobs.progress`) and keep the job's status
+/// message up to date (phase, current tool, files touched), shown when the
+/// streaming policy says so; when the run's output ends it shows "finishing".
 /// (Shared by the executors: their events are parsed into the same shape.)
 pub(super) async fn report_progress(
     context: &JobContext,
     workspace: &Workspace,
     policy: StreamPolicy,
     mut receiver: mpsc::Receiver<ClaudeEvent>,
-    first_step: u32,
     executor: Executor,
 ) {
     let mut optimizer = StreamingOptimizer::new(policy);
+    // The start line was just shown: the next update waits its interval.
+    optimizer.pushed(Instant::now(), Duration::ZERO);
     let mut summary = RunSummary::default();
-    let mut pending: Option<String> = None;
-    let mut step = first_step;
+    let mut status = match context.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::warn!(job = context.job.id, "the run's status could not be read: {error}");
+            RunStatus::default()
+        }
+    };
+    let mut changed = false;
     let mut spawned: Option<i64> = None;
     loop {
-        let due =
-            pending.as_ref().and_then(|line| optimizer.next_push(Instant::now(), line.len(), ContentKind::Progress));
+        let due = changed.then(|| optimizer.next_push(Instant::now(), 0, ContentKind::Progress)).flatten();
         let wait = due.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
         tokio::select! {
             event = receiver.recv() => {
@@ -196,38 +204,82 @@ pub(super) async fn report_progress(
                     {
                         tracing::warn!(job = context.job.id, "could not forget child process {pid}: {error}");
                     }
+                    status.phase = Phase::Finishing;
+                    status.tool = None;
+                    show(context, &status).await;
                     return;
                 };
                 if let ClaudeEvent::Spawned { pid } = event {
-                    let pid = i64::from(pid);
-                    let program = match executor {
-                        Executor::ClaudeCode => "claude",
-                        Executor::GeminiCli => "gemini",
-                    };
-                    let command = format!("{program} (job #{})", context.job.id);
-                    let record = crate::workspace::orphans::child_record(pid, command, context.clock.now_ms());
-                    match context.store.register_child_process(&record).await {
-                        Ok(()) => spawned = Some(pid),
-                        Err(error) => tracing::warn!(job = context.job.id, "could not record child process {pid}: {error}"),
-                    }
+                    spawned = record_child(context, pid, executor).await.or(spawned);
                     continue;
                 }
                 summary.apply(&event);
+                let root = format!("{}/", workspace.root().display());
                 if let Some(line) = progress_line(executor.label(), &event, &summary) {
-                    let line = line.replace(&format!("{}/", workspace.root().display()), "");
-                    let _ = context.report_progress(&line, None).await;
-                    pending = Some(line);
+                    let _ = context.report_progress(&line.replace(&root, ""), None).await;
+                    if matches!(event, ClaudeEvent::ApiRetry { .. }) {
+                        status.note = Some(line);
+                    }
                 }
+                changed |= follow(&mut status, &event, &summary, workspace, &root);
             }
-            () = tokio::time::sleep(wait), if pending.is_some() => {
-                let Some(line) = pending.take() else { continue };
+            () = tokio::time::sleep(wait), if changed => {
                 let started = Instant::now();
-                if let Err(error) = context.notify_progress(step, &line, None).await {
-                    tracing::warn!(job = context.job.id, "progress was not posted: {error}");
-                }
+                show(context, &status).await;
                 optimizer.pushed(started, started.elapsed());
-                step += 1;
+                changed = false;
             }
+        }
+    }
+}
+
+/// Apply a run event to the status; whether it changed what the message shows.
+fn follow(
+    status: &mut RunStatus,
+    event: &ClaudeEvent,
+    summary: &RunSummary,
+    workspace: &Workspace,
+    root: &str,
+) -> bool {
+    match event {
+        ClaudeEvent::Init { .. } => status.phase = Phase::Working,
+        ClaudeEvent::ToolUse { name, detail, .. } => {
+            status.phase = Phase::Working;
+            status.tool = Some(match detail {
+                Some(detail) => format!("{name}: {}", detail.replace(root, "")),
+                None => name.clone(),
+            });
+            let files: Vec<String> =
+                summary.files_touched.iter().map(|file| workspace.display_relative(file)).collect();
+            status.set_files(files.iter().map(String::as_str));
+        }
+        ClaudeEvent::ApiRetry { .. } => {}
+        ClaudeEvent::Result { .. } => status.phase = Phase::Finishing,
+        ClaudeEvent::Text(_) | ClaudeEvent::TextDelta(_) | ClaudeEvent::Spawned { .. } => return false,
+    }
+    true
+}
+
+async fn show(context: &JobContext, status: &RunStatus) {
+    if let Err(error) = context.show_status(status).await {
+        tracing::warn!(job = context.job.id, "the run's status was not shown: {error}");
+    }
+}
+
+/// Record the CLI's process (the daydream's cleanup reads it); its pid once recorded.
+async fn record_child(context: &JobContext, pid: u32, executor: Executor) -> Option<i64> {
+    let pid = i64::from(pid);
+    let program = match executor {
+        Executor::ClaudeCode => "claude",
+        Executor::GeminiCli => "gemini",
+    };
+    let command = format!("{program} (job #{})", context.job.id);
+    let record = crate::workspace::orphans::child_record(pid, command, context.clock.now_ms());
+    match context.store.register_child_process(&record).await {
+        Ok(()) => Some(pid),
+        Err(error) => {
+            tracing::warn!(job = context.job.id, "could not record child process {pid}: {error}");
+            None
         }
     }
 }

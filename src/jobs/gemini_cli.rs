@@ -58,7 +58,7 @@ impl JobHandler for GeminiCliHandler {
         context.notify_progress(0, &start, None).await.map_err(retry)?;
         let (sender, receiver) = mpsc::channel(256);
         let run = run_gemini(&self.config, &workspace, &model, &task, &context.cancel, sender);
-        let progress = report_progress(context, &workspace, self.policy, receiver, 1, Executor::GeminiCli);
+        let progress = report_progress(context, &workspace, self.policy, receiver, Executor::GeminiCli);
         let (outcome, ()) = tokio::join!(run, progress);
         let ending = RunEnding { store, conversation_id: &conversation_id, workspace: &workspace, job: context.job.id };
         let branch = run_branch.as_ref().map(|run| (&self.branches, run));

@@ -1,6 +1,7 @@
 //! What a job kind does: the [`JobHandler`] trait, the context a handler gets
 //! (its job, a cancellation token, progress reporting) and the registry that
-//! maps kinds to handlers.
+//! maps kinds to handlers. Progress for the chat goes to the job's one live
+//! status message (`status.rs`), never a new message per step.
 //!
 //! Contract for handlers: watch `context.cancel` and return promptly once it
 //! fires (a user cancelled the job, its lease was lost, or valor is shutting
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Clock;
-use crate::agent::outbox::{Notice, NoticeKind, Outbox};
+use super::status::{self, Phase, RunStatus};
+use crate::agent::outbox::Outbox;
 use crate::storage::{Job, StorageResult, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,29 +84,39 @@ impl JobContext {
         self.store.update_job_progress(self.job.id, &self.worker_id, text, percent, self.clock.now_ms()).await
     }
 
-    /// Store progress and also post it to the job's conversation, once per `step`
-    /// (a restart re-running the step does not post it twice).
+    /// Store progress and show it in the job's status message (one per
+    /// round, edited in place, so a restart re-running a step adds nothing).
+    /// Step 0 is the run's first line: the status is (again) "starting" with
+    /// `text` as its headline; other steps set its note.
     pub async fn notify_progress(&self, step: u32, text: &str, percent: Option<u8>) -> StorageResult<bool> {
         let held = self.report_progress(text, percent).await?;
-        let Some(conversation_id) = self.job.conversation_id.clone() else { return Ok(held) };
-        let key = format!("progress:{}:{step}", self.job.retries);
-        let claim_ms = self.job.lease_until_ms.map_or(60_000, |until| until - self.clock.now_ms()).max(1_000);
-        if !self.store.claim_job_notice(self.job.id, &key, &self.worker_id, self.clock.now_ms(), claim_ms).await? {
+        if !held || self.job.conversation_id.is_none() {
             return Ok(held);
         }
-        let notice = Notice {
-            conversation_id,
-            kind: NoticeKind::Progress,
-            text: format!("Job #{}: {text}", self.job.id),
-            dedupe_key: format!("job:{}:{key}", self.job.id),
-        };
-        match self.outbox.post(notice).await {
-            Ok(()) => {
-                self.store.record_job_notice(self.job.id, &key, self.clock.now_ms()).await?;
-            }
-            Err(error) => tracing::warn!(job = self.job.id, "a progress notice was not delivered: {error}"),
+        let mut status = self.status().await?;
+        if step == 0 {
+            status.phase = Phase::Starting;
+            text.clone_into(&mut status.headline);
+        } else {
+            status.note = Some(text.to_owned());
         }
+        self.show_status(&status).await?;
         Ok(held)
+    }
+
+    /// The job's status as stored for this round, or a new one starting now.
+    pub async fn status(&self) -> StorageResult<RunStatus> {
+        let stored = status::load(&self.store, &self.job).await?;
+        let mut status =
+            stored.unwrap_or_else(|| RunStatus { started_at_ms: self.clock.now_ms(), ..RunStatus::default() });
+        status.attempt = self.job.attempts;
+        status.max_attempts = self.job.max_attempts;
+        Ok(status)
+    }
+
+    /// Store `status` and show it in the job's conversation (nothing without one).
+    pub async fn show_status(&self, status: &RunStatus) -> StorageResult<()> {
+        status::show(&self.store, self.outbox.as_ref(), &self.job, status, self.clock.now_ms()).await
     }
 
     pub fn store(&self) -> &Store {

@@ -9,7 +9,9 @@
 //! comes from a [`Clock`], so tests control backoff and lease expiry. Every
 //! finished job with a conversation gets exactly one final notice per round
 //! (`final:<retries>` recorded in `job_notices` after the outbox accepted it;
-//! the outbox dedupes, so a crash in between repeats nothing).
+//! the outbox dedupes, so a crash in between repeats nothing). Progress is
+//! one live status message per round (`status.rs`), ended by the same pass
+//! just before the final notice.
 
 mod agent_task;
 mod branch_action;
@@ -19,7 +21,9 @@ pub mod daydream;
 mod gemini_cli;
 mod handler;
 mod notify;
+mod outcome;
 mod schedule;
+pub mod status;
 mod worker;
 
 pub use agent_task::{AGENT_TASK_KIND, AgentTaskHandler};
@@ -30,6 +34,7 @@ pub use daydream::{DAYDREAM_KIND, Daydream, DaydreamHandler};
 pub use gemini_cli::GeminiCliHandler;
 pub use handler::{HandlerRegistry, JobContext, JobError, JobHandler};
 pub use notify::{deliver_final_notices, final_notice_text};
+pub use outcome::code_run_outcome;
 pub use schedule::{ScheduleSpec, Scheduler, next_run_after};
 pub use worker::{ExecutionOutcome, OutcomeStatus, Worker, WorkerConfig, backoff_delay_ms};
 

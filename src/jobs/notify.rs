@@ -2,12 +2,20 @@
 //! ended, exactly once per round. Delivery is a pass over the jobs still
 //! awaiting their notice, so a notice missed by a crash goes out on the next
 //! pass after the restart.
+//!
+//! A code run's notice also has a transcript copy the model reads: its
+//! compact outcome (`outcome.rs`), recorded under the notice's own key before
+//! the notice is posted — whatever the channel (Telegram's notices never
+//! enter the transcript otherwise), once per round (the key dedupes a
+//! repeated pass, a second deliverer and a crash between the two writes),
+//! and for web/API/terminal conversations in place of the notice's text.
 
-use crate::agent::outbox::{Choice, Notice, NoticeKind, Outbox, OutboxError};
+use crate::agent::outbox::{Choice, Notice, NoticeKind, Outbox, OutboxError, record_in_transcript};
 use crate::storage::{BranchAction, Job, JobStatus, StorageResult, Store, final_notice_key};
 use crate::workspace::runs::button_data;
 
 use super::Clock;
+use super::outcome::code_run_outcome;
 
 /// The text of a finished job's final notice.
 pub fn final_notice_text(job: &Job) -> String {
@@ -80,16 +88,26 @@ pub async fn deliver_final_notices(
         if !store.claim_job_notice(job.id, &key, owner, clock.now_ms(), claim_ms).await? {
             continue;
         }
+        // The live status message shows its end state before the result arrives.
+        if let Err(error) = super::status::end_status(store, outbox, &job).await {
+            tracing::warn!(job = job.id, "the status message was not ended: {error}");
+        }
         let notice = Notice {
             conversation_id,
             kind: notice_kind(job.status),
             text: final_notice_text(&job),
             dedupe_key: format!("job:{}:{key}", job.id),
         };
+        // The outcome first: a crash after it only repeats the (deduplicated) post.
+        let recorded = match code_run_outcome(&job) {
+            Some(text) => record_in_transcript(store, Notice { text, ..notice.clone() }).await,
+            None => Ok(()),
+        };
         let choices = branch_choices(&job);
-        let posted = match choices.is_empty() {
-            true => outbox.post(notice).await,
-            false => outbox.post_question(notice, &choices).await,
+        let posted = match (recorded, choices.is_empty()) {
+            (Err(error), _) => Err(error),
+            (Ok(()), true) => outbox.post(notice).await,
+            (Ok(()), false) => outbox.post_question(notice, &choices).await,
         };
         match posted {
             Ok(()) => {

@@ -24,6 +24,7 @@ mod jobs_batch;
 mod records;
 mod schedules;
 mod spend;
+mod status_messages;
 mod telegram;
 mod types;
 mod workspace;
@@ -35,6 +36,7 @@ pub use fts::{MAX_QUERY_BYTES, MAX_QUERY_TERMS};
 pub use job_types::*;
 pub use schedules::ScheduleState;
 pub use spend::NewSpend;
+pub use status_messages::telegram_status_row_key;
 pub use telegram::{NewTelegramReply, TelegramInbound, TelegramOutboxRow, TelegramUpdateRow};
 
 pub use types::*;

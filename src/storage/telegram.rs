@@ -82,6 +82,9 @@ pub struct TelegramOutboxRow {
     /// An image to send with sendPhoto (see [`NewTelegramReply::photo`]).
     pub photo: Option<String>,
     pub reply_markup: Option<String>,
+    /// This row edits the message row `edit_of` sent (a status message);
+    /// `edit_message_id` is resolved from it when the row is claimed.
+    pub edit_of: Option<i64>,
 }
 
 // Macros (not consts) so `concat!` builds `&'static str` SQL.
@@ -92,7 +95,7 @@ macro_rules! update_columns {
 }
 macro_rules! outbox_columns {
     () => {
-        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, photo, reply_markup"
+        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, photo, reply_markup, edit_of"
     };
 }
 
@@ -135,17 +138,20 @@ fn outbox_row(row: &SqliteRow) -> StorageResult<TelegramOutboxRow> {
         error: get(row, "error")?,
         photo: get(row, "photo")?,
         reply_markup: get(row, "reply_markup")?,
+        edit_of: get(row, "edit_of")?,
     })
 }
 
-async fn insert_replies(
+/// Queue `replies`; how many were new (a repeated dedupe key inserts nothing).
+pub(super) async fn insert_replies(
     connection: &mut sqlx::SqliteConnection,
     replies: &[NewTelegramReply],
     now: i64,
-) -> StorageResult<()> {
+) -> StorageResult<u64> {
+    let mut inserted = 0;
     for reply in replies {
         // Portable upsert-ignore: a repeated dedupe key inserts nothing.
-        sqlx::query(
+        let result = sqlx::query(
             "INSERT INTO telegram_outbox (chat_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, \
                                           status, attempts, not_before_ms, created_at_ms, thread_id, photo, \
                                           reply_markup) \
@@ -164,8 +170,9 @@ async fn insert_replies(
         .execute(&mut *connection)
         .await
         .map_err(|error| sql_error("queue telegram reply", error))?;
+        inserted += result.rows_affected();
     }
-    Ok(())
+    Ok(inserted)
 }
 
 impl Store {
@@ -291,7 +298,7 @@ impl Store {
     /// Queue replies not tied to an inbound message (notices, refusals).
     pub async fn telegram_queue_replies(&self, replies: &[NewTelegramReply]) -> StorageResult<()> {
         let mut connection = self.writer.acquire().await.map_err(|error| sql_error("queue replies", error))?;
-        insert_replies(&mut connection, replies, now_ms()).await
+        insert_replies(&mut connection, replies, now_ms()).await.map(|_| ())
     }
 
     pub async fn telegram_updates(&self) -> StorageResult<Vec<TelegramUpdateRow>> {
@@ -319,9 +326,13 @@ impl Store {
 
     /// Claim the oldest due `pending` row whose chat has no earlier row
     /// waiting (so parts of a reply keep their order); it becomes `sending`.
+    /// A row editing another row's message gets that message's id now (the
+    /// other row, earlier in the chat, is done by then; `None` if it failed).
     pub async fn telegram_outbox_claim(&self) -> StorageResult<Option<TelegramOutboxRow>> {
         let sql = concat!(
-            "UPDATE telegram_outbox SET status = 'sending', attempts = attempts + 1 \
+            "UPDATE telegram_outbox SET status = 'sending', attempts = attempts + 1, \
+                 edit_message_id = COALESCE(edit_message_id, \
+                     (SELECT s.message_id FROM telegram_outbox s WHERE s.id = telegram_outbox.edit_of)) \
              WHERE id = (SELECT o.id FROM telegram_outbox o \
                          WHERE o.status = 'pending' AND o.not_before_ms <= $1 \
                            AND NOT EXISTS (SELECT 1 FROM telegram_outbox e WHERE e.chat_id = o.chat_id \

@@ -224,3 +224,24 @@ pub fn png_bytes() -> Vec<u8> {
     bytes.extend_from_slice(&[0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]);
     bytes
 }
+
+/// valor's own model requests on `/v1/messages` (Claude Code's go there too):
+/// each as (system prompt, messages as JSON text), oldest first.
+pub async fn valor_requests(mock: &Aimock) -> Vec<(String, String)> {
+    // aimock's journal shows requests in OpenAI shape: the system prompt is the first message.
+    let text_of = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect::<Vec<_>>().join(""),
+        _ => String::new(),
+    };
+    let system_of = |body: &Value| {
+        let first = &body["messages"][0];
+        if first["role"] == "system" { text_of(&first["content"]) } else { text_of(&body["system"]) }
+    };
+    mock.requests_to("/v1/messages")
+        .await
+        .iter()
+        .map(|entry| (system_of(&entry["body"]), entry["body"]["messages"].to_string()))
+        .filter(|(system, _)| system.starts_with("# Valor"))
+        .collect()
+}

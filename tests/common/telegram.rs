@@ -217,7 +217,7 @@ impl FakeTelegram {
     /// queues a `callback_query` update like Telegram's (only a button the
     /// message really shows can be pressed). Returns the callback query id.
     pub fn press_button(&self, chat_id: i64, message_id: i64, from: &Person, data: &str) -> String {
-        let mut inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock().unwrap();
         let message = inner.bot_messages.get(&(chat_id, message_id)).cloned().expect("no such bot message");
         let shown = message["reply_markup"]["inline_keyboard"]
             .as_array()
@@ -226,6 +226,15 @@ impl FakeTelegram {
             .flat_map(|row| row.as_array().cloned().unwrap_or_default())
             .any(|button| button["callback_data"] == data);
         assert!(shown, "message {message_id} shows no button {data:?}: {message}");
+        drop(inner);
+        self.press_removed_button(chat_id, message_id, from, data)
+    }
+
+    /// A press of a button the message no longer shows: a client that had
+    /// not yet seen the edit removing the keyboard sends it all the same.
+    pub fn press_removed_button(&self, chat_id: i64, message_id: i64, from: &Person, data: &str) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        let message = inner.bot_messages.get(&(chat_id, message_id)).cloned().expect("no such bot message");
         let update_id = inner.next_update_id;
         inner.next_update_id += 1;
         let id = format!("{}{update_id}", from.id);
@@ -565,7 +574,10 @@ fn edit_message_text(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
     let Some(message) = state.bot_messages.get_mut(&(chat_id, message_id)) else {
         return error(400, "Bad Request: message to edit not found", None);
     };
-    if message["text"] == visible.as_str() && message["html"] == params["text"] {
+    // Like Telegram: "not modified" only when the text and the keyboard stay the same.
+    let markup = params.get("reply_markup").cloned().unwrap_or(Value::Null);
+    let same_markup = message.get("reply_markup").cloned().unwrap_or(Value::Null) == markup;
+    if message["text"] == visible.as_str() && message["html"] == params["text"] && same_markup {
         return error(
             400,
             "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",

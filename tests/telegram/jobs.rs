@@ -111,7 +111,7 @@ async fn job_notices_telegram_refuses_at_first_are_retried_and_each_arrives_once
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let seen = notices(&fake);
-    assert_eq!(seen.len(), 2, "progress and final notice, each once: {seen:?}");
+    assert_eq!(seen.len(), 2, "the status message and the final notice, each once: {seen:?}");
     assert!(seen[0].contains("started working on it"), "{seen:?}");
     assert!(seen[1].contains("finished") && seen[1].contains("Phobos and Deimos"), "{seen:?}");
     assert!(fake.calls_to("sendMessage").len() >= before + 4, "the refused sends were not retried");
@@ -120,7 +120,7 @@ async fn job_notices_telegram_refuses_at_first_are_retried_and_each_arrives_once
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(notices(&fake).len(), 2, "a notice was delivered twice");
     let delivered: Vec<String> = store.job_notices(id).await.unwrap().into_iter().map(|(key, _)| key).collect();
-    assert_eq!(delivered, ["progress:0:0", "final:0"]);
+    assert_eq!(delivered, ["final:0"]);
 }
 
 #[tokio::test]

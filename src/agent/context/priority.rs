@@ -46,10 +46,21 @@ fn is_pinned(text: &str) -> bool {
     PIN_PREFIXES.iter().any(|prefix| start.starts_with(prefix))
 }
 
+/// A job's progress line as `JobContext::notify_progress` words it
+/// (`Job #12: step 3 — Edit …`). A finished job's outcome supersedes its
+/// progress, so progress is not kept like valor's other notices (a code
+/// run's outcome — `Job #12 (claude_code) finished.` — and failures are).
+fn is_job_progress(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("Job #") else { return false };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && rest[digits..].starts_with(": ")
+}
+
 /// The priority of one message; `recent` is whether it is among the newest messages.
 pub(super) fn of(message: &StoredMessage, recent: bool) -> Priority {
     let tool_work = if recent { Priority::High } else { Priority::Low };
     match message.role {
+        MessageRole::System if is_job_progress(&message.text) => Priority::Low,
         MessageRole::System => Priority::Critical,
         MessageRole::User if is_pinned(&message.text) => Priority::Critical,
         MessageRole::User if message.text.contains('?') => Priority::High,

@@ -91,6 +91,19 @@ fn critical_messages_are_kept_whatever_the_budget() {
 }
 
 #[test]
+fn a_code_runs_outcome_outlives_compaction_and_its_progress_lines_go_first() {
+    let mut messages = chatter(100);
+    messages[10] = message(11, MessageRole::System, "Job #3: step 1 — Write: hello.txt (1 file(s) touched)");
+    messages[11] = message(12, MessageRole::System, "Job #3: step 2 — Bash: make test (1 file(s) touched)");
+    let outcome = "Job #3 (claude_code) finished.\nWorkspace shop\nSummary: Added hello.txt.\nFiles changed: hello.txt";
+    messages[12] = message(13, MessageRole::System, outcome);
+    messages[13] = message(14, MessageRole::System, "Job #4 (claude_code) failed after 1 attempt(s): time limit");
+    let selection = select(&messages, &policy(80));
+    assert!(selection.kept.contains(&12) && selection.kept.contains(&13), "outcomes are kept: {selection:?}");
+    assert!(selection.dropped.contains(&10) && selection.dropped.contains(&11), "progress goes: {selection:?}");
+}
+
+#[test]
 fn acknowledgements_are_dropped_before_ordinary_messages_and_questions_are_kept_longest() {
     let mut messages = chatter(40);
     messages[20] = message(21, MessageRole::Assistant, "Noted.");

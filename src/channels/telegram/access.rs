@@ -25,31 +25,65 @@ pub enum Access {
 
 /// Decide whether to answer `message`.
 pub fn decide(rules: &TelegramSettings, bot: &BotIdentity, message: &Incoming) -> Access {
-    let is_admin = message.user_id.is_some_and(|id| rules.admins.contains(&id));
-    match message.chat_type.as_str() {
+    let sender = Sender {
+        chat_type: &message.chat_type,
+        chat_id: message.chat_id,
+        user_id: message.user_id,
+        username: message.username.as_deref(),
+    };
+    match admits(rules, &sender, || addresses_bot(bot, message)) {
+        Ok((reason, is_admin)) => allow(bot, message, reason, is_admin),
+        Err(reason) => Access::Ignore { reason },
+    }
+}
+
+/// Who wrote (or pressed a button) where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender<'a> {
+    pub chat_type: &'a str,
+    pub chat_id: i64,
+    pub user_id: Option<i64>,
+    pub username: Option<&'a str>,
+}
+
+/// A button press under one of the bot's messages addresses the bot: the
+/// presser is admitted exactly as a `/command@bot` of theirs in that chat
+/// would be. `Some(is_admin)` when admitted.
+pub fn admits_press(rules: &TelegramSettings, sender: &Sender<'_>) -> Option<bool> {
+    admits(rules, sender, || true).ok().map(|(_, is_admin)| is_admin)
+}
+
+/// The rules: `Ok((reason, is_admin))` or `Err(reason)` to stay silent.
+fn admits(
+    rules: &TelegramSettings,
+    sender: &Sender<'_>,
+    addressed: impl FnOnce() -> bool,
+) -> Result<(&'static str, bool), &'static str> {
+    let is_admin = sender.user_id.is_some_and(|id| rules.admins.contains(&id));
+    match sender.chat_type {
         "private" => {
             if is_admin {
-                allow(bot, message, "admin", true)
-            } else if whitelisted(rules, message) {
-                allow(bot, message, "dm whitelist", false)
+                Ok(("admin", true))
+            } else if whitelisted(rules, sender) {
+                Ok(("dm whitelist", false))
             } else {
-                Access::Ignore { reason: "private chat not whitelisted" }
+                Err("private chat not whitelisted")
             }
         }
         "group" | "supergroup" => {
-            if rules.dev_groups.contains(&message.chat_id) {
-                allow(bot, message, "dev group", is_admin)
-            } else if !addresses_bot(bot, message) {
-                Access::Ignore { reason: "group message does not address the bot" }
-            } else if rules.groups.contains(&message.chat_id) {
-                allow(bot, message, "allowed group, addressed", is_admin)
+            if rules.dev_groups.contains(&sender.chat_id) {
+                Ok(("dev group", is_admin))
+            } else if !addressed() {
+                Err("group message does not address the bot")
+            } else if rules.groups.contains(&sender.chat_id) {
+                Ok(("allowed group, addressed", is_admin))
             } else if is_admin {
-                allow(bot, message, "admin, addressed", true)
+                Ok(("admin, addressed", true))
             } else {
-                Access::Ignore { reason: "group not allowed" }
+                Err("group not allowed")
             }
         }
-        _ => Access::Ignore { reason: "unsupported chat type" },
+        _ => Err("unsupported chat type"),
     }
 }
 
@@ -57,8 +91,8 @@ fn allow(bot: &BotIdentity, message: &Incoming, reason: &'static str, is_admin: 
     Access::Allow { text: strip_mentions(bot, message), reason, is_admin }
 }
 
-fn whitelisted(rules: &TelegramSettings, message: &Incoming) -> bool {
-    rules.allowed_users.iter().any(|allowed| allowed.matches(message.user_id, message.username.as_deref()))
+fn whitelisted(rules: &TelegramSettings, sender: &Sender<'_>) -> bool {
+    rules.allowed_users.iter().any(|allowed| allowed.matches(sender.user_id, sender.username))
 }
 
 fn is_bot_mention(bot: &BotIdentity, text: &str) -> bool {
@@ -176,6 +210,30 @@ mod tests {
         match access {
             Access::Allow { text, .. } => (true, text.as_str()),
             Access::Ignore { reason } => (false, reason),
+        }
+    }
+
+    #[test]
+    fn a_button_press_is_admitted_like_an_addressed_command_of_the_presser() {
+        let press = |chat_type, chat_id, user_id, username| Sender { chat_type, chat_id, user_id, username };
+        let cases = [
+            (press("private", 1, Some(1), None), Some(true), "admin"),
+            (press("private", 2, Some(2), None), Some(false), "dm whitelist by id"),
+            (press("private", 3, Some(3), Some("carol")), Some(false), "dm whitelist by username"),
+            (press("private", 4, Some(4), Some("mallory")), None, "stranger in private"),
+            (press("supergroup", DEV, Some(4), Some("mallory")), Some(false), "anyone in a dev group"),
+            (
+                press("supergroup", GROUP, Some(4), Some("mallory")),
+                Some(false),
+                "allowed group: a press addresses the bot",
+            ),
+            (press("supergroup", OTHER, Some(4), Some("mallory")), None, "other group: only admins"),
+            (press("supergroup", OTHER, Some(1), None), Some(true), "admin in another group"),
+            (press("channel", OTHER, Some(1), None), None, "unsupported chat type"),
+            (press("private", 1, None, None), None, "no presser"),
+        ];
+        for (sender, expected, case) in cases {
+            assert_eq!(admits_press(&rules(), &sender), expected, "{case}");
         }
     }
 

@@ -236,16 +236,21 @@ impl BotApi {
         self.call("answerCallbackQuery", &params, Duration::from_secs(30)).await.map(|_| ())
     }
 
-    /// Replace a message's text. "Not modified" counts as success.
+    /// Replace a message's text and its inline keyboard (`None` removes it).
+    /// "Not modified" (the same text and keyboard already) counts as success.
     pub async fn edit_message_text(
         &self,
         chat_id: i64,
         message_id: i64,
         text: &str,
         html: bool,
+        reply_markup: Option<&Value>,
     ) -> Result<(), ApiError> {
         let mut params = json!({"chat_id": chat_id, "message_id": message_id, "text": text,
                                 "link_preview_options": {"is_disabled": true}});
+        if let Some(markup) = reply_markup {
+            params["reply_markup"] = markup.clone();
+        }
         if html {
             params["parse_mode"] = json!("HTML");
         }

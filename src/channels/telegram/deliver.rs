@@ -10,7 +10,13 @@
 //! (`retry_after` honoured), rows Telegram answered with a server error
 //! (5xx) and rows whose connection failed before anything was sent are retried — also after a restart. Rows that edit a
 //! message (a streamed preview's final text) are idempotent and always
-//! retried. Rows of one chat go out in order; rows of different chats go
+//! retried. A status message (`Outbox::post_status`) is one row that sends
+//! it (dedupe key `status:{key}`, its text replaced while it waits) and then
+//! at most one waiting edit row (`edit_of` = the send row; a newer state
+//! replaces a waiting one), whose target message id is resolved when it is
+//! claimed — an edit whose send row never delivered fails instead of
+//! sending anything. Edits carry the row's keyboard (none removes it).
+//! Rows of one chat go out in order; rows of different chats go
 //! out concurrently (`SENDERS`). A row with a `photo` is sent
 //! with `sendPhoto` (the image read from the data directory when it is sent;
 //! a missing or unreadable image fails the row) under the same rules.
@@ -21,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::outbox::{Choice, Notice, Outbox, OutboxError};
+use crate::agent::outbox::{Choice, Notice, Outbox, OutboxError, StatusNotice};
 use crate::storage::{NewTelegramReply, StorageError, Store, TelegramOutboxRow};
 
 use super::Shared;
@@ -130,7 +136,7 @@ async fn send(shared: &Shared, row: &TelegramOutboxRow, photo: Option<&Photo>, h
     }
     let markup = row.reply_markup.as_deref().and_then(|markup| serde_json::from_str(markup).ok());
     match row.edit_message_id {
-        Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html).await.map(|()| id),
+        Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html, markup.as_ref()).await.map(|()| id),
         None => {
             let (chat, thread, reply_to) = (row.chat_id, row.thread_id, row.reply_to_message_id);
             shared.api.send_message(chat, thread, text, html, reply_to, markup.as_ref()).await
@@ -162,6 +168,10 @@ async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &Cancellati
         },
         None => None,
     };
+    if row.edit_of.is_some() && row.edit_message_id.is_none() {
+        // The status message this edits was never delivered: never send it as a new one.
+        return store.telegram_outbox_failed(row.id, "the message to edit was never delivered").await;
+    }
     let slot = tokio::select! {
         () = shutdown.cancelled() => {
             // Not sent: back to pending for the next start.
@@ -250,6 +260,29 @@ impl Outbox for TelegramOutbox {
         self.queue(&build_replies(target, None, &notice.text, None, &key)).await
     }
 
+    /// One message per key: sent by the first post, edited by later ones.
+    async fn post_status(&self, status: StatusNotice) -> Result<(), OutboxError> {
+        let Some((chat_id, thread_id)) = self.target(&status.conversation_id).await? else {
+            return self.fallback.post_status(status).await;
+        };
+        // A status is short; one part (at the limit) whatever it says.
+        let text = split_markdown(&status.text, MESSAGE_LIMIT).into_iter().next().unwrap_or_default();
+        let reply = NewTelegramReply {
+            chat_id,
+            thread_id,
+            html: markdown_to_html(&text),
+            plain: text,
+            reply_to_message_id: None,
+            edit_message_id: None,
+            dedupe_key: None,
+            photo: None,
+            reply_markup: keyboard(&status.buttons),
+        };
+        self.store.telegram_put_status(&status.key, &reply).await?;
+        self.ready.notify_one();
+        Ok(())
+    }
+
     /// The question's last part carries the inline keyboard (one button per row).
     async fn post_question(&self, notice: Notice, choices: &[Choice]) -> Result<(), OutboxError> {
         let Some(target) = self.target(&notice.conversation_id).await? else {
@@ -257,12 +290,8 @@ impl Outbox for TelegramOutbox {
         };
         let key = format!("notice:{}", notice.dedupe_key);
         let mut replies = build_replies(target, None, &notice.text, None, &key);
-        let rows: Vec<serde_json::Value> = choices
-            .iter()
-            .map(|choice| serde_json::json!([{"text": choice.label, "callback_data": choice.data}]))
-            .collect();
         if let Some(last) = replies.last_mut() {
-            last.reply_markup = Some(serde_json::json!({ "inline_keyboard": rows }).to_string());
+            last.reply_markup = keyboard(choices);
         }
         self.queue(&replies).await
     }
@@ -286,4 +315,16 @@ impl Outbox for TelegramOutbox {
         };
         self.queue(&[photo]).await
     }
+}
+
+/// An inline keyboard with one button per row; `None` without buttons.
+fn keyboard(choices: &[Choice]) -> Option<String> {
+    if choices.is_empty() {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = choices
+        .iter()
+        .map(|choice| serde_json::json!([{"text": choice.label, "callback_data": choice.data}]))
+        .collect();
+    Some(serde_json::json!({ "inline_keyboard": rows }).to_string())
 }

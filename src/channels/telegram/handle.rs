@@ -386,7 +386,7 @@ impl<'a> Stream<'a> {
                 .send_message(self.chat_id, self.thread_id, &preview, false, Some(self.reply_to), None)
                 .await
                 .map(Some),
-            Some(id) => api.edit_message_text(self.chat_id, id, &preview, false).await.map(|()| None),
+            Some(id) => api.edit_message_text(self.chat_id, id, &preview, false, None).await.map(|()| None),
         };
         self.shared.pacer.sent(self.chat_id, slot);
         match result {

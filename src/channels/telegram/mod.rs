@@ -256,7 +256,10 @@ async fn accept_all(shared: &Shared, updates: &[serde_json::Value]) -> Result<()
     for query in updates.iter().filter_map(|update| update.get("callback_query")) {
         // A button press: answered now (Telegram wants a quick answerCallbackQuery), then acknowledged.
         // Pressing twice is harmless: the first answer wins.
-        approvals::handle_callback(shared, query).await?;
+        match query["data"].as_str().and_then(crate::agent::outbox::cancel_button_job) {
+            Some(job_id) => job_commands::press_cancel(shared, query, job_id).await?,
+            None => approvals::handle_callback(shared, query).await?,
+        }
     }
     let messages: Vec<TelegramInbound> = updates
         .iter()
