@@ -393,3 +393,31 @@ async fn a_local_server_works_with_only_its_address_set() {
     assert_eq!(model["on"], true, "{model}");
     assert!(model["detail"].as_str().unwrap().contains("llama3.2:1b"), "{model}");
 }
+
+#[tokio::test]
+async fn a_message_without_a_conversation_never_joins_an_old_one_and_title_always_starts_one() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "hi"}, "response": {"content": "Hello."}}])).await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let post = async |body: Value| {
+        let response = app.http.post(app.url("/api/messages")).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, first) = post(json!({"text": "hi"})).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) = post(json!({"text": "hi"})).await;
+    assert_ne!(first["conversation"], second["conversation"], "a message without a conversation joined an old one");
+    // `title` starts a new one even when that title is taken; `conversation` continues by id or title.
+    let (_, titled) = post(json!({"title": "hi", "text": "hi"})).await;
+    assert_ne!(titled["conversation"], first["conversation"]);
+    assert_ne!(titled["conversation"], second["conversation"]);
+    let id = first["conversation"].as_str().unwrap();
+    let (_, again) = post(json!({"conversation": id, "text": "hi"})).await;
+    assert_eq!(again["conversation"], first["conversation"]);
+    let list = app.get_json("/api/conversations").await;
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 3, "{list}");
+    let (status, refused) = post(json!({"conversation": id, "title": "x", "text": "hi"})).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("not both"), "{refused}");
+}

@@ -47,13 +47,16 @@ async fn the_web_chat_streams_a_reply_in_headless_chromium() {
     std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&screenshot);
 
-    let stdout = run_chat(&app, &screenshot, "March 3", &[]).await;
+    // The same question again in "+ New conversation": a second conversation (the page used to send the
+    // question as the conversation's name, and the API joined the first one by its title).
+    let stdout = run_chat(&app, &screenshot, "March 3", &[("ASK_AGAIN_IN_NEW", "1")]).await;
     assert!(stdout.contains("browser chat: ok"), "{stdout}");
     let png = std::fs::read(&screenshot).expect("no screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
 
-    // The browser's turn really went through the agent and the tool.
+    // The browser's turns really went through the agent and the tool, one per conversation.
     let conversations = app.get_json("/api/conversations").await;
+    assert_eq!(conversations["conversations"].as_array().unwrap().len(), 2, "{conversations}");
     let id = conversations["conversations"][0]["id"].as_str().unwrap();
     let messages = app.get_json(&format!("/api/conversations/{id}/messages")).await;
     let roles: Vec<&str> =
@@ -247,4 +250,144 @@ async fn a_jobs_live_status_updates_in_place_and_cancels_in_headless_chromium() 
     assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("browser status: ok"), "{stdout}");
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+}
+
+#[tokio::test]
+async fn a_code_runs_result_merges_its_branch_from_the_web_chat_in_headless_chromium() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = support::git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        support::with_workspace(s, "shop", &root);
+        support::use_claude_code(s, &mock, home.path());
+    })
+    .await;
+    support::script_delegation(&mock, "add a hello file", "Create hello.txt", "shop").await;
+    let reply = app.send_ok("web", "Please add a hello file to the shop").await;
+    let id = support::job_id_in(&support::tool_output(&reply));
+    let conversation = reply["conversation"].as_str().unwrap().to_owned();
+    let hello = support::worktree(&app, "shop", id).join("hello.txt");
+    support::script_claude(&mock, "Create hello.txt", "Write", json!({"file_path": hello, "content": "hi\n"}), "Done.")
+        .await;
+    let worker = app.job_worker("w");
+    worker.try_execute_next().await.unwrap().expect("the run did not start");
+    let job = app.get_json(&format!("/api/jobs/{id}")).await;
+    let branch = job["result"]["branch"].as_str().expect("the run has no branch").to_owned();
+    let png = repo_root().join("tests/output/web-branch.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+
+    let browse = async {
+        let run = tokio::process::Command::new("node")
+            .arg(repo_root().join("tests/browser/branches.mjs"))
+            .arg(format!("{}/#c/{conversation}", app.base))
+            .arg(&png)
+            .arg(&branch)
+            .current_dir(repo_root())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap()
+    };
+    // The press queues a branch_action job: run it as the workers would.
+    let merge = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if worker.try_execute_next().await.unwrap().is_some() {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the Merge button queued nothing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (output, ()) = tokio::join!(browse, merge);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser branches: ok"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n", "main was not merged");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+}
+
+#[tokio::test]
+async fn the_composer_counts_near_the_limit_keeps_refused_text_and_shows_an_error_once() {
+    let mock = Aimock::start().await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.server.max_message_chars = 50;
+    })
+    .await;
+    let png = repo_root().join("tests/output/web-composer.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/composer.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(&png)
+        .arg("50")
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser composer: ok"), "{stdout}");
+    // Only the failing turn reached the server: the over-long and the dropped message did not.
+    let conversations = app.get_json("/api/conversations").await;
+    assert_eq!(conversations["conversations"].as_array().unwrap().len(), 1, "{conversations}");
+}
+
+#[tokio::test]
+async fn conversations_are_searched_renamed_deleted_and_background_ones_kept_aside_in_headless_chromium() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "launch"}, "response": {"content": "Noted."}},
+                             {"match": {"userMessage": "budget"}, "response": {"content": "Noted."}}]))
+        .await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    for (title, text) in [("Launch plan", "The launch moves to March 3"), ("Budget", "The budget is 10k")] {
+        let response =
+            app.http.post(app.url("/api/messages")).json(&json!({"title": title, "text": text})).send().await;
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let store = app.store().await;
+    let job = valor::storage::NewConversation { title: "job #7".into(), channel: "job".into(), chat_id: None };
+    store.create_conversation(job).await.unwrap();
+    let telegram =
+        valor::storage::NewConversation { title: "chat".into(), channel: "telegram".into(), chat_id: Some(5) };
+    let telegram = store.create_conversation(telegram).await.unwrap().id;
+    let png = repo_root().join("tests/output/web-conversations.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+
+    // The Telegram conversation is not deletable (the chat would lose its conversation); bad renames are refused.
+    let delete = app.http.delete(app.url(&format!("/api/conversations/{telegram}"))).send().await.unwrap();
+    assert_eq!(delete.status(), 409);
+    let rename = |id: &str, title: &str| {
+        app.http.patch(app.url(&format!("/api/conversations/{id}"))).json(&json!({"title": title})).send()
+    };
+    assert_eq!(rename(&telegram, " ").await.unwrap().status(), 400);
+    assert_eq!(rename("nope", "x").await.unwrap().status(), 404);
+    store.delete_conversation(&telegram).await.unwrap();
+
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/conversations.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(&png)
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser conversations: ok"), "{stdout}");
+    let list = app.get_json("/api/conversations").await;
+    let mut titles: Vec<&str> =
+        list["conversations"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["Launch (renamed)", "job #7"], "{list}");
+    let found = app.get_json("/api/conversations?q=budget").await;
+    assert_eq!(found["conversations"], json!([]), "the deleted conversation's messages are still searchable");
 }

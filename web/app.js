@@ -14,6 +14,8 @@
     app: $('app'),
     convList: $('conv-list'),
     convEmpty: $('conv-empty'),
+    convSearch: $('conv-search'),
+    convBackground: $('conv-background'),
     newConv: $('new-conversation'),
     main: $('main'),
     title: $('main-title'),
@@ -21,6 +23,7 @@
     welcome: $('welcome'),
     composer: $('composer'),
     input: $('composer-input'),
+    count: $('composer-count'),
     send: $('send-btn'),
     menu: $('menu-btn'),
     scrim: $('scrim'),
@@ -39,6 +42,8 @@
     busy: false,     // a turn is streaming
     loadSeq: 0,      // guards against out-of-order message loads
     lastMessageId: 0, // the newest stored message of the open conversation seen (pollNotices)
+    search: null,    // { q, results } while the sidebar shows a search
+    showBackground: false, // list job and daydream conversations too
   };
 
   // ---------------------------------------------------------------- DOM utils
@@ -237,26 +242,91 @@
     }
   }
 
+  // Conversations valor opens for its own work (job runs, the daydream): listed only on request.
+  const BACKGROUND_CHANNELS = new Set(['job', 'daydream']);
+
   function renderConversations() {
-    for (const el of els.convList.querySelectorAll('.conv-item')) el.remove();
-    els.convEmpty.textContent = 'No conversations yet.';
-    els.convEmpty.hidden = state.conversations.length > 0;
-    for (const c of state.conversations) {
-      const n = Number(c.message_count) || 0;
-      const meta = [`${n} message${n === 1 ? '' : 's'}`, relTime(c.updated_at || c.created_at)]
-        .filter(Boolean).join(' · ');
-      const item = h('button', {
-        type: 'button',
-        class: 'conv-item' + (c.id === state.current ? ' active' : ''),
-        'data-id': c.id,
-        title: c.title || 'Untitled',
-        'aria-current': c.id === state.current ? 'true' : null,
-      },
-      h('span', { class: 'conv-title', text: c.title || 'Untitled' }),
-      h('span', { class: 'conv-meta', text: meta }));
-      item.addEventListener('click', () => selectConversation(c.id));
-      els.convList.append(item);
+    for (const el of els.convList.querySelectorAll('.conv-row')) el.remove();
+    const searching = state.search !== null;
+    const all = searching ? state.search.results : state.conversations;
+    const background = searching ? [] : all.filter((c) => BACKGROUND_CHANNELS.has(c.channel));
+    const shown = searching || state.showBackground ? all : all.filter((c) => !BACKGROUND_CHANNELS.has(c.channel));
+    els.convEmpty.textContent = searching ? `Nothing matches “${state.search.q}”.` : 'No conversations yet.';
+    els.convEmpty.hidden = shown.length > 0;
+    for (const c of shown) els.convList.insertBefore(conversationRow(c), els.convBackground);
+    els.convBackground.hidden = background.length === 0;
+    els.convBackground.textContent = state.showBackground
+      ? 'Hide background conversations'
+      : `Show ${background.length} background conversation${background.length === 1 ? '' : 's'} (jobs, daydream)`;
+  }
+
+  function conversationRow(c) {
+    const n = Number(c.message_count) || 0;
+    const meta = [`${n} message${n === 1 ? '' : 's'}`, relTime(c.updated_at || c.created_at)]
+      .filter(Boolean).join(' · ');
+    const active = c.id === state.current;
+    const item = h('button', {
+      type: 'button',
+      class: 'conv-item' + (active ? ' active' : ''),
+      'data-id': c.id,
+      title: c.title || 'Untitled',
+      'aria-current': active ? 'true' : null,
+    },
+    h('span', { class: 'conv-title', text: c.title || 'Untitled' }),
+    h('span', { class: 'conv-meta', text: meta }),
+    c.snippet ? h('span', { class: 'conv-snippet', text: c.snippet }) : null);
+    item.addEventListener('click', () => selectConversation(c.id));
+    const rename = h('button', { type: 'button', class: 'conv-action', 'data-action': 'rename',
+      title: 'Rename', 'aria-label': `Rename ${c.title || 'Untitled'}`, text: '✎' });
+    rename.addEventListener('click', () => renameConversation(c));
+    const remove = h('button', { type: 'button', class: 'conv-action', 'data-action': 'delete',
+      title: 'Delete', 'aria-label': `Delete ${c.title || 'Untitled'}`, text: '🗑' });
+    remove.addEventListener('click', () => deleteConversation(c));
+    return h('div', { class: 'conv-row' + (active ? ' active' : ''), 'data-id': c.id },
+      item, h('div', { class: 'conv-actions' }, rename, remove));
+  }
+
+  async function renameConversation(c) {
+    const title = window.prompt('Rename the conversation', c.title || '');
+    if (title === null || !title.trim() || title.trim() === c.title) return;
+    try {
+      await apiJson(`/api/conversations/${encodeURIComponent(c.id)}`, {
+        method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ title: title.trim() }),
+      });
+    } catch (e) { addError(e.message); return; }
+    await refreshList();
+    if (state.current === c.id) els.title.textContent = title.trim();
+  }
+
+  async function deleteConversation(c) {
+    if (state.busy) return;
+    if (!window.confirm(`Delete “${c.title || 'Untitled'}” and all its messages? This cannot be undone.`)) return;
+    try {
+      await apiFetch(`/api/conversations/${encodeURIComponent(c.id)}`, { method: 'DELETE' });
+    } catch (e) { addError(e.message); return; }
+    if (state.current === c.id) newConversation();
+    await refreshList();
+  }
+
+  // The list as it is shown: the search's results while searching, else every conversation.
+  async function refreshList() {
+    if (state.search !== null) await searchConversations(state.search.q);
+    await loadConversations();
+  }
+
+  let searchSeq = 0;
+  async function searchConversations(q) {
+    const mine = ++searchSeq;
+    if (!q) { state.search = null; renderConversations(); return; }
+    try {
+      const body = await apiJson(`/api/conversations?q=${encodeURIComponent(q)}&limit=50`);
+      if (mine !== searchSeq) return;
+      state.search = { q, results: body.conversations || [] };
+    } catch (e) {
+      if (mine !== searchSeq) return;
+      state.search = { q, results: [] };
     }
+    renderConversations();
   }
 
   function setCurrent(id) {
@@ -265,6 +335,7 @@
     els.main.dataset.conversationId = id || '';
     const conv = state.conversations.find((c) => c.id === id);
     els.title.textContent = conv ? (conv.title || 'Untitled') : (id ? els.title.textContent : 'New conversation');
+    for (const row of els.convList.querySelectorAll('.conv-row')) row.classList.toggle('active', row.dataset.id === id);
     for (const el of els.convList.querySelectorAll('.conv-item')) {
       const on = el.dataset.id === id;
       el.classList.toggle('active', on);
@@ -455,27 +526,39 @@
   // Stored history: user and assistant messages; tool results are folded into
   // the matching tool cards; consecutive assistant messages of one turn share
   // a bubble.
+  // A notice button's API call: a job's Cancel (`job:cancel:<id>`) or a run
+  // branch's merge / push / discard (`branch:<id>:<action>`); null for others.
+  function noticeAction(data) {
+    const job = /^job:cancel:(\d+)$/.exec(data || '');
+    if (job) return { path: `/api/jobs/${job[1]}/cancel`, live: true };
+    const branch = /^branch:(\d+):(merge|push|discard)$/.exec(data || '');
+    if (branch) return { path: `/api/branches/${branch[1]}/${branch[2]}`, live: false };
+    return null;
+  }
+
   // A system notice; a job's live status message (updated in place on the
   // server) carries its buttons in a `buttons` block and is refreshed by
-  // pollNotices. Cancel buttons (`job:cancel:<id>`) call the jobs API.
+  // pollNotices; a code run's result carries its branch's buttons (their
+  // answer arrives as a new notice).
   function systemNotice(m) {
     const blocks = blocksOf(m);
     const text = m.text || blocks.filter((b) => b && b.type === 'text').map((b) => b.text).join('\n');
     if (!text) return null;
     const el = h('div', { class: 'msg system', 'data-message-id': m.id }, h('div', { class: 'bubble', text }));
     const buttons = blocks.filter((b) => b && b.type === 'buttons').flatMap((b) => b.buttons || []);
-    const actions = buttons.map((b) => {
-      const job = /^job:cancel:(\d+)$/.exec(b.data || '');
-      const button = h('button', { type: 'button', class: 'btn', text: b.label, disabled: !job });
-      if (job) {
-        button.addEventListener('click', async () => {
-          button.disabled = true;
-          try { await apiJson(`/api/jobs/${job[1]}/cancel`, { method: 'POST' }); } catch (e) { addError(e.message); }
-        });
-      }
+    let live = false;
+    const actions = buttons.map((b) => [b, noticeAction(b.data)]).filter(([, action]) => action).map(([b, action]) => {
+      live = live || action.live;
+      const button = h('button', { type: 'button', class: 'btn', text: b.label });
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try { await apiJson(action.path, { method: 'POST' }); } catch (e) { addError(e.message); }
+        if (!action.live) button.disabled = false;
+      });
       return button;
     });
-    if (actions.length) { el.dataset.live = 'true'; el.append(h('div', { class: 'notice-actions' }, ...actions)); }
+    if (live) el.dataset.live = 'true';
+    if (actions.length) el.append(h('div', { class: 'notice-actions' }, ...actions));
     if (m.id > state.lastMessageId) state.lastMessageId = m.id;
     return el;
   }
@@ -606,13 +689,30 @@
     dispatch();
   }
 
+  // The server's limit (characters, as it counts them: code points).
+  const MAX_CHARS = Number(document.body.dataset.maxChars) || 32000;
+  const charCount = (text) => [...text].length;
+
+  // Near the limit the composer shows "N / limit"; over it, how much too long, and Send is off.
+  function updateCount() {
+    const n = charCount(els.input.value.trim());
+    const near = n >= MAX_CHARS * 0.9;
+    els.count.hidden = !near;
+    const over = n > MAX_CHARS;
+    els.count.classList.toggle('over', over);
+    els.count.textContent = over
+      ? `${n.toLocaleString()} / ${MAX_CHARS.toLocaleString()} — ${(n - MAX_CHARS).toLocaleString()} characters too long`
+      : `${n.toLocaleString()} / ${MAX_CHARS.toLocaleString()}`;
+    els.send.disabled = state.busy || over;
+  }
+
   async function send(text) {
     if (state.busy) return;
     const isNew = !state.current;
     const ref = isNew ? newConversationName(text) : state.current;
     setBusy(true);
     showWelcome(false);
-    addUserMessage(text);
+    const userBubble = addUserMessage(text);
     const reply = assistantMessage();
     reply.showTyping();
     els.messages.append(reply.el);
@@ -620,7 +720,11 @@
 
     let conversationId = isNew ? null : state.current;
     let finished = false;
+    let started = false; // the server stored the message (turn_started)
+    let failure = null; // the turn's error, shown once as an error bubble
     const meta = { intent: '', model: '' };
+    // A failed turn also streams its error as reply text: show it once, as the error.
+    const withoutFailure = (text) => (failure && text.endsWith(failure) ? text.slice(0, -failure.length).trimEnd() : text);
 
     const adopt = (id) => {
       if (!id || conversationId === id) return;
@@ -638,11 +742,13 @@
         const card = reply.tool({ id: call.id, name: call.name, input: call.input });
         card.finish(call.output, !!call.is_error);
       }
-      if (typeof d.reply === 'string' && d.reply !== '' && d.reply !== reply.streamed) reply.replaceText(d.reply);
+      const text = typeof d.reply === 'string' ? withoutFailure(d.reply) : '';
+      if (text !== '' && text !== reply.streamed) reply.replaceText(text);
     };
 
     const handlers = {
       turn_started(d) {
+        started = true;
         adopt(d.conversation);
         // The conversation exists from the turn's start: list it now, not only after the reply.
         if (isNew) loadConversations();
@@ -650,7 +756,11 @@
         meta.model = d.model || '';
         reply.setMeta([meta.intent, meta.model]);
       },
-      text_delta(d) { reply.appendText(d.text || ''); },
+      text_delta(d) {
+        const text = d.text || '';
+        if (failure && (text === failure || !text.trim())) return; // the error's own text, shown as the error
+        reply.appendText(text);
+      },
       waiting(d) { reply.waiting(d.message || 'still waiting for the model…'); },
       tool_started(d) { reply.tool({ id: d.id, name: d.name, input: d.input }).running(); },
       tool_finished(d) {
@@ -659,8 +769,8 @@
       },
       error(d) {
         reply.hideTyping();
-        els.messages.append(h('div', { class: 'msg error', role: 'alert' },
-          h('div', { class: 'bubble', text: d.message || 'Something went wrong.' })));
+        failure = d.message || 'Something went wrong.';
+        addError(failure);
       },
       done(d) { finish(d); },
     };
@@ -669,7 +779,8 @@
       const res = await apiFetch('/api/messages', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-        body: JSON.stringify({ conversation: ref, text }),
+        // A new conversation is always created (`title`), never looked up by its name.
+        body: JSON.stringify(isNew ? { title: ref, text } : { conversation: ref, text }),
       });
       const ctype = res.headers.get('Content-Type') || '';
       if (ctype.includes('text/event-stream') && res.body) {
@@ -687,6 +798,11 @@
       if (!finished) addError('The connection closed before the reply was complete.');
     } catch (e) {
       addError(e.message || String(e));
+      // Refused before the server stored it (too long, unreachable, …): the text goes back to the composer.
+      if (!started) {
+        userBubble.remove();
+        if (!els.input.value.trim()) { els.input.value = text; autoGrow(); }
+      }
     } finally {
       reply.hideTyping();
       if (reply.isEmpty()) reply.el.remove();
@@ -696,6 +812,7 @@
         setCurrent(conversationId);
       }
       setBusy(false); // last: "not busy" means the list is refreshed too
+      updateCount();
       scrollToEnd(true);
       els.input.focus();
     }
@@ -710,8 +827,10 @@
   function submit() {
     const text = els.input.value;
     if (!text.trim() || state.busy) return;
+    if (charCount(text.trim()) > MAX_CHARS) { updateCount(); return; } // the text stays; the counter says why
     els.input.value = '';
     autoGrow();
+    updateCount();
     send(text.trim());
   }
 
@@ -722,8 +841,14 @@
   els.input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
-  els.input.addEventListener('input', autoGrow);
+  els.input.addEventListener('input', () => { autoGrow(); updateCount(); });
   els.newConv.addEventListener('click', newConversation);
+  let searchTimer = null;
+  els.convSearch.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => searchConversations(els.convSearch.value.trim()), 250);
+  });
+  els.convBackground.addEventListener('click', () => { state.showBackground = !state.showBackground; renderConversations(); });
   els.menu.addEventListener('click', () => (els.app.classList.contains('nav-open') ? closeNav() : openNav()));
   els.scrim.addEventListener('click', closeNav);
   els.changeToken.addEventListener('click', async () => {

@@ -211,14 +211,13 @@ impl Agent {
         if let Some(found) = self.parts.store.find_conversation(id_or_title).await? {
             return Ok(found);
         }
-        self.parts
-            .store
-            .create_conversation(NewConversation {
-                title: id_or_title.to_owned(),
-                channel: channel.to_owned(),
-                chat_id: None,
-            })
-            .await
+        self.new_conversation(id_or_title, channel).await
+    }
+
+    /// A new conversation titled `title`, whatever other conversations are called.
+    pub async fn new_conversation(&self, title: &str, channel: &str) -> StorageResult<Conversation> {
+        let new = NewConversation { title: title.to_owned(), channel: channel.to_owned(), chat_id: None };
+        self.parts.store.create_conversation(new).await
     }
 
     /// Run a turn on its own task; events arrive on the returned receiver.

@@ -137,25 +137,16 @@ impl TranscriptOutbox {
 #[async_trait::async_trait]
 impl Outbox for TranscriptOutbox {
     async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
-        record_in_transcript(&self.store, notice).await
+        record_in_transcript(&self.store, notice, &[]).await
     }
 
     /// One `system` message per key, its text and content replaced in place.
     /// The content carries the buttons (`{"type": "buttons", …}`) for the web chat.
     async fn post_status(&self, status: StatusNotice) -> Result<(), OutboxError> {
-        let buttons: Vec<serde_json::Value> = status
-            .buttons
-            .iter()
-            .map(|choice| serde_json::json!({"label": choice.label, "data": choice.data}))
-            .collect();
-        let mut content = vec![serde_json::json!({"type": "text", "text": status.text})];
-        if !buttons.is_empty() {
-            content.push(serde_json::json!({"type": "buttons", "buttons": buttons}));
-        }
         let message = NewMessage {
             conversation_id: status.conversation_id.clone(),
             role: MessageRole::System,
-            content: serde_json::Value::Array(content),
+            content: notice_content(&status.text, &status.buttons),
             text: status.text,
             turn_id: None,
         };
@@ -167,18 +158,30 @@ impl Outbox for TranscriptOutbox {
     }
 }
 
-/// Append a notice to its conversation's transcript as a `system` message,
-/// once per `dedupe_key`: the transcript's copy of that notice. Whatever is
-/// recorded first under a key stays — so a job can record its own text for
-/// a notice (a code run's compact outcome, which the model reads) before
-/// posting the notice, and a [`TranscriptOutbox`] then adds nothing.
-pub async fn record_in_transcript(store: &Store, notice: Notice) -> Result<(), OutboxError> {
+/// A notice's stored content: its text, and its buttons (`{"type":
+/// "buttons", …}`, what the web chat shows) when it has any.
+fn notice_content(text: &str, buttons: &[Choice]) -> serde_json::Value {
+    let mut content = vec![serde_json::json!({"type": "text", "text": text})];
+    if !buttons.is_empty() {
+        let buttons: Vec<serde_json::Value> =
+            buttons.iter().map(|choice| serde_json::json!({"label": choice.label, "data": choice.data})).collect();
+        content.push(serde_json::json!({"type": "buttons", "buttons": buttons}));
+    }
+    serde_json::Value::Array(content)
+}
+
+/// Append a notice to its conversation's transcript as a `system` message
+/// (with `buttons` for the web chat), once per `dedupe_key`: the
+/// transcript's copy of that notice. Whatever is recorded first under a key
+/// stays — so a job can record its own text for a notice (a code run's
+/// compact outcome, which the model reads) before posting the notice, and a
+/// [`TranscriptOutbox`] then adds nothing.
+pub async fn record_in_transcript(store: &Store, notice: Notice, buttons: &[Choice]) -> Result<(), OutboxError> {
     let key = format!("outbox:transcript:{}", notice.dedupe_key);
-    let content = serde_json::json!([{"type": "text", "text": notice.text}]);
     let message = NewMessage {
         conversation_id: notice.conversation_id.clone(),
         role: MessageRole::System,
-        content,
+        content: notice_content(&notice.text, buttons),
         text: notice.text,
         turn_id: None,
     };

@@ -11,8 +11,9 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 const DASHBOARD_JS: &str = include_str!("../../web/dashboard.js");
 
-pub async fn index() -> Html<&'static str> {
-    Html(INDEX_HTML)
+/// The page, with the server's message length limit for the composer's counter.
+pub async fn index(axum::extract::State(state): axum::extract::State<super::HttpState>) -> Html<String> {
+    Html(INDEX_HTML.replace("{{max_message_chars}}", &state.settings.max_message_chars.to_string()))
 }
 
 pub async fn docs() -> Html<&'static str> {

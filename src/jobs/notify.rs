@@ -98,12 +98,13 @@ pub async fn deliver_final_notices(
             text: final_notice_text(&job),
             dedupe_key: format!("job:{}:{key}", job.id),
         };
-        // The outcome first: a crash after it only repeats the (deduplicated) post.
+        // The outcome first (with the branch's buttons, for the web chat): a
+        // crash after it only repeats the (deduplicated) post.
+        let choices = branch_choices(&job);
         let recorded = match code_run_outcome(&job) {
-            Some(text) => record_in_transcript(store, Notice { text, ..notice.clone() }).await,
+            Some(text) => record_in_transcript(store, Notice { text, ..notice.clone() }, &choices).await,
             None => Ok(()),
         };
-        let choices = branch_choices(&job);
         let posted = match (recorded, choices.is_empty()) {
             (Err(error), _) => Err(error),
             (Ok(()), true) => outbox.post(notice).await,

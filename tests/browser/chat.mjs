@@ -11,7 +11,9 @@
 // Environment: CHROMIUM_PATH (default /usr/bin/chromium); VALOR_TOKEN, if set,
 // is stored as the page's bearer token before it loads; EXPECT_WAITING, if
 // set, is the note that must show beside the typing dots before the reply
-// (a model slow to start), screenshotted to WAITING_SCREENSHOT when given.
+// (a model slow to start), screenshotted to WAITING_SCREENSHOT when given;
+// ASK_AGAIN_IN_NEW, if set, asks the same question in a "+ New conversation"
+// and checks it becomes a second conversation.
 import { fail, launchPage } from './harness.mjs';
 
 const QUESTION = 'What did we decide about the launch date?';
@@ -102,6 +104,21 @@ async function main() {
   }
 
   await page.screenshot({ path: screenshotPath, fullPage: true });
+
+  if (process.env.ASK_AGAIN_IN_NEW) {
+    // "+ New conversation" and the same question: a second conversation, never the first one again.
+    await page.locator('#new-conversation').click();
+    await input.fill(QUESTION);
+    await page.locator('#send-btn').click();
+    await page.waitForFunction((first) => {
+      const id = document.getElementById('main').dataset.conversationId;
+      return document.body.dataset.busy === 'false' && id && id !== first;
+    }, convId, { timeout: REPLY_TIMEOUT_MS }).catch(() => fail('the new conversation joined the old one'));
+    const users = await page.locator('.msg.user').count();
+    if (users !== 1) fail(`the new conversation shows ${users} user messages, expected 1`);
+    const listed = await page.locator('#conv-list .conv-item').count();
+    if (listed !== 2) fail(`${listed} conversations listed, expected 2`);
+  }
   console.log('browser chat: ok');
 }
 
