@@ -28,7 +28,7 @@ pub use editor::HISTORY_LIMIT;
 pub use escape::escape_for_terminal;
 
 use crate::agent::{Agent, AgentEvent, TurnFailure, TurnRequest};
-use crate::storage::{Conversation, NewConversation};
+use crate::storage::Conversation;
 
 /// Where `valor chat` writes its log (never to the terminal it talks on).
 pub fn log_path(data_dir: &Path) -> PathBuf {
@@ -190,8 +190,7 @@ impl<W: AsyncWrite + Unpin> Chat<'_, W> {
 
     async fn start_new_conversation(&mut self) -> anyhow::Result<()> {
         let title = format!("terminal {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"));
-        let new = NewConversation { title, channel: "terminal".into(), chat_id: None };
-        self.conversation = self.agent.store().create_conversation(new).await.context("starting a conversation")?;
+        self.conversation = self.agent.new_conversation(&title, "terminal").await.context("starting a conversation")?;
         let title = escape_for_terminal(&self.conversation.title);
         self.say(&format!("started a new conversation \"{title}\"\n")).await
     }
