@@ -133,6 +133,7 @@ pub async fn post_message(
         user: None,
         images: Vec::new(),
         once_key: None,
+        cancel: tokio_util::sync::CancellationToken::new(),
     };
     let receiver = state.agent.spawn_turn(request);
     if streamed {
@@ -177,6 +178,8 @@ fn failed_turn(failure: TurnFailure, message: String, answer: MessageReply) -> R
         TurnFailure::Tool => (StatusCode::INTERNAL_SERVER_ERROR, "tool_failed"),
         TurnFailure::Storage => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
         TurnFailure::Interrupted => (StatusCode::SERVICE_UNAVAILABLE, "interrupted"),
+        // A stopped turn sends no `error` event, so it is not failed here; if it were, it answered as asked.
+        TurnFailure::Cancelled => (StatusCode::OK, "cancelled"),
     };
     let mut body = serde_json::to_value(&answer).unwrap_or_else(|_| serde_json::json!({}));
     if let Some(map) = body.as_object_mut() {
