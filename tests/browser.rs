@@ -391,3 +391,43 @@ async fn conversations_are_searched_renamed_deleted_and_background_ones_kept_asi
     let found = app.get_json("/api/conversations?q=budget").await;
     assert_eq!(found["conversations"], json!([]), "the deleted conversation's messages are still searchable");
 }
+
+#[tokio::test]
+async fn stop_ends_a_streaming_answer_in_headless_chromium_and_the_turn_is_recorded_stopped() {
+    // 150 ms between streamed chunks: the answer takes seconds, so Stop lands mid-way.
+    let mock = Aimock::start_with(&["-l", "150"]).await;
+    let long = "word ".repeat(200);
+    mock.add_fixtures(json!([{"match": {"userMessage": "tell me a long story"}, "response": {"content": long}}])).await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let png = repo_root().join("tests/output/web-stop.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/stop.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(&png)
+        .arg("Please tell me a long story")
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser stop: ok"), "{stdout}");
+    let conversations = app.get_json("/api/conversations").await;
+    let id = conversations["conversations"][0]["id"].as_str().unwrap();
+    let turns = app.get_json(&format!("/api/conversations/{id}/turns")).await;
+    let turn = &turns["turns"][0];
+    assert_eq!(turn["error"], valor::agent::CANCELLED_RECORD, "{turns}");
+    let messages = app.get_json(&format!("/api/conversations/{id}/messages")).await;
+    let answer = messages["messages"].as_array().unwrap().iter().find(|m| m["role"] == "assistant").unwrap().clone();
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.ends_with("[stopped]") && text.len() < long.len(), "{text}");
+    // Stopping an ended turn is a conflict; an unknown one is not found.
+    let turn_id = turn["id"].as_str().unwrap();
+    let again = app.http.post(app.url(&format!("/api/turns/{turn_id}/cancel"))).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    let unknown = app.http.post(app.url("/api/turns/nope/cancel")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+}

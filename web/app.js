@@ -24,6 +24,7 @@
     composer: $('composer'),
     input: $('composer-input'),
     count: $('composer-count'),
+    stop: $('stop-btn'),
     send: $('send-btn'),
     menu: $('menu-btn'),
     scrim: $('scrim'),
@@ -44,6 +45,8 @@
     lastMessageId: 0, // the newest stored message of the open conversation seen (pollNotices)
     search: null,    // { q, results } while the sidebar shows a search
     showBackground: false, // list job and daydream conversations too
+    turnId: null,    // the streaming turn (Stop cancels it)
+    stopped: false,  // Stop was pressed for it
   };
 
   // ---------------------------------------------------------------- DOM utils
@@ -640,6 +643,22 @@
     document.body.dataset.busy = on ? 'true' : 'false';
     els.send.disabled = on;
     els.newConv.disabled = on;
+    // While an answer streams, Stop stands where Send was.
+    els.send.hidden = on;
+    els.stop.hidden = !on;
+    els.stop.disabled = false;
+    if (!on) state.turnId = null;
+  }
+
+  async function stopTurn() {
+    if (!state.turnId) return;
+    els.stop.disabled = true;
+    try {
+      await apiJson(`/api/turns/${encodeURIComponent(state.turnId)}/cancel`, { method: 'POST' });
+      state.stopped = true;
+    } catch (e) {
+      if (e.status !== 409) addError(e.message); // 409: it had just ended anyway
+    }
   }
 
   function newConversationName(text) {
@@ -749,6 +768,8 @@
     const handlers = {
       turn_started(d) {
         started = true;
+        state.turnId = d.turn_id || null;
+        state.stopped = false;
         adopt(d.conversation);
         // The conversation exists from the turn's start: list it now, not only after the reply.
         if (isNew) loadConversations();
@@ -805,7 +826,8 @@
       }
     } finally {
       reply.hideTyping();
-      if (reply.isEmpty()) reply.el.remove();
+      if (state.stopped) { reply.setMeta([meta.intent, meta.model, 'stopped']); state.stopped = false; }
+      else if (reply.isEmpty()) reply.el.remove();
       else if (!meta.intent && !meta.model) reply.setMeta([]);
       await loadConversations();
       if (conversationId && (state.current === conversationId || (isNew && state.current === null))) {
@@ -843,6 +865,7 @@
   });
   els.input.addEventListener('input', () => { autoGrow(); updateCount(); });
   els.newConv.addEventListener('click', newConversation);
+  els.stop.addEventListener('click', stopTurn);
   let searchTimer = null;
   els.convSearch.addEventListener('input', () => {
     clearTimeout(searchTimer);

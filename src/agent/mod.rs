@@ -98,6 +98,38 @@ pub struct Agent {
     /// Cancelled when the shutdown's grace period is over: turns still
     /// running store what they streamed, marked interrupted, and end.
     interrupt: tokio_util::sync::CancellationToken,
+    /// The stop token of every turn in progress, by turn id (`cancel_turn`).
+    running: Arc<RunningTurns>,
+}
+
+/// Turns in progress that a person can stop: turn id → the turn's `TurnRequest::cancel`.
+#[derive(Debug, Default)]
+pub(crate) struct RunningTurns {
+    tokens: std::sync::Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+}
+
+/// Removes its turn from [`RunningTurns`] when the turn ends (however it ends).
+pub(crate) struct RunningTurn<'a> {
+    turns: &'a RunningTurns,
+    id: String,
+}
+
+impl RunningTurns {
+    pub(crate) fn register(&self, id: &str, token: tokio_util::sync::CancellationToken) -> RunningTurn<'_> {
+        self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), token);
+        RunningTurn { turns: self, id: id.to_owned() }
+    }
+
+    fn cancel(&self, id: &str) -> bool {
+        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.get(id).map(tokio_util::sync::CancellationToken::cancel).is_some()
+    }
+}
+
+impl Drop for RunningTurn<'_> {
+    fn drop(&mut self) {
+        self.turns.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
+    }
 }
 
 /// One lock per conversation with a turn in progress, so two turns of one
@@ -172,7 +204,14 @@ impl Agent {
             locks: Arc::default(),
             turns: tokio_util::task::TaskTracker::new(),
             interrupt: tokio_util::sync::CancellationToken::new(),
+            running: Arc::default(),
         }
+    }
+
+    /// Stop the turn `turn_id` if it is in progress here (its answer so far is
+    /// kept, marked stopped); false when no such turn is running.
+    pub fn cancel_turn(&self, turn_id: &str) -> bool {
+        self.running.cancel(turn_id)
     }
 
     pub fn store(&self) -> &Store {
@@ -238,7 +277,7 @@ impl Agent {
         let _counted = self.parts.monitor.enter_turn();
         let lock = self.locks.lock_for(&request.conversation.id);
         let _turn_in_progress = lock.lock().await;
-        turn::run(&self.parts, request, events, &self.interrupt).await
+        turn::run(&self.parts, request, events, (&self.interrupt, &self.running)).await
     }
 
     /// Shutdown: let the turns in progress finish for `grace`, then

@@ -210,7 +210,7 @@ pub(super) async fn run(
     parts: &AgentParts,
     request: TurnRequest,
     events: &mpsc::Sender<AgentEvent>,
-    interrupt: &tokio_util::sync::CancellationToken,
+    (interrupt, running): (&tokio_util::sync::CancellationToken, &super::RunningTurns),
 ) -> TurnOutcome {
     let started = Instant::now();
     let conversation_id = request.conversation.id.clone();
@@ -241,6 +241,7 @@ pub(super) async fn run(
         Ok(turn) => turn,
         Err(error) => return storage_failure_before_turn(events, conversation_id, error).await,
     };
+    let _running = running.register(&turn.id, request.cancel.clone());
     tracing::info!(turn = %turn.id, conversation = %conversation_id, intent = intent.label.as_str(),
         intent_source = intent.source.as_str(), model = %model_name, "turn started");
     let mut state = TurnState {

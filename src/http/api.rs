@@ -435,3 +435,27 @@ pub async fn list_turns(
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such API route".into())
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnCancelled {
+    pub turn: String,
+    /// True: the stop was sent; the turn ends with what it streamed, marked stopped.
+    pub cancelled: bool,
+}
+
+/// Stop a turn in progress (its answer so far is kept, marked stopped; the stream ends with `done`).
+#[utoipa::path(post, path = "/api/turns/{id}/cancel", tag = "chat",
+    params(("id" = String, Path, description = "Turn id (from `turn_started`)")),
+    responses((status = 202, body = TurnCancelled), (status = 404, description = "No such turn"),
+              (status = 409, description = "The turn already ended")),
+    security(("bearer" = [])))]
+pub async fn cancel_turn(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<TurnCancelled>), ApiError> {
+    if state.agent.cancel_turn(&id) {
+        return Ok((StatusCode::ACCEPTED, Json(TurnCancelled { turn: id, cancelled: true })));
+    }
+    let turn = state.agent.store().get_turn(&id).await?;
+    Err(ApiError::Conflict(format!("turn {} already ended ({})", turn.id, turn.status.as_str())))
+}

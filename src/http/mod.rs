@@ -62,6 +62,7 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .route("/conversations/{id}", axum::routing::patch(api::rename_conversation).delete(api::delete_conversation))
         .route("/conversations/{id}/messages", get(api::list_messages))
         .route("/conversations/{id}/turns", get(api::list_turns))
+        .route("/turns/{id}/cancel", post(api::cancel_turn))
         .route("/jobs", get(jobs::list_jobs))
         .route("/jobs/{id}", get(jobs::get_job))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
