@@ -22,7 +22,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    valor::monitoring::init_tracing(&settings.log);
+    // `valor chat`'s terminal is the conversation: its log goes to a file.
+    let log_note = match &cli.command {
+        Command::Chat { .. } => Some(chat_logging(&settings)),
+        _ => {
+            valor::monitoring::init_tracing(&settings.log);
+            None
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -30,7 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, settings)) {
+    match runtime.block_on(run(cli.command, settings, log_note)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => match error.downcast_ref::<DoctorFound>() {
             // The table already said what is wrong.
@@ -40,6 +47,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Send logs to `<data_dir>/logs/chat.log`; the line saying where (or that they are off).
+fn chat_logging(settings: &config::Settings) -> String {
+    let path = valor::channels::terminal::log_path(&settings.data_dir);
+    match valor::monitoring::init_tracing_to_file(&settings.log, &path) {
+        Ok(()) => {
+            let shown = std::path::absolute(&path).unwrap_or(path);
+            format!("Logs go to {}", shown.display())
+        }
+        Err(error) => format!("Logs are off: cannot write {} ({error})", path.display()),
     }
 }
 
@@ -72,7 +91,7 @@ fn print_out(text: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()> {
+async fn run(command: Command, settings: config::Settings, log_note: Option<String>) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let shutdown = CancellationToken::new();
@@ -82,11 +101,17 @@ async fn run(command: Command, settings: config::Settings) -> anyhow::Result<()>
             running.run_until_stopped().await
         }
         Command::Chat { conversation } => {
+            let data_dir = settings.data_dir.clone();
             let app = App::build(settings).await?;
-            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-            let interactive = std::io::stdin().is_terminal();
-            valor::channels::terminal::run(&app.agent, &conversation, stdin, tokio::io::stdout(), interactive).await?;
+            let chatted = if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+                let note = log_note.unwrap_or_default();
+                valor::channels::terminal::run_interactive(&app.agent, &conversation, &data_dir, &note).await
+            } else {
+                let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+                valor::channels::terminal::run(&app.agent, &conversation, stdin, tokio::io::stdout()).await
+            };
             app.store.close().await;
+            chatted?;
             Ok(())
         }
         Command::Mcp => {

@@ -300,3 +300,59 @@ async fn without_the_claude_cli_code_work_is_not_offered_and_the_agent_knows_why
         .cloned();
     assert_eq!(code.unwrap()["on"], false, "{health:#}");
 }
+
+/// One turn stopped through its `TurnRequest::cancel` (what `valor chat`'s
+/// Ctrl-C does): `Done` ends it, no `Error`; what was streamed is stored,
+/// marked stopped; the turn is recorded failed as cancelled.
+#[tokio::test]
+async fn a_cancelled_turn_stores_what_was_streamed_marked_stopped_and_ends_with_done() {
+    use valor::agent::{AgentEvent, CANCELLED_RECORD, STOPPED_MARK, TurnFailure, TurnRequest};
+    let mock = Aimock::start_with(&["-l", "150", "-c", "5"]).await;
+    let answer = "A long answer that streams slowly, five characters at a time, for several seconds.";
+    mock.add_fixtures(json!([{"match": {"userMessage": "stream slowly"}, "response": {"content": answer}}])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::test_settings(dir.path());
+    use_anthropic(&mut settings, &mock);
+    let app = valor::app::App::build(settings).await.unwrap();
+    let conversation = app.agent.open_conversation("stop me", "api").await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let request = TurnRequest {
+        conversation: conversation.clone(),
+        text: "please stream slowly".into(),
+        is_admin: true,
+        user: None,
+        images: Vec::new(),
+        once_key: None,
+        cancel: cancel.clone(),
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
+    let agent = app.agent.clone();
+    let turn = tokio::spawn(async move { agent.run_turn(request, &sender).await });
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), receiver.recv()).await.unwrap() {
+        let streaming = matches!(event, AgentEvent::TextDelta { .. });
+        events.push(event);
+        if streaming {
+            break;
+        }
+    }
+    cancel.cancel();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await.unwrap() {
+        events.push(event);
+    }
+    let outcome = turn.await.unwrap();
+    assert_eq!(outcome.failure, Some(TurnFailure::Cancelled));
+    assert!(matches!(events.last(), Some(AgentEvent::Done { .. })), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, AgentEvent::Error { .. })), "{events:?}");
+    assert!(!outcome.reply.is_empty() && answer.starts_with(&outcome.reply), "{:?}", outcome.reply);
+
+    let turns = app.store.list_turns(&conversation.id).await.unwrap();
+    assert_eq!(turns[0].status, valor::storage::TurnStatus::Failed);
+    assert_eq!(turns[0].error.as_deref(), Some(CANCELLED_RECORD));
+    let messages = app.store.recent_messages(&conversation.id, 10).await.unwrap();
+    let roles: Vec<_> = messages.iter().map(|m| m.role).collect();
+    use valor::storage::MessageRole;
+    assert_eq!(roles, [MessageRole::User, MessageRole::Assistant], "no failure notice: {messages:?}");
+    assert_eq!(messages[1].text, format!("{}{STOPPED_MARK}", outcome.reply.trim_end()));
+    app.store.close().await;
+}

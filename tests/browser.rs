@@ -338,3 +338,56 @@ async fn the_composer_counts_near_the_limit_keeps_refused_text_and_shows_an_erro
     let conversations = app.get_json("/api/conversations").await;
     assert_eq!(conversations["conversations"].as_array().unwrap().len(), 1, "{conversations}");
 }
+
+#[tokio::test]
+async fn conversations_are_searched_renamed_deleted_and_background_ones_kept_aside_in_headless_chromium() {
+    let mock = Aimock::start().await;
+    mock.add_fixtures(json!([{"match": {"userMessage": "launch"}, "response": {"content": "Noted."}},
+                             {"match": {"userMessage": "budget"}, "response": {"content": "Noted."}}]))
+        .await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    for (title, text) in [("Launch plan", "The launch moves to March 3"), ("Budget", "The budget is 10k")] {
+        let response =
+            app.http.post(app.url("/api/messages")).json(&json!({"title": title, "text": text})).send().await;
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let store = app.store().await;
+    let job = valor::storage::NewConversation { title: "job #7".into(), channel: "job".into(), chat_id: None };
+    store.create_conversation(job).await.unwrap();
+    let telegram =
+        valor::storage::NewConversation { title: "chat".into(), channel: "telegram".into(), chat_id: Some(5) };
+    let telegram = store.create_conversation(telegram).await.unwrap().id;
+    let png = repo_root().join("tests/output/web-conversations.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+
+    // The Telegram conversation is not deletable (the chat would lose its conversation); bad renames are refused.
+    let delete = app.http.delete(app.url(&format!("/api/conversations/{telegram}"))).send().await.unwrap();
+    assert_eq!(delete.status(), 409);
+    let rename = |id: &str, title: &str| {
+        app.http.patch(app.url(&format!("/api/conversations/{id}"))).json(&json!({"title": title})).send()
+    };
+    assert_eq!(rename(&telegram, " ").await.unwrap().status(), 400);
+    assert_eq!(rename("nope", "x").await.unwrap().status(), 404);
+    store.delete_conversation(&telegram).await.unwrap();
+
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/conversations.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(&png)
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser conversations: ok"), "{stdout}");
+    let list = app.get_json("/api/conversations").await;
+    let mut titles: Vec<&str> =
+        list["conversations"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["Launch (renamed)", "job #7"], "{list}");
+    let found = app.get_json("/api/conversations?q=budget").await;
+    assert_eq!(found["conversations"], json!([]), "the deleted conversation's messages are still searchable");
+}

@@ -273,7 +273,7 @@ async fn migrate_and_backup_work_on_the_database_file() {
 }
 
 #[tokio::test]
-async fn chat_reads_stdin_and_json_logs_go_to_stderr() {
+async fn chat_reads_stdin_and_json_logs_go_to_the_chat_log_not_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let mut chat = valor(dir.path())
         .arg("chat")
@@ -283,20 +283,23 @@ async fn chat_reads_stdin_and_json_logs_go_to_stderr() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    chat.stdin.take().unwrap().write_all(b"first line\n\nsecond line\n/exit\nnever sent\n").await.unwrap();
+    chat.stdin.take().unwrap().write_all(b"first line\n\nsecond line\n/help\n/exit\nnever sent\n").await.unwrap();
     let output = tokio::time::timeout(Duration::from_secs(20), chat.wait_with_output()).await.unwrap().unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.matches("valor> ").count(), 2, "one answer per non-empty line before /exit: {stdout}");
+    assert!(stdout.contains("/new"), "/help is answered locally: {stdout}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let turn_lines: Vec<serde_json::Value> = stderr
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+    assert!(!stdout.contains("turn started"), "logs must not reach stdout");
+    let log = std::fs::read_to_string(dir.path().join("data/logs/chat.log")).unwrap();
+    let turn_lines: Vec<serde_json::Value> = log
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|v| v["message"] == "turn started")
         .collect();
-    assert_eq!(turn_lines.len(), 2, "expected two JSON 'turn started' log lines in: {stderr}");
+    assert_eq!(turn_lines.len(), 2, "expected two JSON 'turn started' log lines in: {log}");
     assert_eq!(turn_lines[0]["intent_source"], "fallback");
-    assert!(!stdout.contains("turn started"), "logs must not reach stdout");
 }
 
 /// SIGTERM in the middle of a streamed answer: after the grace period the

@@ -457,6 +457,7 @@ async fn a_non_admin_turn_stops_at_its_chat_s_daily_spending_limit_and_an_admin_
             images: Vec::new(),
             user: None,
             once_key: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
         };
         let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
         let agent = app.agent.clone();

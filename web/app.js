@@ -14,6 +14,8 @@
     app: $('app'),
     convList: $('conv-list'),
     convEmpty: $('conv-empty'),
+    convSearch: $('conv-search'),
+    convBackground: $('conv-background'),
     newConv: $('new-conversation'),
     main: $('main'),
     title: $('main-title'),
@@ -40,6 +42,8 @@
     busy: false,     // a turn is streaming
     loadSeq: 0,      // guards against out-of-order message loads
     lastMessageId: 0, // the newest stored message of the open conversation seen (pollNotices)
+    search: null,    // { q, results } while the sidebar shows a search
+    showBackground: false, // list job and daydream conversations too
   };
 
   // ---------------------------------------------------------------- DOM utils
@@ -238,26 +242,91 @@
     }
   }
 
+  // Conversations valor opens for its own work (job runs, the daydream): listed only on request.
+  const BACKGROUND_CHANNELS = new Set(['job', 'daydream']);
+
   function renderConversations() {
-    for (const el of els.convList.querySelectorAll('.conv-item')) el.remove();
-    els.convEmpty.textContent = 'No conversations yet.';
-    els.convEmpty.hidden = state.conversations.length > 0;
-    for (const c of state.conversations) {
-      const n = Number(c.message_count) || 0;
-      const meta = [`${n} message${n === 1 ? '' : 's'}`, relTime(c.updated_at || c.created_at)]
-        .filter(Boolean).join(' · ');
-      const item = h('button', {
-        type: 'button',
-        class: 'conv-item' + (c.id === state.current ? ' active' : ''),
-        'data-id': c.id,
-        title: c.title || 'Untitled',
-        'aria-current': c.id === state.current ? 'true' : null,
-      },
-      h('span', { class: 'conv-title', text: c.title || 'Untitled' }),
-      h('span', { class: 'conv-meta', text: meta }));
-      item.addEventListener('click', () => selectConversation(c.id));
-      els.convList.append(item);
+    for (const el of els.convList.querySelectorAll('.conv-row')) el.remove();
+    const searching = state.search !== null;
+    const all = searching ? state.search.results : state.conversations;
+    const background = searching ? [] : all.filter((c) => BACKGROUND_CHANNELS.has(c.channel));
+    const shown = searching || state.showBackground ? all : all.filter((c) => !BACKGROUND_CHANNELS.has(c.channel));
+    els.convEmpty.textContent = searching ? `Nothing matches “${state.search.q}”.` : 'No conversations yet.';
+    els.convEmpty.hidden = shown.length > 0;
+    for (const c of shown) els.convList.insertBefore(conversationRow(c), els.convBackground);
+    els.convBackground.hidden = background.length === 0;
+    els.convBackground.textContent = state.showBackground
+      ? 'Hide background conversations'
+      : `Show ${background.length} background conversation${background.length === 1 ? '' : 's'} (jobs, daydream)`;
+  }
+
+  function conversationRow(c) {
+    const n = Number(c.message_count) || 0;
+    const meta = [`${n} message${n === 1 ? '' : 's'}`, relTime(c.updated_at || c.created_at)]
+      .filter(Boolean).join(' · ');
+    const active = c.id === state.current;
+    const item = h('button', {
+      type: 'button',
+      class: 'conv-item' + (active ? ' active' : ''),
+      'data-id': c.id,
+      title: c.title || 'Untitled',
+      'aria-current': active ? 'true' : null,
+    },
+    h('span', { class: 'conv-title', text: c.title || 'Untitled' }),
+    h('span', { class: 'conv-meta', text: meta }),
+    c.snippet ? h('span', { class: 'conv-snippet', text: c.snippet }) : null);
+    item.addEventListener('click', () => selectConversation(c.id));
+    const rename = h('button', { type: 'button', class: 'conv-action', 'data-action': 'rename',
+      title: 'Rename', 'aria-label': `Rename ${c.title || 'Untitled'}`, text: '✎' });
+    rename.addEventListener('click', () => renameConversation(c));
+    const remove = h('button', { type: 'button', class: 'conv-action', 'data-action': 'delete',
+      title: 'Delete', 'aria-label': `Delete ${c.title || 'Untitled'}`, text: '🗑' });
+    remove.addEventListener('click', () => deleteConversation(c));
+    return h('div', { class: 'conv-row' + (active ? ' active' : ''), 'data-id': c.id },
+      item, h('div', { class: 'conv-actions' }, rename, remove));
+  }
+
+  async function renameConversation(c) {
+    const title = window.prompt('Rename the conversation', c.title || '');
+    if (title === null || !title.trim() || title.trim() === c.title) return;
+    try {
+      await apiJson(`/api/conversations/${encodeURIComponent(c.id)}`, {
+        method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ title: title.trim() }),
+      });
+    } catch (e) { addError(e.message); return; }
+    await refreshList();
+    if (state.current === c.id) els.title.textContent = title.trim();
+  }
+
+  async function deleteConversation(c) {
+    if (state.busy) return;
+    if (!window.confirm(`Delete “${c.title || 'Untitled'}” and all its messages? This cannot be undone.`)) return;
+    try {
+      await apiFetch(`/api/conversations/${encodeURIComponent(c.id)}`, { method: 'DELETE' });
+    } catch (e) { addError(e.message); return; }
+    if (state.current === c.id) newConversation();
+    await refreshList();
+  }
+
+  // The list as it is shown: the search's results while searching, else every conversation.
+  async function refreshList() {
+    if (state.search !== null) await searchConversations(state.search.q);
+    await loadConversations();
+  }
+
+  let searchSeq = 0;
+  async function searchConversations(q) {
+    const mine = ++searchSeq;
+    if (!q) { state.search = null; renderConversations(); return; }
+    try {
+      const body = await apiJson(`/api/conversations?q=${encodeURIComponent(q)}&limit=50`);
+      if (mine !== searchSeq) return;
+      state.search = { q, results: body.conversations || [] };
+    } catch (e) {
+      if (mine !== searchSeq) return;
+      state.search = { q, results: [] };
     }
+    renderConversations();
   }
 
   function setCurrent(id) {
@@ -266,6 +335,7 @@
     els.main.dataset.conversationId = id || '';
     const conv = state.conversations.find((c) => c.id === id);
     els.title.textContent = conv ? (conv.title || 'Untitled') : (id ? els.title.textContent : 'New conversation');
+    for (const row of els.convList.querySelectorAll('.conv-row')) row.classList.toggle('active', row.dataset.id === id);
     for (const el of els.convList.querySelectorAll('.conv-item')) {
       const on = el.dataset.id === id;
       el.classList.toggle('active', on);
@@ -773,6 +843,12 @@
   });
   els.input.addEventListener('input', () => { autoGrow(); updateCount(); });
   els.newConv.addEventListener('click', newConversation);
+  let searchTimer = null;
+  els.convSearch.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => searchConversations(els.convSearch.value.trim()), 250);
+  });
+  els.convBackground.addEventListener('click', () => { state.showBackground = !state.showBackground; renderConversations(); });
   els.menu.addEventListener('click', () => (els.app.classList.contains('nav-open') ? closeNav() : openNav()));
   els.scrim.addEventListener('click', closeNav);
   els.changeToken.addEventListener('click', async () => {

@@ -33,6 +33,8 @@ pub enum TurnFailure {
     Storage,
     /// valor shut down before the turn ended (what was streamed is stored).
     Interrupted,
+    /// The person stopped the turn (`TurnRequest::cancel`; what was streamed is stored).
+    Cancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

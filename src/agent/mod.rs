@@ -24,7 +24,7 @@ pub use crate::workspace::ChatUser;
 pub use events::{AgentEvent, ToolCallReport, TurnFailure};
 pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
-pub use turn::INTERRUPTED_MARK;
+pub use turn::{CANCELLED_RECORD, INTERRUPTED_MARK, STOPPED_MARK};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -134,6 +134,12 @@ pub struct TurnRequest {
     /// The user's message is stored once under this key: a message handled
     /// again (a Telegram update after a crash) is not in the history twice.
     pub once_key: Option<String>,
+    /// Cancelled by the person (Ctrl-C in `valor chat`): the turn stops its
+    /// model stream and tools, stores what was streamed ending in
+    /// `STOPPED_MARK`, is recorded failed with `CANCELLED_RECORD` and ends
+    /// with `Done` (no `Error`); its outcome's failure is `Cancelled`.
+    /// `CancellationToken::new()` for a turn nobody can stop.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// How a turn ended (the same facts as its `Done` event).

@@ -24,10 +24,18 @@ enum Failure {
     Storage(StorageError),
     /// valor shut down before the turn ended.
     Interrupted,
+    /// The person stopped the turn (`TurnRequest::cancel`).
+    Cancelled,
 }
 
 /// Ends an answer cut short by a shutdown, in the stored history.
 pub const INTERRUPTED_MARK: &str = " […interrupted: valor was shutting down]";
+
+/// Ends an answer the person stopped (Ctrl-C, a Stop button), in the stored history.
+pub const STOPPED_MARK: &str = " [stopped]";
+
+/// `turns.error` of a turn the person stopped.
+pub const CANCELLED_RECORD: &str = "cancelled: stopped by the person";
 
 /// What a chat hears when the model is slow to start answering.
 pub const WAITING_NOTICE: &str = "still waiting for the model…";
@@ -42,6 +50,7 @@ impl Failure {
             Failure::Tool(message) => format!("I had to stop: {message}"),
             Failure::Storage(_) => "I could not save this conversation, so I stopped. Please try again shortly.".into(),
             Failure::Interrupted => "valor is restarting, so I stopped here. Ask again in a moment.".into(),
+            Failure::Cancelled => "Stopped.".into(),
         }
     }
 
@@ -53,6 +62,7 @@ impl Failure {
             Failure::Tool(_) => TurnFailure::Tool,
             Failure::Storage(_) => TurnFailure::Storage,
             Failure::Interrupted => TurnFailure::Interrupted,
+            Failure::Cancelled => TurnFailure::Cancelled,
         }
     }
 
@@ -64,6 +74,7 @@ impl Failure {
             Failure::Tool(message) => format!("tool: {message}"),
             Failure::Storage(error) => format!("storage: {error}"),
             Failure::Interrupted => "interrupted: valor shut down before the turn ended".into(),
+            Failure::Cancelled => CANCELLED_RECORD.into(),
         };
         crate::llm::transport::truncate_chars(&text, MAX_RECORDED_ERROR_CHARS)
     }
@@ -255,17 +266,19 @@ pub(super) async fn run(
         Some(_) => tokio::select! {
             result = run_steps(&mut state, &request, &model_name) => result,
             () = interrupt.cancelled() => Err(Failure::Interrupted),
+            () = request.cancel.cancelled() => Err(Failure::Cancelled),
         },
         None => Err(Failure::Model(LlmError::NotConfigured)),
     };
-    if matches!(result, Err(Failure::Interrupted)) && !state.reply.trim().is_empty() {
-        // What was streamed is kept in the history, marked, for people and the model.
-        let partial = format!("{}{INTERRUPTED_MARK}", state.reply.trim_end());
-        let _ = state.persist(MessageRole::Assistant, &[ContentBlock::Text { text: partial.clone() }], partial).await;
-    }
+    store_cut_answer(&state, &result).await;
     let failure = result.as_ref().err().map(Failure::kind);
     let error = match result {
         Ok(()) => None,
+        Err(Failure::Cancelled) => {
+            // The person asked for it: no error event, no notice, the streamed text is the reply.
+            tracing::info!(turn = %turn.id, "turn stopped by the person");
+            Some(Failure::Cancelled.record())
+        }
         Err(failure) => {
             let facts =
                 parts.models.as_ref().map(|models| ModelFacts { name: &model_name, endpoint: &models.endpoint });
@@ -311,6 +324,20 @@ pub(super) async fn run(
         tool_calls: state.tool_calls,
         failure,
     }
+}
+
+/// What was streamed before a shutdown or a stop is kept in the history,
+/// marked, for people and the model. A stopped turn is stored even when
+/// nothing was streamed, so its question stays a turn of its own and is not
+/// merged into the next one.
+async fn store_cut_answer(state: &TurnState<'_>, result: &Result<(), Failure>) {
+    let streamed = state.reply.trim_end();
+    let partial = match result {
+        Err(Failure::Interrupted) if !streamed.trim().is_empty() => format!("{streamed}{INTERRUPTED_MARK}"),
+        Err(Failure::Cancelled) => format!("{streamed}{STOPPED_MARK}").trim_start().to_owned(),
+        _ => return,
+    };
+    let _ = state.persist(MessageRole::Assistant, &[ContentBlock::Text { text: partial.clone() }], partial).await;
 }
 
 async fn storage_failure_before_turn(

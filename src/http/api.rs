@@ -133,6 +133,7 @@ pub async fn post_message(
         user: None,
         images: Vec::new(),
         once_key: None,
+        cancel: tokio_util::sync::CancellationToken::new(),
     };
     let receiver = state.agent.spawn_turn(request);
     if streamed {
@@ -177,6 +178,8 @@ fn failed_turn(failure: TurnFailure, message: String, answer: MessageReply) -> R
         TurnFailure::Tool => (StatusCode::INTERNAL_SERVER_ERROR, "tool_failed"),
         TurnFailure::Storage => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
         TurnFailure::Interrupted => (StatusCode::SERVICE_UNAVAILABLE, "interrupted"),
+        // A stopped turn sends no `error` event, so it is not failed here; if it were, it answered as asked.
+        TurnFailure::Cancelled => (StatusCode::OK, "cancelled"),
     };
     let mut body = serde_json::to_value(&answer).unwrap_or_else(|_| serde_json::json!({}));
     if let Some(map) = body.as_object_mut() {
@@ -196,6 +199,8 @@ fn sse_events(receiver: tokio::sync::mpsc::Receiver<AgentEvent>) -> impl Stream<
 pub struct ListQuery {
     pub limit: Option<u32>,
     pub after: Option<i64>,
+    /// Conversations only: search titles and messages.
+    pub q: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -206,6 +211,9 @@ pub struct ConversationView {
     pub created_at: String,
     pub updated_at: String,
     pub message_count: i64,
+    /// Searches only: the best matching message, matches marked `[like this]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -229,13 +237,15 @@ impl From<ConversationSummary> for ConversationView {
             created_at: rfc3339(c.created_at_ms),
             updated_at: rfc3339(c.updated_at_ms),
             message_count: summary.message_count,
+            snippet: None,
         }
     }
 }
 
-/// Conversations, newest activity first.
+/// Conversations, newest activity first; with `q`, those whose title or messages match (titles first).
 #[utoipa::path(get, path = "/api/conversations", tag = "chat",
-    params(("limit" = Option<u32>, Query, description = "At most this many (default 50, max 200)")),
+    params(("limit" = Option<u32>, Query, description = "At most this many (default 50, max 200)"),
+           ("q" = Option<String>, Query, description = "Search titles (substring) and messages (full text)")),
     responses((status = 200, body = ConversationList)), security(("bearer" = [])))]
 pub async fn list_conversations(
     State(state): State<HttpState>,
@@ -243,8 +253,69 @@ pub async fn list_conversations(
 ) -> Result<Json<ConversationList>, ApiError> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let list = state.agent.store().list_conversations(limit).await?;
-    Ok(Json(ConversationList { conversations: list.into_iter().map(ConversationView::from).collect() }))
+    let store = state.agent.store();
+    let conversations = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        None => store.list_conversations(limit).await?.into_iter().map(ConversationView::from).collect(),
+        Some(q) => store
+            .search_conversations(q, limit)
+            .await?
+            .into_iter()
+            .map(|(summary, snippet)| ConversationView { snippet, ..ConversationView::from(summary) })
+            .collect(),
+    };
+    Ok(Json(ConversationList { conversations }))
+}
+
+/// Longest conversation title accepted.
+const MAX_TITLE_CHARS: usize = 200;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConversation {
+    /// The new title (1–200 characters).
+    pub title: String,
+}
+
+/// Rename a conversation.
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "chat", request_body = RenameConversation,
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, body = ConversationView), (status = 400, description = "Empty or too long title"),
+              (status = 404, description = "No such conversation")),
+    security(("bearer" = [])))]
+pub async fn rename_conversation(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RenameConversation>,
+) -> Result<Json<ConversationView>, ApiError> {
+    let title = body.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::BadRequest(format!("`title` must be 1 to {MAX_TITLE_CHARS} characters")));
+    }
+    let store = state.agent.store();
+    store.rename_conversation(&id, title).await?;
+    Ok(Json(store.conversation_summary(&id).await?.into()))
+}
+
+/// Delete a conversation with its messages and turns (its jobs stay). A
+/// Telegram chat's conversation is refused: `/reset` in the chat starts a new one.
+#[utoipa::path(delete, path = "/api/conversations/{id}", tag = "chat",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such conversation"),
+              (status = 409, description = "A Telegram chat's conversation")),
+    security(("bearer" = [])))]
+pub async fn delete_conversation(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let store = state.agent.store();
+    let conversation = store.get_conversation(&id).await?;
+    if conversation.channel == "telegram" {
+        return Err(ApiError::Conflict(
+            "this is a Telegram chat's conversation; `/reset` in the chat starts a new one".into(),
+        ));
+    }
+    store.delete_conversation(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -59,6 +59,7 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
     let api = Router::new()
         .route("/messages", post(api::post_message))
         .route("/conversations", get(api::list_conversations))
+        .route("/conversations/{id}", axum::routing::patch(api::rename_conversation).delete(api::delete_conversation))
         .route("/conversations/{id}/messages", get(api::list_messages))
         .route("/conversations/{id}/turns", get(api::list_turns))
         .route("/jobs", get(jobs::list_jobs))

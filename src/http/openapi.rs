@@ -18,6 +18,8 @@ use super::status;
     paths(
         api::post_message,
         api::list_conversations,
+        api::rename_conversation,
+        api::delete_conversation,
         api::list_messages,
         api::list_turns,
         health::health,
@@ -41,6 +43,7 @@ use super::status;
         api::TurnInfo,
         api::ConversationList,
         api::ConversationView,
+        api::RenameConversation,
         api::MessageList,
         api::MessageView,
         api::TurnList,

@@ -42,8 +42,15 @@ impl JobHandler for AgentTaskHandler {
         let conversation =
             self.agent.open_conversation(&format!("job #{}", context.job.id), "job").await.map_err(storage_error)?;
         let (sender, mut receiver) = mpsc::channel(256);
-        let request =
-            TurnRequest { conversation, text: task, is_admin: false, user: None, images: Vec::new(), once_key: None };
+        let request = TurnRequest {
+            conversation,
+            text: task,
+            is_admin: false,
+            user: None,
+            images: Vec::new(),
+            once_key: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        };
         let agent = self.agent.clone();
         // The sender is dropped when the turn ends, which ends the event loop below.
         let turn = async move { agent.run_turn(request, &sender).await };
@@ -66,6 +73,7 @@ impl JobHandler for AgentTaskHandler {
             Some(TurnFailure::ModelUnavailable | TurnFailure::Storage | TurnFailure::Interrupted) => {
                 return Err(JobError::Retry(outcome.reply));
             }
+            Some(TurnFailure::Cancelled) => return Err(JobError::Cancelled),
             Some(TurnFailure::NoModel | TurnFailure::Model | TurnFailure::Tool) => {
                 return Err(JobError::Fail(outcome.reply));
             }

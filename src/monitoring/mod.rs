@@ -2,8 +2,10 @@
 //! Prometheus metrics recorder, `ComponentStatus`, circuit breakers, the
 //! resource monitor (`resources.rs`) and the health score (`health_score.rs`).
 //!
-//! Invariant: logs go to stderr only (stdout belongs to `valor chat` and
-//! `valor mcp`); secrets are never logged (settings hold them as `SecretString`).
+//! Invariant: logs go to stderr (stdout belongs to `valor chat` and
+//! `valor mcp`), except in `valor chat`, whose terminal is the conversation:
+//! there they go to a file (`init_tracing_to_file`) or nowhere; secrets are
+//! never logged (settings hold them as `SecretString`).
 
 pub mod allocator;
 pub mod breaker;
@@ -35,6 +37,35 @@ pub fn init_tracing(settings: &LogSettings) {
         LogFormat::Text => registry.with(layer).try_init(),
         LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
+}
+
+/// A log file grown past this at start is moved aside to `<name>.1`
+/// (replacing the one before), so the file and its predecessor stay bounded.
+pub const LOG_FILE_ROTATE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Install the global tracing subscriber writing to `path` (appended; its
+/// directory created; moved aside first when larger than
+/// `LOG_FILE_ROTATE_BYTES`), filtered and formatted as `init_tracing`, without
+/// colours. On an error nothing is installed: the caller says logs are off.
+pub fn init_tracing_to_file(settings: &LogSettings, path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(directory) = path.parent() {
+        std::fs::create_dir_all(directory)?;
+    }
+    if std::fs::metadata(path).is_ok_and(|meta| meta.len() > LOG_FILE_ROTATE_BYTES) {
+        let mut previous = path.as_os_str().to_owned();
+        previous.push(".1");
+        std::fs::rename(path, previous)?;
+    }
+    let file = std::sync::Arc::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?);
+    let filter =
+        settings.level.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    let layer = tracing_subscriber::fmt::layer().with_writer(file).with_target(false).with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match settings.format {
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
+    };
+    Ok(())
 }
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

@@ -102,6 +102,81 @@ impl Store {
             .collect()
     }
 
+    /// Give a conversation a new title. NotFound for an unknown id.
+    pub async fn rename_conversation(&self, id: &str, title: &str) -> StorageResult<Conversation> {
+        let done = sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2")
+            .bind(title)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| sql_error("rename conversation", error))?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound { what: format!("conversation {id}") });
+        }
+        self.get_conversation(id).await
+    }
+
+    /// Delete a conversation with its messages, turns and context summaries
+    /// (foreign keys cascade; its jobs stay, without a conversation). NotFound for an unknown id.
+    pub async fn delete_conversation(&self, id: &str) -> StorageResult<()> {
+        let done = sqlx::query("DELETE FROM conversations WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| sql_error("delete conversation", error))?;
+        match done.rows_affected() {
+            0 => Err(StorageError::NotFound { what: format!("conversation {id}") }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Conversations whose title contains `query` (case-insensitive), then
+    /// those whose messages match it (full-text, best first), each once, with
+    /// the best matching message's snippet. At most `limit`.
+    pub async fn search_conversations(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<(ConversationSummary, Option<String>)>> {
+        let query = query.trim();
+        let mut found: Vec<(ConversationSummary, Option<String>)> = Vec::new();
+        if query.is_empty() {
+            return Ok(found);
+        }
+        let pattern = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let titled: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE title LIKE $1 ESCAPE '\\' ORDER BY updated_at_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(&pattern)
+        .bind(limit_bind(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|error| sql_error("search conversation titles", error))?;
+        for id in titled {
+            found.push((self.conversation_summary(&id).await?, None));
+        }
+        for hit in self.search_messages(None, query, limit.saturating_mul(4)).await? {
+            if found.len() >= limit as usize {
+                break;
+            }
+            if found.iter().any(|(summary, _)| summary.conversation.id == hit.message.conversation_id) {
+                continue;
+            }
+            found.push((self.conversation_summary(&hit.message.conversation_id).await?, Some(hit.snippet)));
+        }
+        Ok(found)
+    }
+
+    /// One conversation with its message count.
+    pub async fn conversation_summary(&self, id: &str) -> StorageResult<ConversationSummary> {
+        let message_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE conversation_id = $1")
+            .bind(id)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(|error| sql_error("count messages", error))?;
+        Ok(ConversationSummary { conversation: self.get_conversation(id).await?, message_count })
+    }
+
     /// Appends and bumps the conversation's `updated_at_ms`. Fails with NotFound for an unknown conversation.
     pub async fn append_message(&self, new: NewMessage) -> StorageResult<StoredMessage> {
         let stored = self.append(new, None).await?;

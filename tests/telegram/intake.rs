@@ -60,7 +60,16 @@ async fn in_groups_only_mentions_and_replies_to_the_bot_are_answered() {
     script(&mock, "what is the plan", "Ship it.").await;
     script(&mock, "and after that", "Celebrate.").await;
     script(&mock, "dev group chatter", "Noted.").await;
-    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+    let app = TestApp::spawn(configure(&mock, &fake)).await;
+    // A conversation a valor of before stored under the default title (the group's title was not kept then).
+    let store = app.store().await;
+    let old = valor::storage::NewConversation {
+        title: format!("Telegram group {DEV_GROUP}"),
+        channel: "telegram".into(),
+        chat_id: Some(DEV_GROUP),
+    };
+    let old = store.create_conversation(old).await.unwrap();
+    store.kv_set(&format!("telegram:conversation:{DEV_GROUP}"), &old.id).await.unwrap();
 
     fake.send_text(GROUP, &STRANGER, "no mention, nothing to see");
     fake.send_text(GROUP, &STRANGER, "I play valorant with valor_bot fans");
@@ -80,6 +89,12 @@ async fn in_groups_only_mentions_and_replies_to_the_bot_are_answered() {
         ["what is the plan?", "and after that?", "dev group chatter"],
         "unaddressed messages never reach the model; the mention is stripped"
     );
+    // Group conversations carry the group's title (the fake Bot API's groups are called "Team").
+    let list = app.get_json("/api/conversations").await;
+    let titles: Vec<&str> =
+        list["conversations"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["Team", "Team"], "{list}");
+    assert_eq!(store.get_conversation(&old.id).await.unwrap().title, "Team", "the old default title was kept");
 }
 
 #[tokio::test]

@@ -194,6 +194,7 @@ mod tests {
             update_id: 1,
             chat_id,
             chat_type: if chat_id < 0 { "supergroup".into() } else { "private".into() },
+            chat_title: None,
             message_id: 10,
             date: 0,
             thread_id: None,

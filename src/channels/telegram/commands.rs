@@ -45,6 +45,10 @@ pub fn thread_key(conversation_id: &str) -> String {
 pub(super) async fn conversation_for(shared: &Shared, message: &Incoming) -> StorageResult<Conversation> {
     if let Some(id) = shared.store.kv_get(&conversation_key(message.chat_id, message.thread_id)).await? {
         match shared.store.get_conversation(&id).await {
+            // A conversation made before its group's title was known gets the title (a chosen one is kept).
+            Ok(found) if found.title.starts_with(DEFAULT_GROUP_TITLE) && message.chat_title.is_some() => {
+                return shared.store.rename_conversation(&found.id, &title_of(message)).await;
+            }
             Ok(found) => return Ok(found),
             Err(crate::storage::StorageError::NotFound { .. }) => {}
             Err(other) => return Err(other),
@@ -53,14 +57,24 @@ pub(super) async fn conversation_for(shared: &Shared, message: &Incoming) -> Sto
     new_conversation(shared, message).await
 }
 
-async fn new_conversation(shared: &Shared, message: &Incoming) -> StorageResult<Conversation> {
-    let title = match message.chat_type.as_str() {
-        "private" => format!("Telegram @{}", message.username.as_deref().unwrap_or("user")),
-        _ => match message.thread_id {
-            Some(thread) => format!("Telegram group {} topic {thread}", message.chat_id),
-            None => format!("Telegram group {}", message.chat_id),
-        },
+/// How a group's conversation is titled while its title is unknown.
+const DEFAULT_GROUP_TITLE: &str = "Telegram group ";
+
+/// A chat's conversation title: the group's own title (and topic), else who or which chat it is.
+fn title_of(message: &Incoming) -> String {
+    let group = match &message.chat_title {
+        Some(title) => title.clone(),
+        None => format!("{DEFAULT_GROUP_TITLE}{}", message.chat_id),
     };
+    match (message.chat_type.as_str(), message.thread_id) {
+        ("private", _) => format!("Telegram @{}", message.username.as_deref().unwrap_or("user")),
+        (_, Some(thread)) => format!("{group} · topic {thread}"),
+        (_, None) => group,
+    }
+}
+
+async fn new_conversation(shared: &Shared, message: &Incoming) -> StorageResult<Conversation> {
+    let title = title_of(message);
     let conversation = shared
         .store
         .create_conversation(NewConversation { title, channel: "telegram".into(), chat_id: Some(message.chat_id) })

@@ -248,7 +248,15 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
     // The stored updates this turn answers: handled again after a crash, their text is stored once.
     let rows_key = rows.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let once_key = Some(format!("telegram:turn:{rows_key}"));
-    let mut events = shared.agent.spawn_turn(TurnRequest { conversation, text, is_admin, user, images, once_key });
+    let mut events = shared.agent.spawn_turn(TurnRequest {
+        conversation,
+        text,
+        is_admin,
+        user,
+        images,
+        once_key,
+        cancel: tokio_util::sync::CancellationToken::new(),
+    });
     let mut stream = Stream::new(shared, message);
     let mut failed = false;
     let mut produced = Vec::new();

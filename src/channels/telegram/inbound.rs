@@ -59,6 +59,8 @@ pub struct Incoming {
     pub chat_id: i64,
     /// "private", "group", "supergroup" or "channel".
     pub chat_type: String,
+    /// A group's title (`None` in private chats).
+    pub chat_title: Option<String>,
     pub message_id: i64,
     /// When it was sent (UNIX seconds).
     pub date: i64,
@@ -121,6 +123,7 @@ pub fn parse_update(update: &Value) -> Option<Incoming> {
         update_id,
         chat_id: message["chat"]["id"].as_i64()?,
         chat_type: message["chat"]["type"].as_str().unwrap_or("private").to_owned(),
+        chat_title: message["chat"]["title"].as_str().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned),
         message_id: message["message_id"].as_i64()?,
         date: message["date"].as_i64().unwrap_or_default(),
         thread_id: message["message_thread_id"].as_i64().filter(|_| message["is_topic_message"] == true),
