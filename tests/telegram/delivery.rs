@@ -46,6 +46,21 @@ async fn a_6000_character_answer_is_split_with_the_code_block_closed_and_reopene
 }
 
 #[tokio::test]
+async fn a_quote_and_a_table_arrive_as_a_blockquote_and_an_aligned_pre_block() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    script(&mock, "format it", "> Note: **keep** this\n\n| Name | Qty |\n|---|--:|\n| apple | 3 |\n| kiwi | 12 |")
+        .await;
+    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+
+    fake.send_text(ALICE.id, &ALICE, "format it");
+    let replies = fake.wait_for_replies(ALICE.id, 1).await;
+    assert_eq!(replies, ["Note: keep this\n\nName  | Qty\n------+----\napple |   3\nkiwi  |  12"]);
+    let html = fake.visible_messages(ALICE.id)[0]["html"].as_str().unwrap().to_owned();
+    assert!(html.starts_with("<blockquote>Note: <b>keep</b> this</blockquote>"), "{html}");
+    assert!(html.ends_with("<pre>Name  | Qty\n------+----\napple |   3\nkiwi  |  12</pre>"), "{html}");
+}
+
+#[tokio::test]
 async fn html_rejected_by_telegram_falls_back_to_plain_text() {
     let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
     script(&mock, "fallback", "A **bold** claim.").await;
@@ -214,6 +229,7 @@ async fn a_running_tool_shows_as_progress_in_the_streamed_message() {
     .await;
     let first = &fake.calls_to("sendMessage")[0].params;
     assert_eq!(first["text"], "⏳ search_history…", "progress is pushed at once");
+    assert_eq!(first["parse_mode"], "HTML", "previews are formatted like the answer");
     assert_eq!(fake.visible_messages(ALICE.id).len(), 1, "the progress message became the answer");
 }
 

@@ -26,6 +26,8 @@ use super::deliver::{build_replies, photo_replies};
 use super::inbound::{Incoming, parse_update};
 use super::limiter::Admission;
 use super::media::{self, MediaOutcome};
+use super::render::{markdown_to_html, visible_units};
+use super::split::MESSAGE_LIMIT;
 use super::{Shared, commands};
 use crate::agent::media::ImageAttachment;
 
@@ -312,7 +314,7 @@ async fn keep_typing(
     }
 }
 
-/// The streamed preview: one plain-text message, sent when the optimizer
+/// The streamed preview: one message (rendered like the answer), sent when the optimizer
 /// says so and then edited; the final reply replaces it (see `deliver`).
 struct Stream<'a> {
     shared: &'a Shared,
@@ -378,15 +380,22 @@ impl<'a> Stream<'a> {
             return;
         }
         let preview = preview_text(&self.text, self.working_on.as_deref());
+        // Formatted like the final answer; plain when a table's padding would show too much.
+        let html = markdown_to_html(&preview);
+        let (preview, as_html) = if visible_units(&html) <= MESSAGE_LIMIT && !html.trim().is_empty() {
+            (html, true)
+        } else {
+            (preview, false)
+        };
         let slot = self.shared.pacer.wait_turn(self.chat_id).await;
         let started = Instant::now();
         let api = &self.shared.api;
         let result = match self.preview_id {
             None => api
-                .send_message(self.chat_id, self.thread_id, &preview, false, Some(self.reply_to), None)
+                .send_message(self.chat_id, self.thread_id, &preview, as_html, Some(self.reply_to), None)
                 .await
                 .map(Some),
-            Some(id) => api.edit_message_text(self.chat_id, id, &preview, false, None).await.map(|()| None),
+            Some(id) => api.edit_message_text(self.chat_id, id, &preview, as_html, None).await.map(|()| None),
         };
         self.shared.pacer.sent(self.chat_id, slot);
         match result {
@@ -406,7 +415,7 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// The plain-text preview of a growing answer: its start (at most
+/// The Markdown preview of a growing answer: its start (at most
 /// `PREVIEW_UNITS` UTF-16 units) and either "…" or the running tool.
 fn preview_text(text: &str, working_on: Option<&str>) -> String {
     let mut units = 0;

@@ -1,14 +1,25 @@
-//! Model Markdown → Telegram HTML (parse_mode "HTML"). Only the tags Telegram
-//! accepts are produced (`b`, `i`, `s`, `code`, `pre`, `a href`); every piece
-//! of text is escaped (`&`, `<`, `>`, and `"` inside attributes), so no input
-//! can produce HTML Telegram rejects. Markers without a partner stay literal;
-//! `snake_case_words` are not italic.
+//! Model Markdown → Telegram HTML (parse_mode "HTML"). pulldown-cmark parses
+//! (CommonMark plus GFM tables, task lists and strikethrough); [`Writer`]
+//! turns its events into the subset Telegram accepts: `b`, `i`, `s`,
+//! `code`, `pre`, `pre><code class="language-x"`, `a href` and
+//! `blockquote`. Headings become bold lines, lists `•`/`1.` lines indented
+//! two spaces per level (task items `☐`/`☑`), tables an aligned `<pre>`
+//! block (column widths in characters), images their link, rules a line.
 //!
-//! Linear time: each line gets lookup tables built in one backward pass (for
-//! every position, the closing marker a left-to-right search from there
-//! would accept, the next backtick, `](`, `)` and `[`), so finding a partner
-//! is a table read instead of a scan of the rest of the line; plain text is
-//! escaped in runs, straight into the output.
+//! Invariants: every piece of text is escaped (`&`, `<`, `>`, `"`), so raw
+//! HTML from the model is shown as text, never passed through; tags always
+//! nest and close (the parser's events are balanced; blockquotes, which
+//! Telegram cannot nest, are opened only at the outermost level); a link
+//! becomes `<a href>` only for http, https, mailto and tg addresses —
+//! any other keeps its label and shows the address as text after it.
+
+use pulldown_cmark::{Alignment, CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd};
+
+/// Link schemes Telegram is given as `<a href>` (compared in lower case).
+const SAFE_SCHEMES: [&str; 4] = ["http://", "https://", "mailto:", "tg://"];
+
+/// What a horizontal rule (`---`) shows.
+const RULE: &str = "────────";
 
 /// Escape text for Telegram HTML.
 pub fn escape(text: &str) -> String {
@@ -36,290 +47,405 @@ fn escape_into(out: &mut String, text: &str) {
 
 /// Render a Markdown text (one message part) to Telegram HTML.
 pub fn markdown_to_html(markdown: &str) -> String {
-    let mut out = String::with_capacity(markdown.len() + markdown.len() / 8 + 32);
-    let mut lines = markdown.lines().peekable();
-    let mut first = true;
-    while let Some(line) = lines.next() {
-        if !first {
-            out.push('\n');
-        }
-        first = false;
-        if let Some(language) = fence_language(line) {
-            match language {
-                "" => out.push_str("<pre>"),
-                language => {
-                    out.push_str("<pre><code class=\"language-");
-                    escape_into(&mut out, language);
-                    out.push_str("\">");
-                }
-            }
-            let mut first_code = true;
-            for inner in lines.by_ref() {
-                if inner.trim_start().starts_with("```") {
-                    break;
-                }
-                if !first_code {
-                    out.push('\n');
-                }
-                first_code = false;
-                escape_into(&mut out, inner);
-            }
-            out.push_str(if language.is_empty() { "</pre>" } else { "</code></pre>" });
-            continue;
-        }
-        render_line(&mut out, line);
+    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let mut writer =
+        Writer { out: String::with_capacity(markdown.len() + markdown.len() / 8 + 32), ..Writer::default() };
+    for event in Parser::new_ext(markdown, options) {
+        writer.event(event);
     }
-    out
+    writer.out
 }
 
-/// `Some(language)` when the line opens a fenced code block.
-pub fn fence_language(line: &str) -> Option<&str> {
-    let rest = line.trim_start().strip_prefix("```")?;
-    let language = rest.trim();
-    if language.chars().all(|c| c.is_alphanumeric() || matches!(c, '+' | '-' | '_' | '#' | '.')) {
-        Some(language)
-    } else {
-        Some("")
-    }
+/// Inline Markdown of one line (the same renderer as [`markdown_to_html`]).
+pub fn render_inline(text: &str) -> String {
+    markdown_to_html(text)
 }
 
-fn render_line(out: &mut String, line: &str) {
-    let trimmed = line.trim_start();
-    let hashes = trimmed.bytes().take_while(|&b| b == b'#').count();
-    if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with(' ') {
-        out.push_str("<b>");
-        render_inline_into(out, trimmed[hashes..].trim());
-        out.push_str("</b>");
-        return;
+/// The visible length of our own HTML in UTF-16 units, as Telegram counts a
+/// message: tags removed, the four entities [`escape`] writes as one character.
+pub fn visible_units(html: &str) -> usize {
+    let (mut units, mut in_tag) = (0, false);
+    let mut rest = html;
+    while let Some(character) = rest.chars().next() {
+        let mut used = character.len_utf8();
+        match character {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            '&' => {
+                used = rest.find(';').map_or(used, |end| end + 1);
+                units += 1;
+            }
+            other => units += other.len_utf16(),
+        }
+        rest = &rest[used..];
     }
-    for bullet in ["- ", "* ", "+ "] {
-        if let Some(item) = trimmed.strip_prefix(bullet) {
-            out.push_str(&line[..line.len() - trimmed.len()]);
-            out.push_str("• ");
-            render_inline_into(out, item);
+    units
+}
+
+/// An open link or image: where its label starts in the output, its
+/// address, and whether it became `<a href>`.
+#[derive(Debug)]
+struct OpenLink {
+    label_start: usize,
+    address: String,
+    tagged: bool,
+}
+
+/// A table being collected: cells as plain text (a `<pre>` holds no tags).
+#[derive(Debug, Default)]
+struct Table {
+    alignments: Vec<Alignment>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The event → Telegram HTML writer. Separators are owed, not written
+/// (`pending`), so nothing trails a message and a closing tag comes right
+/// after its content.
+#[derive(Debug, Default)]
+struct Writer {
+    out: String,
+    /// Newlines owed before the next content (1 within a list, 2 between blocks).
+    pending: usize,
+    /// One entry per open list: the next item's number, `None` for bullets.
+    lists: Vec<Option<u64>>,
+    links: Vec<OpenLink>,
+    quote_depth: usize,
+    /// The open code block: its text so far and its closing tags.
+    code: Option<(String, &'static str)>,
+    table: Option<Table>,
+}
+
+impl Writer {
+    fn event(&mut self, event: Event<'_>) {
+        if let Some(table) = &mut self.table {
+            if event == Event::End(TagEnd::Table) {
+                let table = std::mem::take(table);
+                self.table = None;
+                self.write_table(&table);
+            } else {
+                table.event(event);
+            }
             return;
         }
-    }
-    render_inline_into(out, line);
-}
-
-/// Inline Markdown: code spans, bold, italic, strikethrough, links.
-pub fn render_inline(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    render_inline_into(&mut out, text);
-    out
-}
-
-fn render_inline_into(out: &mut String, text: &str) {
-    if !text.bytes().any(|b| matches!(b, b'*' | b'_' | b'~' | b'`' | b'[')) {
-        escape_into(out, text);
-        return;
-    }
-    Inline::new(text).render(out, 0, text.len());
-}
-
-/// "No such position" in the lookup tables.
-const NONE: usize = usize::MAX;
-
-/// The emphasis markers, in the order they are tried at a position, and their tags.
-const MARKERS: [(&str, &str); 5] = [("**", "b"), ("__", "b"), ("~~", "s"), ("*", "i"), ("_", "i")];
-
-/// One text with its lookup tables (each of length `len + 1`, or empty when
-/// what it looks for does not occur; read with [`lookup`]).
-struct Inline<'a> {
-    text: &'a str,
-    /// Per marker (as in `MARKERS`): from position `s`, the closing marker a
-    /// left-to-right search starting at `s` accepts (see `closers`).
-    closer: [Vec<usize>; 5],
-    /// The next position at or after `s` holding this byte / pair.
-    backtick: Vec<usize>,
-    link_middle: Vec<usize>,
-    paren: Vec<usize>,
-    bracket: Vec<usize>,
-}
-
-impl<'a> Inline<'a> {
-    fn new(text: &'a str) -> Self {
-        let bytes = text.as_bytes();
-        Inline {
-            text,
-            closer: MARKERS.map(|(marker, _)| closers(text, marker)),
-            backtick: next_match(bytes, b"`"),
-            link_middle: next_match(bytes, b"]("),
-            paren: next_match(bytes, b")"),
-            bracket: next_match(bytes, b"["),
+        if let Some((code, close)) = &mut self.code {
+            match event {
+                Event::Text(text) => code.push_str(&text),
+                Event::End(TagEnd::CodeBlock) => {
+                    let text = code.strip_suffix('\n').unwrap_or(code);
+                    escape_into(&mut self.out, text);
+                    self.out.push_str(close);
+                    self.code = None;
+                    self.pending = 2;
+                }
+                _ => {}
+            }
+            return;
+        }
+        match event {
+            Event::Start(tag) => self.start(tag),
+            Event::End(tag) => self.end(tag),
+            Event::Text(text)
+            | Event::Html(text)
+            | Event::InlineHtml(text)
+            | Event::InlineMath(text)
+            | Event::DisplayMath(text) => self.text(&text),
+            Event::Code(text) => {
+                self.push("<code>");
+                escape_into(&mut self.out, &text);
+                self.out.push_str("</code>");
+            }
+            Event::FootnoteReference(name) => self.text(&format!("[^{name}]")),
+            Event::SoftBreak | Event::HardBreak => {
+                self.pending = 1;
+                self.flush();
+            }
+            Event::Rule => {
+                self.push(RULE);
+                self.pending = 2;
+            }
+            Event::TaskListMarker(checked) => {
+                if let Some(kept) = self.out.strip_suffix("• ").map(str::len) {
+                    self.out.truncate(kept);
+                }
+                self.push(if checked { "☑ " } else { "☐ " });
+            }
         }
     }
 
-    /// Render `text[start..end]`; partners are looked for only inside it.
-    fn render(&self, out: &mut String, start: usize, end: usize) {
-        let bytes = self.text.as_bytes();
-        let mut plain = start;
-        let mut index = start;
-        while index < end {
-            if !matches!(bytes[index], b'*' | b'_' | b'~' | b'`' | b'[') {
-                index += 1;
-                continue;
-            }
-            escape_into(out, &self.text[plain..index]);
-            match self.token(out, index, start, end) {
-                Some(next) => index = next,
-                None => {
-                    // A marker without a partner is literal (all of them are ASCII).
-                    escape_into(out, &self.text[index..index + 1]);
-                    index += 1;
+    fn start(&mut self, tag: Tag<'_>) {
+        match tag {
+            Tag::Paragraph | Tag::HtmlBlock | Tag::MetadataBlock(_) => {}
+            Tag::Heading { .. } | Tag::Strong => self.push("<b>"),
+            Tag::Emphasis => self.push("<i>"),
+            Tag::Strikethrough => self.push("<s>"),
+            Tag::Superscript | Tag::Subscript => {}
+            Tag::BlockQuote(_) => {
+                self.quote_depth += 1;
+                if self.quote_depth == 1 {
+                    self.push("<blockquote>");
+                    self.pending = 0;
                 }
             }
-            plain = index;
-        }
-        escape_into(out, &self.text[plain..end]);
-    }
-
-    /// The markup token at `index` (inside `start..end`), rendered into
-    /// `out`; returns where the text continues.
-    fn token(&self, out: &mut String, index: usize, start: usize, end: usize) -> Option<usize> {
-        let bytes = self.text.as_bytes();
-        if bytes[index] == b'`' {
-            let close = lookup(&self.backtick, index + 1);
-            if close == NONE || close >= end || close == index + 1 {
-                return None;
+            Tag::CodeBlock(kind) => self.start_code(&kind),
+            Tag::List(first) => {
+                if !self.lists.is_empty() {
+                    self.pending = self.pending.max(1);
+                }
+                self.lists.push(first);
             }
-            out.push_str("<code>");
-            escape_into(out, &self.text[index + 1..close]);
-            out.push_str("</code>");
-            return Some(close + 1);
-        }
-        for (which, (marker, tag)) in MARKERS.iter().enumerate() {
-            if let Some(close) = self.paired(which, marker, index, start, end) {
-                out.push('<');
-                out.push_str(tag);
-                out.push('>');
-                self.render(out, index + marker.len(), close);
-                out.push_str("</");
-                out.push_str(tag);
-                out.push('>');
-                return Some(close + marker.len());
+            Tag::Item => self.start_item(),
+            Tag::Table(alignments) => {
+                self.flush();
+                self.table = Some(Table { alignments, rows: Vec::new() });
+            }
+            Tag::TableHead | Tag::TableRow | Tag::TableCell => {}
+            Tag::FootnoteDefinition(name) => self.text(&format!("[^{name}]: ")),
+            Tag::DefinitionList | Tag::DefinitionListTitle | Tag::DefinitionListDefinition => {}
+            Tag::Link { link_type, dest_url, .. } | Tag::Image { link_type, dest_url, .. } => {
+                self.start_link(link_type, dest_url);
             }
         }
-        if bytes[index] == b'[' {
-            return self.link(out, index, end);
-        }
-        None
     }
 
-    /// Where `marker` at `index` closes inside `..end`, with word-boundary rules.
-    fn paired(&self, which: usize, marker: &str, index: usize, start: usize, end: usize) -> Option<usize> {
-        let bytes = self.text.as_bytes();
-        let length = marker.len();
-        let body = index + length;
-        if body > end || &bytes[index..body] != marker.as_bytes() {
-            return None;
+    fn end(&mut self, tag: TagEnd) {
+        match tag {
+            TagEnd::Paragraph
+            | TagEnd::HtmlBlock
+            | TagEnd::MetadataBlock(_)
+            | TagEnd::FootnoteDefinition
+            | TagEnd::DefinitionList
+            | TagEnd::DefinitionListTitle
+            | TagEnd::DefinitionListDefinition
+            | TagEnd::CodeBlock
+            | TagEnd::Table => {
+                // An HTML block's text ends with its line break.
+                let kept = self.out.trim_end_matches('\n').len();
+                self.out.truncate(kept);
+                self.pending = 2;
+            }
+            TagEnd::Heading(_) => {
+                self.out.push_str("</b>");
+                self.pending = 2;
+            }
+            TagEnd::Strong => self.out.push_str("</b>"),
+            TagEnd::Emphasis => self.out.push_str("</i>"),
+            TagEnd::Strikethrough => self.out.push_str("</s>"),
+            TagEnd::Superscript | TagEnd::Subscript | TagEnd::TableHead | TagEnd::TableRow | TagEnd::TableCell => {}
+            TagEnd::BlockQuote(_) => {
+                self.quote_depth = self.quote_depth.saturating_sub(1);
+                if self.quote_depth == 0 {
+                    self.pending = 0;
+                    self.out.push_str("</blockquote>");
+                }
+                self.pending = 2;
+            }
+            TagEnd::List(_) => {
+                self.lists.pop();
+                self.pending = if self.lists.is_empty() { 2 } else { self.pending.max(1) };
+            }
+            TagEnd::Item => self.pending = self.pending.max(1),
+            TagEnd::Link | TagEnd::Image => self.end_link(),
         }
-        let opens_with = |at: usize| at + length <= end && &bytes[at..at + length] == marker.as_bytes();
-        if body < end && (char_at(self.text, body).is_some_and(char::is_whitespace) || opens_with(body)) {
-            return None;
-        }
-        let underscore = marker.starts_with('_');
-        if underscore && index > start && char_before(self.text, index).is_some_and(char::is_alphanumeric) {
-            return None;
-        }
-        let close = lookup(&self.closer[which], body);
-        if close != NONE && close + length <= end {
-            return Some(close);
-        }
-        // The tables judged a single marker just before `end` by what follows
-        // `end` (the enclosing closer, e.g. `*` of `**`); inside this range
-        // nothing follows it, so it may close here.
-        let last = end.checked_sub(1)?;
-        let closes_at_end = length == 1
-            && last > body
-            && bytes[last] == marker.as_bytes()[0]
-            && !char_before(self.text, last).is_some_and(char::is_whitespace);
-        closes_at_end.then_some(last)
     }
 
-    fn link(&self, out: &mut String, index: usize, end: usize) -> Option<usize> {
-        let close = lookup(&self.link_middle, index);
-        if close == NONE || close + 2 > end {
-            return None;
+    /// Write the owed newlines (none at the very start), then, inside a
+    /// list, the indentation that continues the item.
+    fn flush(&mut self) {
+        if self.pending > 0 && !self.out.is_empty() {
+            for _ in 0..self.pending {
+                self.out.push('\n');
+            }
+            for _ in 0..self.lists.len() {
+                self.out.push_str("  ");
+            }
         }
-        let url_start = close + 2;
-        let url_end = lookup(&self.paren, url_start);
-        if url_end == NONE || url_end >= end {
-            return None;
+        self.pending = 0;
+    }
+
+    fn push(&mut self, html: &str) {
+        self.flush();
+        self.out.push_str(html);
+    }
+
+    fn text(&mut self, text: &str) {
+        self.flush();
+        escape_into(&mut self.out, text);
+    }
+
+    fn start_item(&mut self) {
+        if self.pending > 0 && !self.out.is_empty() {
+            for _ in 0..self.pending {
+                self.out.push('\n');
+            }
         }
-        let url = &self.text[url_start..url_end];
-        let safe = ["http://", "https://", "tg://", "mailto:"].iter().any(|scheme| url.starts_with(scheme));
-        let nested = lookup(&self.bracket, index + 1) < close;
-        if close == index + 1 || nested || !safe || url.contains(char::is_whitespace) {
-            return None;
+        self.pending = 0;
+        for _ in 1..self.lists.len() {
+            self.out.push_str("  ");
         }
-        out.push_str("<a href=\"");
-        escape_into(out, url);
-        out.push_str("\">");
-        self.render(out, index + 1, close);
-        out.push_str("</a>");
-        Some(url_end + 1)
+        match self.lists.last_mut() {
+            Some(Some(number)) => {
+                self.out.push_str(&format!("{number}. "));
+                *number += 1;
+            }
+            Some(None) | None => self.out.push_str("• "),
+        }
     }
-}
 
-/// For each position `at`, the first position `>= at` where `pattern`
-/// starts (read with [`lookup`]; empty when it does not occur).
-fn next_match(bytes: &[u8], pattern: &[u8]) -> Vec<usize> {
-    if !bytes.contains(&pattern[0]) {
-        return Vec::new();
-    }
-    let mut next = vec![NONE; bytes.len() + 1];
-    for at in (0..bytes.len()).rev() {
-        next[at] = if bytes[at..].starts_with(pattern) { at } else { next[at + 1] };
-    }
-    next
-}
-
-/// A table entry; `NONE` past the end or for an empty table.
-fn lookup(table: &[usize], at: usize) -> usize {
-    table.get(at).copied().unwrap_or(NONE)
-}
-
-/// For each start `s`: the closing `marker` a left-to-right search from `s`
-/// accepts. The search takes the leftmost occurrence; one that does not
-/// close (whitespace before it; for `_`/`__` a letter or digit after it; a
-/// single marker doubled) is skipped whole and the search goes on after it.
-fn closers(text: &str, marker: &str) -> Vec<usize> {
-    let bytes = text.as_bytes();
-    let pattern = marker.as_bytes();
-    let length = pattern.len();
-    if !bytes.contains(&pattern[0]) {
-        return Vec::new();
-    }
-    let mut closer = vec![NONE; bytes.len() + 1];
-    let underscore = pattern[0] == b'_';
-    for at in (0..bytes.len()).rev() {
-        let found = at + length <= bytes.len() && &bytes[at..at + length] == pattern;
-        closer[at] = if !found {
-            closer[at + 1]
-        } else {
-            let after = at + length;
-            let opens_word = at > 0 && !char_before(text, at).is_some_and(char::is_whitespace);
-            let inside_word = underscore && char_at(text, after).is_some_and(char::is_alphanumeric);
-            let doubled = length == 1 && bytes.get(after) == Some(&pattern[0]);
-            if opens_word && !inside_word && !doubled { at } else { closer[after] }
+    fn start_code(&mut self, kind: &CodeBlockKind<'_>) {
+        let language = match kind {
+            CodeBlockKind::Fenced(info) => info.split_whitespace().next().unwrap_or_default(),
+            CodeBlockKind::Indented => "",
         };
+        let plain = language.is_empty()
+            || !language.chars().all(|c| c.is_alphanumeric() || matches!(c, '+' | '-' | '_' | '#' | '.'));
+        if plain {
+            self.push("<pre>");
+            self.code = Some((String::new(), "</pre>"));
+        } else {
+            self.push("<pre><code class=\"language-");
+            escape_into(&mut self.out, language);
+            self.out.push_str("\">");
+            self.code = Some((String::new(), "</code></pre>"));
+        }
     }
-    closer
+
+    fn start_link(&mut self, link_type: LinkType, address: CowStr<'_>) {
+        let address = match link_type {
+            LinkType::Email => format!("mailto:{address}"),
+            _ => address.into_string(),
+        };
+        let lower = address.to_ascii_lowercase();
+        let tagged = SAFE_SCHEMES.iter().any(|scheme| lower.starts_with(scheme)) && self.links.is_empty();
+        if tagged {
+            self.push("<a href=\"");
+            escape_into(&mut self.out, &address);
+            self.out.push_str("\">");
+        } else {
+            self.flush();
+        }
+        self.links.push(OpenLink { label_start: self.out.len(), address, tagged });
+    }
+
+    fn end_link(&mut self) {
+        let Some(link) = self.links.pop() else { return };
+        let shown = escape(&link.address);
+        let label = &self.out[link.label_start..];
+        let empty = label.is_empty();
+        let same = label == shown;
+        if empty {
+            self.out.push_str(&shown);
+        }
+        if link.tagged {
+            self.out.push_str("</a>");
+        } else if !empty && !same && !link.address.is_empty() {
+            self.out.push_str(" (");
+            self.out.push_str(&shown);
+            self.out.push(')');
+        }
+    }
+
+    /// The table as aligned monospace lines, a dashed line under the header.
+    fn write_table(&mut self, table: &Table) {
+        let columns = table.rows.iter().map(Vec::len).max().unwrap_or(0).max(table.alignments.len());
+        let mut widths = vec![0; columns];
+        for row in &table.rows {
+            for (column, cell) in row.iter().enumerate() {
+                widths[column] = widths[column].max(cell.chars().count());
+            }
+        }
+        let mut lines = Vec::with_capacity(table.rows.len() + 1);
+        for (index, row) in table.rows.iter().enumerate() {
+            let cells: Vec<String> = (0..columns)
+                .map(|column| {
+                    let cell = row.get(column).map_or("", String::as_str);
+                    let alignment = table.alignments.get(column).copied().unwrap_or(Alignment::None);
+                    pad(cell, widths[column], alignment)
+                })
+                .collect();
+            lines.push(cells.join(" | ").trim_end().to_owned());
+            if index == 0 {
+                lines.push(widths.iter().map(|&width| "-".repeat(width)).collect::<Vec<_>>().join("-+-"));
+            }
+        }
+        self.push("<pre>");
+        escape_into(&mut self.out, &lines.join("\n"));
+        self.out.push_str("</pre>");
+        self.pending = 2;
+    }
 }
 
-fn char_at(text: &str, at: usize) -> Option<char> {
-    text.get(at..).and_then(|rest| rest.chars().next())
+impl Table {
+    /// An event inside the table: rows and cells open, everything else adds
+    /// its visible text to the current cell.
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Start(Tag::TableHead | Tag::TableRow) => self.rows.push(Vec::new()),
+            Event::Start(Tag::TableCell) => {
+                if let Some(row) = self.rows.last_mut() {
+                    row.push(String::new());
+                }
+            }
+            Event::Text(text)
+            | Event::Code(text)
+            | Event::Html(text)
+            | Event::InlineHtml(text)
+            | Event::InlineMath(text)
+            | Event::DisplayMath(text) => self.add(&text),
+            Event::SoftBreak | Event::HardBreak => self.add(" "),
+            Event::TaskListMarker(checked) => self.add(if checked { "☑ " } else { "☐ " }),
+            Event::FootnoteReference(name) => self.add(&format!("[^{name}]")),
+            Event::Start(_) | Event::End(_) | Event::Rule => {}
+        }
+    }
+
+    fn add(&mut self, text: &str) {
+        if let Some(cell) = self.rows.last_mut().and_then(|row| row.last_mut()) {
+            cell.push_str(text);
+        }
+    }
 }
 
-fn char_before(text: &str, at: usize) -> Option<char> {
-    text.get(..at).and_then(|before| before.chars().next_back())
+/// `cell` padded with spaces to `width` characters, placed by `alignment`.
+fn pad(cell: &str, width: usize, alignment: Alignment) -> String {
+    let room = width.saturating_sub(cell.chars().count());
+    let (left, right) = match alignment {
+        Alignment::Right => (room, 0),
+        Alignment::Center => (room / 2, room - room / 2),
+        Alignment::None | Alignment::Left => (0, room),
+    };
+    format!("{}{cell}{}", " ".repeat(left), " ".repeat(right))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Every `tests/fixtures/telegram_render/NAME.md` renders to the
+    /// hand-checked `NAME.html` beside it (its one trailing newline aside).
+    #[test]
+    fn the_markdown_corpus_renders_to_its_golden_html() {
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/telegram_render");
+        let mut sources: Vec<_> = std::fs::read_dir(&directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+            .collect();
+        sources.sort();
+        assert!(sources.len() >= 10, "corpus missing in {}", directory.display());
+        let mut wrong = Vec::new();
+        for source in &sources {
+            let markdown = std::fs::read_to_string(source).unwrap();
+            let expected = std::fs::read_to_string(source.with_extension("html")).unwrap();
+            let html = markdown_to_html(&markdown);
+            visible(&html);
+            if html != expected.strip_suffix('\n').unwrap_or(&expected) {
+                wrong.push(format!("{}:\n  got      {html:?}\n  expected {expected:?}", source.display()));
+            }
+        }
+        assert!(wrong.is_empty(), "{} of {} differ:\n{}", wrong.len(), sources.len(), wrong.join("\n"));
+    }
 
     #[test]
     fn markdown_renders_to_telegram_html() {
@@ -337,7 +463,7 @@ mod tests {
             ("`**not bold**`", "<code>**not bold**</code>"),
             ("**bold with `code`**", "<b>bold with <code>code</code></b>"),
             ("[docs](https://x.dev/a?b=1&c=\"2\")", "<a href=\"https://x.dev/a?b=1&amp;c=&quot;2&quot;\">docs</a>"),
-            ("[bad](javascript:alert(1))", "[bad](javascript:alert(1))"),
+            ("[bad](javascript:alert(1))", "bad (javascript:alert(1))"),
             ("# Title", "<b>Title</b>"),
             ("- one\n- two", "• one\n• two"),
             ("say \"hi\"", "say &quot;hi&quot;"),
@@ -371,7 +497,12 @@ mod tests {
                         Some(name) => assert_eq!(open.pop(), Some(name), "tags do not nest in {html:?}"),
                         None => {
                             let name = tag.split(' ').next().unwrap_or_default();
-                            assert!(["b", "i", "s", "code", "pre", "a"].contains(&name), "<{tag}> in {html:?}");
+                            let allowed = ["b", "i", "u", "s", "code", "pre", "a", "blockquote"];
+                            assert!(allowed.contains(&name), "<{tag}> in {html:?}");
+                            if let Some(address) = tag.strip_prefix("a href=\"") {
+                                let safe = ["http://", "https://", "mailto:", "tg://"];
+                                assert!(safe.iter().any(|scheme| address.starts_with(scheme)), "<{tag}> in {html:?}");
+                            }
                             open.push(name);
                         }
                     }
@@ -407,10 +538,20 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn any_markdown_renders_to_balanced_allowed_tags_with_everything_escaped(
+            text in "([a-z ]{0,4}|[*_~`|>#<&\"\\\\!\\[\\]()-]|\n|\n\n|    |> |- |1\\. |- \\[ \\] |- \\[x\\] |```|```rs\n|~~~\n|---\n|\\|[a-z]\\|[a-z]\\|\n|\\|-\\|-\\|\n|<div>|</b>|<a href=\"x\">|&amp;|&#60;|\\[a\\]\\((https://x|javascript:y|tg://z)\\)|!\\[i\\]\\(http://p\\)|<https://q>){0,50}"
+        ) {
+            let html = markdown_to_html(&text);
+            visible(&html);
+        }
+
+        #[test]
         fn output_is_valid_telegram_html_and_keeps_every_letter(
             // No "```" line (a fence's language is not shown): backticks come as `code` or after a letter.
             text in "([a-zé1 ]{0,4}|[*_~]|`[a-z<]{1,3}`|a`|\\*\\*|__|~~|<|&|\"|\n|# |- ){0,60}"
         ) {
+            // "~~~" opens a fence in CommonMark (its info string is not shown either).
+            proptest::prop_assume!(!text.contains("~~~"));
             let html = markdown_to_html(&text);
             proptest::prop_assert_eq!(substance(&visible(&html)), substance(&text), "{:?} → {:?}", text, html);
         }
@@ -419,7 +560,7 @@ mod tests {
     #[test]
     fn links_render_with_escaped_addresses_and_nested_labels() {
         let html = markdown_to_html("see [**the** docs](https://x.dev/?a=1&b=2) and [x](ftp://no)");
-        assert_eq!(html, "see <a href=\"https://x.dev/?a=1&amp;b=2\"><b>the</b> docs</a> and [x](ftp://no)");
-        assert_eq!(visible(&html), "see the docs and [x](ftp://no)");
+        assert_eq!(html, "see <a href=\"https://x.dev/?a=1&amp;b=2\"><b>the</b> docs</a> and x (ftp://no)");
+        assert_eq!(visible(&html), "see the docs and x (ftp://no)");
     }
 }

@@ -2,10 +2,26 @@
 //! characters of visible text each). Cuts fall between paragraphs and code
 //! blocks; a block longer than a part is cut at lines, then words, then
 //! characters; a code block cut in two is closed and reopened with its
-//! language. Lengths are counted in UTF-16 units of the Markdown source,
-//! which is never shorter than the text Telegram displays.
+//! language. Lengths are counted in UTF-16 units of the Markdown source;
+//! a part whose rendering shows more than that (a table's padding, a rule)
+//! is cut again, smaller, until what Telegram displays fits.
+//!
+//! Invariant: every part's rendered HTML ([`markdown_to_html`]) shows at
+//! most `limit` UTF-16 units.
 
-use super::render::fence_language;
+use super::render::{markdown_to_html, visible_units};
+
+/// `Some(language)` when the line opens a fenced code block (split's own
+/// block finder; the renderer parses with pulldown-cmark).
+fn fence_language(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix("```")?;
+    let language = rest.trim();
+    if language.chars().all(|c| c.is_alphanumeric() || matches!(c, '+' | '-' | '_' | '#' | '.')) {
+        Some(language)
+    } else {
+        Some("")
+    }
+}
 
 /// Telegram's limit for one message's text.
 pub const MESSAGE_LIMIT: usize = 4096;
@@ -124,8 +140,39 @@ fn block_pieces(block: Block, limit: usize) -> Vec<String> {
     }
 }
 
-/// Split a Markdown reply into parts of at most `limit` UTF-16 units.
+/// Split a Markdown reply into parts of at most `limit` UTF-16 units, each
+/// also showing at most `limit` units once rendered.
 pub fn split_markdown(markdown: &str, limit: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    for part in split_source(markdown, limit) {
+        fit_rendered(part, limit, &mut parts);
+    }
+    parts
+}
+
+/// Keep `part` if its rendering fits `limit`; else cut it again with a
+/// limit smaller than its own length (in proportion to the overshoot), so
+/// the pieces shrink every round and the recursion ends.
+fn fit_rendered(part: String, limit: usize, parts: &mut Vec<String>) {
+    let source = units(&part);
+    let shown = visible_units(&markdown_to_html(&part));
+    if shown <= limit || source <= 1 {
+        parts.push(part);
+        return;
+    }
+    let smaller = (source * limit / shown).min(source - 1).max(1);
+    let pieces = split_source(&part, smaller);
+    if pieces.len() == 1 && pieces[0] == part {
+        parts.push(part);
+        return;
+    }
+    for piece in pieces {
+        fit_rendered(piece, limit, parts);
+    }
+}
+
+/// The split by source length alone.
+fn split_source(markdown: &str, limit: usize) -> Vec<String> {
     let mut parts = Vec::new();
     let mut current = String::new();
     for block in blocks(markdown) {
@@ -147,6 +194,7 @@ pub fn split_markdown(markdown: &str, limit: usize) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -210,6 +258,12 @@ mod tests {
                     "[a-z ]{0,40}\n[a-z ]{0,40}",
                     Just(String::new()),
                     "[a-z<> ]{0,200}".prop_map(|code| format!("```py\n{code}\n{code}\n```")),
+                    // Tables and rules show more than their source (padding, the rule's line).
+                    prop::collection::vec("[a-z]{0,12}", 2..8).prop_map(|cells| {
+                        let rows: Vec<String> = cells.chunks(2).map(|row| format!("|{}|", row.join("|"))).collect();
+                        format!("|h|i|\n|-|-|\n{}", rows.join("\n"))
+                    }),
+                    Just("---".to_owned()),
                 ],
                 0..40,
             ),
@@ -219,6 +273,8 @@ mod tests {
             let parts = split_markdown(&text, limit);
             for part in &parts {
                 prop_assert!(units(part) <= limit, "part of {} units > {limit}: {part:?}", units(part));
+                let shown = visible_units(&markdown_to_html(part));
+                prop_assert!(shown <= limit, "part showing {shown} units > {limit}: {part:?}");
             }
             prop_assert_eq!(substance(&parts.join("\n")), substance(&text));
         }
