@@ -32,6 +32,31 @@ async fn run_chat(app: &TestApp, screenshot: &std::path::Path, expected: &str, e
     stdout
 }
 
+/// A screenshot path under `tests/output/`, any old file removed.
+fn screenshot_path(name: &str) -> std::path::PathBuf {
+    let png = repo_root().join("tests/output").join(name);
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&png);
+    png
+}
+
+/// Run `tests/browser/<script>.mjs` with `args`: it must succeed and print
+/// "browser <script>: ok"; the screenshot `png` must be saved.
+async fn run_check(script: &str, args: &[&std::ffi::OsStr], png: &std::path::Path) {
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join(format!("tests/browser/{script}.mjs")))
+        .args(args)
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("browser {script}: ok")), "{stdout}");
+    assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"), "no screenshot");
+}
+
 #[tokio::test]
 async fn the_web_chat_streams_a_reply_in_headless_chromium() {
     let mock = Aimock::start().await;
@@ -275,21 +300,10 @@ async fn a_code_runs_result_merges_its_branch_from_the_web_chat_in_headless_chro
     worker.try_execute_next().await.unwrap().expect("the run did not start");
     let job = app.get_json(&format!("/api/jobs/{id}")).await;
     let branch = job["result"]["branch"].as_str().expect("the run has no branch").to_owned();
-    let png = repo_root().join("tests/output/web-branch.png");
-    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&png);
-
-    let browse = async {
-        let run = tokio::process::Command::new("node")
-            .arg(repo_root().join("tests/browser/branches.mjs"))
-            .arg(format!("{}/#c/{conversation}", app.base))
-            .arg(&png)
-            .arg(&branch)
-            .current_dir(repo_root())
-            .kill_on_drop(true)
-            .output();
-        tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap()
-    };
+    let png = screenshot_path("web-branch.png");
+    let url = format!("{}/#c/{conversation}", app.base);
+    let args: [&std::ffi::OsStr; 3] = [url.as_ref(), png.as_os_str(), branch.as_ref()];
+    let browse = run_check("branches", &args, &png);
     // The press queues a branch_action job: run it as the workers would.
     let merge = async {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -301,13 +315,8 @@ async fn a_code_runs_result_merges_its_branch_from_the_web_chat_in_headless_chro
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let (output, ()) = tokio::join!(browse, merge);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("browser branches: ok"), "{stdout}");
+    tokio::join!(browse, merge);
     assert_eq!(std::fs::read_to_string(root.join("hello.txt")).unwrap(), "hi\n", "main was not merged");
-    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 }
 
 #[tokio::test]
@@ -318,22 +327,9 @@ async fn the_composer_counts_near_the_limit_keeps_refused_text_and_shows_an_erro
         s.server.max_message_chars = 50;
     })
     .await;
-    let png = repo_root().join("tests/output/web-composer.png");
-    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&png);
-    let run = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/browser/composer.mjs"))
-        .arg(format!("{}/", app.base))
-        .arg(&png)
-        .arg("50")
-        .current_dir(repo_root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("browser composer: ok"), "{stdout}");
+    let png = screenshot_path("web-composer.png");
+    let url = format!("{}/", app.base);
+    run_check("composer", &[url.as_ref(), png.as_os_str(), "50".as_ref()], &png).await;
     // Only the failing turn reached the server: the over-long and the dropped message did not.
     let conversations = app.get_json("/api/conversations").await;
     assert_eq!(conversations["conversations"].as_array().unwrap().len(), 1, "{conversations}");
@@ -357,9 +353,7 @@ async fn conversations_are_searched_renamed_deleted_and_background_ones_kept_asi
     let telegram =
         valor::storage::NewConversation { title: "chat".into(), channel: "telegram".into(), chat_id: Some(5) };
     let telegram = store.create_conversation(telegram).await.unwrap().id;
-    let png = repo_root().join("tests/output/web-conversations.png");
-    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&png);
+    let png = screenshot_path("web-conversations.png");
 
     // The Telegram conversation is not deletable (the chat would lose its conversation); bad renames are refused.
     let delete = app.http.delete(app.url(&format!("/api/conversations/{telegram}"))).send().await.unwrap();
@@ -371,18 +365,8 @@ async fn conversations_are_searched_renamed_deleted_and_background_ones_kept_asi
     assert_eq!(rename("nope", "x").await.unwrap().status(), 404);
     store.delete_conversation(&telegram).await.unwrap();
 
-    let run = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/browser/conversations.mjs"))
-        .arg(format!("{}/", app.base))
-        .arg(&png)
-        .current_dir(repo_root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("browser conversations: ok"), "{stdout}");
+    let url = format!("{}/", app.base);
+    run_check("conversations", &[url.as_ref(), png.as_os_str()], &png).await;
     let list = app.get_json("/api/conversations").await;
     let mut titles: Vec<&str> =
         list["conversations"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
@@ -399,22 +383,9 @@ async fn stop_ends_a_streaming_answer_in_headless_chromium_and_the_turn_is_recor
     let long = "word ".repeat(200);
     mock.add_fixtures(json!([{"match": {"userMessage": "tell me a long story"}, "response": {"content": long}}])).await;
     let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
-    let png = repo_root().join("tests/output/web-stop.png");
-    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&png);
-    let run = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/browser/stop.mjs"))
-        .arg(format!("{}/", app.base))
-        .arg(&png)
-        .arg("Please tell me a long story")
-        .current_dir(repo_root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("browser stop: ok"), "{stdout}");
+    let png = screenshot_path("web-stop.png");
+    let url = format!("{}/", app.base);
+    run_check("stop", &[url.as_ref(), png.as_os_str(), "Please tell me a long story".as_ref()], &png).await;
     let conversations = app.get_json("/api/conversations").await;
     let id = conversations["conversations"][0]["id"].as_str().unwrap();
     let turns = app.get_json(&format!("/api/conversations/{id}/turns")).await;
