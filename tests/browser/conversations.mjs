@@ -7,16 +7,8 @@
 // is listed only on request; search finds by title and by message text (with
 // a snippet) and says when nothing matches; rename and delete (confirmed)
 // change the list. Prints "browser conversations: ok".
-import { fail, launchPage } from './harness.mjs';
+import { fail, runCheck } from './harness.mjs';
 
-const [url, png] = process.argv.slice(2);
-if (!url || !png) {
-  console.error('usage: node tests/browser/conversations.mjs <base_url> <png>');
-  process.exit(1);
-}
-
-const consoleErrors = [];
-let browser;
 let page;
 
 const titles = () => page.locator('#conv-list .conv-row .conv-title').allTextContents();
@@ -28,11 +20,9 @@ async function waitForTitles(want, what) {
   }, want, { timeout: 10_000 }).catch(async () => fail(`${what}: listed ${JSON.stringify(await titles())}`));
 }
 
-async function main() {
-  ({ browser, page } = await launchPage({ width: 1100, height: 760, consoleErrors }));
-  const res = await page.goto(url, { waitUntil: 'load', timeout: 15_000 })
-    .catch((e) => fail(`cannot open ${url}: ${e.message}`));
-  if (!res || !res.ok()) fail(`GET ${url} answered ${res ? res.status() : 'nothing'}`);
+await runCheck('conversations', '<base_url> <png>', async ({ page: opened, args }) => {
+  page = opened;
+  const [url, png] = args;
   await waitForTitles(['Launch plan', 'Budget'], 'at first');
   const background = page.locator('#conv-background');
   if (!(await background.textContent()).includes('Show 1 background conversation')) fail('no background toggle');
@@ -69,18 +59,4 @@ async function main() {
   await budget.hover();
   await budget.locator('[data-action="delete"]').click();
   await waitForTitles(['Launch (renamed)'], 'after deleting');
-  if (consoleErrors.length) fail(`the page logged errors: ${consoleErrors.join('; ')}`);
-  console.log('browser conversations: ok');
-}
-
-try {
-  await main();
-  await browser.close();
-  process.exit(0);
-} catch (e) {
-  console.error(`browser conversations: FAILED: ${e.isCheck ? e.message : (e.stack || e.message || e)}`);
-  for (const line of consoleErrors) console.error(`  ${line}`);
-  if (page) await page.screenshot({ path: png }).catch(() => {});
-  if (browser) await browser.close().catch(() => {});
-  process.exit(1);
-}
+});

@@ -7,24 +7,10 @@
 // same message to turn "cancelled" without its button (the server updates it
 // in place once the job is cancelled) and checks it is still one message.
 // Prints "browser status: ok".
-import { fail, launchPage } from './harness.mjs';
+import { fail, runCheck } from './harness.mjs';
 
-const [url, png, job] = process.argv.slice(2);
-if (!url || !png || !job) {
-  console.error('usage: node tests/browser/status.mjs <conversation_url> <png> <job_id>');
-  process.exit(1);
-}
-
-const consoleErrors = [];
-let browser;
-let page;
-
-async function main() {
-  ({ browser, page } = await launchPage({ width: 1100, height: 760, consoleErrors }));
-  const res = await page.goto(url, { waitUntil: 'load', timeout: 15_000 })
-    .catch((e) => fail(`cannot open ${url}: ${e.message}`));
-  if (!res || !res.ok()) fail(`GET ${url} answered ${res ? res.status() : 'nothing'}`);
-
+await runCheck('status', '<conversation_url> <png> <job_id>', async ({ page, args }) => {
+  const [url, png, job] = args;
   const status = page.locator('.msg.system', { hasText: `Job #${job}**` });
   await status.first().waitFor({ state: 'visible', timeout: 10_000 }).catch(() => fail('no status message'));
   const text = await status.first().locator('.bubble').textContent();
@@ -39,18 +25,4 @@ async function main() {
   { timeout: 15_000 }).catch(() => fail('the status never showed its end state'));
   const count = await page.locator('.msg.system', { hasText: `Job #${job}**` }).count();
   if (count !== 1) fail(`${count} status messages shown, expected 1`);
-  if (consoleErrors.length) fail(`the page logged errors: ${consoleErrors.join('; ')}`);
-  console.log('browser status: ok');
-}
-
-try {
-  await main();
-  await browser.close();
-  process.exit(0);
-} catch (e) {
-  console.error(`browser status: FAILED: ${e.isCheck ? e.message : (e.stack || e.message || e)}`);
-  for (const line of consoleErrors) console.error(`  ${line}`);
-  if (page) await page.screenshot({ path: png }).catch(() => {});
-  if (browser) await browser.close().catch(() => {});
-  process.exit(1);
-}
+});
