@@ -79,6 +79,21 @@ pub fn cli_env(home: &Path, pairs: &[(&str, &str)]) -> std::collections::BTreeMa
     pairs.iter().chain([&home]).map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
 }
 
+/// Run queued jobs in the background until one has run; its id (150 s at most).
+pub fn run_next_job(app: &TestApp) -> tokio::task::JoinHandle<i64> {
+    let worker = app.job_worker("w");
+    tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+        loop {
+            if let Some(outcome) = worker.try_execute_next().await.unwrap() {
+                return outcome.job_id;
+            }
+            assert!(std::time::Instant::now() < deadline, "no job was queued");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+}
+
 /// No background workers (the test runs jobs with `try_execute_next`), and
 /// short leases so a stopped run is taken up again quickly.
 pub fn jobs_driven_by_the_test(settings: &mut Settings) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::claude_support::{
-    git_workspace, png_bytes, run_git, script_claude, script_delegation, use_claude_code, worktree,
+    git_workspace, png_bytes, run_git, run_next_job, script_claude, script_delegation, use_claude_code, worktree,
 };
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::{FakeTelegram, Person};
@@ -38,21 +38,6 @@ async fn app_with_approvals(mock: &Aimock, fake: &FakeTelegram, root: &Path, hom
         s.claude.approval_timeout_secs = timeout;
     })
     .await
-}
-
-/// Run queued jobs in the background until one has run.
-fn run_next_job(app: &TestApp) -> tokio::task::JoinHandle<i64> {
-    let worker = app.job_worker("w");
-    tokio::spawn(async move {
-        let deadline = Instant::now() + Duration::from_secs(150);
-        loop {
-            if let Some(outcome) = worker.try_execute_next().await.unwrap() {
-                return outcome.job_id;
-            }
-            assert!(Instant::now() < deadline, "no job was queued");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
 }
 
 /// The newest bot message in `chat` after `after` that shows a permission request's buttons: (message id, [(label, data)]).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::claude_support::{
-    git_workspace, processes_with, script_claude, script_delegation, use_claude_code, worktree,
+    git_workspace, processes_with, run_next_job, script_claude, script_delegation, use_claude_code, worktree,
 };
 use crate::common::{Aimock, TestApp};
 use crate::fake_telegram::{FakeTelegram, Person};
@@ -49,21 +49,6 @@ async fn app_in_data(
         s.claude.allowed_tools = vec!["Bash".into()];
     })
     .await
-}
-
-/// Run queued jobs in the background until one has run; its id.
-fn run_next_job(app: &TestApp) -> tokio::task::JoinHandle<i64> {
-    let worker = app.job_worker("w");
-    tokio::spawn(async move {
-        let deadline = Instant::now() + Duration::from_secs(150);
-        loop {
-            if let Some(outcome) = worker.try_execute_next().await.unwrap() {
-                return outcome.job_id;
-            }
-            assert!(Instant::now() < deadline, "no job was queued");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
 }
 
 /// The bot's message in `chat` that shows a Cancel button: (message id, its data).
