@@ -75,6 +75,30 @@ async fn jobs_can_be_listed_shown_cancelled_and_retried_with_clear_errors() {
     }
 }
 
+/// A finished job's progress is its end, not its first note: the card used to
+/// read "100 % — started working on it" after success.
+#[tokio::test]
+async fn a_finished_job_no_longer_shows_its_first_progress_note() {
+    let app = TestApp::spawn(|s| s.jobs.workers = 0).await;
+    let store = app.store().await;
+    let id = store.enqueue_job(echo_job(None), wall_clock_ms()).await.unwrap().job.id;
+    let job = store.claim_job("w", wall_clock_ms(), 60_000, &Default::default()).await.unwrap().unwrap();
+    assert_eq!(job.id, id);
+    assert!(store.update_job_progress(id, "w", "started working on it", Some(0), wall_clock_ms()).await.unwrap());
+    let (_, running) = get(&app, &format!("/api/jobs/{id}")).await;
+    assert_eq!(
+        (running["progress_text"].as_str(), running["progress_percent"].as_i64()),
+        (Some("started working on it"), Some(0))
+    );
+
+    store.complete_job(id, "w", &json!({"reply": "done"}), wall_clock_ms()).await.unwrap().unwrap();
+    let (_, done) = get(&app, &format!("/api/jobs/{id}")).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["progress_percent"], 100, "{done}");
+    assert!(done["progress_text"].is_null(), "a finished job still shows its running note: {done}");
+    assert!(!store.get_job(id).await.unwrap().summary().contains("started working"));
+}
+
 #[tokio::test]
 async fn the_jobs_api_requires_the_bearer_token_when_tokens_are_configured() {
     let app = TestApp::spawn(|s| {

@@ -1,6 +1,8 @@
 //! `/api/jobs…`: list and inspect background jobs, cancel one, retry one.
 //! Unknown ids answer 404; cancelling a finished job or retrying one that did
-//! not fail answers 409 with the reason.
+//! not fail answers 409 with the reason. A code run's job carries its typed
+//! [`CodeRunView`] (workspace, summary, files changed, branch, commit, cost),
+//! read from the run's result, so clients need not know the result's shape.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -10,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::HttpState;
 use super::error::ApiError;
 use crate::storage::{CancelOutcome, Job, JobFilter, JobStatus, RetryOutcome, wall_clock_ms};
+use crate::workspace::{CLAUDE_CODE_KIND, GEMINI_CLI_KIND};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
@@ -39,10 +42,67 @@ pub struct JobView {
     pub finished_at_ms: Option<i64>,
     /// A queued job's place in line among queued jobs of its kind (1 = next); null otherwise.
     pub queue_position: Option<i64>,
+    /// Claude Code and Gemini CLI jobs: what the run did (fields fill in as it finishes); null for other kinds.
+    pub code_run: Option<CodeRunView>,
+}
+
+/// A code run as the job's result records it; every field is null (or empty)
+/// until the run has reported it.
+#[derive(Debug, Default, PartialEq, Serialize, ToSchema)]
+pub struct CodeRunView {
+    /// The workspace the run works in.
+    pub workspace: Option<String>,
+    /// claude_code | gemini_cli
+    pub executor: String,
+    /// The run's own closing summary.
+    pub summary: Option<String>,
+    /// Files the run changed, relative to the workspace.
+    pub files_changed: Vec<String>,
+    /// The run's branch (git workspaces), its base and its last commit.
+    pub branch: Option<String>,
+    pub base_branch: Option<String>,
+    pub commit: Option<String>,
+    /// `git diff --stat`'s last line, e.g. "2 files changed, 3 insertions(+)"; empty: nothing to commit.
+    pub diff_stat: Option<String>,
+    /// What the run cost, in US dollars (Claude Code reports it; 0 when unknown).
+    pub cost_usd: Option<f64>,
+    /// Model turns the run took.
+    pub turns: Option<u64>,
+}
+
+impl CodeRunView {
+    /// The code run of `job`, if it is one.
+    fn of(job: &Job) -> Option<Self> {
+        if job.kind != CLAUDE_CODE_KIND && job.kind != GEMINI_CLI_KIND {
+            return None;
+        }
+        let result = job.result.as_ref().filter(|value| value.is_object());
+        let text = |key: &str| result.and_then(|r| r.get(key)).and_then(serde_json::Value::as_str).map(str::to_owned);
+        let diff_stat = text("diff_stat")
+            .map(|stat| stat.lines().map(str::trim).rfind(|line| !line.is_empty()).unwrap_or("").to_owned());
+        Some(Self {
+            workspace: text("workspace")
+                .or_else(|| job.payload.get("workspace").and_then(serde_json::Value::as_str).map(str::to_owned)),
+            executor: job.kind.clone(),
+            summary: text("summary").map(|summary| summary.trim().to_owned()).filter(|summary| !summary.is_empty()),
+            files_changed: result
+                .and_then(|r| r.get("files_changed"))
+                .and_then(serde_json::Value::as_array)
+                .map(|files| files.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            branch: text("branch"),
+            base_branch: text("base_branch"),
+            commit: text("commit"),
+            diff_stat,
+            cost_usd: result.and_then(|r| r.get("cost_usd")).and_then(serde_json::Value::as_f64),
+            turns: result.and_then(|r| r.get("turns")).and_then(serde_json::Value::as_u64),
+        })
+    }
 }
 
 impl From<Job> for JobView {
     fn from(job: Job) -> Self {
+        let code_run = CodeRunView::of(&job);
         Self {
             id: job.id,
             kind: job.kind,
@@ -65,6 +125,7 @@ impl From<Job> for JobView {
             started_at_ms: job.started_at_ms,
             finished_at_ms: job.finished_at_ms,
             queue_position: None,
+            code_run,
         }
     }
 }
@@ -170,5 +231,71 @@ pub async fn retry_job(
             "job {id} is {}; only failed or cancelled jobs can be retried",
             job.status.as_str()
         ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn job(kind: &str, result: Option<serde_json::Value>) -> Job {
+        Job {
+            id: 7,
+            kind: kind.into(),
+            payload: json!({"task": "Add a greeting", "workspace": "shop"}),
+            priority: 0,
+            status: JobStatus::Succeeded,
+            run_at_ms: 0,
+            attempts: 1,
+            max_attempts: 2,
+            retries: 0,
+            worker_id: None,
+            lease_until_ms: None,
+            cancel_requested: false,
+            progress_text: None,
+            progress_percent: Some(100),
+            result,
+            error: None,
+            conversation_id: None,
+            idempotency_key: None,
+            created_at_ms: 0,
+            started_at_ms: None,
+            finished_at_ms: None,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_code_runs_result_becomes_typed_fields() {
+        let result = json!({"summary": " Added hello.txt. ", "files_changed": ["hello.txt", 3, "src/a.rs"],
+            "cost_usd": 0.0123, "turns": 3, "workspace": "shop", "branch": "valor/7-add", "base_branch": "main",
+            "commit": "0123abc", "diff_stat": " hello.txt | 1 +\n 1 file changed, 1 insertion(+)\n"});
+        let view = CodeRunView::of(&job(CLAUDE_CODE_KIND, Some(result))).unwrap();
+        assert_eq!(
+            view,
+            CodeRunView {
+                workspace: Some("shop".into()),
+                executor: "claude_code".into(),
+                summary: Some("Added hello.txt.".into()),
+                files_changed: vec!["hello.txt".into(), "src/a.rs".into()],
+                branch: Some("valor/7-add".into()),
+                base_branch: Some("main".into()),
+                commit: Some("0123abc".into()),
+                diff_stat: Some("1 file changed, 1 insertion(+)".into()),
+                cost_usd: Some(0.0123),
+                turns: Some(3),
+            }
+        );
+    }
+
+    #[test]
+    fn a_run_without_a_result_names_its_workspace_and_other_kinds_have_none() {
+        let running = CodeRunView::of(&job(GEMINI_CLI_KIND, None)).unwrap();
+        assert_eq!((running.workspace.as_deref(), running.files_changed.len()), (Some("shop"), 0));
+        assert_eq!(CodeRunView::of(&job(CLAUDE_CODE_KIND, Some(json!("odd")))).unwrap().summary, None);
+        assert_eq!(CodeRunView::of(&job("agent_task", Some(json!({"reply": "x"})))), None);
     }
 }

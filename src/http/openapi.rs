@@ -52,6 +52,7 @@ use super::status;
         api::TurnCancelled,
         jobs::JobView,
         jobs::JobList,
+        jobs::CodeRunView,
         status::StatusReport,
         status::ResourcesView,
         daydream::DaydreamSessionList,

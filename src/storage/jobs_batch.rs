@@ -45,9 +45,10 @@ const CLAIM_BATCH_SQL: &str = concat!(
 );
 
 /// Complete the held jobs named in $3, a JSON object id → result (binds: worker, now, results).
+/// The running progress note is cleared: a finished job's words are its status and result.
 const COMPLETE_BATCH_SQL: &str = concat!(
     "UPDATE jobs SET status = 'succeeded', result = $3 -> ('$.\"' || id || '\"'), error = NULL, \
-         progress_percent = 100, finished_at_ms = $2, worker_id = NULL, lease_until_ms = NULL, updated_at_ms = $2 \
+         progress_text = NULL, progress_percent = 100, finished_at_ms = $2, worker_id = NULL, lease_until_ms = NULL, updated_at_ms = $2 \
      WHERE worker_id = $1 AND status = 'running' AND id IN (SELECT CAST(key AS INTEGER) FROM json_each($3)) \
      RETURNING ",
     job_columns!()
