@@ -115,14 +115,16 @@ async fn the_web_chat_says_when_the_model_is_slow_to_start() {
     assert!(std::fs::read(&waiting).expect("no screenshot of the waiting note").starts_with(b"\x89PNG"));
 }
 
-/// A running job with progress and a queued one, put straight into the
-/// database (no workers run, so both stay as they are).
+/// Put straight into the database (no workers run, so they stay as they
+/// are): a finished code run (files, branch, cost) and a finished task, both
+/// of which once reported "started working on it"; a running job with
+/// progress; and a queued one.
 async fn seed_jobs(app: &TestApp) {
     use valor::storage::{NewJob, wall_clock_ms};
     let store = app.store().await;
-    let job = |task: &str, priority: i64| NewJob {
-        kind: "agent_task".into(),
-        payload: json!({"task": task}),
+    let job = |kind: &str, payload: serde_json::Value, priority: i64| NewJob {
+        kind: kind.into(),
+        payload,
         priority,
         run_at_ms: None,
         max_attempts: 3,
@@ -130,8 +132,29 @@ async fn seed_jobs(app: &TestApp) {
         idempotency_key: None,
     };
     let now = wall_clock_ms();
-    store.enqueue_job(job("Summarise the launch notes", 10), now).await.unwrap();
-    store.enqueue_job(job("Clean the inbox", 0), now).await.unwrap();
+    let finished = [
+        (
+            job("claude_code", json!({"task": "Add a hello file to the shop", "workspace": "shop"}), 30),
+            json!({"summary": "Added hello.txt and a greeting test.", "files_changed": ["hello.txt", "tests/hello.rs"],
+                "cost_usd": 0.0123, "turns": 3, "workspace": "shop", "executor": "claude_code",
+                "branch": "valor/1-add-a-hello-file", "base_branch": "main", "commit": "0123456789abcdef",
+                "diff_stat": " 2 files changed, 9 insertions(+)\n", "reply": "Added hello.txt."}),
+        ),
+        (
+            job("agent_task", json!({"task": "Draft the release notes"}), 30),
+            json!({"reply": "Release notes drafted: three fixes and one new command."}),
+        ),
+    ];
+    for (new, result) in finished {
+        store.enqueue_job(new, now).await.unwrap();
+        let claimed = store.claim_job("browser-test", now, 600_000, &Default::default()).await.unwrap().unwrap();
+        assert!(
+            store.update_job_progress(claimed.id, "browser-test", "started working on it", Some(0), now).await.unwrap()
+        );
+        store.complete_job(claimed.id, "browser-test", &result, now + 42_000).await.unwrap().unwrap();
+    }
+    store.enqueue_job(job("agent_task", json!({"task": "Summarise the launch notes"}), 10), now).await.unwrap();
+    store.enqueue_job(job("agent_task", json!({"task": "Clean the inbox"}), 0), now).await.unwrap();
     let claimed = store.claim_job("browser-test", now, 600_000, &Default::default()).await.unwrap().unwrap();
     assert!(
         store
@@ -141,30 +164,29 @@ async fn seed_jobs(app: &TestApp) {
     );
 }
 
+/// Status and Jobs at 1280×800 and 390×844: real data, charts with axes and
+/// a tooltip, the score inside its ring at every width, nothing wider than a
+/// phone, a card's details dialog (click, keyboard, Esc, Back), cancel and retry.
 #[tokio::test]
 async fn the_status_and_jobs_views_render_real_data_in_headless_chromium() {
-    let app = TestApp::spawn(|s| s.jobs.workers = 0).await;
+    let app = TestApp::spawn(|s| {
+        s.jobs.workers = 0;
+        s.resources.sample_interval_secs = 1;
+    })
+    .await;
     seed_jobs(&app).await;
-    let output = repo_root().join("tests/output");
-    std::fs::create_dir_all(&output).unwrap();
-    let (status_png, jobs_png) = (output.join("web-status.png"), output.join("web-jobs.png"));
-    for png in [&status_png, &jobs_png] {
-        let _ = std::fs::remove_file(png);
-    }
-
-    let run = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/browser/dashboard.mjs"))
-        .arg(format!("{}/", app.base))
-        .args([&status_png, &jobs_png])
-        .current_dir(repo_root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("browser dashboard: ok"), "{stdout}");
-    for png in [&status_png, &jobs_png] {
+    let pngs: Vec<std::path::PathBuf> =
+        ["web-status.png", "web-jobs.png", "web-job-details.png", "web-status-phone.png", "web-jobs-phone.png"]
+            .into_iter()
+            .map(screenshot_path)
+            .collect();
+    // A few samples, so the charts draw lines over a time axis.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let url = format!("{}/#status", app.base);
+    let mut args: Vec<&std::ffi::OsStr> = vec![url.as_ref()];
+    args.extend(pngs.iter().map(|png| png.as_os_str()));
+    run_check("dashboard", &args, &pngs[0]).await;
+    for png in &pngs {
         assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"), "{} is not a PNG", png.display());
     }
     // The buttons really acted: the cancelled job was retried and waits again.
