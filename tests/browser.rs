@@ -424,3 +424,11 @@ async fn stop_ends_a_streaming_answer_in_headless_chromium_and_the_turn_is_recor
     let unknown = app.http.post(app.url("/api/turns/nope/cancel")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn the_docs_page_describes_every_route_and_the_turn_events_in_headless_chromium() {
+    let app = TestApp::spawn(|_| {}).await;
+    let png = screenshot_path("web-docs.png");
+    let url = format!("{}/docs", app.base);
+    run_check("docs", &[url.as_ref(), png.as_os_str()], &png).await;
+}

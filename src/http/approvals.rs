@@ -81,6 +81,7 @@ pub async fn list_approvals(
     Ok(Json(ApprovalList { approvals: pending.into_iter().map(ApprovalView::from).collect() }))
 }
 
+/// Answer a Claude Code permission request: allow once, allow for the rest of the run, or deny.
 #[utoipa::path(post, path = "/api/approvals/{id}", tag = "approvals",
     params(("id" = i64, Path, description = "Approval id")), request_body = ApprovalAnswerBody,
     responses((status = 200, body = ApprovalView), (status = 400, description = "Unknown answer"),

@@ -47,6 +47,7 @@ pub async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Json<
     }))
 }
 
+/// Readiness: the database answers (503 with the reason when it does not).
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, description = "ready to serve"), (status = 503, description = "not ready")))]
 pub async fn ready(State(state): State<HttpState>) -> Response {
@@ -62,6 +63,7 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// Prometheus metrics: turns, jobs, tools, model calls, resources, the health score.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics() -> Response {

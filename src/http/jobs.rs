@@ -180,6 +180,7 @@ pub async fn list_jobs(
     Ok(Json(JobList { jobs: views }))
 }
 
+/// One job with everything the details view shows; a code run's job also has `code_run`.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No such job"),
               (status = 401, description = "Missing or invalid bearer token")),

@@ -48,6 +48,7 @@ pub struct ResourcesView {
     pub shed_total: u64,
 }
 
+/// The Status tab's data: health score and its parts, resources, queue, breakers, components, the last hour of samples.
 #[utoipa::path(get, path = "/api/status", tag = "health",
     responses((status = 200, description = "health score, resources, queue, breakers and the last hour of samples", body = StatusReport)),
     security(("bearer" = [])))]

@@ -11,15 +11,24 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 const DASHBOARD_JS: &str = include_str!("../../web/dashboard.js");
 
-/// The page, with the server's message length limit for the composer's counter.
+/// The web chat (with the Jobs and Status tabs), with the server's message length limit for the composer's counter.
+#[utoipa::path(get, path = "/", tag = "web",
+    responses((status = 200, description = "The web chat page", content_type = "text/html")))]
 pub async fn index(axum::extract::State(state): axum::extract::State<super::HttpState>) -> Html<String> {
     Html(INDEX_HTML.replace("{{max_message_chars}}", &state.settings.max_message_chars.to_string()))
 }
 
+/// This page: the API described from `/openapi.json`, with examples and the event streams.
+#[utoipa::path(get, path = "/docs", tag = "web",
+    responses((status = 200, description = "The API docs page", content_type = "text/html")))]
 pub async fn docs() -> Html<&'static str> {
     Html(DOCS_HTML)
 }
 
+/// The web chat's script and style sheet, compiled into the binary.
+#[utoipa::path(get, path = "/assets/{file}", tag = "web",
+    params(("file" = String, Path, description = "app.js, app.css or dashboard.js")),
+    responses((status = 200, description = "The file (JavaScript or CSS)"), (status = 404, description = "No such asset")))]
 pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
