@@ -432,3 +432,26 @@ async fn the_docs_page_describes_every_route_and_the_turn_events_in_headless_chr
     let url = format!("{}/docs", app.base);
     run_check("docs", &[url.as_ref(), png.as_os_str()], &png).await;
 }
+
+/// `tests/browser/screenshots.mjs`, the README screenshots' script (which
+/// `scripts/screenshots.sh` runs against the real binary), against the app
+/// with the same model fixtures: a Markdown answer, a job that runs and
+/// posts its result, the Status tab; each PNG under 200 KB.
+#[tokio::test]
+async fn the_readme_screenshots_script_works_in_headless_chromium() {
+    let mock = Aimock::start().await;
+    let fixtures = std::fs::read_to_string(repo_root().join("tests/fixtures/screenshots/aimock.json")).unwrap();
+    let fixtures: serde_json::Value = serde_json::from_str(&fixtures).unwrap();
+    mock.add_fixtures(fixtures["fixtures"].clone()).await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.resources.sample_interval_secs = 1;
+    })
+    .await;
+    let (chat, status) = (screenshot_path("readme-web-chat.png"), screenshot_path("readme-status.png"));
+    let url = format!("{}/", app.base);
+    run_check("screenshots", &[url.as_ref(), chat.as_os_str(), status.as_os_str()], &chat).await;
+    assert!(std::fs::read(&status).unwrap().starts_with(b"\x89PNG"));
+    let jobs = app.get_json("/api/jobs").await;
+    assert_eq!(jobs["jobs"][0]["status"], "succeeded", "{jobs}");
+}
