@@ -99,6 +99,34 @@ async fn a_finished_job_no_longer_shows_its_first_progress_note() {
     assert!(!store.get_job(id).await.unwrap().summary().contains("started working"));
 }
 
+/// A code run that is still running shows the files it touched so far and
+/// its current tool (from its live status), before its result exists.
+#[tokio::test]
+async fn a_running_code_run_shows_the_files_it_touched_so_far() {
+    let app = TestApp::spawn(|s| s.jobs.workers = 0).await;
+    let store = app.store().await;
+    let web = valor::storage::NewConversation { title: "runs".into(), channel: "web".into(), chat_id: None };
+    let conversation = store.create_conversation(web).await.unwrap().id;
+    let new = NewJob {
+        kind: "claude_code".into(),
+        payload: json!({"task": "Add a greeting", "workspace": "shop"}),
+        conversation_id: Some(conversation.clone()),
+        ..echo_job(None)
+    };
+    let id = store.enqueue_job(new, wall_clock_ms()).await.unwrap().job.id;
+    store.claim_job("w", wall_clock_ms(), 60_000, &Default::default()).await.unwrap().unwrap();
+    let live = json!({"phase": "working", "headline": "Claude Code is starting in workspace \"shop\"",
+        "tool": "Edit: src/greet.rs", "files": ["src/greet.rs", "README.md"], "file_count": 2, "note": null,
+        "attempt": 1, "max_attempts": 3, "started_at_ms": wall_clock_ms(), "ended_at_ms": null});
+    assert!(store.save_job_status_state((id, 0), &conversation, &live, false).await.unwrap());
+
+    let (_, job) = get(&app, &format!("/api/jobs/{id}")).await;
+    let run = &job["code_run"];
+    assert_eq!(run["files_changed"], json!(["src/greet.rs", "README.md"]), "{job}");
+    assert_eq!((run["tool"].as_str(), run["workspace"].as_str()), (Some("Edit: src/greet.rs"), Some("shop")), "{job}");
+    assert!(run["branch"].is_null() && run["cost_usd"].is_null(), "{job}");
+}
+
 #[tokio::test]
 async fn the_jobs_api_requires_the_bearer_token_when_tokens_are_configured() {
     let app = TestApp::spawn(|s| {

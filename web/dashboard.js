@@ -190,6 +190,7 @@
   // ----------------------------------------------------------- job details
   const dialog = $('job-dialog');
   let openId = null;
+  let shownJob = '';
 
   function duration0(ms) {
     return ms >= 0 ? duration(Math.round(ms / 1000)) : '';
@@ -220,8 +221,10 @@
     const run = job.code_run;
     if (run) {
       if (run.workspace) fields.push(field('Workspace', h('code', { text: run.workspace })));
+      if (run.tool) fields.push(field('Now', h('code', { text: run.tool })));
       if (run.files_changed.length) {
-        fields.push(field(`Files changed (${run.files_changed.length})`,
+        const label = FINISHED.has(job.status) ? 'Files changed' : 'Files so far';
+        fields.push(field(`${label} (${run.files_changed.length})`,
           h('ul', { class: 'job-files' }, ...run.files_changed.map((f) => h('li', null, h('code', { text: f }))))));
       } else if (FINISHED.has(job.status)) {
         fields.push(field('Files changed', 'none'));
@@ -253,12 +256,17 @@
     try {
       const job = await apiJson(`/api/jobs/${encodeURIComponent(id)}`);
       if (openId !== id) return;
+      // Unchanged: leave the dialog as it is (scroll position, selection, open sections).
+      const seen = JSON.stringify(job);
+      if (seen === shownJob) return;
+      shownJob = seen;
       $('job-dialog-title').textContent = `Job #${job.id} · ${job.kind}`;
       const openRaw = dialog.querySelector('.job-raw[open]') !== null;
       $('job-dialog-body').replaceChildren(...jobDetails(job));
       if (openRaw) dialog.querySelector('.job-raw').open = true;
     } catch (e) {
       if (openId !== id) return;
+      shownJob = '';
       $('job-dialog-body').replaceChildren(h('p', { class: 'view-error', text: `Could not load job #${id}: ${e.message || e}` }));
     }
   }
@@ -271,6 +279,7 @@
   // gesture) closes the dialog; Esc and ✕ close it and drop that entry.
   async function openJob(id) {
     openId = Number(id);
+    shownJob = '';
     $('job-dialog-title').textContent = `Job #${openId}`;
     $('job-dialog-body').replaceChildren(h('p', { class: 'muted', text: 'Loading…' }));
     if (!dialog.open) {

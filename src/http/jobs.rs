@@ -56,8 +56,11 @@ pub struct CodeRunView {
     pub executor: String,
     /// The run's own closing summary.
     pub summary: Option<String>,
-    /// Files the run changed, relative to the workspace.
+    /// Files the run changed, relative to the workspace; while it runs, the
+    /// files it touched so far (the first 20, from its live status).
     pub files_changed: Vec<String>,
+    /// While it runs: the tool in use now, with its detail ("Edit: src/a.rs").
+    pub tool: Option<String>,
     /// The run's branch (git workspaces), its base and its last commit.
     pub branch: Option<String>,
     pub base_branch: Option<String>,
@@ -90,6 +93,7 @@ impl CodeRunView {
                 .and_then(serde_json::Value::as_array)
                 .map(|files| files.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect())
                 .unwrap_or_default(),
+            tool: None,
             branch: text("branch"),
             base_branch: text("base_branch"),
             commit: text("commit"),
@@ -136,6 +140,22 @@ async fn view(store: &crate::storage::Store, job: Job) -> Result<JobView, ApiErr
     Ok(JobView { queue_position, ..JobView::from(job) })
 }
 
+/// A running code run's files so far and current tool, from its live status message's state.
+async fn with_live_status(store: &crate::storage::Store, mut view: JobView) -> Result<JobView, ApiError> {
+    let Some(run) = view.code_run.as_mut().filter(|_| view.status == JobStatus::Running.as_str()) else {
+        return Ok(view);
+    };
+    let state = store.job_status_state(view.id, view.retries).await?;
+    let live = state.and_then(|(state, _)| serde_json::from_value::<crate::jobs::status::RunStatus>(state).ok());
+    if let Some(live) = live {
+        if run.files_changed.is_empty() {
+            run.files_changed = live.files;
+        }
+        run.tool = live.tool;
+    }
+    Ok(view)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobList {
     pub jobs: Vec<JobView>,
@@ -180,7 +200,7 @@ pub async fn list_jobs(
     Ok(Json(JobList { jobs: views }))
 }
 
-/// One job with everything the details view shows; a code run's job also has `code_run`.
+/// One job with everything the details view shows; a code run's job also has `code_run` (while it runs: files so far, current tool).
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No such job"),
               (status = 401, description = "Missing or invalid bearer token")),
@@ -191,7 +211,7 @@ pub async fn get_job(
 ) -> Result<Json<JobView>, ApiError> {
     let Path(id) = id?;
     let store = state.agent.store();
-    Ok(Json(view(store, store.get_job(id).await?).await?))
+    Ok(Json(with_live_status(store, view(store, store.get_job(id).await?).await?).await?))
 }
 
 /// A queued job is cancelled at once; a running job's worker is asked to stop
@@ -282,6 +302,7 @@ mod tests {
                 executor: "claude_code".into(),
                 summary: Some("Added hello.txt.".into()),
                 files_changed: vec!["hello.txt".into(), "src/a.rs".into()],
+                tool: None,
                 branch: Some("valor/7-add".into()),
                 base_branch: Some("main".into()),
                 commit: Some("0123abc".into()),

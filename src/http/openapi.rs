@@ -311,7 +311,7 @@ fn add_examples(doc: &mut Value) {
             "created_at_ms": 1_764_871_331_000_i64, "started_at_ms": 1_764_871_331_200_i64,
             "finished_at_ms": 1_764_871_373_900_i64, "queue_position": null,
             "code_run": {"workspace": "shop", "executor": "claude_code", "summary": "Added hello.txt.",
-                "files_changed": ["hello.txt"], "branch": "valor/7-add-a-hello-file", "base_branch": "main",
+                "files_changed": ["hello.txt"], "tool": null, "branch": "valor/7-add-a-hello-file", "base_branch": "main",
                 "commit": "0123456789ab", "diff_stat": "1 file changed, 1 insertion(+)", "cost_usd": 0.0123, "turns": 3},
         }),
     );

@@ -187,6 +187,17 @@ await runCheck('dashboard', '<base_url> <status_png> <jobs_png> <details_png> <s
     await page.waitForTimeout(300);
     await fitsWidth(page, 'jobs-view', 'Jobs at 390 px');
     await page.screenshot({ path: jobsPhonePng, fullPage: true });
+    // The details fit the phone too, and close again.
+    await page.locator('#jobs-list .job-row', { hasText: 'Add a hello file to the shop' }).locator('.job-title').click();
+    await page.locator('#job-dialog .job-fields').waitFor({ timeout: 5_000 }).catch(() => fail('no details at 390 px'));
+    const sticks = await page.evaluate(() => {
+      const d = document.getElementById('job-dialog');
+      const r = d.getBoundingClientRect();
+      return r.left < 0 || r.right > window.innerWidth || d.scrollWidth > d.clientWidth + 1;
+    });
+    if (sticks) fail('the details dialog is wider than the phone');
+    await page.locator('#job-dialog-close').click();
+    await dialog.waitFor({ state: 'hidden', timeout: 3_000 }).catch(() => fail('✕ did not close the details'));
     // As a phone user goes there: the menu, then the Status tab.
     await page.locator('#jobs-view [data-menu]').click();
     await page.locator('#tab-status').click();
@@ -196,6 +207,14 @@ await runCheck('dashboard', '<base_url> <status_png> <jobs_png> <details_png> <s
     await fitsWidth(page, 'status-view', 'Status at 390 px');
     await scoreFits(page, '390 px');
     await labelsApart(page, '390 px');
+    // A tap (a touch pointer) shows the tooltip too.
+    const phoneChart = await page.locator('#metric-cpu svg.chart-svg').boundingBox();
+    await page.locator('#metric-cpu svg.chart-svg').dispatchEvent('pointerdown', {
+      pointerType: 'touch', clientX: phoneChart.x + phoneChart.width / 2, clientY: phoneChart.y + 40, bubbles: true,
+    });
+    if (!/^\d{2}:\d{2}:\d{2} · [\d.]+ %$/.test(await page.locator('#metric-cpu .chart-tip').textContent())) {
+      fail('a tap on the CPU chart shows no tooltip');
+    }
     await page.screenshot({ path: statusPhonePng, fullPage: true });
     for (const w of [320, 760, 1000, 1280]) {
       await page.setViewportSize({ width: w, height: 800 });
