@@ -115,11 +115,16 @@
       case 'queued': {
         const place = job.queue_position ? ` · #${job.queue_position} in line` : '';
         const note = job.progress_text ? ` · ${job.progress_text}` : '';
-        return { kind: 'waiting', text: `Waiting${place}${note}` };
+        return { kind: 'waiting', text: `Waiting${place}${note}${lastError(job)}` };
       }
       default:
-        return { kind: 'progress', pct, text: [pct !== null ? `${pct} %` : '', job.progress_text || (job.cancel_requested ? 'stopping…' : 'working…')].filter(Boolean).join(' — ') };
+        return { kind: 'progress', pct, text: [pct !== null ? `${pct} %` : '', job.progress_text || (job.cancel_requested ? 'stopping…' : 'working…')].filter(Boolean).join(' — ') + lastError(job) };
     }
+  }
+
+  // A job tried again after a failed attempt says why that attempt failed.
+  function lastError(job) {
+    return job.error ? ` · last attempt failed: ${firstLine(job.error, 160)}` : '';
   }
 
   function jobMeta(job) {

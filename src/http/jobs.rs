@@ -145,14 +145,13 @@ async fn with_live_status(store: &crate::storage::Store, mut view: JobView) -> R
     let Some(run) = view.code_run.as_mut().filter(|_| view.status == JobStatus::Running.as_str()) else {
         return Ok(view);
     };
-    let state = store.job_status_state(view.id, view.retries).await?;
-    let live = state.and_then(|(state, _)| serde_json::from_value::<crate::jobs::status::RunStatus>(state).ok());
-    if let Some(live) = live {
-        if run.files_changed.is_empty() {
-            run.files_changed = live.files;
-        }
-        run.tool = live.tool;
+    // The state is `jobs::status::RunStatus` as JSON (http sits below jobs, so it is read by its field names).
+    let Some((state, _)) = store.job_status_state(view.id, view.retries).await? else { return Ok(view) };
+    if run.files_changed.is_empty() {
+        let files = state.get("files").and_then(serde_json::Value::as_array).into_iter().flatten();
+        run.files_changed = files.filter_map(serde_json::Value::as_str).map(str::to_owned).collect();
     }
+    run.tool = state.get("tool").and_then(serde_json::Value::as_str).map(str::to_owned);
     Ok(view)
 }
 
