@@ -24,7 +24,7 @@ pub use crate::workspace::ChatUser;
 pub use events::{AgentEvent, ToolCallReport, TurnFailure};
 pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
-pub use turn::{CANCELLED_RECORD, INTERRUPTED_MARK, STOPPED_MARK};
+pub use turn::{CANCELLED_RECORD, CRASH_RECORD, INTERRUPTED_MARK, STOPPED_MARK};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};

@@ -37,6 +37,10 @@ pub const STOPPED_MARK: &str = " [stopped]";
 /// `turns.error` of a turn the person stopped.
 pub const CANCELLED_RECORD: &str = "cancelled: stopped by the person";
 
+/// `turns.error` of a turn found `running` when valor starts: a crash (or a
+/// kill) ended it, since a clean stop finishes every turn it interrupts.
+pub const CRASH_RECORD: &str = "interrupted: valor stopped before the turn ended (found at start-up)";
+
 /// What a chat hears when the model is slow to start answering.
 pub const WAITING_NOTICE: &str = "still waiting for the model…";
 
@@ -273,6 +277,12 @@ pub(super) async fn run(
     };
     store_cut_answer(&state, &result).await;
     let failure = result.as_ref().err().map(Failure::kind);
+    let status = match &result {
+        Ok(()) => TurnStatus::Completed,
+        Err(Failure::Cancelled) => TurnStatus::Cancelled,
+        Err(Failure::Interrupted) => TurnStatus::Interrupted,
+        Err(_) => TurnStatus::Failed,
+    };
     let error = match result {
         Ok(()) => None,
         Err(Failure::Cancelled) => {
@@ -297,7 +307,6 @@ pub(super) async fn run(
             Some(record)
         }
     };
-    let status = if failure.is_some() { TurnStatus::Failed } else { TurnStatus::Completed };
     let finish = TurnFinish {
         status,
         steps: state.steps,

@@ -146,6 +146,15 @@ impl App {
         if !swept.stopped.is_empty() {
             tracing::warn!("stopped {} child process group(s) left by a valor that was killed", swept.stopped.len());
         }
+        // Before any turn starts: a turn still `running` was left by a crash (a clean stop finishes its turns).
+        let crashed = self
+            .store
+            .interrupt_running_turns(crate::agent::CRASH_RECORD)
+            .await
+            .context("marking turns a killed valor left running")?;
+        if crashed > 0 {
+            tracing::warn!("marked {crashed} turn(s) left running by a valor that was killed as interrupted");
+        }
         let local_addr = listener.local_addr()?;
         let components = LiveComponents::new(self.components.clone());
         let telegram_slot = TelegramSlot::default();
