@@ -86,6 +86,8 @@ pub struct AgentParts {
     pub calibration: context::TokenCalibration,
     /// The workspaces the system prompt names (the chat's own, or those to choose from).
     pub projects: project::ProjectDirectory,
+    /// The library's MCP servers for the chat (`None`: the library has none marked `chat`).
+    pub mcp: Option<tools::mcp::McpToolset>,
 }
 
 /// Cheap to clone; shared by all channels.
@@ -221,6 +223,11 @@ impl Agent {
     /// The resource monitor: turns in progress, samples, the high-water mark.
     pub fn monitor(&self) -> &ResourceMonitor {
         &self.parts.monitor
+    }
+
+    /// The chat's MCP servers, if the library has any.
+    pub fn mcp(&self) -> Option<&tools::mcp::McpToolset> {
+        self.parts.mcp.as_ref()
     }
 
     pub fn tools(&self) -> &ToolRegistry {
