@@ -300,6 +300,10 @@ async fn the_chat_answers_with_an_mcp_tool_through_the_real_app() {
     assert!(children.iter().any(|c| c.command.starts_with("mcp server")), "{children:?}");
     let health = app.get_json("/health").await.to_string();
     assert!(health.contains("mcp:everything"), "its breaker is in health: {health}");
+    let status = app.get_json("/api/status").await;
+    let server = &status["mcp_servers"][0];
+    assert_eq!((server["name"].as_str(), server["running"].as_bool()), (Some("everything"), Some(true)), "{status}");
+    assert!(server["tools"].as_array().unwrap().iter().any(|t| t == "get-sum"), "{server}");
     let pid = children.iter().find(|c| c.command.starts_with("mcp server")).unwrap().pid;
     assert!(pid_alive(pid));
     app.stop().await;
