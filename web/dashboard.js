@@ -300,10 +300,13 @@
     openId = null;
     if (dialog.open) dialog.close();
     if (!fromHistory && history.state && history.state.valorJob === id) history.back();
+    // Back to the card that opened it (close() has run, so this wins over its own focus restore).
     const opener = document.querySelector(`#jobs-list .job-title[data-open="${id}"]`);
     if (opener) opener.focus();
   }
 
+  // Esc: closed here, at once, rather than by the browser (whose 'close' event comes a task later).
+  dialog.addEventListener('cancel', (e) => { e.preventDefault(); closeJob(false); });
   dialog.addEventListener('close', () => closeJob(false));
   $('job-dialog-close').addEventListener('click', () => closeJob(false));
   dialog.addEventListener('click', (e) => { if (e.target === dialog) closeJob(false); }); // the backdrop
@@ -320,7 +323,12 @@
       const body = await apiJson(`/api/jobs${query}`);
       const jobs = body.jobs || [];
       const list = $('jobs-list');
+      // Keep the keyboard focus on the same card's title or button across the redraw.
+      const focused = list.contains(document.activeElement) ? document.activeElement : null;
+      const row = focused && focused.closest('.job-row');
+      const again = row && `.job-row[data-id="${row.dataset.id}"] ${focused.dataset.action ? `[data-action="${focused.dataset.action}"]` : '.job-title'}`;
       list.replaceChildren(...jobs.map(jobRow));
+      if (again) { const el = list.querySelector(again); if (el) el.focus(); }
       $('jobs-empty').hidden = jobs.length > 0;
       showError($('jobs-error'), null);
       stamp($('jobs-updated'));
@@ -385,7 +393,8 @@
     for (const v of [0, top / 2, top]) {
       el.append(svg('line', { class: 'chart-grid', x1: PAD.left, x2: width - PAD.right, y1: y(v), y2: y(v) }));
       const text = svg('text', { class: 'chart-label chart-y', x: PAD.left - 6, y: y(v) + 4, 'text-anchor': 'end' });
-      text.textContent = v === top && unit ? `${fmt(v)} ${unit}` : fmt(v);
+      const shown = Number.isInteger(v) ? String(v) : fmt(v); // round ticks read "50 MiB", not "50.0 MiB"
+      text.textContent = v === top && unit ? `${shown} ${unit}` : shown;
       el.append(text);
     }
     if (points.length === 0) {

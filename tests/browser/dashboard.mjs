@@ -96,7 +96,7 @@ await runCheck('dashboard', '<base_url> <status_png> <jobs_png> <details_png> <s
     const times = await memory.locator('text.chart-x').allTextContents();
     if (times.length < 2 || !times.every((t) => /^\d{2}:\d{2}(:\d{2})?$/.test(t))) fail(`the time axis reads ${JSON.stringify(times)}`);
     const values = await memory.locator('text.chart-y').allTextContents();
-    if (values.length !== 3 || values[0] !== '0.0' || !values[2].endsWith(' MiB')) fail(`the memory axis reads ${JSON.stringify(values)}`);
+    if (values.length !== 3 || values[0] !== '0' || !values[2].endsWith(' MiB')) fail(`the memory axis reads ${JSON.stringify(values)}`);
     await labelsApart(page, '1280 px');
     for (const [card, unit] of [['metric-cpu', '%'], ['metric-turns', 'turns'], ['metric-queue', 'jobs']]) {
       const label = await page.locator(`#${card} text.chart-y`).last().textContent();
@@ -160,6 +160,10 @@ await runCheck('dashboard', '<base_url> <status_png> <jobs_png> <details_png> <s
     await dialog.waitFor({ state: 'hidden', timeout: 3_000 }).catch(() => fail('Esc did not close the details'));
     const focused = await page.evaluate(() => document.activeElement && document.activeElement.textContent);
     if (focused !== 'Add a hello file to the shop') fail(`after Esc the focus is on ${JSON.stringify(focused)}`);
+    // The list redraws every 2 s; the keyboard focus stays on that card.
+    await page.waitForTimeout(2_500);
+    const still = await page.evaluate(() => document.activeElement && document.activeElement.textContent);
+    if (still !== 'Add a hello file to the shop') fail(`after a refresh the focus is on ${JSON.stringify(still)}`);
 
     // By keyboard: Tab to a title, Enter opens; Back closes and stays in Jobs.
     await page.locator('#jobs-list .job-row', { hasText: 'Draft the release notes' }).locator('.job-title').focus();
