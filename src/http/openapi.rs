@@ -8,6 +8,7 @@ use super::api;
 use super::approvals;
 use super::branches;
 use super::daydream;
+use super::events;
 use super::health;
 use super::jobs;
 use super::status;
@@ -21,6 +22,7 @@ use super::status;
         api::rename_conversation,
         api::delete_conversation,
         api::list_messages,
+        events::conversation_events,
         api::list_turns,
         api::cancel_turn,
         health::health,
