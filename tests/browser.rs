@@ -516,3 +516,32 @@ async fn api_messages_code_run_progress_and_approvals_appear_live_in_headless_ch
         assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"), "{}", png.display());
     }
 }
+
+/// The model's Markdown renders as elements while it streams and from the
+/// stored conversation; code blocks and messages copy; no payload runs.
+#[tokio::test]
+async fn markdown_answers_render_as_elements_copy_and_run_no_script_in_headless_chromium() {
+    // 40 ms between streamed chunks: the answer arrives in pieces, as a model's does.
+    let mock = Aimock::start_with(&["-l", "40"]).await;
+    let answer = std::fs::read_to_string(repo_root().join("tests/fixtures/web_answer.md")).unwrap();
+    mock.add_fixtures(json!([{"match": {"userMessage": "show me the formats"}, "response": {"content": answer}}]))
+        .await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let (desktop, phone) = (screenshot_path("web-markdown.png"), screenshot_path("web-markdown-phone.png"));
+    let url = format!("{}/", app.base);
+    let question = "Please show me the formats you know";
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/markdown.mjs"))
+        .args([url.as_ref(), desktop.as_os_str(), phone.as_os_str(), question.as_ref()])
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser markdown: ok"), "{stdout}");
+    for png in [&desktop, &phone] {
+        assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"), "{}", png.display());
+    }
+}

@@ -109,13 +109,15 @@ async fn the_conversation_stream_carries_messages_changes_and_approvals_and_resu
     assert_eq!(revision, 2, "{listed}");
     assert_eq!(listed["messages"][1]["content"][0]["html"], "<p>Hi <strong>there</strong>.</p>\n", "{listed}");
 
+    let store = app.app_store();
+    let listeners = store.change_listeners();
     let mut events = Events::new(open(&app, &conversation, None).await);
     let ready = events.expect("ready").await;
+    assert_eq!(store.change_listeners(), listeners + 1, "the stream listens to the change feed");
     assert_eq!((ready.id.as_deref(), &ready.data), (Some("2"), &json!({"revision": 2})));
     assert_eq!(events.expect("approvals").await.data, json!({"approvals": []}));
 
     // A job's notice, then its live status created and changed in place.
-    let store = app.app_store();
     let started = std::time::Instant::now();
     store.append_message(notice(&conversation, "Job #9 **queued**")).await.unwrap();
     let queued = events.expect("message").await;
@@ -158,7 +160,13 @@ async fn the_conversation_stream_carries_messages_changes_and_approvals_and_resu
         .unwrap();
     assert_eq!(answered.status(), 200);
     assert_eq!(events.expect("approvals").await.data, json!({"approvals": []}));
+    // A closed tab: the connection goes, and with it the stream and its subscription.
     drop(events);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.change_listeners() > listeners {
+        assert!(std::time::Instant::now() < deadline, "a closed stream still listens");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Disconnected after revision 3: the status changed twice more meanwhile. The
     // reconnect gets the status message once, in its newest state, and what followed.

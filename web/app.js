@@ -342,9 +342,11 @@
   }
 
   function setCurrent(id) {
+    const changed = state.current !== id;
     state.current = id;
-    if (els.approvals) { els.approvals.replaceChildren(); els.approvals.hidden = true; }
-    if (!id) closeStream();
+    // The prompts belong to the conversation (its stream sends them again on connecting).
+    if (changed && els.approvals) { els.approvals.replaceChildren(); els.approvals.hidden = true; }
+    if (!state.stream || state.stream.id !== id) closeStream(); // another conversation's stream stops here
     els.main.dataset.conversationId = id || '';
     const conv = state.conversations.find((c) => c.id === id);
     els.title.textContent = conv ? (conv.title || 'Untitled') : (id ? els.title.textContent : 'New conversation');
@@ -731,7 +733,8 @@
         });
       } catch (e) {
         if (state.stream !== stream) return;
-        if (e.status === 404) { closeStream(); return; } // the conversation is gone
+        // The conversation is gone, or no token was given: reconnecting would not help.
+        if (e.status === 404 || e.status === 401) { closeStream(); return; }
       }
       if (state.stream !== stream) return;
       await new Promise((resolve) => setTimeout(resolve, delay));
@@ -741,6 +744,7 @@
 
   // Returns true when the stream is over.
   function onStreamEvent(stream, name, d) {
+    if (state.current !== stream.id) return true;
     if (name === 'ready') document.body.dataset.live = 'true'; // connected (tests wait for this)
     else if (name === 'message') liveMessage(d);
     else if (name === 'approvals') renderApprovals(d.approvals || []);

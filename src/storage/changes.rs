@@ -50,6 +50,11 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// How many listeners are subscribed (each open live stream is one).
+    pub fn change_listeners(&self) -> usize {
+        self.changes.receiver_count()
+    }
+
     /// Tell listeners (none listening is fine).
     pub(super) fn changed(&self, change: Change) {
         let _ = self.changes.send(change);

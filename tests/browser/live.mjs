@@ -81,7 +81,7 @@ async function main() {
   }
   await page.screenshot({ path: desktopPng });
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.waitForTimeout(200);
+  await page.waitForTimeout(600); // the sidebar slides away at phone width
   await page.screenshot({ path: phonePng });
   if (consoleErrors.length) fail(`the page logged errors: ${consoleErrors.join('; ')}`);
   console.log('browser live: ok');
