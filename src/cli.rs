@@ -42,6 +42,11 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkspaceCommand,
     },
+    /// The `[[mcp_server]]` library: each server, its credentials, whether it starts, its tools.
+    McpServers {
+        #[command(subcommand)]
+        action: McpServersCommand,
+    },
     /// The daydream self-review (PRODUCT.md §7).
     Daydream {
         #[command(subcommand)]
@@ -59,6 +64,12 @@ pub enum WorkspaceCommand {
     /// NAME's run branches (one per line of code work), newest first: state, base, head, last
     /// job, push and pull request, what the last merge/push/discard did.
     Runs { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpServersCommand {
+    /// Start each server once (then stop it) and print what it offers.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

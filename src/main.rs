@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use valor::app::App;
-use valor::cli::{Cli, Command, DaydreamCommand, JobsCommand, WorkspaceCommand};
+use valor::cli::{Cli, Command, DaydreamCommand, JobsCommand, McpServersCommand, WorkspaceCommand};
 use valor::config::{self, EnvSource};
 
 fn main() -> ExitCode {
@@ -169,6 +169,9 @@ async fn run(command: Command, settings: config::Settings, log_note: Option<Stri
                 WorkspaceCommand::Runs { name } => valor::app::WorkspaceAction::Runs { name },
             };
             print_out(&valor::app::workspace_command(&settings, action).await?)
+        }
+        Command::McpServers { action: McpServersCommand::List } => {
+            print_out(&valor::app::mcp_servers_command(&settings).await?)
         }
         Command::Daydream { action: DaydreamCommand::Run } => {
             print_out(&valor::app::daydream_run_command(settings).await?)

@@ -303,7 +303,7 @@ async fn without_the_claude_cli_code_work_is_not_offered_and_the_agent_knows_why
 
 /// One turn stopped through its `TurnRequest::cancel` (what `valor chat`'s
 /// Ctrl-C does): `Done` ends it, no `Error`; what was streamed is stored,
-/// marked stopped; the turn is recorded failed as cancelled.
+/// marked stopped; the turn is recorded `cancelled`.
 #[tokio::test]
 async fn a_cancelled_turn_stores_what_was_streamed_marked_stopped_and_ends_with_done() {
     use valor::agent::{AgentEvent, CANCELLED_RECORD, STOPPED_MARK, TurnFailure, TurnRequest};
@@ -347,7 +347,7 @@ async fn a_cancelled_turn_stores_what_was_streamed_marked_stopped_and_ends_with_
     assert!(!outcome.reply.is_empty() && answer.starts_with(&outcome.reply), "{:?}", outcome.reply);
 
     let turns = app.store.list_turns(&conversation.id).await.unwrap();
-    assert_eq!(turns[0].status, valor::storage::TurnStatus::Failed);
+    assert_eq!(turns[0].status, valor::storage::TurnStatus::Cancelled);
     assert_eq!(turns[0].error.as_deref(), Some(CANCELLED_RECORD));
     let messages = app.store.recent_messages(&conversation.id, 10).await.unwrap();
     let roles: Vec<_> = messages.iter().map(|m| m.role).collect();
@@ -355,4 +355,39 @@ async fn a_cancelled_turn_stores_what_was_streamed_marked_stopped_and_ends_with_
     assert_eq!(roles, [MessageRole::User, MessageRole::Assistant], "no failure notice: {messages:?}");
     assert_eq!(messages[1].text, format!("{}{STOPPED_MARK}", outcome.reply.trim_end()));
     app.store.close().await;
+}
+
+/// A turn still `running` when valor starts was left by a crash (a clean
+/// stop finishes its turns): the start marks it `interrupted`, with the
+/// time it was found, so no turn stays running forever.
+#[tokio::test]
+async fn a_turn_left_running_by_a_crash_is_marked_interrupted_when_valor_starts() {
+    use valor::storage::{NewConversation, NewTurn, Store, TurnStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("valor.db")).await.unwrap();
+    let conversation = store
+        .create_conversation(NewConversation { title: "crashed".into(), channel: "api".into(), chat_id: None })
+        .await
+        .unwrap();
+    let new_turn = || NewTurn {
+        conversation_id: conversation.id.clone(),
+        intent: "chat".into(),
+        intent_source: "fallback".into(),
+        tier: "small".into(),
+        provider: "anthropic".into(),
+        model: "claude-test".into(),
+    };
+    let crashed = store.start_turn(new_turn(), None).await.unwrap();
+    store.close().await;
+
+    let app = TestApp::spawn_in(dir, |_| {}).await;
+    let store = app.store().await;
+    let turn = store.get_turn(&crashed.id).await.unwrap();
+    assert_eq!(turn.status, TurnStatus::Interrupted, "{turn:?}");
+    assert_eq!(turn.error.as_deref(), Some(valor::agent::CRASH_RECORD));
+    assert!(turn.finished_at_ms.is_some_and(|at| at >= turn.started_at_ms), "{turn:?}");
+    // A turn that starts after the sweep is its own and stays running until it ends.
+    let fresh = store.start_turn(new_turn(), None).await.unwrap();
+    assert_eq!(store.get_turn(&fresh.id).await.unwrap().status, TurnStatus::Running);
+    app.stop().await;
 }

@@ -391,7 +391,11 @@ async fn stop_ends_a_streaming_answer_in_headless_chromium_and_the_turn_is_recor
     let id = conversations["conversations"][0]["id"].as_str().unwrap();
     let turns = app.get_json(&format!("/api/conversations/{id}/turns")).await;
     let turn = &turns["turns"][0];
-    assert_eq!(turn["error"], valor::agent::CANCELLED_RECORD, "{turns}");
+    assert_eq!(
+        (turn["status"].as_str(), &turn["error"]),
+        (Some("cancelled"), &json!(valor::agent::CANCELLED_RECORD)),
+        "{turns}"
+    );
     let messages = app.get_json(&format!("/api/conversations/{id}/messages")).await;
     let answer = messages["messages"].as_array().unwrap().iter().find(|m| m["role"] == "assistant").unwrap().clone();
     let text = answer["text"].as_str().unwrap();

@@ -33,6 +33,9 @@ fn library_server(name: &str, command: &str, args: &[&str], credentials: &[(&str
         env: BTreeMap::new(),
         headers: BTreeMap::new(),
         kinds: Vec::new(),
+        // These tests are about runs; the chat's use of the library is tests/mcp_client.rs.
+        chat: false,
+        read_only: Vec::new(),
         credential_values: credentials
             .iter()
             .filter_map(|(key, value)| value.map(|value| ((*key).to_owned(), value.to_owned().into())))

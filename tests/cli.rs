@@ -374,6 +374,6 @@ async fn sigterm_mid_answer_stores_what_was_streamed_marked_interrupted() {
     let text = partial.text.strip_suffix(valor::agent::INTERRUPTED_MARK).expect("marked interrupted");
     assert!(!text.is_empty() && answer.starts_with(text) && text.len() < answer.len(), "{:?}", partial.text);
     let turn = store.list_turns(&conversation.id).await.unwrap().pop().unwrap();
-    assert_eq!(turn.status, valor::storage::TurnStatus::Failed);
+    assert_eq!(turn.status, valor::storage::TurnStatus::Interrupted);
     assert_eq!(turn.error.as_deref(), Some("interrupted: valor shut down before the turn ended"));
 }

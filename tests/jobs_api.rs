@@ -247,3 +247,62 @@ async fn a_passing_model_outage_is_retried_and_a_refusal_fails_at_once() {
     assert_eq!(job["attempts"], 1);
     assert!(job["error"].as_str().unwrap().contains("rejected valor's API key"), "{job}");
 }
+
+/// Cancelling a running background task stops its turn the way Stop does:
+/// the turn is recorded `cancelled` (not left `running`), what was streamed
+/// is kept marked stopped, and the job ends cancelled.
+#[tokio::test]
+async fn cancelling_a_running_agent_task_stops_its_turn_and_records_it_cancelled() {
+    let mock = Aimock::start_with(&["-l", "150", "-c", "5"]).await;
+    let answer = "A background answer that streams slowly, five characters at a time, for many seconds.";
+    mock.add_fixtures(json!([{"match": {"userMessage": "slow background"}, "response": {"content": answer}}])).await;
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        s.jobs.workers = 0;
+        s.jobs.lease_secs = 3;
+    })
+    .await;
+    let store = app.store().await;
+    let job = NewJob {
+        kind: "agent_task".into(),
+        payload: json!({"task": "a slow background task"}),
+        priority: 0,
+        run_at_ms: None,
+        max_attempts: 3,
+        conversation_id: None,
+        idempotency_key: None,
+    };
+    let id = store.enqueue_job(job, wall_clock_ms()).await.unwrap().job.id;
+    let worker = app.job_worker("w");
+    let run = tokio::spawn(async move { worker.try_execute_next().await.unwrap() });
+
+    let title = format!("job #{id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let conversation = loop {
+        let found = store.find_conversation(&title).await.unwrap();
+        if let Some(conversation) = found {
+            let streamed = mock.requests_to("/v1/messages").await.len();
+            if streamed > 0 {
+                break conversation;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the task's turn never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, _) = post(&app, &format!("/api/jobs/{id}/cancel")).await;
+    assert_eq!(status, 200);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), run).await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome.job_id, id);
+    assert_eq!(store.get_job(id).await.unwrap().status.as_str(), "cancelled");
+
+    let turns = store.list_turns(&conversation.id).await.unwrap();
+    assert_eq!(turns.len(), 1, "{turns:?}");
+    assert_eq!(turns[0].status, valor::storage::TurnStatus::Cancelled, "{turns:?}");
+    assert!(turns[0].finished_at_ms.is_some(), "{turns:?}");
+    let messages = store.recent_messages(&conversation.id, 10).await.unwrap();
+    let partial =
+        messages.iter().find(|m| m.role == valor::storage::MessageRole::Assistant).expect("what was streamed is kept");
+    let text = partial.text.strip_suffix(valor::agent::STOPPED_MARK).expect("marked stopped");
+    assert!(!text.is_empty() && answer.starts_with(text.trim_end()), "{:?}", partial.text);
+}

@@ -131,6 +131,7 @@ async fn ctrl_c_stops_a_streaming_answer_and_the_next_question_is_answered_alone
     let conversation = store.find_conversation("pty").await.unwrap().unwrap();
     let turns = store.list_turns(&conversation.id).await.unwrap();
     assert_eq!(turns.len(), 2);
+    assert_eq!(turns[0].status, valor::storage::TurnStatus::Cancelled, "{:?}", turns[0]);
     assert_eq!(turns[0].error.as_deref(), Some(valor::agent::CANCELLED_RECORD), "{:?}", turns[0]);
     let messages = store.recent_messages(&conversation.id, 20).await.unwrap();
     let partial = messages

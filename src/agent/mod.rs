@@ -24,7 +24,7 @@ pub use crate::workspace::ChatUser;
 pub use events::{AgentEvent, ToolCallReport, TurnFailure};
 pub use intent::{ClassifierBackend, Intent, IntentClassifier, IntentLabel, IntentSource};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
-pub use turn::{CANCELLED_RECORD, INTERRUPTED_MARK, STOPPED_MARK};
+pub use turn::{CANCELLED_RECORD, CRASH_RECORD, INTERRUPTED_MARK, STOPPED_MARK};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -86,6 +86,8 @@ pub struct AgentParts {
     pub calibration: context::TokenCalibration,
     /// The workspaces the system prompt names (the chat's own, or those to choose from).
     pub projects: project::ProjectDirectory,
+    /// The library's MCP servers for the chat (`None`: the library has none marked `chat`).
+    pub mcp: Option<tools::mcp::McpToolset>,
 }
 
 /// Cheap to clone; shared by all channels.
@@ -221,6 +223,11 @@ impl Agent {
     /// The resource monitor: turns in progress, samples, the high-water mark.
     pub fn monitor(&self) -> &ResourceMonitor {
         &self.parts.monitor
+    }
+
+    /// The chat's MCP servers, if the library has any.
+    pub fn mcp(&self) -> Option<&tools::mcp::McpToolset> {
+        self.parts.mcp.as_ref()
     }
 
     pub fn tools(&self) -> &ToolRegistry {

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::context::{TokenCalibration, prepare};
 use super::events::{AgentEvent, ToolCallReport, TurnFailure};
 use super::prompt::{PromptContext, system_prompt, today};
-use super::tools::{ToolContext, ToolError};
+use super::tools::{ToolContext, ToolError, ToolRegistry};
 use super::{AgentParts, NO_MODEL_REPLY, TurnOutcome, TurnRequest};
 use crate::llm::{ChatRequest, ContentBlock, LlmError, Message, Role, StreamEvent, Usage};
 use crate::storage::{MessageRole, NewAuditEvent, NewMessage, NewTurn, StorageError, TurnFinish, TurnStatus};
@@ -36,6 +36,10 @@ pub const STOPPED_MARK: &str = " [stopped]";
 
 /// `turns.error` of a turn the person stopped.
 pub const CANCELLED_RECORD: &str = "cancelled: stopped by the person";
+
+/// `turns.error` of a turn found `running` when valor starts: a crash (or a
+/// kill) ended it, since a clean stop finishes every turn it interrupts.
+pub const CRASH_RECORD: &str = "interrupted: valor stopped before the turn ended (found at start-up)";
 
 /// What a chat hears when the model is slow to start answering.
 pub const WAITING_NOTICE: &str = "still waiting for the model…";
@@ -145,6 +149,8 @@ fn names_a_missing_model(message: &str) -> bool {
 
 struct TurnState<'a> {
     parts: &'a AgentParts,
+    /// The turn's intent label (which MCP servers fit it).
+    intent: &'static str,
     events: &'a mpsc::Sender<AgentEvent>,
     conversation_id: String,
     turn_id: String,
@@ -246,6 +252,7 @@ pub(super) async fn run(
         intent_source = intent.source.as_str(), model = %model_name, "turn started");
     let mut state = TurnState {
         parts,
+        intent: intent.label.as_str(),
         events,
         conversation_id: conversation_id.clone(),
         turn_id: turn.id.clone(),
@@ -273,6 +280,12 @@ pub(super) async fn run(
     };
     store_cut_answer(&state, &result).await;
     let failure = result.as_ref().err().map(Failure::kind);
+    let status = match &result {
+        Ok(()) => TurnStatus::Completed,
+        Err(Failure::Cancelled) => TurnStatus::Cancelled,
+        Err(Failure::Interrupted) => TurnStatus::Interrupted,
+        Err(_) => TurnStatus::Failed,
+    };
     let error = match result {
         Ok(()) => None,
         Err(Failure::Cancelled) => {
@@ -297,7 +310,6 @@ pub(super) async fn run(
             Some(record)
         }
     };
-    let status = if failure.is_some() { TurnStatus::Failed } else { TurnStatus::Completed };
     let finish = TurnFinish {
         status,
         steps: state.steps,
@@ -375,7 +387,14 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
     state.context = (prepared.context_tokens, prepared.tokens_saved);
     let mut messages = prepared.messages;
     attach_images(&mut messages, &request.images);
-    let tools = parts.tools.specs_for(request.is_admin);
+    // The registry plus the MCP tools that fit this turn (the library's servers).
+    let registry = match &parts.mcp {
+        Some(mcp) => std::borrow::Cow::Owned(
+            mcp.registry_for_turn(&parts.tools, &request.text, state.intent, request.is_admin).await,
+        ),
+        None => std::borrow::Cow::Borrowed(&parts.tools),
+    };
+    let tools = registry.specs_for(request.is_admin);
     let requester = crate::workspace::Requester { user: request.user.clone(), is_admin: request.is_admin };
     let context = PromptContext {
         channel: &request.conversation.channel,
@@ -414,7 +433,7 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         if calls.is_empty() {
             return Ok(());
         }
-        let results = run_tools(state, &tool_context, calls).await?;
+        let results = run_tools(state, &registry, &tool_context, calls).await?;
         let text = results
             .iter()
             .filter_map(|b| match b {
@@ -527,6 +546,7 @@ async fn stream_one_step(
 /// Run a step's tool calls in parallel; results come back in call order.
 async fn run_tools(
     state: &mut TurnState<'_>,
+    registry: &ToolRegistry,
     context: &ToolContext,
     calls: Vec<(String, String, serde_json::Value)>,
 ) -> Result<Vec<ContentBlock>, Failure> {
@@ -534,7 +554,6 @@ async fn run_tools(
     for (id, name, input) in &calls {
         state.emit(AgentEvent::ToolStarted { id: id.clone(), name: name.clone(), input: input.clone() }).await;
     }
-    let registry = &state.parts.tools;
     let outcomes = futures::future::join_all(
         calls.iter().map(|(_, name, input)| registry.call(context, name, input.clone(), limit)),
     )

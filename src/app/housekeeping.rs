@@ -68,6 +68,9 @@ impl Housekeeping {
                 () = shutdown.cancelled() => return,
                 _ = sample_tick.tick() => {
                     self.sample(&mut probe).await;
+                    if let Some(mcp) = self.agent.mcp() {
+                        mcp.clients().stop_idle().await;
+                    }
                     let monitor = self.agent.monitor();
                     let started = monitor.turns_started();
                     if monitor.active_turns() == 0 && started != released_at {

@@ -9,6 +9,7 @@ mod daydream_cli;
 mod doctor;
 mod housekeeping;
 mod jobs_cli;
+mod mcp_cli;
 mod providers;
 pub mod tools;
 mod workspace_cli;
@@ -16,6 +17,7 @@ mod workspace_cli;
 pub use daydream_cli::{build_daydream, daydream_run_command};
 pub use doctor::{DoctorRow, DoctorState, doctor, exit_code as doctor_exit_code};
 pub use jobs_cli::{JobsAction, jobs_command};
+pub use mcp_cli::mcp_servers_command;
 pub use providers::{build_classifier, build_models, model_status, resolve_provider};
 pub use workspace_cli::{WorkspaceAction, workspace_command};
 
@@ -95,8 +97,20 @@ impl App {
             Store::open(&database).await.with_context(|| format!("opening the database {}", database.display()))?;
         let breakers = tools::build_breakers(&settings);
         let models = build_models(&settings, &breakers).context("configuring the model provider")?;
-        let mut tools = tools::build_tools(&settings, models.as_ref(), breakers).context("configuring the tools")?;
+        let mut tools =
+            tools::build_tools(&settings, models.as_ref(), breakers.clone()).context("configuring the tools")?;
         adjust(&mut tools);
+        let mcp = crate::workspace::mcp_client::McpClients::new(
+            &settings.mcp_servers,
+            settings.child_env.clone(),
+            settings.mcp_client.clone(),
+            crate::llm::transport::client_builder().build().context("building the MCP client's HTTP client")?,
+            Some(store.clone()),
+        );
+        let mcp = (!mcp.is_empty()).then(|| {
+            let limit = std::time::Duration::from_secs(settings.agent.tool_timeout_secs.max(1));
+            crate::agent::tools::mcp::McpToolset::new(mcp, breakers.clone(), limit)
+        });
         let agent = Agent::new(AgentParts {
             store: store.clone(),
             models,
@@ -115,6 +129,7 @@ impl App {
                 settings.child_env.clone(),
                 settings.git.branch_prefix.clone(),
             ),
+            mcp,
         });
         let run_access = RunAccess::default();
         let jobs = build_job_system(&settings, &store, &agent, &run_access);
@@ -145,6 +160,15 @@ impl App {
         .context("stopping child processes left by a valor that was killed")?;
         if !swept.stopped.is_empty() {
             tracing::warn!("stopped {} child process group(s) left by a valor that was killed", swept.stopped.len());
+        }
+        // Before any turn starts: a turn still `running` was left by a crash (a clean stop finishes its turns).
+        let crashed = self
+            .store
+            .interrupt_running_turns(crate::agent::CRASH_RECORD)
+            .await
+            .context("marking turns a killed valor left running")?;
+        if crashed > 0 {
+            tracing::warn!("marked {crashed} turn(s) left running by a valor that was killed as interrupted");
         }
         let local_addr = listener.local_addr()?;
         let components = LiveComponents::new(self.components.clone());
@@ -379,6 +403,9 @@ impl RunningApp {
         self.shutdown.cancel();
         // Turns of every door get the grace period; then what they streamed is stored, marked interrupted.
         self.agent.stop_turns(self.grace, TURN_SAVE_TIME).await;
+        if let Some(mcp) = self.agent.mcp() {
+            mcp.clients().shutdown().await;
+        }
         if let Some(telegram) = self.telegram {
             match telegram.await {
                 Ok(Ok(())) => {}

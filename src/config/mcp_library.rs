@@ -1,7 +1,9 @@
 //! `[[mcp_server]]`: the MCP library — servers a Claude Code run may be
-//! given (a command to start, or a URL), the credentials each needs and the
-//! task kinds it serves. Which of them a run gets is decided per run by
-//! `workspace::mcp_config`.
+//! given and valor's own agent may use in the chat (a command to start, or a
+//! URL), the credentials each needs and the task kinds it serves. Which of
+//! them a run gets is decided per run by `workspace::mcp_config`; which the
+//! chat gets, per turn, by the same rule (`agent::tools::mcp`), with
+//! `[mcp_client]` bounding how the chat uses them.
 //!
 //! Credentials are named, not written here: `credentials = ["GITHUB_TOKEN"]`
 //! is looked up in valor's environment when settings load (only `config`
@@ -10,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{ConfigError, EnvSource};
@@ -44,12 +46,54 @@ pub struct McpServerSettings {
     /// Task kinds it serves (e.g. `["github", "review"]`); empty: every task.
     #[serde(default)]
     pub kinds: Vec<String>,
+    /// Offered to valor's own agent in the chat too (not only to Claude Code runs).
+    #[serde(default = "yes")]
+    pub chat: bool,
+    /// Tools of this server known to change nothing (beside those the server
+    /// itself annotates `readOnlyHint`); every other tool counts as having
+    /// side effects (admin-only by default).
+    #[serde(default)]
+    pub read_only: Vec<String>,
     /// The credentials found when settings were loaded (not a key).
     #[serde(skip)]
     pub credential_values: BTreeMap<String, SecretString>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl McpServerSettings {
+    /// The names in `credentials` that were not found in the environment.
+    pub fn missing_credentials(&self) -> Vec<&str> {
+        self.credentials.iter().filter(|name| !self.credential_values.contains_key(*name)).map(String::as_str).collect()
+    }
+
+    /// A URL server's headers with every `${NAME}` replaced by its credential.
+    pub fn resolved_headers(&self) -> BTreeMap<String, String> {
+        self.headers
+            .iter()
+            .map(|(key, template)| {
+                let mut value = template.clone();
+                for name in &self.credentials {
+                    let secret = self.credential_values.get(name).map(|v| v.expose_secret().to_owned());
+                    value = value.replace(&format!("${{{name}}}"), &secret.unwrap_or_default());
+                }
+                (key.clone(), value)
+            })
+            .collect()
+    }
+
+    /// What a command server adds to a child's environment: `env` and the credentials.
+    pub fn server_env(&self) -> BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        for name in &self.credentials {
+            let secret = self.credential_values.get(name).map(|v| v.expose_secret().to_owned());
+            env.insert(name.clone(), secret.unwrap_or_default());
+        }
+        env
+    }
+
     /// Look each named credential up in the environment.
     pub fn resolve_credentials(&mut self, env: &EnvSource) {
         for name in &self.credentials {
@@ -57,6 +101,41 @@ impl McpServerSettings {
                 self.credential_values.insert(name.clone(), SecretString::from(value.to_owned()));
             }
         }
+    }
+}
+
+/// `[mcp_client]`: how valor's own agent uses the library's servers in the chat.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpClientSettings {
+    /// At most this many MCP tools are offered in one turn (the tool list the model sees stays small).
+    pub max_tools_per_turn: usize,
+    /// How long a server may take to start and list its tools.
+    pub start_timeout_secs: u64,
+    /// A server unused this long is stopped (started again on the next use).
+    pub idle_secs: u64,
+    /// Longest tool result handed to the model, in characters (the rest is cut, and said so).
+    pub max_result_chars: usize,
+}
+
+impl Default for McpClientSettings {
+    fn default() -> Self {
+        Self { max_tools_per_turn: 12, start_timeout_secs: 20, idle_secs: 600, max_result_chars: 20_000 }
+    }
+}
+
+impl McpClientSettings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("mcp_client.start_timeout_secs", self.start_timeout_secs),
+            ("mcp_client.idle_secs", self.idle_secs),
+            ("mcp_client.max_result_chars", self.max_result_chars as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -21,7 +21,7 @@ pub use child_env::ChildEnv;
 pub use daydream_settings::{DaydreamSettings, OfficeHours};
 pub use env::EnvSource;
 pub use executor_settings::{GeminiSettings, RoutingSettings};
-pub use mcp_library::{McpServerSettings, VALOR_SERVER_NAME};
+pub use mcp_library::{McpClientSettings, McpServerSettings, VALOR_SERVER_NAME};
 pub use resources_settings::ResourcesSettings;
 pub use settings::*;
 pub use tools_settings::{McpSettings, ToolsSettings};

@@ -43,6 +43,8 @@ pub struct Settings {
     /// The MCP library (`[[mcp_server]]`): servers a Claude Code run may get.
     #[serde(rename = "mcp_server")]
     pub mcp_servers: Vec<super::McpServerSettings>,
+    /// How the chat uses the library's servers (`[mcp_client]`).
+    pub mcp_client: super::McpClientSettings,
     /// The file these settings were read from, if any (not a key).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -79,6 +81,7 @@ impl Default for Settings {
             routing: super::RoutingSettings::default(),
             workspaces: Vec::new(),
             mcp_servers: Vec::new(),
+            mcp_client: super::McpClientSettings::default(),
             source_file: None,
             child_env: super::ChildEnv::default(),
         }
@@ -148,6 +151,7 @@ impl Settings {
         self.gemini.validate()?;
         self.routing.validate()?;
         super::mcp_library::validate_mcp_servers(&self.mcp_servers)?;
+        self.mcp_client.validate()?;
         if self.git.author_parts().is_none() {
             return Err(invalid("git.author", "must look like `Name <name@example.com>`"));
         }

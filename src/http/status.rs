@@ -34,6 +34,9 @@ pub struct StatusReport {
     pub breakers: Vec<crate::monitoring::breaker::BreakerSnapshot>,
     /// The last hour, oldest first (one per `resources.sample_interval_secs`).
     pub samples: Vec<Sample>,
+    /// The MCP library's servers the chat uses: running, tools, failures (their breakers are `mcp:<name>`).
+    #[schema(value_type = Vec<Object>)]
+    pub mcp_servers: Vec<crate::workspace::mcp_client::ServerStatus>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,5 +76,6 @@ pub async fn status(State(state): State<HttpState>) -> Result<Json<StatusReport>
         queue: queue.into_iter().map(|(status, count)| (status.to_owned(), count)).collect(),
         breakers: agent.tools().breakers().snapshot(),
         samples: monitor.samples(),
+        mcp_servers: agent.mcp().map(|mcp| mcp.clients().status()).unwrap_or_default(),
     }))
 }

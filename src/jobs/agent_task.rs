@@ -19,6 +19,9 @@ pub struct AgentTaskHandler {
     agent: Agent,
 }
 
+/// How long a cancelled task's turn may take to save what it streamed.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl AgentTaskHandler {
     pub fn new(agent: Agent) -> Self {
         Self { agent }
@@ -42,6 +45,9 @@ impl JobHandler for AgentTaskHandler {
         let conversation =
             self.agent.open_conversation(&format!("job #{}", context.job.id), "job").await.map_err(storage_error)?;
         let (sender, mut receiver) = mpsc::channel(256);
+        // The turn's own stop token: a cancel request stops the turn the way Stop does (what was
+        // streamed is kept, the turn is recorded cancelled); a shutdown is left to the agent's own.
+        let stop = tokio_util::sync::CancellationToken::new();
         let request = TurnRequest {
             conversation,
             text: task,
@@ -49,7 +55,7 @@ impl JobHandler for AgentTaskHandler {
             user: None,
             images: Vec::new(),
             once_key: None,
-            cancel: tokio_util::sync::CancellationToken::new(),
+            cancel: stop.clone(),
         };
         let agent = self.agent.clone();
         // The sender is dropped when the turn ends, which ends the event loop below.
@@ -63,9 +69,20 @@ impl JobHandler for AgentTaskHandler {
                 }
             }
         };
+        let run = async { tokio::join!(turn, steps).0 };
+        tokio::pin!(run);
         let outcome = tokio::select! {
-            (outcome, ()) = async { tokio::join!(turn, steps) } => outcome,
-            () = context.cancel.cancelled() => return Err(JobError::Cancelled),
+            outcome = &mut run => outcome,
+            () = context.cancel.cancelled() => {
+                if context.is_shutting_down() {
+                    // Handed back to the queue; the agent's shutdown ends the turn as interrupted.
+                    return Err(JobError::Cancelled);
+                }
+                stop.cancel();
+                // The turn saves what it streamed and records itself cancelled, promptly.
+                let _ = tokio::time::timeout(STOP_GRACE, run).await;
+                return Err(JobError::Cancelled);
+            }
         };
         match outcome.failure {
             None => {}

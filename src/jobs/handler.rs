@@ -72,6 +72,8 @@ pub struct JobContext {
     pub job: Job,
     /// Fires when the job must stop.
     pub cancel: CancellationToken,
+    /// The worker's shutdown token (`cancel` is its child).
+    pub(super) shutdown: CancellationToken,
     pub(super) worker_id: String,
     pub(super) store: Store,
     pub(super) clock: Arc<dyn Clock>,
@@ -79,6 +81,12 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// True when `cancel` fired because valor is stopping (the job goes back
+    /// to the queue), not because someone cancelled the job.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
     /// Store progress (shown by the API, the CLI and `job_status`). False if the lease was lost.
     pub async fn report_progress(&self, text: &str, percent: Option<u8>) -> StorageResult<bool> {
         self.store.update_job_progress(self.job.id, &self.worker_id, text, percent, self.clock.now_ms()).await

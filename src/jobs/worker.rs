@@ -235,6 +235,7 @@ impl Worker {
         let context = JobContext {
             job: job.clone(),
             cancel: cancel.clone(),
+            shutdown: self.shutdown.clone(),
             worker_id: self.id.clone(),
             store: system.store.clone(),
             clock: system.clock.clone(),

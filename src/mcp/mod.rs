@@ -203,7 +203,7 @@ pub fn mcp_tool(tool: &dyn ValorTool, with_chat_id: bool) -> Tool {
 fn annotated(tool: &dyn ValorTool, schema: Map<String, Value>) -> Tool {
     let read_only = !tool.has_side_effects() && !tool.spends_money();
     let annotations = ToolAnnotations::from_raw(None, Some(read_only), Some(tool.has_side_effects()), None, Some(true));
-    let mut listed = Tool::new(tool.name(), tool.description(), Arc::new(schema));
+    let mut listed = Tool::new(tool.name().to_owned(), tool.description().to_owned(), Arc::new(schema));
     listed.annotations = Some(annotations);
     listed
 }

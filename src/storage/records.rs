@@ -116,6 +116,21 @@ impl Store {
         Ok(())
     }
 
+    /// Marks every turn still `running` as `interrupted` with `error`, and
+    /// returns how many. Called once at start-up, before any turn starts:
+    /// a clean stop finishes its turns, so these were left by a crash.
+    pub async fn interrupt_running_turns(&self, error: &str) -> StorageResult<u64> {
+        let updated = sqlx::query(
+            "UPDATE turns SET status = 'interrupted', error = $1, finished_at_ms = $2 WHERE status = 'running'",
+        )
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await
+        .map_err(|error| sql_error("interrupt running turns", error))?;
+        Ok(updated.rows_affected())
+    }
+
     pub async fn get_turn(&self, turn_id: &str) -> StorageResult<Turn> {
         let row = sqlx::query(concat!("SELECT ", turn_columns!(), " FROM turns WHERE id = $1"))
             .bind(turn_id)

@@ -78,6 +78,8 @@ pub(super) fn parse_turn_status(text: &str) -> StorageResult<TurnStatus> {
         "running" => Ok(TurnStatus::Running),
         "completed" => Ok(TurnStatus::Completed),
         "failed" => Ok(TurnStatus::Failed),
+        "cancelled" => Ok(TurnStatus::Cancelled),
+        "interrupted" => Ok(TurnStatus::Interrupted),
         other => Err(StorageError::Invalid(format!("unknown turn status {other:?}"))),
     }
 }
@@ -197,7 +199,13 @@ mod tests {
 
     #[test]
     fn every_turn_status_round_trips_through_its_column_text() {
-        for status in [TurnStatus::Running, TurnStatus::Completed, TurnStatus::Failed] {
+        for status in [
+            TurnStatus::Running,
+            TurnStatus::Completed,
+            TurnStatus::Failed,
+            TurnStatus::Cancelled,
+            TurnStatus::Interrupted,
+        ] {
             assert_eq!(parse_turn_status(status.as_str()).ok(), Some(status));
         }
     }

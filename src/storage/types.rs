@@ -101,6 +101,10 @@ pub enum TurnStatus {
     Running,
     Completed,
     Failed,
+    /// The person stopped it (Stop, Ctrl-C, `/stop`); what was streamed is kept.
+    Cancelled,
+    /// valor stopped before it ended: a shutdown, or a crash found at start-up.
+    Interrupted,
 }
 
 impl TurnStatus {
@@ -109,6 +113,8 @@ impl TurnStatus {
             TurnStatus::Running => "running",
             TurnStatus::Completed => "completed",
             TurnStatus::Failed => "failed",
+            TurnStatus::Cancelled => "cancelled",
+            TurnStatus::Interrupted => "interrupted",
         }
     }
 }

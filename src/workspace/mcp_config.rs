@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -49,12 +48,7 @@ pub fn select_servers(catalog: &[McpServerSettings], task: &str, kind: Option<&s
     let words: Vec<String> =
         task.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '_').map(str::to_lowercase).collect();
     for server in catalog {
-        let missing: Vec<&str> = server
-            .credentials
-            .iter()
-            .filter(|name| !server.credential_values.contains_key(*name))
-            .map(String::as_str)
-            .collect();
+        let missing = server.missing_credentials();
         let (included, reason) = if !missing.is_empty() {
             (false, format!("missing credentials: {}", missing.join(", ")))
         } else if server.kinds.is_empty() {
@@ -208,29 +202,14 @@ impl Drop for RunMcpFile {
 }
 
 fn server_entry(server: &McpServerSettings) -> Value {
-    let secret = |name: &str| server.credential_values.get(name).map(|value| value.expose_secret().to_owned());
     match (&server.command, &server.url) {
-        (_, Some(url)) => {
-            let headers: BTreeMap<&String, String> = server
-                .headers
-                .iter()
-                .map(|(key, template)| {
-                    let mut value = template.clone();
-                    for name in &server.credentials {
-                        value = value.replace(&format!("${{{name}}}"), &secret(name).unwrap_or_default());
-                    }
-                    (key, value)
-                })
-                .collect();
-            json!({"type": "http", "url": url, "headers": headers})
-        }
-        (command, None) => {
-            let mut env: BTreeMap<String, String> = server.env.clone();
-            for name in &server.credentials {
-                env.insert(name.clone(), secret(name).unwrap_or_default());
-            }
-            json!({"type": "stdio", "command": command.clone().unwrap_or_default(), "args": server.args, "env": env})
-        }
+        (_, Some(url)) => json!({"type": "http", "url": url, "headers": server.resolved_headers()}),
+        (command, None) => json!({
+            "type": "stdio",
+            "command": command.clone().unwrap_or_default(),
+            "args": server.args,
+            "env": server.server_env(),
+        }),
     }
 }
 
@@ -357,6 +336,8 @@ mod tests {
             env: BTreeMap::from([("LOG".to_owned(), "warn".to_owned())]),
             headers: BTreeMap::new(),
             kinds: kinds.iter().map(|k| (*k).to_owned()).collect(),
+            chat: true,
+            read_only: Vec::new(),
             credential_values: present.iter().map(|c| ((*c).to_owned(), format!("secret-{c}").into())).collect(),
         }
     }

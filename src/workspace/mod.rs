@@ -17,6 +17,7 @@ pub mod child;
 pub mod claude;
 pub mod gemini;
 pub mod git;
+pub mod mcp_client;
 pub mod mcp_config;
 mod open;
 pub mod orphans;

@@ -85,7 +85,7 @@ pub async fn run_streaming(
     // The job records the pid, so the next start (or the daydream) can stop the group after a hard crash.
     let _ = events.send(ClaudeEvent::Spawned { pid: group }).await;
     let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        kill_group(group, spec.kill_grace, &mut child).await;
+        stop_child_group(group, spec.kill_grace, &mut child).await;
         return Err(spawn_error("its output could not be read".into()));
     };
     let stderr_task = tokio::spawn(async move {
@@ -112,7 +112,7 @@ pub async fn run_streaming(
             () = &mut deadline => break Some(RunError::TimedOut { limit: spec.time_limit, summary: RunSummary::default() }),
         }
     };
-    kill_group(group, spec.kill_grace, &mut child).await;
+    stop_child_group(group, spec.kill_grace, &mut child).await;
     guard.armed = false;
     let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|error| error.to_string());
     let stderr = tokio::time::timeout(Duration::from_secs(2), stderr_task).await.ok().and_then(Result::ok);
@@ -159,14 +159,14 @@ impl Drop for GroupGuard {
 /// whatever is left. Descendants are listed too because Claude Code starts its
 /// Bash commands in process groups of their own; they are listed before the
 /// TERM, as they are re-parented (and lose their ancestry) once the CLI exits.
-async fn kill_group(group: u32, grace: Duration, child: &mut tokio::process::Child) {
+pub(super) async fn stop_child_group(group: u32, grace: Duration, child: &mut tokio::process::Child) {
     stop_group(group, grace, async {
         let _ = child.wait().await;
     })
     .await;
 }
 
-/// [`kill_group`] for a group valor holds no handle to (a child of a valor
+/// [`stop_child_group`] for a group valor holds no handle to (a child of a valor
 /// killed hard): the grace ends early once its leader is gone.
 pub(super) async fn stop_orphan_group(group: u32, grace: Duration) {
     stop_group(group, grace, async {

@@ -158,3 +158,65 @@ async fn key_value_state_sets_overwrites_and_deletes() {
     assert_eq!(store.kv_get("telegram.offset").await.unwrap(), None);
     store.kv_delete("telegram.offset").await.unwrap();
 }
+
+/// Migration 0012 widens the turn statuses: a database at version 11 keeps
+/// its turns, and the ones recorded failed as stopped or interrupted before
+/// the new statuses existed are re-labelled.
+#[tokio::test]
+async fn turns_recorded_before_version_12_keep_their_rows_and_get_their_real_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("valor.db");
+    // Build version 11 from the repository's own migration files.
+    let old = dir.path().join("migrations-11");
+    std::fs::create_dir(&old).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "0012" {
+            std::fs::copy(entry.path(), old.join(&name)).unwrap();
+        }
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO conversations (id, title, channel, created_at_ms, updated_at_ms) VALUES ('c', 't', 'api', 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (id, status, error) in [
+        ("t1", "completed", None),
+        ("t2", "failed", Some("model:timeout: slow")),
+        ("t3", "failed", Some(valor::agent::CANCELLED_RECORD)),
+        ("t4", "failed", Some("interrupted: valor shut down before the turn ended")),
+        ("t5", "running", None),
+    ] {
+        sqlx::query(
+            "INSERT INTO turns (id, conversation_id, intent, intent_source, tier, provider, model, status, error, \
+             started_at_ms, context_tokens) VALUES ($1, 'c', 'chat', 'fallback', 'small', 'p', 'm', $2, $3, 5, 77)",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = valor::storage::Store::open(&path).await.unwrap();
+    let turns = store.list_turns("c").await.unwrap();
+    let statuses: Vec<_> = turns.iter().map(|t| (t.id.as_str(), t.status, t.context_tokens)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("t1", TurnStatus::Completed, 77),
+            ("t2", TurnStatus::Failed, 77),
+            ("t3", TurnStatus::Cancelled, 77),
+            ("t4", TurnStatus::Interrupted, 77),
+            ("t5", TurnStatus::Running, 77),
+        ]
+    );
+    store.close().await;
+}

@@ -11,6 +11,7 @@ pub mod analyze_image;
 mod delegate_code_task;
 pub mod generate_image;
 mod job_status;
+pub mod mcp;
 pub mod notion_query;
 mod project_context;
 mod queue_task;
@@ -74,8 +75,8 @@ impl ToolContext {
 /// A tool as the registry sees it.
 #[async_trait::async_trait]
 pub trait Tool: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn description(&self) -> &'static str;
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
     /// JSON schema of the input object.
     fn input_schema(&self) -> serde_json::Value;
     /// True for tools that change things (write files, start work); permission checks use this.
@@ -111,11 +112,11 @@ pub trait TypedTool: Send + Sync {
 
 #[async_trait::async_trait]
 impl<T: TypedTool> Tool for T {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         T::NAME
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         T::DESCRIPTION
     }
 
@@ -194,7 +195,7 @@ fn dollars(microusd: i64) -> String {
 /// of the services they call (shown in `/health`).
 #[derive(Clone)]
 pub struct ToolRegistry {
-    tools: BTreeMap<&'static str, Arc<dyn Tool>>,
+    tools: BTreeMap<String, Arc<dyn Tool>>,
     policy: ToolPolicy,
     breakers: CircuitBreakers,
     /// Capabilities configured but off, and why (the prompt tells the model,
@@ -240,11 +241,11 @@ impl ToolRegistry {
 
     /// Adds a tool; a tool with the same name is replaced.
     pub fn register(&mut self, tool: Arc<dyn Tool>) {
-        self.tools.insert(tool.name(), tool);
+        self.tools.insert(tool.name().to_owned(), tool);
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
-        self.tools.keys().copied().collect()
+    pub fn names(&self) -> Vec<&str> {
+        self.tools.keys().map(String::as_str).collect()
     }
 
     /// The breakers of the services the tools call.
