@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod llm;
+pub mod markdown;
 pub mod mcp;
 pub mod monitoring;
 pub mod storage;

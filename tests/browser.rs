@@ -263,7 +263,8 @@ async fn a_jobs_live_status_updates_in_place_and_cancels_in_headless_chromium() 
         idempotency_key: None,
     };
     let id = store.enqueue_job(job, valor::storage::wall_clock_ms()).await.unwrap().job.id;
-    let outbox = TranscriptOutbox::new(store.clone());
+    // The app's own store, as its job workers use: the page's live stream wakes on its writes.
+    let outbox = TranscriptOutbox::new(app.app_store());
     let status =
         |text: String, buttons| StatusNotice { conversation_id: conversation.clone(), key: "t".into(), text, buttons };
     outbox.post_status(status(format!("⚙️ **Job #{id}** · working · 3 s"), vec![cancel_button(id)])).await.unwrap();
@@ -458,4 +459,146 @@ async fn the_readme_screenshots_script_works_in_headless_chromium() {
     assert!(std::fs::read(&status).unwrap().starts_with(b"\x89PNG"));
     let jobs = app.get_json("/api/jobs").await;
     assert_eq!(jobs["jobs"][0]["status"], "succeeded", "{jobs}");
+}
+
+/// `tests/browser/live.mjs` with its step protocol: a JSON line per step on
+/// its stdin, "seen <label>" back on its stdout.
+struct LivePage {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl LivePage {
+    async fn open(url: &str, desktop: &std::path::Path, phone: &std::path::Path) -> LivePage {
+        let mut child = tokio::process::Command::new("node")
+            .arg(repo_root().join("tests/browser/live.mjs"))
+            .args([url.as_ref(), desktop.as_os_str(), phone.as_os_str()])
+            .current_dir(repo_root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+        let mut page = LivePage { child, stdin, lines };
+        page.expect("live", Duration::from_secs(30)).await;
+        page
+    }
+
+    async fn expect(&mut self, want: &str, within: Duration) {
+        let line = tokio::time::timeout(within, self.lines.next_line()).await.expect("the browser check hung");
+        let line = line.unwrap().unwrap_or_default();
+        if line != want {
+            let mut rest = vec![line];
+            while let Ok(Ok(Some(more))) = tokio::time::timeout(Duration::from_secs(5), self.lines.next_line()).await {
+                rest.push(more);
+            }
+            panic!("expected {want:?} from the browser, got:\n{}", rest.join("\n"));
+        }
+    }
+
+    /// Send one step; the page must confirm it.
+    async fn step(&mut self, mut step: serde_json::Value) {
+        use tokio::io::AsyncWriteExt;
+        let label = step["label"].as_str().unwrap().to_owned();
+        step["at"] = json!(valor::storage::wall_clock_ms());
+        self.stdin.write_all(format!("{step}\n").as_bytes()).await.unwrap();
+        self.expect(&format!("seen {label}"), Duration::from_secs(60)).await;
+    }
+
+    async fn finish(mut self) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(b"{\"label\": \"done\"}\n").await.unwrap();
+        self.expect("browser live: ok", Duration::from_secs(30)).await;
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+    }
+}
+
+/// The open conversation is live, nothing needs a reload: a message posted
+/// through the HTTP API (another client) and its answer, a real Claude Code
+/// run's live status and result, and a permission request with its buttons.
+#[tokio::test]
+async fn api_messages_code_run_progress_and_approvals_appear_live_in_headless_chromium() {
+    let mock = Aimock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = support::git_workspace(outside.path());
+    let home = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(|s| {
+        use_anthropic(s, &mock);
+        support::with_workspace(s, "shop", &root);
+        support::use_claude_code(s, &mock, home.path());
+    })
+    .await;
+    support::script_delegation(&mock, "add a hello file", "Create hello.txt", "shop").await;
+    let store = app.app_store();
+    let new = valor::storage::NewConversation { title: "Live".into(), channel: "web".into(), chat_id: None };
+    let conversation = store.create_conversation(new).await.unwrap().id;
+    let (desktop, phone) = (screenshot_path("web-live.png"), screenshot_path("web-live-phone.png"));
+    let mut page = LivePage::open(&format!("{}/#c/{conversation}", app.base), &desktop, &phone).await;
+
+    // Another client writes into the open conversation.
+    let reply = app.send_ok(&conversation, "Please add a hello file to the shop").await;
+    let fast = |label: &str, selector: &str, text: &str| json!({"label": label, "selector": selector, "text": text, "within": 1500});
+    page.step(fast("question", ".msg.user .bubble", "Please add a hello file")).await;
+    page.step(fast("answer", ".msg.assistant .bubble .text", "On it.")).await;
+    page.step(fast("tool call", ".msg.assistant .tool", "delegate_code_task")).await;
+
+    // The run: its status message while it works, then the result beside it.
+    let id = support::job_id_in(&support::tool_output(&reply));
+    let hello = support::worktree(&app, "shop", id).join("hello.txt");
+    support::script_claude(&mock, "Create hello.txt", "Write", json!({"file_path": hello, "content": "hi\n"}), "Done.")
+        .await;
+    let run = support::run_next_job(&app);
+    let status = format!("Job #{id} ·");
+    page.step(json!({"label": "progress", "selector": ".msg.system", "text": status, "within": 60_000})).await;
+    assert_eq!(run.await.unwrap(), id);
+    let finished = format!("Job #{id} (claude_code) finished");
+    page.step(fast("result", ".msg.system", &finished)).await;
+    page.step(
+        json!({"label": "status in place", "selector": ".msg.system", "text": status, "within": 1500, "count": 1}),
+    )
+    .await;
+
+    // A permission request: shown with its buttons, answered, gone.
+    let expires = valor::storage::wall_clock_ms() + 60_000;
+    let input = json!({"command": "make deploy"});
+    store.open_approval(id, &conversation, "Bash", &input, expires).await.unwrap();
+    page.step(json!({"label": "approval", "approval": "Bash", "within": 1500})).await;
+    page.finish().await;
+    assert!(store.pending_approvals(Some(&conversation)).await.unwrap().is_empty(), "Deny did not answer");
+    for png in [&desktop, &phone] {
+        assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"), "{}", png.display());
+    }
+}
+
+/// The model's Markdown renders as elements while it streams and from the
+/// stored conversation; code blocks and messages copy; no payload runs.
+#[tokio::test]
+async fn markdown_answers_render_as_elements_copy_and_run_no_script_in_headless_chromium() {
+    // 40 ms between streamed chunks: the answer arrives in pieces, as a model's does.
+    let mock = Aimock::start_with(&["-l", "40"]).await;
+    let answer = std::fs::read_to_string(repo_root().join("tests/fixtures/web_answer.md")).unwrap();
+    mock.add_fixtures(json!([{"match": {"userMessage": "show me the formats"}, "response": {"content": answer}}]))
+        .await;
+    let app = TestApp::spawn(|s| use_anthropic(s, &mock)).await;
+    let (desktop, phone) = (screenshot_path("web-markdown.png"), screenshot_path("web-markdown-phone.png"));
+    let url = format!("{}/", app.base);
+    let question = "Please show me the formats you know";
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser/markdown.mjs"))
+        .args([url.as_ref(), desktop.as_os_str(), phone.as_os_str(), question.as_ref()])
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser test hung").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("browser markdown: ok"), "{stdout}");
+    for png in [&desktop, &phone] {
+        assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"), "{}", png.display());
+    }
 }

@@ -2,8 +2,12 @@
 // cards, bearer-token prompt. No framework, no build step. The Jobs and
 // Status views live in dashboard.js and use `window.valor` from here.
 //
-// Invariant: text that came from the server or the model is only ever put into
-// the page with textContent / createTextNode, never innerHTML.
+// Invariant: text from the server or the model reaches the page through
+// textContent / createTextNode; the one exception is Markdown the server
+// rendered (the `html` of text blocks and turn events, valor's markdown
+// module: raw HTML escaped, links http/https/mailto only, images only from
+// this server), and only `setHtml` puts it in. The page's
+// Content-Security-Policy runs no inline script either.
 'use strict';
 
 (() => {
@@ -42,7 +46,12 @@
     current: null,   // selected conversation id; null = a new one
     busy: false,     // a turn is streaming
     loadSeq: 0,      // guards against out-of-order message loads
-    lastMessageId: 0, // the newest stored message of the open conversation seen (pollNotices)
+    stream: null,    // the open conversation's live event stream: { id, abort, lastId }
+    shown: new Map(), // message id → its element (system notices are replaced in place)
+    thread: null,    // { msg, turnId }: the assistant bubble a following assistant message joins
+    cards: new Map(), // tool_use id → its card, until its result arrives
+    ownTurns: new Set(), // turns this tab streams itself (their stored copies are not shown again)
+    held: [],        // live messages of some turn, held while this tab's own turn streams
     search: null,    // { q, results } while the sidebar shows a search
     showBackground: false, // list job and daydream conversations too
     turnId: null,    // the streaming turn (Stop cancels it)
@@ -67,54 +76,54 @@
     return el;
   }
 
-  // Inline `code` and **bold** spans inside a paragraph, as DOM nodes.
-  function inlineNodes(text) {
-    const out = [];
-    const re = /`([^`\n]+)`|\*\*([^*\n]+)\*\*/g;
-    let last = 0;
-    let m;
-    while ((m = re.exec(text)) !== null) {
-      if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
-      out.push(m[1] !== undefined ? h('code', { text: m[1] }) : h('strong', { text: m[2] }));
-      last = re.lastIndex;
-    }
-    if (last < text.length) out.push(document.createTextNode(text.slice(last)));
-    return out;
+  // Markdown the server rendered (see the invariant above), then highlighted.
+  function setHtml(el, html) {
+    el.innerHTML = html;
+    highlight(el);
   }
 
-  // Paragraphs and ``` fenced code blocks (an unclosed fence, as while
-  // streaming, runs to the end). Returns a DocumentFragment.
-  function formatText(text) {
-    const frag = document.createDocumentFragment();
-    const lines = String(text ?? '').replace(/\r\n?/g, '\n').split('\n');
-    let para = [];
-    const flushPara = () => {
-      const body = para.join('\n').replace(/^\n+|\n+$/g, '');
-      para = [];
-      if (body.trim() === '') return;
-      const p = h('p');
-      p.append(...inlineNodes(body));
-      frag.append(p);
-    };
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i];
-      const fence = line.match(/^\s*```\s*([\w+.#-]*)\s*$/);
-      if (fence) {
-        flushPara();
-        const code = [];
-        i++;
-        while (i < lines.length && !/^\s*```\s*$/.test(lines[i])) code.push(lines[i++]);
-        const codeEl = h('code', { text: code.join('\n') });
-        if (fence[1]) codeEl.dataset.lang = fence[1];
-        frag.append(h('pre', null, codeEl));
-      } else if (line.trim() === '') {
-        flushPara();
-      } else {
-        para.push(line);
-      }
+  // Colours for fenced code in a language highlight.js (embedded) knows.
+  function highlight(root) {
+    const hljs = window.hljs;
+    if (!hljs) return;
+    for (const code of root.querySelectorAll('pre code[class*="language-"]')) {
+      const cls = [...code.classList].find((c) => c.startsWith('language-'));
+      if (cls && hljs.getLanguage(cls.slice('language-'.length))) hljs.highlightElement(code);
     }
-    flushPara();
-    return frag;
+  }
+
+  // Copy to the clipboard; the button says "Copied" for a moment.
+  async function copyText(text, button) {
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch {
+      const area = h('textarea', { class: 'copy-buffer', 'aria-hidden': 'true' });
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      const ok = document.execCommand('copy');
+      area.remove();
+      if (!ok) { button.textContent = 'Copy failed'; return; }
+    }
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    button.textContent = 'Copied';
+    button.classList.add('copied');
+    clearTimeout(button.copyTimer);
+    button.copyTimer = setTimeout(() => { button.textContent = button.dataset.label; button.classList.remove('copied'); }, 1500);
+  }
+
+  // A message's own text, as its Copy button copies it (Markdown for answers).
+  function sourceOf(msg) {
+    if (msg.classList.contains('assistant')) {
+      return [...msg.querySelectorAll('.bubble > .text')].map((t) => t.dataset.raw || t.textContent).join('\n\n');
+    }
+    const bubble = msg.querySelector('.bubble');
+    return (bubble && (bubble.dataset.raw || bubble.textContent)) || '';
+  }
+
+  function copyButton() {
+    return h('div', { class: 'msg-actions' },
+      h('button', { type: 'button', class: 'copy-msg', title: 'Copy message', 'aria-label': 'Copy message', text: 'Copy' }));
   }
 
   function relTime(iso) {
@@ -333,8 +342,11 @@
   }
 
   function setCurrent(id) {
+    const changed = state.current !== id;
     state.current = id;
-    if (els.approvals) { els.approvals.replaceChildren(); els.approvals.hidden = true; pollApprovals(); }
+    // The prompts belong to the conversation (its stream sends them again on connecting).
+    if (changed && els.approvals) { els.approvals.replaceChildren(); els.approvals.hidden = true; }
+    if (!state.stream || state.stream.id !== id) closeStream(); // another conversation's stream stops here
     els.main.dataset.conversationId = id || '';
     const conv = state.conversations.find((c) => c.id === id);
     els.title.textContent = conv ? (conv.title || 'Untitled') : (id ? els.title.textContent : 'New conversation');
@@ -352,6 +364,10 @@
 
   function clearMessages() {
     for (const el of [...els.messages.children]) if (el !== els.welcome) el.remove();
+    state.shown = new Map();
+    state.thread = null;
+    state.cards = new Map();
+    state.held = [];
   }
 
   function showWelcome(on) { els.welcome.hidden = !on; }
@@ -381,6 +397,7 @@
       clearMessages();
       renderHistory(body.messages || []);
       showWelcome(els.messages.querySelectorAll('.msg').length === 0);
+      connectStream(id, body.revision);
     } catch (e) {
       if (seq !== state.loadSeq) return;
       loading.remove();
@@ -397,7 +414,7 @@
   }
 
   function addUserMessage(text) {
-    const el = h('div', { class: 'msg user' }, h('div', { class: 'bubble', text }));
+    const el = h('div', { class: 'msg user' }, h('div', { class: 'bubble', text }), copyButton());
     els.messages.append(el);
     return el;
   }
@@ -452,10 +469,11 @@
   function assistantMessage() {
     const bubble = h('div', { class: 'bubble' });
     const meta = h('div', { class: 'msg-meta', hidden: true });
-    const el = h('div', { class: 'msg assistant' }, bubble, meta);
+    const el = h('div', { class: 'msg assistant' }, bubble, meta, copyButton());
     const tools = new Map();
     let textEl = null;
     let textBuf = '';
+    let runHtml = false; // the current run shows the server's rendering
     let typing = null;
     const msg = {
       el,
@@ -476,10 +494,24 @@
         if (!t) return;
         msg.hideTyping();
         msg.streamed += t;
-        if (!textEl) { textEl = h('div', { class: 'text' }); bubble.append(textEl); textBuf = ''; }
+        if (!textEl) { textEl = h('div', { class: 'text' }); bubble.append(textEl); textBuf = ''; runHtml = false; }
         textBuf += t;
-        textEl.dataset.raw = textBuf; // the unformatted source, for tests and copy tools
-        textEl.replaceChildren(formatText(textBuf));
+        textEl.dataset.raw = textBuf; // the Markdown source, for Copy and tests
+        if (!runHtml) { textEl.textContent = textBuf; textEl.classList.add('plain'); } // until the server's rendering arrives
+      },
+      // The current run as the server rendered it (`text_html` while streaming).
+      setRunHtml(html) {
+        if (!textEl || typeof html !== 'string') return;
+        runHtml = true;
+        textEl.classList.remove('plain');
+        setHtml(textEl, html);
+      },
+      // A stored text block: its own run, its source and its rendering.
+      addRun(text, html) {
+        msg.newTextRun();
+        msg.appendText(text);
+        msg.setRunHtml(html);
+        msg.newTextRun();
       },
       tool(call) {
         msg.hideTyping();
@@ -496,12 +528,13 @@
       },
       newTextRun() { textEl = null; },
       // Replace all text runs by `text`, placed after the tool cards.
-      replaceText(text) {
+      replaceText(text, html) {
         msg.hideTyping();
         for (const t of bubble.querySelectorAll(':scope > .text')) t.remove();
         textEl = null;
         msg.streamed = '';
         msg.appendText(text);
+        msg.setRunHtml(html);
       },
       setMeta(parts) {
         const s = parts.filter(Boolean).join(' · ');
@@ -539,15 +572,20 @@
     return null;
   }
 
-  // A system notice; a job's live status message (updated in place on the
-  // server) carries its buttons in a `buttons` block and is refreshed by
-  // pollNotices; a code run's result carries its branch's buttons (their
-  // answer arrives as a new notice).
+  // A system notice; a job's live status message (changed in place on the
+  // server, and so replaced here by the live stream) carries its buttons in
+  // a `buttons` block; a code run's result carries its branch's buttons
+  // (their answer arrives as a new notice).
   function systemNotice(m) {
     const blocks = blocksOf(m);
-    const text = m.text || blocks.filter((b) => b && b.type === 'text').map((b) => b.text).join('\n');
+    const texts = blocks.filter((b) => b && b.type === 'text');
+    const text = m.text || texts.map((b) => b.text).join('\n');
     if (!text) return null;
-    const el = h('div', { class: 'msg system', 'data-message-id': m.id }, h('div', { class: 'bubble', text }));
+    const bubble = h('div', { class: 'bubble' });
+    bubble.dataset.raw = text;
+    if (texts.length && texts.every((b) => typeof b.html === 'string')) setHtml(bubble, texts.map((b) => b.html).join(''));
+    else { bubble.textContent = text; bubble.classList.add('plain'); }
+    const el = h('div', { class: 'msg system', 'data-message-id': m.id }, bubble);
     const buttons = blocks.filter((b) => b && b.type === 'buttons').flatMap((b) => b.buttons || []);
     let live = false;
     const actions = buttons.map((b) => [b, noticeAction(b.data)]).filter(([, action]) => action).map(([b, action]) => {
@@ -562,79 +600,161 @@
     });
     if (live) el.dataset.live = 'true';
     if (actions.length) el.append(h('div', { class: 'notice-actions' }, ...actions));
-    if (m.id > state.lastMessageId) state.lastMessageId = m.id;
+    el.append(copyButton());
     return el;
   }
 
-  // New system notices of the open conversation, and the live ones changed
-  // in place, every 2 s (from the oldest live status on).
-  async function pollNotices() {
-    const id = state.current;
-    if (!id || state.busy || document.hidden) return;
-    const live = [...els.messages.querySelectorAll('.msg.system[data-live]')].map((el) => Number(el.dataset.messageId));
-    const after = Math.min(state.lastMessageId, ...live.map((n) => n - 1));
-    let body;
-    try {
-      body = await apiJson(`/api/conversations/${encodeURIComponent(id)}/messages?after=${after}`);
-    } catch (_) {
+  // One stored message into the page, in order: history and the live
+  // stream both come here. Consecutive assistant messages of a turn share a
+  // bubble; tool results (role "tool", or user messages in the Anthropic
+  // shape) finish their tool's card; a message seen before is skipped,
+  // except a system notice changed in place, which is replaced.
+  function renderMessage(m) {
+    const blocks = blocksOf(m);
+    const seen = state.shown.get(m.id);
+    if (seen) {
+      if (m.role === 'system') {
+        const el = systemNotice(m);
+        if (el) { seen.replaceWith(el); state.shown.set(m.id, el); }
+      }
       return;
     }
-    if (state.current !== id || state.busy) return;
-    for (const m of body.messages || []) {
-      if (m.id > state.lastMessageId) state.lastMessageId = m.id;
-      if (m.role !== 'system') continue;
-      const shown = els.messages.querySelector(`.msg.system[data-message-id="${m.id}"]`);
-      const el = systemNotice(m);
-      if (shown && el) shown.replaceWith(el);
-      else if (el) { els.messages.append(el); showWelcome(false); scrollToEnd(false); }
+    if (m.role === 'assistant') {
+      let t = state.thread;
+      if (!t || (m.turn_id && t.turnId && m.turn_id !== t.turnId)) {
+        t = state.thread = { msg: assistantMessage(), turnId: m.turn_id };
+        els.messages.append(t.msg.el);
+      }
+      if (!blocks.some((b) => b && b.type === 'text') && m.text) t.msg.addRun(m.text);
+      for (const b of blocks) {
+        if (!b) continue;
+        if (b.type === 'text') t.msg.addRun(b.text, b.html);
+        else if (b.type === 'tool_use') {
+          const card = t.msg.tool({ id: b.id, name: b.name, input: b.input });
+          card.running();
+          if (b.id) state.cards.set(b.id, card);
+        }
+      }
+      state.shown.set(m.id, t.msg.el);
+      return;
     }
+    for (const r of blocks.filter((b) => b && b.type === 'tool_result' && b.tool_use_id)) {
+      const card = state.cards.get(r.tool_use_id);
+      if (card) { card.finish(resultText(r), !!r.is_error); state.cards.delete(r.tool_use_id); }
+    }
+    if (m.role === 'user') {
+      const onlyResults = blocks.length > 0 && blocks.every((b) => b && b.type === 'tool_result');
+      if (onlyResults) return; // tool results in the Anthropic shape
+      const text = m.text || blocks.filter((b) => b && b.type === 'text').map((b) => b.text).join('\n');
+      if (!text) return;
+      state.thread = null;
+      const el = addUserMessage(text);
+      el.dataset.messageId = m.id;
+      state.shown.set(m.id, el);
+    } else if (m.role === 'system') {
+      const el = systemNotice(m);
+      if (!el) return;
+      state.thread = null;
+      els.messages.append(el);
+      state.shown.set(m.id, el);
+    }
+    // role "tool": folded into the cards above
   }
-  setInterval(pollNotices, 2000);
 
   function renderHistory(messages) {
-    state.lastMessageId = messages.reduce((max, m) => Math.max(max, m.id || 0), 0);
-    const results = new Map();
-    for (const m of messages) {
-      for (const b of blocksOf(m)) {
-        if (b && b.type === 'tool_result' && b.tool_use_id) results.set(b.tool_use_id, b);
-      }
-    }
-    let current = null; // the assistant bubble a following assistant message joins
-    for (const m of messages) {
-      const blocks = blocksOf(m);
-      if (m.role === 'assistant') {
-        if (!current) { current = assistantMessage(); els.messages.append(current.el); }
-        const textBlocks = blocks.filter((b) => b && b.type === 'text');
-        const render = (b) => {
-          if (b.type === 'text') current.appendText(b.text);
-          else if (b.type === 'tool_use') {
-            const card = current.tool({ id: b.id, name: b.name, input: b.input });
-            const r = results.get(b.id);
-            card.finish(r ? resultText(r) : undefined, r ? !!r.is_error : false);
-          }
-        };
-        if (textBlocks.length === 0 && m.text) current.appendText(m.text);
-        for (const b of blocks) if (b) render(b);
-        current.newTextRun(); // the next message's text gets its own run
-      } else if (m.role === 'user') {
-        const hasText = blocks.some((b) => b && b.type === 'text');
-        const onlyResults = blocks.length > 0 && blocks.every((b) => b && b.type === 'tool_result');
-        if (onlyResults && !hasText) continue; // tool results in the Anthropic shape
-        const text = m.text || blocks.filter((b) => b && b.type === 'text').map((b) => b.text).join('\n');
-        if (!text) continue;
-        current = null;
-        addUserMessage(text);
-      } else if (m.role === 'system') {
-        const el = systemNotice(m);
-        if (!el) continue;
-        current = null;
-        els.messages.append(el);
-      }
-      // role "tool": folded into the cards above
-    }
+    for (const m of messages) renderMessage(m);
+    // A call without a stored result (a crash, or a turn still running elsewhere); a result may still come live.
+    for (const card of state.cards.values()) card.finish(undefined, false);
     for (const el of els.messages.querySelectorAll('.msg.assistant .bubble')) {
       if (el.children.length === 0) el.closest('.msg').remove();
     }
+  }
+
+  // A message from the live stream. This tab's own turn is already on the
+  // page (from its POST stream): its stored copies are skipped, and while it
+  // streams, messages of turns not yet known to be someone else's wait.
+  function liveMessage(m) {
+    if (m.turn_id && state.ownTurns.has(m.turn_id)) return;
+    if (m.turn_id && state.busy) { state.held.push(m); return; }
+    renderMessage(m);
+    showWelcome(false);
+    scrollToEnd(false);
+    refreshListSoon();
+  }
+
+  function releaseHeld() {
+    const held = state.held;
+    state.held = [];
+    for (const m of held) liveMessage(m);
+  }
+
+  let listTimer = null;
+  function refreshListSoon() {
+    clearTimeout(listTimer);
+    listTimer = setTimeout(() => { if (state.search === null) loadConversations(); }, 1000);
+  }
+
+  // ------------------------------------------------------------- live stream
+  // One event stream per open conversation (GET /api/conversations/{id}/events):
+  // its new and changed messages, its pending permission requests, its
+  // deletion. Read with fetch, not EventSource, because EventSource cannot
+  // send the bearer token; it reconnects the same way, with Last-Event-ID.
+  function closeStream() {
+    if (!state.stream) return;
+    state.stream.abort.abort();
+    state.stream = null;
+    document.body.dataset.live = 'false';
+  }
+
+  function connectStream(id, after) {
+    if (state.stream && state.stream.id === id) return;
+    closeStream();
+    const lastId = after === undefined || after === null ? null : String(after);
+    const stream = { id, abort: new AbortController(), lastId };
+    state.stream = stream;
+    runStream(stream);
+  }
+
+  async function runStream(stream) {
+    let delay = 1000;
+    while (state.stream === stream) {
+      try {
+        const headers = { Accept: 'text/event-stream' };
+        if (stream.lastId !== null) headers['Last-Event-ID'] = stream.lastId;
+        const res = await apiFetch(`/api/conversations/${encodeURIComponent(stream.id)}/events`,
+          { headers, signal: stream.abort.signal });
+        await readSse(res.body, (name, raw, id) => {
+          if (state.stream !== stream) return true;
+          if (id) stream.lastId = id;
+          delay = 1000;
+          let d;
+          try { d = JSON.parse(raw); } catch { return false; }
+          return onStreamEvent(stream, name, d || {});
+        });
+      } catch (e) {
+        if (state.stream !== stream) return;
+        // The conversation is gone, or no token was given: reconnecting would not help.
+        if (e.status === 404 || e.status === 401) { closeStream(); return; }
+      }
+      if (state.stream !== stream) return;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 15000);
+    }
+  }
+
+  // Returns true when the stream is over.
+  function onStreamEvent(stream, name, d) {
+    if (state.current !== stream.id) return true;
+    if (name === 'ready') document.body.dataset.live = 'true'; // connected (tests wait for this)
+    else if (name === 'message') liveMessage(d);
+    else if (name === 'approvals') renderApprovals(d.approvals || []);
+    else if (name === 'deleted') {
+      closeStream();
+      if (state.current === stream.id) newConversation();
+      loadConversations();
+      return true;
+    }
+    return false;
   }
 
   // ------------------------------------------------------------------ sending
@@ -667,7 +787,7 @@
     return `New conversation ${new Date().toLocaleString()}`;
   }
 
-  // Parse an SSE byte stream; calls onEvent(name, dataString) per event and
+  // Parse an SSE byte stream; calls onEvent(name, dataString, lastEventId) per event and
   // stops reading (closing the stream) as soon as onEvent returns true.
   async function readSse(body, onEvent) {
     const reader = body.getReader();
@@ -675,9 +795,10 @@
     let buf = '';
     let name = '';
     let data = [];
+    let lastId = '';
     let stop = false;
     const dispatch = () => {
-      if (data.length && !stop) stop = onEvent(name || 'message', data.join('\n')) === true;
+      if (data.length && !stop) stop = onEvent(name || 'message', data.join('\n'), lastId) === true;
       name = '';
       data = [];
     };
@@ -690,6 +811,7 @@
       if (value.startsWith(' ')) value = value.slice(1);
       if (field === 'event') name = value;
       else if (field === 'data') data.push(value);
+      else if (field === 'id' && !value.includes('\0')) lastId = value;
     };
     for (;;) {
       const { value, done } = await reader.read();
@@ -750,6 +872,7 @@
       conversationId = id;
       if (state.current === null && isNew) {
         setCurrent(id);
+        connectStream(id, null);
         if (!state.conversations.some((c) => c.id === id)) els.title.textContent = ref;
       }
     };
@@ -762,13 +885,14 @@
         card.finish(call.output, !!call.is_error);
       }
       const text = typeof d.reply === 'string' ? withoutFailure(d.reply) : '';
-      if (text !== '' && text !== reply.streamed) reply.replaceText(text);
+      if (text !== '' && text !== reply.streamed) reply.replaceText(text, text === d.reply ? d.html : undefined);
     };
 
     const handlers = {
       turn_started(d) {
         started = true;
         state.turnId = d.turn_id || null;
+        if (d.turn_id) state.ownTurns.add(d.turn_id);
         state.stopped = false;
         adopt(d.conversation);
         // The conversation exists from the turn's start: list it now, not only after the reply.
@@ -782,6 +906,7 @@
         if (failure && (text === failure || !text.trim())) return; // the error's own text, shown as the error
         reply.appendText(text);
       },
+      text_html(d) { if (!failure) reply.setRunHtml(d.html); },
       waiting(d) { reply.waiting(d.message || 'still waiting for the model…'); },
       tool_started(d) { reply.tool({ id: d.id, name: d.name, input: d.input }).running(); },
       tool_finished(d) {
@@ -834,6 +959,7 @@
         setCurrent(conversationId);
       }
       setBusy(false); // last: "not busy" means the list is refreshed too
+      releaseHeld();
       updateCount();
       scrollToEnd(true);
       els.input.focus();
@@ -882,10 +1008,22 @@
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') closeNav();
   });
+  // Copy buttons: a code block's (its code) and every message's (its text).
+  els.messages.addEventListener('click', (e) => {
+    const code = e.target.closest('.copy-code');
+    if (code) {
+      const pre = code.closest('.code-block') && code.closest('.code-block').querySelector('pre');
+      if (pre) copyText(pre.textContent, code);
+      return;
+    }
+    const copy = e.target.closest('.copy-msg');
+    if (copy) copyText(sourceOf(copy.closest('.msg')), copy);
+  });
 
   // ---------------------------------------------------------------- approvals
-  // Claude Code permission requests of the open conversation, polled every
-  // 2 s; each shows the tool, its input and three answers.
+  // Claude Code permission requests of the open conversation, as the live
+  // stream sends them (`approvals`: the pending ones); each shows the tool,
+  // its input and three answers. An answered one leaves with the next snapshot.
   const APPROVAL_ANSWERS = [['once', 'Allow once'], ['run', 'Allow for this run'], ['deny', 'Deny']];
 
   function approvalCard(a) {
@@ -909,30 +1047,15 @@
         body: JSON.stringify({ answer }) });
     } catch (e) {
       addError(e.message);
+      if (e.status !== 409) for (const b of card.querySelectorAll('button')) b.disabled = false;
     }
-    await pollApprovals();
   }
 
-  async function pollApprovals() {
-    const id = state.current;
-    if (!id || document.hidden) { els.approvals.hidden = true; return; }
-    let body;
-    try {
-      const res = await fetch(`/api/approvals?conversation=${encodeURIComponent(id)}`, {
-        headers: localStorage.getItem(TOKEN_KEY) ? { Authorization: `Bearer ${localStorage.getItem(TOKEN_KEY)}` } : {},
-      });
-      if (!res.ok) return; // a missing token is asked for by the chat itself
-      body = await res.json();
-    } catch (_) {
-      return;
-    }
-    if (state.current !== id) return;
-    const list = body.approvals || [];
+  function renderApprovals(list) {
     const shown = [...els.approvals.children].map((el) => el.dataset.id).join(',');
     if (shown !== list.map((a) => String(a.id)).join(',')) els.approvals.replaceChildren(...list.map(approvalCard));
     els.approvals.hidden = list.length === 0;
   }
-  setInterval(pollApprovals, 2000);
 
   // What dashboard.js (the Jobs and Status views) shares with the chat.
   window.valor = Object.freeze({ apiJson, apiFetch, h, openNav, closeNav });

@@ -386,6 +386,11 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
+    /// The app's own store: its writes reach the app's change feed (live streams).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Wait until a task ends (or shutdown is requested), then stop everything.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let outcome = match self.http.await {

@@ -1,6 +1,7 @@
 //! `/api/*` handlers: send a message (JSON or SSE), list conversations,
 //! messages and turns.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use utoipa::ToSchema;
 use super::HttpState;
 use super::error::ApiError;
 use crate::agent::{AgentEvent, ToolCallReport, TurnFailure, TurnRequest};
+use crate::markdown;
 use crate::storage::{ConversationSummary, StoredMessage, Turn};
 
 /// `Json` whose rejections are [`ApiError`]s (JSON bodies with a clear message).
@@ -188,11 +190,86 @@ fn failed_turn(failure: TurnFailure, message: String, answer: MessageReply) -> R
     (status, Json(body)).into_response()
 }
 
+/// How often a streaming answer's rendered HTML is sent at most.
+const HTML_EVERY: Duration = Duration::from_millis(100);
+
+/// A turn's events as SSE, plus `text_html` events: the current text run
+/// (the text since the last tool call) rendered by `markdown::to_html`, at
+/// most every [`HTML_EVERY`] and always before a tool call and `done`
+/// (which carries the whole reply's `html`).
 fn sse_events(receiver: tokio::sync::mpsc::Receiver<AgentEvent>) -> impl Stream<Item = Result<Event, Infallible>> {
-    ReceiverStream::new(receiver).map(|event| {
-        let data = event.data().to_string();
-        Ok(Event::default().event(event.name()).data(data))
-    })
+    let state = TurnStream { receiver, run: String::new(), dirty: false, sent_at: None, queue: VecDeque::new() };
+    futures::stream::unfold(state, |mut state| async move { state.next().await.map(|event| (Ok(event), state)) })
+}
+
+struct TurnStream {
+    receiver: tokio::sync::mpsc::Receiver<AgentEvent>,
+    /// The current text run's Markdown.
+    run: String,
+    /// Text arrived since the last `text_html`.
+    dirty: bool,
+    sent_at: Option<tokio::time::Instant>,
+    queue: VecDeque<Event>,
+}
+
+impl TurnStream {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            let due = self.sent_at.map(|at| at + HTML_EVERY);
+            let received = match due.filter(|_| self.dirty) {
+                Some(due) => match tokio::time::timeout_at(due, self.receiver.recv()).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        self.flush_html();
+                        continue;
+                    }
+                },
+                None => self.receiver.recv().await,
+            };
+            let event = received?;
+            match &event {
+                AgentEvent::TextDelta { text } => {
+                    self.run.push_str(text);
+                    self.dirty = true;
+                    self.queue.push_back(plain_event(&event));
+                    if self.sent_at.is_none_or(|at| at.elapsed() >= HTML_EVERY) {
+                        self.flush_html();
+                    }
+                }
+                AgentEvent::ToolStarted { .. } => {
+                    self.flush_html();
+                    self.run.clear();
+                    self.queue.push_back(plain_event(&event));
+                }
+                AgentEvent::Done { reply, .. } => {
+                    self.flush_html();
+                    let mut data = event.data();
+                    if let Some(map) = data.as_object_mut() {
+                        map.insert("html".into(), markdown::to_html(reply).into());
+                    }
+                    self.queue.push_back(Event::default().event(event.name()).data(data.to_string()));
+                }
+                _ => self.queue.push_back(plain_event(&event)),
+            }
+        }
+    }
+
+    fn flush_html(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        self.sent_at = Some(tokio::time::Instant::now());
+        let data = serde_json::json!({"html": markdown::to_html(&self.run)});
+        self.queue.push_back(Event::default().event("text_html").data(data.to_string()));
+    }
+}
+
+fn plain_event(event: &AgentEvent) -> Event {
+    Event::default().event(event.name()).data(event.data().to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +398,7 @@ pub async fn delete_conversation(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView {
     pub id: i64,
+    /// `user`, `assistant`, `tool` or `system`.
     pub role: String,
     pub text: String,
     #[schema(value_type = Object)]
@@ -333,6 +411,8 @@ pub struct MessageView {
 pub struct MessageList {
     pub conversation: String,
     pub messages: Vec<MessageView>,
+    /// The conversation's message revision when read: `after` for `/events`.
+    pub revision: i64,
 }
 
 impl From<StoredMessage> for MessageView {
@@ -341,11 +421,32 @@ impl From<StoredMessage> for MessageView {
             id: m.id,
             role: m.role.as_str().to_owned(),
             text: m.text,
-            content: m.content,
+            content: with_html(m.content),
             turn_id: m.turn_id,
             created_at: rfc3339(m.created_at_ms),
         }
     }
+}
+
+/// `content` with each text block's Markdown rendered as its `html` (the
+/// web chat shows that; one renderer, `markdown::to_html`).
+fn with_html(mut content: serde_json::Value) -> serde_json::Value {
+    let blocks = match &mut content {
+        serde_json::Value::Array(blocks) => Some(blocks),
+        serde_json::Value::Object(map) => map.get_mut("content").and_then(serde_json::Value::as_array_mut),
+        _ => None,
+    };
+    for block in blocks.into_iter().flatten() {
+        let Some(map) = block.as_object_mut() else { continue };
+        if map.get("type").and_then(serde_json::Value::as_str) != Some("text") {
+            continue;
+        }
+        if let Some(text) = map.get("text").and_then(serde_json::Value::as_str) {
+            let html = markdown::to_html(text);
+            map.insert("html".into(), html.into());
+        }
+    }
+    content
 }
 
 /// A conversation's messages, oldest first (`after` = a message id to page from).
@@ -362,10 +463,13 @@ pub async fn list_messages(
     let Query(query) = query?;
     let conversation = state.agent.store().get_conversation(&id).await?;
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
+    // Read first: a change made while the list is read comes again on `/events`, none is missed.
+    let revision = state.agent.store().message_revision(&conversation.id).await?;
     let messages = state.agent.store().list_messages(&conversation.id, query.after.unwrap_or(0), limit).await?;
     Ok(Json(MessageList {
         conversation: conversation.id,
         messages: messages.into_iter().map(MessageView::from).collect(),
+        revision,
     }))
 }
 

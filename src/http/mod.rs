@@ -11,6 +11,7 @@ mod auth;
 mod branches;
 mod daydream;
 mod error;
+mod events;
 mod health;
 mod jobs;
 mod openapi;
@@ -61,6 +62,7 @@ pub fn router_with_mcp(state: HttpState, mcp: Option<Router>) -> Router {
         .route("/conversations", get(api::list_conversations))
         .route("/conversations/{id}", axum::routing::patch(api::rename_conversation).delete(api::delete_conversation))
         .route("/conversations/{id}/messages", get(api::list_messages))
+        .route("/conversations/{id}/events", get(events::conversation_events))
         .route("/conversations/{id}/turns", get(api::list_turns))
         .route("/turns/{id}/cancel", post(api::cancel_turn))
         .route("/jobs", get(jobs::list_jobs))

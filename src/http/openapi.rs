@@ -20,6 +20,7 @@ use super::api;
 use super::approvals;
 use super::branches;
 use super::daydream;
+use super::events;
 use super::health;
 use super::jobs;
 use super::status;
@@ -38,6 +39,7 @@ status."),
         api::rename_conversation,
         api::delete_conversation,
         api::list_messages,
+        events::conversation_events,
         api::list_turns,
         api::cancel_turn,
         health::health,

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::rows::{now_ms, sql_error};
-use super::{StorageError, StorageResult, Store};
+use super::{Change, StorageError, StorageResult, Store};
 
 /// A stored permission request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,6 +152,7 @@ impl Store {
             .await
             .map_err(|error| sql_error("store approval", error))?;
         tx.commit().await.map_err(|error| sql_error("commit approval", error))?;
+        self.changed(Change::Approvals(conversation_id.into()));
         approval_row(&row)
     }
 
@@ -195,7 +196,11 @@ impl Store {
             .await
             .map_err(|error| sql_error("answer approval", error))?;
         match decided {
-            Some(row) => Ok(AnswerOutcome::Decided(approval_row(&row)?)),
+            Some(row) => {
+                let decided = approval_row(&row)?;
+                self.changed(Change::Approvals(decided.conversation_id.as_str().into()));
+                Ok(AnswerOutcome::Decided(decided))
+            }
             None => Ok(AnswerOutcome::AlreadyDecided(self.get_approval(id).await?)),
         }
     }
@@ -203,15 +208,19 @@ impl Store {
     /// Pending requests past their deadline become `timed_out` (a deny). Returns how many.
     pub async fn expire_approvals(&self) -> StorageResult<u64> {
         let now = now_ms();
-        let result = sqlx::query(
+        let expired: Vec<String> = sqlx::query_scalar(
             "UPDATE approvals SET status = 'timed_out', decided_at_ms = $1 \
-             WHERE status = 'pending' AND expires_at_ms <= $1",
+             WHERE status = 'pending' AND expires_at_ms <= $1 RETURNING conversation_id",
         )
         .bind(now)
-        .execute(&self.writer)
+        .fetch_all(&self.writer)
         .await
         .map_err(|error| sql_error("expire approvals", error))?;
-        Ok(result.rows_affected())
+        let conversations: std::collections::BTreeSet<&str> = expired.iter().map(String::as_str).collect();
+        for conversation in conversations {
+            self.changed(Change::Approvals(conversation.into()));
+        }
+        Ok(expired.len() as u64)
     }
 
     /// Requests still waiting for an answer (expired ones are marked first), oldest first;

@@ -11,8 +11,8 @@ use futures::TryStreamExt as _;
 use super::bounded::{self, BoundedRead};
 use super::rows::{self, now_ms, sql_error};
 use super::{
-    Conversation, ConversationSummary, NewConversation, NewMessage, SearchHit, StorageError, StorageResult, Store,
-    StoredMessage, fts,
+    Change, Conversation, ConversationSummary, NewConversation, NewMessage, SearchHit, StorageError, StorageResult,
+    Store, StoredMessage, fts,
 };
 
 /// A search that runs longer is stopped (an FTS5 query of 16 common words
@@ -126,7 +126,10 @@ impl Store {
             .map_err(|error| sql_error("delete conversation", error))?;
         match done.rows_affected() {
             0 => Err(StorageError::NotFound { what: format!("conversation {id}") }),
-            _ => Ok(()),
+            _ => {
+                self.changed(Change::Deleted(id.into()));
+                Ok(())
+            }
         }
     }
 
@@ -200,8 +203,9 @@ impl Store {
     async fn append_checked(&self, new: NewMessage, dedupe_key: Option<&str>) -> StorageResult<Option<StoredMessage>> {
         let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin append", error))?;
         let stored = append_on(&mut transaction, new, dedupe_key).await?;
-        if stored.is_some() {
+        if let Some(message) = &stored {
             transaction.commit().await.map_err(|error| sql_error("commit append", error))?;
+            self.changed(Change::Messages(message.conversation_id.as_str().into()));
         }
         Ok(stored)
     }
@@ -333,8 +337,10 @@ pub(super) async fn append_on(
         }
     }
     let row = sqlx::query(concat!(
-        "INSERT INTO messages (conversation_id, role, content, text, turn_id, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        "INSERT INTO messages (conversation_id, role, content, text, turn_id, created_at_ms, revision) \
+         VALUES ($1, $2, $3, $4, $5, $6, ",
+        next_revision!(1),
+        ") RETURNING ",
         message_columns!()
     ))
     .bind(&new.conversation_id)

@@ -11,6 +11,7 @@
 mod rows;
 mod approvals;
 mod bounded;
+mod changes;
 mod code_runs;
 mod context;
 mod conversations;
@@ -30,6 +31,7 @@ mod types;
 mod workspace;
 
 pub use approvals::{AnswerOutcome, Approval, ApprovalAnswer};
+pub use changes::Change;
 pub use code_runs::{BranchAction, BranchActionEnd, NewRunBranch, RunBranch, RunBranchState};
 pub use daydream::{ChildProcess, DaydreamPhase, DaydreamSession, JobKindStats};
 pub use fts::{MAX_QUERY_BYTES, MAX_QUERY_TERMS};
@@ -81,6 +83,8 @@ pub struct Store {
     writer: sqlx::SqlitePool,
     /// The file opened and the first fault found (deleted, replaced, corrupted).
     watch: integrity::FileWatch,
+    /// Which conversation changed, sent after each commit (`changes.rs`).
+    changes: tokio::sync::broadcast::Sender<Change>,
 }
 
 /// Versioned migrations from `migrations/`, embedded at compile time.
@@ -133,7 +137,7 @@ impl Store {
             .connect_with(options.read_only(true))
             .await
             .map_err(opening)?;
-        let store = Store { readers, writer, watch: integrity::FileWatch::opened(path) };
+        let store = Store { readers, writer, watch: integrity::FileWatch::opened(path), changes: changes::feed() };
         store.migrate().await?;
         Ok(store)
     }

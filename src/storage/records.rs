@@ -5,7 +5,7 @@
 use super::conversations::append_on;
 use super::rows::{self, now_ms, sql_error, to_column_i64};
 use super::{
-    AuditEvent, Chat, ChatUpsert, NewAuditEvent, NewMessage, NewTurn, StorageError, StorageResult, Store, Turn,
+    AuditEvent, Change, Chat, ChatUpsert, NewAuditEvent, NewMessage, NewTurn, StorageError, StorageResult, Store, Turn,
     TurnFinish, TurnStatus, User, UserUpsert,
 };
 
@@ -79,11 +79,15 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(StorageError::NotFound { what: format!("conversation {}", turn.conversation_id) });
         }
+        let mut appended = false;
         if let Some(opening) = opening {
             let opening = NewMessage { turn_id: Some(turn.id.clone()), ..opening };
-            append_on(&mut transaction, opening, opening_key).await?;
+            appended = append_on(&mut transaction, opening, opening_key).await?.is_some();
         }
         transaction.commit().await.map_err(|error| sql_error("commit turn", error))?;
+        if appended {
+            self.changed(Change::Messages(turn.conversation_id.as_str().into()));
+        }
         Ok(turn)
     }
 

@@ -15,6 +15,13 @@ macro_rules! message_columns {
         "id, conversation_id, role, content, text, turn_id, created_at_ms"
     };
 }
+/// SQL giving the next message revision of conversation `$N` (see
+/// `changes.rs`; the one writer makes the read and the write one step).
+macro_rules! next_revision {
+    ($n:literal) => {
+        concat!("(SELECT COALESCE(MAX(revision), 0) + 1 FROM messages WHERE conversation_id = $", $n, ")")
+    };
+}
 macro_rules! turn_columns {
     () => {
         "id, conversation_id, intent, intent_source, tier, provider, model, status, steps, \

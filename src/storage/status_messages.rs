@@ -15,7 +15,7 @@ use sqlx::Row;
 use super::conversations::append_on;
 use super::rows::{now_ms, sql_error};
 use super::telegram::insert_replies;
-use super::{NewMessage, NewTelegramReply, StorageError, StorageResult, Store};
+use super::{Change, NewMessage, NewTelegramReply, StorageError, StorageResult, Store};
 
 /// The kv key holding the transcript message id of a status key.
 fn transcript_key(key: &str) -> String {
@@ -79,6 +79,7 @@ impl Store {
     pub async fn put_status_message(&self, message: NewMessage, key: &str) -> StorageResult<()> {
         self.check_file()?;
         let kv = transcript_key(key);
+        let conversation = message.conversation_id.clone();
         let content = serde_json::to_string(&message.content)
             .map_err(|error| StorageError::Invalid(format!("message content: {error}")))?;
         let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin status message", error))?;
@@ -90,14 +91,18 @@ impl Store {
         match existing {
             Some(row) => {
                 let id: String = row.try_get("value").map_err(|error| sql_error("status message id", error))?;
-                sqlx::query("UPDATE messages SET content = $1, text = $2 WHERE id = $3 AND conversation_id = $4")
-                    .bind(&content)
-                    .bind(&message.text)
-                    .bind(id.parse::<i64>().unwrap_or(-1))
-                    .bind(&message.conversation_id)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(|error| sql_error("update status message", error))?;
+                sqlx::query(concat!(
+                    "UPDATE messages SET content = $1, text = $2, revision = ",
+                    next_revision!(4),
+                    " WHERE id = $3 AND conversation_id = $4"
+                ))
+                .bind(&content)
+                .bind(&message.text)
+                .bind(id.parse::<i64>().unwrap_or(-1))
+                .bind(&message.conversation_id)
+                .execute(&mut *transaction)
+                .await
+                .map_err(|error| sql_error("update status message", error))?;
             }
             None => {
                 let stored = append_on(&mut transaction, message, None).await?;
@@ -111,7 +116,9 @@ impl Store {
                     .map_err(|error| sql_error("remember status message", error))?;
             }
         }
-        transaction.commit().await.map_err(|error| sql_error("commit status message", error))
+        transaction.commit().await.map_err(|error| sql_error("commit status message", error))?;
+        self.changed(Change::Messages(conversation.into()));
+        Ok(())
     }
 
     /// The Telegram message of status `key` shows `reply` (its text and

@@ -196,6 +196,12 @@ impl TestApp {
         valor::storage::Store::open(&path).await.unwrap()
     }
 
+    /// The running app's own store: unlike [`TestApp::store`], its writes
+    /// wake the app's live streams (`/api/conversations/{id}/events`).
+    pub fn app_store(&self) -> valor::storage::Store {
+        self.running.as_ref().unwrap().store().clone()
+    }
+
     /// A job worker of the running app (same store, handlers and outbox), for
     /// draining the queue deterministically; spawn with `jobs.workers = 0`.
     pub fn job_worker(&self, name: &str) -> valor::jobs::Worker {

@@ -13,7 +13,7 @@
 //! becomes `<a href>` only for http, https, mailto and tg addresses —
 //! any other keeps its label and shows the address as text after it.
 
-use pulldown_cmark::{Alignment, CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Alignment, CodeBlockKind, CowStr, Event, LinkType, Tag, TagEnd};
 
 /// Link schemes Telegram is given as `<a href>` (compared in lower case).
 const SAFE_SCHEMES: [&str; 4] = ["http://", "https://", "mailto:", "tg://"];
@@ -47,10 +47,9 @@ fn escape_into(out: &mut String, text: &str) {
 
 /// Render a Markdown text (one message part) to Telegram HTML.
 pub fn markdown_to_html(markdown: &str) -> String {
-    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let mut writer =
         Writer { out: String::with_capacity(markdown.len() + markdown.len() / 8 + 32), ..Writer::default() };
-    for event in Parser::new_ext(markdown, options) {
+    for event in crate::markdown::parse(markdown) {
         writer.event(event);
     }
     writer.out
