@@ -243,3 +243,44 @@ async fn a_streamed_turn_sends_its_answer_rendered_as_html() {
     assert_eq!(done["html"].as_str(), Some(*last), "done carries the whole answer's HTML");
     assert!(!last.contains("<script"), "{last}");
 }
+
+/// The keys of every object in `value`, recursively (arrays by their first item).
+fn keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), keys(v))).collect()),
+        Value::Array(items) => Value::Array(items.first().map(keys).into_iter().collect()),
+        _ => Value::Null,
+    }
+}
+
+/// `/openapi.json` documents this stream's events (`x-sse-events`), and the
+/// documented data has the fields the real events carry.
+#[tokio::test]
+async fn the_documented_conversation_events_match_what_the_stream_sends() {
+    let app = TestApp::spawn(|_| {}).await;
+    let doc = app.get_json("/openapi.json").await;
+    let documented: std::collections::BTreeMap<String, Value> =
+        doc["paths"]["/api/conversations/{id}/events"]["get"]["x-sse-events"]
+            .as_array()
+            .expect("the stream's events are documented")
+            .iter()
+            .map(|e| (e["event"].as_str().unwrap().to_owned(), e["data"].clone()))
+            .collect();
+    let names: Vec<&str> = documented.keys().map(String::as_str).collect();
+    assert_eq!(names, ["approvals", "deleted", "error", "message", "ready"]);
+
+    let store = app.app_store();
+    let new = valor::storage::NewConversation { title: "docs".into(), channel: "web".into(), chat_id: None };
+    let conversation = store.create_conversation(new).await.unwrap().id;
+    let mut events = Events::new(open(&app, &conversation, None).await);
+    for name in ["ready", "approvals"] {
+        let real = events.expect(name).await;
+        assert_eq!(keys(&documented[name]), keys(&real.data), "{name}");
+    }
+    store.append_message(notice(&conversation, "Job #7 (agent_task) finished.")).await.unwrap();
+    let real = events.expect("message").await;
+    assert_eq!(keys(&documented["message"]), keys(&real.data), "message");
+    store.delete_conversation(&conversation).await.unwrap();
+    let real = events.expect("deleted").await;
+    assert_eq!(keys(&documented["deleted"]), keys(&real.data), "deleted");
+}

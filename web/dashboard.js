@@ -544,6 +544,26 @@
           h('td', null, h('span', { class: `badge badge-breaker-${b.state}`, text: b.state.replace('_', '-') })),
           h('td', { text: String(b.consecutive_failures) })))));
     }
+    // The library's servers the chat uses; their breaker is `mcp:<name>` in the table above.
+    const servers = s.mcp_servers || [];
+    const breakerOf = new Map(breakers.map((b) => [b.service, b.state]));
+    const mcp = $('status-mcp');
+    if (servers.length === 0) {
+      mcp.replaceChildren(h('tbody', null, h('tr', null, h('td', { class: 'muted', text: 'No MCP servers in the library serve the chat.' }))));
+    } else {
+      mcp.replaceChildren(
+        h('thead', null, h('tr', null, h('th', { text: 'server' }), h('th', { text: 'state' }), h('th', { text: 'breaker' }), h('th', { text: 'tools' }))),
+        h('tbody', null, ...servers.map((m) => {
+          const state = m.missing_credentials.length ? `missing ${m.missing_credentials.join(', ')}`
+            : m.running ? 'running' : (m.last_error ? `stopped: ${m.last_error}` : 'stopped (starts on use)');
+          const breaker = breakerOf.get(`mcp:${m.name}`) || 'closed';
+          return h('tr', { 'data-mcp-server': m.name },
+            h('td', { text: `${m.name} (${m.transport})` }),
+            h('td', { text: state }),
+            h('td', null, h('span', { class: `badge badge-breaker-${breaker}`, text: breaker.replace('_', '-') })),
+            h('td', { text: m.tools.length ? String(m.tools.length) : '—' }));
+        })));
+    }
     $('status-components').replaceChildren(...(s.components || []).map((c) =>
       h('li', { class: c.on ? 'component on' : 'component off' },
         h('span', { class: 'dot', 'aria-hidden': 'true' }),

@@ -190,6 +190,18 @@ fn failed_turn(failure: TurnFailure, message: String, answer: MessageReply) -> R
     (status, Json(body)).into_response()
 }
 
+/// The SSE event with the current text run rendered as HTML (not an `AgentEvent`: the web's own).
+pub const TEXT_HTML_EVENT: &str = "text_html";
+
+/// The `done` event's data on the wire: the agent's, plus the whole reply rendered (`html`).
+pub fn done_data(event: &AgentEvent, reply: &str) -> serde_json::Value {
+    let mut data = event.data();
+    if let Some(map) = data.as_object_mut() {
+        map.insert("html".into(), markdown::to_html(reply).into());
+    }
+    data
+}
+
 /// How often a streaming answer's rendered HTML is sent at most.
 const HTML_EVERY: Duration = Duration::from_millis(100);
 
@@ -246,10 +258,7 @@ impl TurnStream {
                 }
                 AgentEvent::Done { reply, .. } => {
                     self.flush_html();
-                    let mut data = event.data();
-                    if let Some(map) = data.as_object_mut() {
-                        map.insert("html".into(), markdown::to_html(reply).into());
-                    }
+                    let data = done_data(&event, reply);
                     self.queue.push_back(Event::default().event(event.name()).data(data.to_string()));
                 }
                 _ => self.queue.push_back(plain_event(&event)),
@@ -264,7 +273,7 @@ impl TurnStream {
         self.dirty = false;
         self.sent_at = Some(tokio::time::Instant::now());
         let data = serde_json::json!({"html": markdown::to_html(&self.run)});
-        self.queue.push_back(Event::default().event("text_html").data(data.to_string()));
+        self.queue.push_back(Event::default().event(TEXT_HTML_EVENT).data(data.to_string()));
     }
 }
 

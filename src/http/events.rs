@@ -34,6 +34,39 @@ use super::approvals::ApprovalView;
 use super::error::ApiError;
 use crate::storage::{Change, Store};
 
+/// The stream's event names.
+pub const READY: &str = "ready";
+pub const MESSAGE: &str = "message";
+pub const APPROVALS: &str = "approvals";
+pub const DELETED: &str = "deleted";
+pub const ERROR: &str = "error";
+
+/// A `message` event's data: the message as the messages list shows it, plus its revision.
+pub fn message_data(message: crate::storage::StoredMessage, revision: i64) -> serde_json::Value {
+    let mut view = serde_json::to_value(MessageView::from(message)).unwrap_or_default();
+    if let Some(map) = view.as_object_mut() {
+        map.insert("revision".into(), revision.into());
+    }
+    view
+}
+
+/// Every event of the stream with what it means and an example of its data, for `/docs`.
+pub fn catalogue(message_example: serde_json::Value) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({"event": READY, "description": "First: the stream is open; `revision` is the cursor it starts \
+            after (also its SSE id).", "data": {"revision": 41}}),
+        json!({"event": MESSAGE, "description": "A message appended to the conversation or changed in place (a job's \
+            live status), as in the messages list, with its `revision` (the SSE id: reconnect with `Last-Event-ID` \
+            to resume after it).", "data": message_example}),
+        json!({"event": APPROVALS, "description": "The conversation's pending Claude Code permission requests, sent \
+            when the stream opens and after each change (an empty list: none pending).", "data": {"approvals": []}}),
+        json!({"event": DELETED, "description": "The conversation was deleted; the stream ends.", "data": {}}),
+        json!({"event": ERROR, "description": "The stream could not read the conversation (e.g. the database is \
+            unavailable); it continues when it can.", "data": {"message": "storage unavailable"}}),
+    ]
+}
+
 /// Messages read per query.
 const BATCH: u32 = 100;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -94,7 +127,7 @@ pub async fn conversation_events(
 }
 
 fn ready(cursor: i64) -> Event {
-    Event::default().event("ready").id(cursor.to_string()).data(serde_json::json!({"revision": cursor}).to_string())
+    Event::default().event(READY).id(cursor.to_string()).data(serde_json::json!({"revision": cursor}).to_string())
 }
 
 /// One stream's state: the cursor, what is due to be read, and the events
@@ -134,7 +167,7 @@ impl Feed {
             if let Err(error) = read {
                 // The client reconnects with its Last-Event-ID and resumes.
                 let data = serde_json::json!({"message": error.to_string()}).to_string();
-                self.queue.push_back(Event::default().event("error").data(data));
+                self.queue.push_back(Event::default().event(ERROR).data(data));
                 self.ended = true;
             }
         }
@@ -145,11 +178,8 @@ impl Feed {
         self.messages_due = changed.len() == BATCH as usize;
         for (revision, message) in changed {
             self.cursor = revision;
-            let mut view = serde_json::to_value(MessageView::from(message)).unwrap_or_default();
-            if let Some(map) = view.as_object_mut() {
-                map.insert("revision".into(), revision.into());
-            }
-            self.queue.push_back(Event::default().event("message").id(revision.to_string()).data(view.to_string()));
+            let view = message_data(message, revision);
+            self.queue.push_back(Event::default().event(MESSAGE).id(revision.to_string()).data(view.to_string()));
         }
         Ok(())
     }
@@ -159,7 +189,7 @@ impl Feed {
         let pending = self.store.pending_approvals(Some(&self.conversation)).await?;
         let approvals: Vec<ApprovalView> = pending.into_iter().map(ApprovalView::from).collect();
         let data = serde_json::json!({"approvals": approvals}).to_string();
-        self.queue.push_back(Event::default().event("approvals").data(data));
+        self.queue.push_back(Event::default().event(APPROVALS).data(data));
         Ok(())
     }
 
@@ -173,7 +203,7 @@ impl Feed {
                 Ok(Change::Messages(_)) => self.messages_due = true,
                 Ok(Change::Approvals(_)) => self.approvals_due = true,
                 Ok(Change::Deleted(_)) => {
-                    self.queue.push_back(Event::default().event("deleted").data("{}"));
+                    self.queue.push_back(Event::default().event(DELETED).data("{}"));
                     self.ended = true;
                     return;
                 }

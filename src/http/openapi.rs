@@ -117,6 +117,7 @@ pub async fn openapi_json() -> impl IntoResponse {
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     add_turn_events(&mut doc);
+    add_conversation_events(&mut doc);
     add_mcp(&mut doc);
     add_examples(&mut doc);
     doc
@@ -140,8 +141,8 @@ pub fn describe(event: &AgentEvent) -> &'static str {
              interrupted). A fatal error is still followed by `done`, whose reply explains it."
         }
         AgentEvent::Done { .. } => {
-            "Always last: the whole reply and every tool call. A stopped turn ends here too, its reply marked \
-             stopped."
+            "Always last: the whole reply, rendered as safe HTML (`html`), and every tool call. A stopped turn \
+             ends here too, its reply marked stopped."
         }
     }
 }
@@ -185,9 +186,44 @@ pub fn example_turn() -> Vec<AgentEvent> {
     ]
 }
 
+/// An event's name and data on the wire: `done` carries the reply's `html` too.
+fn wire(event: &AgentEvent) -> (&'static str, Value) {
+    match event {
+        AgentEvent::Done { reply, .. } => (event.name(), super::api::done_data(event, reply)),
+        _ => (event.name(), event.data()),
+    }
+}
+
+/// The `text_html` event after the deltas so far of the current text run.
+fn text_html(run: &str) -> (&'static str, Value) {
+    (super::api::TEXT_HTML_EVENT, json!({"html": crate::markdown::to_html(run)}))
+}
+
+/// The SSE wire events of `events`, as `POST /api/messages` writes them (a
+/// `text_html` after each delta: the server sends one at most every 100 ms).
+fn wire_events(events: &[AgentEvent]) -> Vec<(&'static str, Value)> {
+    let mut run = String::new();
+    let mut out = Vec::new();
+    for event in events {
+        match event {
+            AgentEvent::TextDelta { text } => {
+                run.push_str(text);
+                out.push(wire(event));
+                out.push(text_html(&run));
+            }
+            AgentEvent::ToolStarted { .. } => {
+                run.clear();
+                out.push(wire(event));
+            }
+            _ => out.push(wire(event)),
+        }
+    }
+    out
+}
+
 /// The SSE wire text of `events`, as `POST /api/messages` writes it.
 fn sse_text(events: &[AgentEvent]) -> String {
-    events.iter().map(|event| format!("event: {}\ndata: {}\n\n", event.name(), event.data())).collect()
+    wire_events(events).iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect()
 }
 
 fn add_turn_events(doc: &mut Value) {
@@ -195,7 +231,15 @@ fn add_turn_events(doc: &mut Value) {
     let mut catalogue: Vec<Value> = Vec::new();
     for event in &events {
         if !catalogue.iter().any(|seen| seen["event"] == event.name()) {
-            catalogue.push(json!({"event": event.name(), "description": describe(event), "data": event.data()}));
+            let (name, data) = wire(event);
+            catalogue.push(json!({"event": name, "description": describe(event), "data": data}));
+        }
+        if matches!(event, AgentEvent::TextDelta { .. }) && !catalogue.iter().any(|seen| seen["event"] == "text_html") {
+            let (name, data) = text_html("We agreed the launch is on ");
+            let description = "The current text run (the text since the last tool call) rendered as safe HTML by \
+                               the server's Markdown renderer: at most every 100 ms, and before each tool call and \
+                               `done`. Replace the run's element with it.";
+            catalogue.push(json!({"event": name, "description": description, "data": data}));
         }
     }
     let happy: Vec<AgentEvent> =
@@ -247,6 +291,34 @@ fn add_mcp(doc: &mut Value) {
 fn set(doc: &mut Value, pointer: &str, key: &str, value: Value) {
     if let Some(Value::Object(map)) = doc.pointer_mut(pointer) {
         map.insert(key.to_owned(), value);
+    }
+}
+
+/// The live conversation's events (`GET /api/conversations/{id}/events`).
+fn add_conversation_events(doc: &mut Value) {
+    let text = "Job #7 (agent_task) finished.";
+    let message = crate::storage::StoredMessage {
+        id: 42,
+        conversation_id: "0193f1c2-7a51-7c3e-9b1e-2f6d1c0a9e11".into(),
+        role: crate::storage::MessageRole::System,
+        content: json!([{"type": "text", "text": text}]),
+        text: text.into(),
+        turn_id: None,
+        created_at_ms: 1_796_400_000_000,
+    };
+    let catalogue = super::events::catalogue(super::events::message_data(message, 42));
+    let wire: String = catalogue
+        .iter()
+        .map(|e| format!("event: {}\ndata: {}\n\n", e["event"].as_str().unwrap_or_default(), e["data"]))
+        .collect();
+    let Some(operation) = doc.pointer_mut("/paths/~1api~1conversations~1{id}~1events/get") else { return };
+    operation["x-sse-events"] = Value::Array(catalogue);
+    if let Some(ok) = operation.pointer_mut("/responses/200/content") {
+        ok["text/event-stream"] = json!({
+            "schema": {"type": "string", "description": "Server-sent events (see x-sse-events); each `message` \
+                carries its revision as the SSE id; a `: keep-alive` comment every 15 s."},
+            "example": wire,
+        });
     }
 }
 
