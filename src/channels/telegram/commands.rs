@@ -24,6 +24,7 @@ pub(super) const MENU: &[(&str, &str)] = &[
     ("status", "Whether I'm healthy"),
     ("workspace", "Which workspace this chat maps to"),
     ("jobs", "This chat's background jobs"),
+    ("stop", "Stop the answer being written"),
     ("cancel", "Cancel a background job: /cancel ID"),
     ("reset", "Start a fresh conversation"),
 ];
