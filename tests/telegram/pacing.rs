@@ -77,3 +77,44 @@ async fn idle_with_telegram_on_the_process_sleeps_and_a_new_message_is_still_ans
     assert_eq!(fake.wait_for_replies(ALICE.id, 1).await, ["Yes."]);
     assert!(asked.elapsed() < std::time::Duration::from_secs(3), "answered after {:?}", asked.elapsed());
 }
+
+#[tokio::test]
+async fn a_burst_of_chats_is_answered_first_come_first_served_within_telegrams_limits() {
+    let (mock, fake) = (Aimock::start().await, FakeTelegram::start().await);
+    let people: Vec<crate::fake_telegram::Person> =
+        (0..45).map(|index| crate::fake_telegram::Person { id: 7000 + index, username: "burst" }).collect();
+    for person in &people {
+        script(&mock, &format!("burst {}", person.id), &format!("Reply {}.", person.id)).await;
+    }
+    let base = configure(&mock, &fake);
+    let ids: Vec<i64> = people.iter().map(|p| p.id).collect();
+    let app = TestApp::spawn(move |settings| {
+        base(settings);
+        settings.resources.max_active_turns = 100;
+        settings.telegram.allowed_users.extend(ids.into_iter().map(valor::config::UserRef::Id));
+    })
+    .await;
+
+    for person in &people {
+        fake.send_text(person.id, person, &format!("burst {}", person.id));
+    }
+    fake.wait_for("every reply", |_| fake.calls_to("sendMessage").len() >= people.len()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let sends = fake.calls_to("sendMessage");
+    assert_eq!(sends.len(), people.len(), "each chat answered once");
+
+    // In the order the replies were queued (outbox row order), whatever the chat:
+    let rows = app.store().await.telegram_outbox().await.unwrap();
+    let queued: Vec<i64> = rows.iter().map(|row| row.chat_id).collect();
+    let sent: Vec<i64> = sends.iter().map(|call| call.params["chat_id"].as_i64().unwrap()).collect();
+    // Up to four sends are in flight at once, so neighbours may arrive swapped; nobody is overtaken by more.
+    for (position, chat) in sent.iter().enumerate() {
+        let queued_at = queued.iter().position(|c| c == chat).unwrap();
+        assert!(position.abs_diff(queued_at) <= 4, "chat {chat}: queued {queued_at}th, sent {position}th\n{sent:?}");
+    }
+    // At most 30 a second, and the 31st goes as soon as the first second is over.
+    let at = |index: usize| sends[index].at - sends[0].at;
+    assert!(at(29) < std::time::Duration::from_millis(900), "the first 30 went at once: {:?}", at(29));
+    assert!(at(30) >= std::time::Duration::from_millis(990), "the 31st came {:?} after the first", at(30));
+    assert!(at(30) < std::time::Duration::from_millis(1300), "the 31st waited {:?}, longer than needed", at(30));
+}
