@@ -103,10 +103,8 @@ impl Pacer {
             tokio::select! {
                 slot = &mut granted => {
                     // The sender lives in `waiting` until granted, so it only
-                    // closes after sending (or never: this future is the owner).
-                    if let Ok(slot) = slot {
-                        return slot;
-                    }
+                    // closes after sending; were it ever dropped, go rather than spin.
+                    return slot.unwrap_or_else(|_| Instant::now());
                 }
                 () = tokio::time::sleep_until(wake) => {
                     let mut state = self.lock();
