@@ -1,9 +1,12 @@
 //! Handling one stored inbound message: the access decision (audit-logged),
-//! the per-user rate limit, commands, load shedding (a polite "busy" to
-//! non-admins above the resource monitor's high-water mark), and agent turns with feedback (👀 on
-//! accept, typing while working, 👍/👎 at the end) and a streamed preview
-//! message edited at the pace the streaming optimizer picks. A voice note's
-//! transcript is the turn's text and is quoted above the reply (🎤).
+//! the per-user rate limit, commands, turn admission (beyond
+//! `max_active_turns` the message waits its turn, with a "queued" note after
+//! a few seconds; a polite "busy" only to non-admins under memory pressure or
+//! with the queue full), and agent turns with feedback (👀 on accept, typing
+//! while working, 👍/👎 once the answer is delivered) and a streamed preview
+//! — a draft in private chats, else a message with a Stop button — pushed at
+//! the pace the streaming optimizer picks. A voice note's transcript is the
+//! turn's text and is quoted above the reply (🎤).
 //!
 //! Invariant: the replies are queued in the same transaction that marks the
 //! message processed, so a crash before that point handles it again on the
