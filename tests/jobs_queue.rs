@@ -646,3 +646,19 @@ async fn batch_claimers_in_two_pools_never_hold_the_same_job() {
     assert!(peak.load(Ordering::SeqCst) <= 5, "more jobs of the kind ran than its limit");
     h.assert_all_succeeded_on_the_first_attempt().await;
 }
+
+#[tokio::test]
+async fn an_idle_worker_starts_a_new_job_at_once_without_polling() {
+    let mut h = harness(BTreeMap::new()).await;
+    h.system.config.poll_interval = Duration::from_secs(60); // the safety net never fires here
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(h.system.worker("idle", shutdown.clone()).run(false));
+    tokio::time::sleep(Duration::from_millis(300)).await; // looked, found nothing, asleep
+    let enqueued_at = std::time::Instant::now();
+    let id = h.store.enqueue_job(job("blocking", json!({})), h.clock.now_ms()).await.unwrap().job.id;
+    let started = tokio::time::timeout(Duration::from_secs(10), h.started.recv()).await.unwrap().unwrap();
+    assert_eq!(started, id);
+    assert!(enqueued_at.elapsed() < Duration::from_secs(1), "started {:?} after enqueueing", enqueued_at.elapsed());
+    shutdown.cancel();
+    worker.await.unwrap();
+}

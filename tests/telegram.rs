@@ -24,12 +24,16 @@ mod intake;
 mod jobs;
 #[path = "telegram/media.rs"]
 mod media;
+#[path = "telegram/pacing.rs"]
+mod pacing;
 #[path = "telegram/run_status.rs"]
 mod run_status;
 #[path = "telegram/shedding.rs"]
 mod shedding;
 #[path = "telegram/status.rs"]
 mod status;
+#[path = "telegram/streaming.rs"]
+mod streaming;
 #[path = "telegram/voice.rs"]
 mod voice;
 #[path = "telegram/webhook.rs"]

@@ -86,7 +86,8 @@ impl StreamingOptimizer {
     /// A push happened at `now` and took `latency`.
     pub fn pushed(&mut self, now: Instant, latency: Duration) {
         self.last_push = Some(now);
-        let stretched = (latency * 4).clamp(self.policy.interval, self.policy.max_interval);
+        // A configured interval above `max_interval` is kept as it is (clamp would panic).
+        let stretched = (latency * 4).min(self.policy.max_interval).max(self.policy.interval);
         self.interval = self.interval.max(stretched).max(self.policy.min_interval);
     }
 
@@ -118,6 +119,14 @@ mod tests {
             min_interval: Duration::from_secs(1),
             max_interval: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn an_interval_above_the_maximum_is_kept_and_does_not_panic() {
+        let policy = StreamPolicy { interval: Duration::from_secs(60), ..StreamPolicy::default() };
+        let mut optimizer = StreamingOptimizer::new(policy);
+        optimizer.pushed(Instant::now(), Duration::from_millis(10));
+        assert_eq!(optimizer.interval(), Duration::from_secs(60));
     }
 
     #[test]

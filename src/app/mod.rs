@@ -431,8 +431,11 @@ fn build_job_system(settings: &Settings, store: &Store, agent: &Agent, run_acces
     let mut handlers = HandlerRegistry::default();
     handlers.register(Arc::new(AgentTaskHandler::new(agent.clone())));
     // Notices for Telegram conversations go to their chat; all others into the transcript.
-    let outbox: Arc<dyn crate::agent::outbox::Outbox> =
-        Arc::new(TelegramOutbox::new(store.clone(), Arc::default(), Arc::new(TranscriptOutbox::new(store.clone()))));
+    let outbox: Arc<dyn crate::agent::outbox::Outbox> = Arc::new(TelegramOutbox::new(
+        store.clone(),
+        store.outbox_ready(),
+        Arc::new(TranscriptOutbox::new(store.clone())),
+    ));
     let clock: Arc<dyn crate::jobs::Clock> = Arc::new(SystemClock);
     let daydream = build_daydream(settings, store, agent, clock.clone(), outbox.clone());
     handlers.register(Arc::new(crate::jobs::DaydreamHandler::new(Arc::new(daydream))));

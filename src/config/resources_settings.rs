@@ -1,4 +1,5 @@
-//! `[resources]`: the resource monitor's high-water mark (above it new
+//! `[resources]`: the resource monitor's high-water marks (turns beyond
+//! `max_active_turns` queue; above the memory mark or with a full queue new
 //! non-admin work is refused politely) and its sampling and cleanup periods.
 //!
 //! Invariant: every value is validated here, once; the monitor trusts them.
@@ -12,8 +13,12 @@ use super::ConfigError;
 pub struct ResourcesSettings {
     /// Resident memory (MiB) above which new non-admin work is refused.
     pub max_rss_mb: u64,
-    /// Turns running at once (all channels and jobs) at which new non-admin work is refused.
+    /// Turns running at once (all channels and jobs). A Telegram message
+    /// beyond it waits for a slot in a queue (first come, first served).
     pub max_active_turns: usize,
+    /// Telegram messages waiting for a turn slot at most; beyond it a
+    /// non-admin's message is refused politely ("busy").
+    pub max_queued_turns: usize,
     /// How often the monitor samples memory, CPU, turns and the queue (the last hour is kept).
     pub sample_interval_secs: u64,
     /// How often the periodic cleanup runs (temp files, finished jobs past retention).
@@ -27,6 +32,7 @@ impl Default for ResourcesSettings {
         Self {
             max_rss_mb: 512,
             max_active_turns: 32,
+            max_queued_turns: 1000,
             sample_interval_secs: 10,
             cleanup_interval_secs: 300,
             temp_max_age_hours: 24,
@@ -39,6 +45,7 @@ impl ResourcesSettings {
         for (key, value) in [
             ("resources.max_rss_mb", self.max_rss_mb),
             ("resources.max_active_turns", self.max_active_turns as u64),
+            ("resources.max_queued_turns", self.max_queued_turns as u64),
             ("resources.sample_interval_secs", self.sample_interval_secs),
             ("resources.cleanup_interval_secs", self.cleanup_interval_secs),
             ("resources.temp_max_age_hours", self.temp_max_age_hours),

@@ -530,6 +530,11 @@ pub struct TelegramSettings {
     pub stream_interval_ms: u64,
     /// Streaming: replies shorter than this are sent once, at the end.
     pub stream_short_chars: usize,
+    /// Streaming in private chats with `sendMessageDraft` (Bot API 9.3): the
+    /// answer is animated as a draft and sent as one message at the end.
+    /// Where Telegram refuses the method, valor falls back to editing a
+    /// preview message by itself; `false` always edits.
+    pub drafts: bool,
     /// After downtime, two or more messages of a chat older than this are
     /// answered together ("while I was away…"); 0 answers each one.
     pub away_after_secs: u64,
@@ -567,6 +572,7 @@ impl Default for TelegramSettings {
             typing_interval_ms: 4000,
             stream_interval_ms: 2500,
             stream_short_chars: 300,
+            drafts: true,
             away_after_secs: 900,
             webhook_url: None,
             webhook_secret: None,
@@ -771,7 +777,9 @@ pub struct WorkspaceSettings {
 pub struct JobsSettings {
     /// Worker tasks inside `valor serve` (0: the queue only fills, nothing runs).
     pub workers: u32,
-    /// How often an idle worker looks for due jobs.
+    /// The longest an idle worker sleeps without a signal. Jobs enqueued in
+    /// this process wake it at once and a scheduled job's due time sets its
+    /// alarm; this only catches jobs another process put in the database.
     pub poll_interval_ms: u64,
     /// How long a claim holds a job; renewed while it runs, so only a dead worker's lease expires.
     pub lease_secs: u64,
@@ -792,7 +800,7 @@ impl Default for JobsSettings {
     fn default() -> Self {
         Self {
             workers: 2,
-            poll_interval_ms: 500,
+            poll_interval_ms: 5000,
             lease_secs: 60,
             retention_days: 7,
             max_attempts: 3,

@@ -382,7 +382,8 @@ impl Worker {
         Ok(written.unwrap_or(OutcomeStatus::LeaseLost))
     }
 
-    /// Work until shutdown: run due jobs back to back, poll when idle. Claims
+    /// Work until shutdown: run due jobs back to back; idle, sleep until a
+    /// job is enqueued (`Store::jobs_ready`) or the next one is due. Claims
     /// grow (doubling up to `claim_batch`) while every job of a full batch
     /// finishes fast, and fall back to one at a time after a slow job, so
     /// slow work (model turns) is never held back behind a claim. A worker
@@ -390,7 +391,12 @@ impl Worker {
     pub async fn run(self, maintenance: bool) {
         let mut last_purge: Option<Instant> = None;
         let mut claim = 1;
+        let ready = self.system.store.jobs_ready();
         while !self.shutdown.is_cancelled() {
+            // Armed before looking: a job enqueued while this worker looks still wakes it.
+            let woken = ready.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             if maintenance && last_purge.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
                 last_purge = Some(Instant::now());
                 let cutoff = self.system.clock.now_ms().saturating_sub(millis(self.system.config.retention));
@@ -412,8 +418,16 @@ impl Worker {
                 }
             };
             if idle {
+                // Sleep until a job is enqueued, the next queued one is due, or (a
+                // safety net for jobs enqueued by another process) `poll_interval`.
+                let now = self.system.clock.now_ms();
+                let alarm = match self.system.store.next_job_due_ms(now).await {
+                    Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0)),
+                    _ => self.system.config.poll_interval,
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(self.system.config.poll_interval) => {}
+                    () = tokio::time::sleep(alarm.min(self.system.config.poll_interval)) => {}
+                    () = &mut woken => {}
                     () = self.shutdown.cancelled() => {}
                 }
             }

@@ -37,12 +37,56 @@ pub struct Sample {
     pub child_processes: Option<usize>,
 }
 
-/// Why new non-admin work is refused right now.
+/// Why new non-admin work is refused (or queued) right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pressure {
     TooManyTurns,
     MemoryHigh,
+    /// `max_queued_turns` messages already wait for a turn slot.
+    QueueFull,
+}
+
+/// A place among the turns allowed to run (`ResourceMonitor::admit`):
+/// held until the turn counts itself (`enter_turn`), so two admissions
+/// never take one free slot.
+#[derive(Debug)]
+pub struct TurnSlot {
+    inner: Option<Arc<Inner>>,
+}
+
+impl Drop for TurnSlot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.reserved.fetch_sub(1, Ordering::SeqCst);
+            inner.dispatch();
+        }
+    }
+}
+
+/// The answer of `ResourceMonitor::admit`.
+#[derive(Debug)]
+pub enum Admission {
+    /// Start now.
+    Now(TurnSlot),
+    /// All slots are taken: `ahead` messages wait before this one; the slot
+    /// arrives on `slot` when it is this one's turn.
+    Queued { ahead: usize, slot: QueuedSlot },
+}
+
+/// A queued admission; resolves (first come, first served) to a slot.
+#[derive(Debug)]
+pub struct QueuedSlot {
+    receiver: tokio::sync::oneshot::Receiver<()>,
+    inner: Arc<Inner>,
+}
+
+impl QueuedSlot {
+    pub async fn wait(self) -> TurnSlot {
+        // The sender is only dropped after granting (or with the monitor).
+        let granted = self.receiver.await.is_ok();
+        TurnSlot { inner: granted.then_some(self.inner) }
+    }
 }
 
 /// Cheap to clone; shared by the agent (turn counter), the channels
@@ -65,6 +109,30 @@ struct Inner {
     max_rss_bytes: u64,
     max_active_turns: usize,
     telegram_configured: bool,
+    /// Admitted turns not counted yet (see [`TurnSlot`]).
+    reserved: AtomicUsize,
+    /// Admissions waiting for a slot, oldest first.
+    waiting: Mutex<VecDeque<tokio::sync::oneshot::Sender<()>>>,
+    max_queued_turns: usize,
+}
+
+impl Inner {
+    fn has_room(&self) -> bool {
+        self.active_turns.load(Ordering::SeqCst) + self.reserved.load(Ordering::SeqCst) < self.max_active_turns
+    }
+
+    /// Hand free slots to the oldest waiting admissions.
+    fn dispatch(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while self.has_room() {
+            let Some(next) = waiting.pop_front() else { break };
+            self.reserved.fetch_add(1, Ordering::SeqCst);
+            if next.send(()).is_err() {
+                // That message stopped waiting (shutdown).
+                self.reserved.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
 impl ResourceMonitor {
@@ -82,6 +150,9 @@ impl ResourceMonitor {
                 max_rss_bytes: settings.max_rss_mb.saturating_mul(1024 * 1024),
                 max_active_turns: settings.max_active_turns,
                 telegram_configured,
+                reserved: AtomicUsize::new(0),
+                waiting: Mutex::new(VecDeque::new()),
+                max_queued_turns: settings.max_queued_turns,
             }),
         }
     }
@@ -140,6 +211,47 @@ impl ResourceMonitor {
         Some(pressure)
     }
 
+    /// Admit a new turn of a chat message: at once while fewer than
+    /// `max_active_turns` run (admins always), else queued first come,
+    /// first served. Refused (counted and logged like `should_shed`) for a
+    /// non-admin while memory is above the mark or the queue is full.
+    pub fn admit(&self, is_admin: bool) -> Result<Admission, Pressure> {
+        let inner = &self.inner;
+        let refuse = |pressure: Pressure| {
+            inner.shed_total.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("valor_load_shed_total").increment(1);
+            tracing::warn!(?pressure, "shedding load: a non-admin's new work is refused");
+            Err(pressure)
+        };
+        let slot = || TurnSlot { inner: Some(inner.clone()) };
+        if is_admin {
+            inner.reserved.fetch_add(1, Ordering::SeqCst);
+            return Ok(Admission::Now(slot()));
+        }
+        if inner.last_rss_bytes.load(Ordering::Relaxed) > inner.max_rss_bytes {
+            return refuse(Pressure::MemoryHigh);
+        }
+        let mut waiting = inner.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.retain(|sender| !sender.is_closed());
+        if waiting.is_empty() && inner.has_room() {
+            inner.reserved.fetch_add(1, Ordering::SeqCst);
+            return Ok(Admission::Now(slot()));
+        }
+        if waiting.len() >= inner.max_queued_turns {
+            drop(waiting);
+            return refuse(Pressure::QueueFull);
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let ahead = waiting.len();
+        waiting.push_back(sender);
+        Ok(Admission::Queued { ahead, slot: QueuedSlot { receiver, inner: inner.clone() } })
+    }
+
+    /// Messages waiting for a turn slot now.
+    pub fn queued_turns(&self) -> usize {
+        self.inner.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
     /// Requests refused since start.
     pub fn shed_total(&self) -> u64 {
         self.inner.shed_total.load(Ordering::Relaxed)
@@ -182,6 +294,7 @@ impl Drop for TurnGuard {
     fn drop(&mut self) {
         self.inner.active_turns.fetch_sub(1, Ordering::SeqCst);
         metrics::gauge!("valor_active_turns").decrement(1.0);
+        self.inner.dispatch();
     }
 }
 
@@ -257,6 +370,7 @@ fn count_children() -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -311,6 +425,29 @@ mod tests {
         assert_eq!(monitor.should_shed(false), None, "recovers as soon as a turn ends");
         drop(second);
         assert_eq!(monitor.active_turns(), 0);
+        assert_eq!(monitor.shed_total(), 1);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_slots_turns_queue_first_come_first_served_and_a_full_queue_refuses() {
+        let settings = ResourcesSettings { max_active_turns: 1, max_queued_turns: 2, ..ResourcesSettings::default() };
+        let monitor = ResourceMonitor::new(&settings, false);
+        let Ok(Admission::Now(first)) = monitor.admit(false) else { panic!("a free slot") };
+        let running = monitor.enter_turn();
+        drop(first); // the turn counts itself now
+        let Ok(Admission::Queued { ahead: 0, slot: second }) = monitor.admit(false) else { panic!("queued") };
+        let Ok(Admission::Queued { ahead: 1, slot: third }) = monitor.admit(false) else { panic!("queued") };
+        assert_eq!(monitor.admit(false).unwrap_err(), Pressure::QueueFull);
+        assert!(matches!(monitor.admit(true), Ok(Admission::Now(_))), "admins never wait");
+        assert_eq!(monitor.queued_turns(), 2);
+        let third = tokio::spawn(third.wait());
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        drop(running);
+        let second = tokio::time::timeout(std::time::Duration::from_secs(1), second.wait()).await.unwrap();
+        assert!(!third.is_finished(), "one slot, one turn: the third still waits");
+        drop(second);
+        tokio::time::timeout(std::time::Duration::from_secs(1), third).await.unwrap().unwrap();
         assert_eq!(monitor.shed_total(), 1);
     }
 

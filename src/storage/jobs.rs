@@ -133,7 +133,19 @@ impl Store {
     pub async fn enqueue_job(&self, new: NewJob, now_ms: i64) -> StorageResult<Enqueued> {
         check_kind(&new)?;
         let mut connection = self.writer.acquire().await.map_err(|error| sql_error("enqueue job", error))?;
-        enqueue_on(&mut connection, new, now_ms).await
+        let enqueued = enqueue_on(&mut connection, new, now_ms).await?;
+        drop(connection);
+        self.jobs_ready.notify_waiters();
+        Ok(enqueued)
+    }
+
+    /// When the earliest queued job not yet due becomes due (an idle worker's alarm).
+    pub async fn next_job_due_ms(&self, now_ms: i64) -> StorageResult<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(run_at_ms) FROM jobs WHERE status = 'queued' AND run_at_ms > $1")
+            .bind(now_ms)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(|error| sql_error("next due job", error))
     }
 
     /// Atomically take the next due queued job for `worker_id` (a claim of
@@ -371,7 +383,10 @@ impl Store {
         .await
         .map_err(|error| sql_error("retry job", error))?;
         match row {
-            Some(row) => Ok(RetryOutcome::Requeued(job_row(&row)?)),
+            Some(row) => {
+                self.jobs_ready.notify_waiters();
+                Ok(RetryOutcome::Requeued(job_row(&row)?))
+            }
             None => Ok(RetryOutcome::NotRetryable(self.get_job(job_id).await?)),
         }
     }

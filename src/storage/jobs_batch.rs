@@ -77,6 +77,7 @@ impl Store {
             enqueued.push(enqueue_on(&mut tx, new, now_ms).await?);
         }
         tx.commit().await.map_err(|error| sql_error("enqueue jobs", error))?;
+        self.jobs_ready.notify_waiters();
         Ok(enqueued)
     }
 

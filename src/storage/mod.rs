@@ -85,6 +85,10 @@ pub struct Store {
     watch: integrity::FileWatch,
     /// Which conversation changed, sent after each commit (`changes.rs`).
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// Signalled after a Telegram outbox row was queued through this store (any clone).
+    outbox_ready: std::sync::Arc<tokio::sync::Notify>,
+    /// Signalled after a job became runnable through this store (enqueued, retried, handed back).
+    jobs_ready: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Versioned migrations from `migrations/`, embedded at compile time.
@@ -104,6 +108,18 @@ const PAGE_CACHE_KIB: &str = "-512";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
+    /// Woken (`notify_one`) whenever outbox rows were queued through this
+    /// store: the Telegram deliverer sleeps on it instead of polling.
+    pub fn outbox_ready(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox_ready.clone()
+    }
+
+    /// Woken (`notify_waiters`) whenever a job became runnable through this
+    /// store: idle job workers sleep on it instead of polling.
+    pub fn jobs_ready(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.jobs_ready.clone()
+    }
+
     /// Open (creating the file and parent directory if missing) and migrate.
     pub async fn open(path: &Path) -> StorageResult<Store> {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
@@ -137,7 +153,14 @@ impl Store {
             .connect_with(options.read_only(true))
             .await
             .map_err(opening)?;
-        let store = Store { readers, writer, watch: integrity::FileWatch::opened(path), changes: changes::feed() };
+        let store = Store {
+            readers,
+            writer,
+            watch: integrity::FileWatch::opened(path),
+            changes: changes::feed(),
+            outbox_ready: std::sync::Arc::default(),
+            jobs_ready: std::sync::Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }

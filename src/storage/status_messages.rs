@@ -152,7 +152,9 @@ impl Store {
                 replace_edit(&mut transaction, sent, reply).await?;
             }
         }
-        transaction.commit().await.map_err(|error| sql_error("commit status row", error))
+        transaction.commit().await.map_err(|error| sql_error("commit status row", error))?;
+        self.outbox_ready.notify_one();
+        Ok(())
     }
 }
 

@@ -62,6 +62,8 @@ pub struct NewTelegramReply {
     pub photo: Option<String>,
     /// Bot API `reply_markup` (an inline keyboard) as JSON text.
     pub reply_markup: Option<String>,
+    /// Set this reaction (emoji) on that message of the chat once this row is delivered.
+    pub reaction: Option<(i64, String)>,
 }
 
 /// A stored outbox row.
@@ -85,6 +87,8 @@ pub struct TelegramOutboxRow {
     /// This row edits the message row `edit_of` sent (a status message);
     /// `edit_message_id` is resolved from it when the row is claimed.
     pub edit_of: Option<i64>,
+    /// See [`NewTelegramReply::reaction`].
+    pub reaction: Option<(i64, String)>,
 }
 
 // Macros (not consts) so `concat!` builds `&'static str` SQL.
@@ -95,7 +99,7 @@ macro_rules! update_columns {
 }
 macro_rules! outbox_columns {
     () => {
-        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, photo, reply_markup, edit_of"
+        "id, chat_id, thread_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, status, attempts, message_id, error, photo, reply_markup, edit_of, react_message_id, reaction"
     };
 }
 
@@ -139,6 +143,10 @@ fn outbox_row(row: &SqliteRow) -> StorageResult<TelegramOutboxRow> {
         photo: get(row, "photo")?,
         reply_markup: get(row, "reply_markup")?,
         edit_of: get(row, "edit_of")?,
+        reaction: match (get::<Option<i64>>(row, "react_message_id")?, get::<Option<String>>(row, "reaction")?) {
+            (Some(message_id), Some(emoji)) => Some((message_id, emoji)),
+            _ => None,
+        },
     })
 }
 
@@ -154,8 +162,9 @@ pub(super) async fn insert_replies(
         let result = sqlx::query(
             "INSERT INTO telegram_outbox (chat_id, html, plain, reply_to_message_id, edit_message_id, dedupe_key, \
                                           status, attempts, not_before_ms, created_at_ms, thread_id, photo, \
-                                          reply_markup) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8, $9, $10) ON CONFLICT (dedupe_key) DO NOTHING",
+                                          reply_markup, react_message_id, reaction) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(reply.chat_id)
         .bind(&reply.html)
@@ -167,6 +176,8 @@ pub(super) async fn insert_replies(
         .bind(reply.thread_id)
         .bind(&reply.photo)
         .bind(&reply.reply_markup)
+        .bind(reply.reaction.as_ref().map(|(message_id, _)| *message_id))
+        .bind(reply.reaction.as_ref().map(|(_, emoji)| emoji.as_str()))
         .execute(&mut *connection)
         .await
         .map_err(|error| sql_error("queue telegram reply", error))?;
@@ -292,13 +303,16 @@ impl Store {
         }
         insert_replies(&mut transaction, replies, now).await?;
         transaction.commit().await.map_err(|error| sql_error("commit finish update", error))?;
+        self.outbox_ready.notify_one();
         Ok(())
     }
 
     /// Queue replies not tied to an inbound message (notices, refusals).
     pub async fn telegram_queue_replies(&self, replies: &[NewTelegramReply]) -> StorageResult<()> {
         let mut connection = self.writer.acquire().await.map_err(|error| sql_error("queue replies", error))?;
-        insert_replies(&mut connection, replies, now_ms()).await.map(|_| ())
+        insert_replies(&mut connection, replies, now_ms()).await?;
+        self.outbox_ready.notify_one();
+        Ok(())
     }
 
     pub async fn telegram_updates(&self) -> StorageResult<Vec<TelegramUpdateRow>> {
@@ -347,6 +361,17 @@ impl Store {
             .await
             .map_err(|error| sql_error("claim telegram outbox row", error))?;
         found.as_ref().map(outbox_row).transpose()
+    }
+
+    /// When the next rescheduled row (429, network error) becomes due, if one waits.
+    pub async fn telegram_outbox_next_due_ms(&self) -> StorageResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT MIN(not_before_ms) FROM telegram_outbox WHERE status = 'pending' AND not_before_ms > $1",
+        )
+        .bind(now_ms())
+        .fetch_one(&self.readers)
+        .await
+        .map_err(|error| sql_error("next due telegram outbox row", error))
     }
 
     pub async fn telegram_outbox_delivered(&self, id: i64, message_id: i64) -> StorageResult<()> {

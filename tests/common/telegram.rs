@@ -8,7 +8,9 @@
 //! every call with its time, and can fail the next call of a method. Inline
 //! keyboards are kept on the message (an edit without one removes it), a
 //! person can press a shown button (`callback_query`), and each callback
-//! query can be answered once (`answerCallbackQuery`).
+//! query can be answered once (`answerCallbackQuery`). Drafts
+//! (`sendMessageDraft`, Bot API 9.3) are kept in order, or refused with the
+//! 404 of an older server.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +55,10 @@ struct Inner {
     files: HashMap<String, (String, Vec<u8>)>,
     /// callback_query ids sent to the bot → answered yet?
     callbacks: HashMap<String, bool>,
+    /// Answer sendMessageDraft like a Bot API server older than 9.3 (404).
+    no_drafts: bool,
+    /// Drafts shown, in order: (chat, draft_id, visible text).
+    drafts: Vec<(i64, i64, String)>,
 }
 
 #[derive(Clone)]
@@ -279,6 +285,16 @@ impl FakeTelegram {
         inner.failures.entry(method.to_owned()).or_default().push_back((code, description.to_owned(), retry_after));
     }
 
+    /// From now on answer sendMessageDraft as a server without it does (404 Not Found).
+    pub fn refuse_drafts(&self) {
+        self.inner.lock().unwrap().no_drafts = true;
+    }
+
+    /// Every draft streamed so far: (chat, draft_id, visible text).
+    pub fn drafts(&self) -> Vec<(i64, i64, String)> {
+        self.inner.lock().unwrap().drafts.clone()
+    }
+
     /// Take the oldest queued update (as Telegram would POST it to a webhook).
     pub fn take_update(&self) -> Value {
         self.inner.lock().unwrap().updates.pop_front().expect("a queued update")
@@ -444,6 +460,7 @@ async fn answer(inner: &Arc<Mutex<Inner>>, arrived: &Notify, bot: &str, method: 
             }
         }
         "editMessageText" => edit_message_text(inner, &params),
+        "sendMessageDraft" if !inner.lock().unwrap().no_drafts => send_message_draft(inner, &params),
         "sendChatAction" => {
             if params["chat_id"].is_i64() && params["action"] == "typing" {
                 ok(json!(true))
@@ -507,6 +524,29 @@ async fn get_updates(inner: &Arc<Mutex<Inner>>, arrived: &Notify, params: &Value
             return ok(json!([]));
         }
     }
+}
+
+/// Bot API 9.3: an ephemeral draft in a private chat (the text may be empty:
+/// a "Thinking…" placeholder); the bot then sends the message itself.
+fn send_message_draft(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {
+    let Some(chat_id) = params["chat_id"].as_i64() else { return error(400, "Bad Request: chat not found", None) };
+    if chat_id < 0 {
+        return error(400, "Bad Request: drafts can be sent only to private chats", None);
+    }
+    let draft_id = params["draft_id"].as_i64().unwrap_or(0);
+    if draft_id == 0 {
+        return error(400, "Bad Request: draft_id must be non-zero", None);
+    }
+    let visible = if params["text"].as_str().unwrap_or("").is_empty() {
+        String::new()
+    } else {
+        match visible_text(params) {
+            Ok(visible) => visible,
+            Err(answer) => return answer,
+        }
+    };
+    inner.lock().unwrap().drafts.push((chat_id, draft_id, visible));
+    ok(json!(true))
 }
 
 fn send_message(inner: &Arc<Mutex<Inner>>, params: &Value) -> Json<Value> {

@@ -19,6 +19,7 @@ fn status(text: &str, button: bool) -> NewTelegramReply {
         dedupe_key: None,
         photo: None,
         reply_markup: button.then(|| r#"{"inline_keyboard":[]}"#.to_owned()),
+        reaction: None,
     }
 }
 

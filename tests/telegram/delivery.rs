@@ -100,6 +100,7 @@ async fn streamed_answers_edit_one_message_no_faster_than_the_policy() {
         configure(settings);
         settings.telegram.stream_interval_ms = 300; // below Telegram's 1 s per chat: the floor applies
         settings.telegram.stream_short_chars = 50;
+        settings.telegram.drafts = false; // these check the edited preview
     })
     .await;
 
@@ -140,6 +141,7 @@ async fn the_outbox_never_sends_a_row_twice_across_restarts_and_fails_photos_it_
             dedupe_key: Some(key.into()),
             photo: None,
             reply_markup: None,
+            reaction: None,
         };
         store.telegram_queue_replies(&[reply("cut off mid-send", "test:1")]).await.unwrap();
         store.telegram_outbox_claim().await.unwrap().unwrap();
@@ -220,7 +222,12 @@ async fn a_running_tool_shows_as_progress_in_the_streamed_message() {
         {"match": {"userMessage": "look it up", "hasToolResult": true}, "response": {"content": "Found nothing."}}
     ]))
     .await;
-    let _app = TestApp::spawn(configure(&mock, &fake)).await;
+    let configure = configure(&mock, &fake);
+    let _app = TestApp::spawn(move |settings| {
+        configure(settings);
+        settings.telegram.drafts = false; // the progress shows in the preview message
+    })
+    .await;
 
     fake.send_text(ALICE.id, &ALICE, "look it up");
     fake.wait_for("the final text", |_| {
@@ -248,6 +255,7 @@ async fn a_slow_model_start_shows_a_waiting_notice_that_becomes_the_answer() {
     let _app = TestApp::spawn(move |settings| {
         configure(settings);
         settings.llm.waiting_notice_secs = 1;
+        settings.telegram.drafts = false; // the notice shows in the preview message
     })
     .await;
     fake.send_text(ALICE.id, &ALICE, "think hard");

@@ -41,6 +41,18 @@ impl ApiError {
         matches!(self, ApiError::Refused { code: 400, description, .. } if description.contains("can't parse entities"))
     }
 
+    /// Telegram counted the text as longer than a message may be.
+    pub fn is_too_long(&self) -> bool {
+        matches!(self, ApiError::Refused { code: 400, description, .. }
+            if description.contains("message is too long") || description.contains("MESSAGE_TOO_LONG"))
+    }
+
+    /// This Bot API server does not know the method (an older server).
+    pub fn is_unknown_method(&self) -> bool {
+        matches!(self, ApiError::Refused { code: 404, .. })
+            || matches!(self, ApiError::Refused { code: 400, description, .. } if description.contains("method not found"))
+    }
+
     /// An edit that changed nothing (the text is already there).
     pub fn is_not_modified(&self) -> bool {
         matches!(self, ApiError::Refused { code: 400, description, .. } if description.contains("message is not modified"))
@@ -228,6 +240,26 @@ impl BotApi {
         message["message_id"]
             .as_i64()
             .ok_or_else(|| ApiError::Network { method: "sendMessage".into(), detail: "no message_id".into() })
+    }
+
+    /// Stream a draft of a message being written (Bot API 9.3, private
+    /// chats): changes with the same non-zero `draft_id` are animated; the
+    /// draft is ephemeral and the finished text must be sent with sendMessage.
+    pub async fn send_message_draft(
+        &self,
+        (chat_id, thread): (i64, Option<i64>),
+        draft_id: i64,
+        text: &str,
+        html: bool,
+    ) -> Result<(), ApiError> {
+        let mut params = json!({"chat_id": chat_id, "draft_id": draft_id, "text": text});
+        if let Some(thread) = thread {
+            params["message_thread_id"] = json!(thread);
+        }
+        if html {
+            params["parse_mode"] = json!("HTML");
+        }
+        self.call("sendMessageDraft", &params, Duration::from_secs(30)).await.map(|_| ())
     }
 
     /// Acknowledge a button press; `text` is shown to the presser as a short notification.

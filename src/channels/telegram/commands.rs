@@ -1,5 +1,6 @@
 //! Bot commands, answered without the model: `/start`, `/help`, `/reset`,
-//! `/status`, `/workspace`, and `/jobs`, `/cancel ID` (in `job_commands.rs`).
+//! `/status`, `/workspace`, and `/jobs`, `/cancel ID` (in `job_commands.rs`);
+//! `/stop` is taken at intake (`stop.rs`).
 //! Also owns the chat → conversation mapping (one conversation per chat;
 //! `/reset` starts a new one).
 
@@ -14,6 +15,7 @@ Commands:\n\
 - /help — this list\n\
 - /status — my health score (its parts for admins) and the tokens context compaction saved\n\
 - /workspace — which workspace this chat maps to\n\
+- /stop — stop the answer I'm writing (also the ⏹ Stop button under it)\n\
 - /jobs — this chat's background jobs\n\
 - /cancel ID — cancel one of them\n\
 - /reset — start a fresh conversation (I forget this chat's context)";
@@ -24,6 +26,7 @@ pub(super) const MENU: &[(&str, &str)] = &[
     ("status", "Whether I'm healthy"),
     ("workspace", "Which workspace this chat maps to"),
     ("jobs", "This chat's background jobs"),
+    ("stop", "Stop the answer being written"),
     ("cancel", "Cancel a background job: /cancel ID"),
     ("reset", "Start a fresh conversation"),
 ];

@@ -37,8 +37,6 @@ use super::split::{MESSAGE_LIMIT, split_markdown};
 
 /// Network failures before a row is given up.
 const MAX_ATTEMPTS: i64 = 10;
-/// How often due (rescheduled) rows are looked for without a wake-up.
-const IDLE_CHECK: Duration = Duration::from_millis(250);
 
 /// The outbox rows for a Markdown reply: split, rendered, keyed `{key}:{part}`.
 /// The first part replies to `reply_to` and replaces the preview `edit` if any.
@@ -63,6 +61,7 @@ pub fn build_replies(
             dedupe_key: Some(format!("{key}:{index}")),
             photo: None,
             reply_markup: None,
+            reaction: None,
         })
         .collect()
 }
@@ -87,44 +86,79 @@ pub fn photo_replies(
             dedupe_key: Some(format!("{key}:photo:{index}")),
             photo: Some(reference.clone()),
             reply_markup: None,
+            reaction: None,
         })
         .collect()
 }
 
-/// Rows in flight at once. The claim never hands out a row while an earlier
+/// Sends in flight at once. The claim never hands out a row while an earlier
 /// row of its chat is unsent, so each chat's rows still go out in order; one
 /// sender at a time capped delivery at one Telegram round trip per message
 /// (about 9 a second at an 80 ms round trip, measured by `examples/load`),
 /// far below Telegram's 30 a second.
 const SENDERS: usize = 4;
+/// The longest the deliverer sleeps without a wake-up: a safety net for
+/// rows queued by another handle on the database (the app's own queueing
+/// wakes it, finished sends wake it, rescheduled rows set its alarm).
+const FALLBACK_CHECK: Duration = Duration::from_secs(5);
 
-/// Send due rows until shutdown.
-pub(super) async fn run(shared: &Shared, shutdown: &CancellationToken) {
-    futures::future::join_all((0..SENDERS).map(|_| sender(shared, shutdown))).await;
-}
-
-async fn sender(shared: &Shared, shutdown: &CancellationToken) {
+/// Claim due rows and deliver each on its own task until shutdown. A row
+/// waiting for its turn in the pacer holds no sender: only the Bot API
+/// call itself takes one of the `SENDERS` permits, so a chat held by its
+/// limit never delays another chat's reply. Idle, it sleeps until a row
+/// is queued (`outbox_ready`), a send ends, or the next rescheduled row
+/// is due — no polling.
+pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
+    let deliveries = tokio_util::task::TaskTracker::new();
+    let senders = Arc::new(tokio::sync::Semaphore::new(SENDERS));
     while !shutdown.is_cancelled() {
+        let ready = shared.outbox_ready.notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
         match shared.store.telegram_outbox_claim().await {
             Ok(Some(row)) => {
-                // More rows may be due: wake another sender while this one sends.
-                shared.outbox_ready.notify_one();
-                if let Err(error) = deliver(shared, &row, shutdown).await {
-                    tracing::error!(row = row.id, "telegram: outbox bookkeeping failed: {error}");
-                }
+                let (shared, shutdown, senders) = (shared.clone(), shutdown.clone(), senders.clone());
+                deliveries.spawn(async move {
+                    if let Err(error) = deliver(&shared, &row, &shutdown, &senders).await {
+                        tracing::error!(row = row.id, "telegram: outbox bookkeeping failed: {error}");
+                    }
+                    // The chat's next row may be claimed now.
+                    shared.outbox_ready.notify_one();
+                });
+                continue;
             }
-            Ok(None) => {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = shared.outbox_ready.notified() => {}
-                    () = tokio::time::sleep(IDLE_CHECK) => {}
-                }
-            }
+            Ok(None) => {}
             Err(error) => {
                 tracing::error!("telegram: reading the outbox failed: {error}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                pause(shutdown, Duration::from_secs(1)).await;
+                continue;
             }
         }
+        let alarm = match shared.store.telegram_outbox_next_due_ms().await {
+            Ok(Some(due)) => {
+                let wait = u64::try_from(due - chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+                Duration::from_millis(wait).min(FALLBACK_CHECK)
+            }
+            Ok(None) => FALLBACK_CHECK,
+            Err(error) => {
+                tracing::error!("telegram: reading the outbox failed: {error}");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = &mut ready => {}
+            () = tokio::time::sleep(alarm) => {}
+        }
+    }
+    deliveries.close();
+    deliveries.wait().await;
+}
+
+async fn pause(shutdown: &CancellationToken, duration: Duration) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(duration) => {}
     }
 }
 
@@ -156,7 +190,12 @@ async fn load_photo(shared: &Shared, reference: &str) -> Result<Photo, String> {
     Ok(Photo { bytes: image.bytes, file_name })
 }
 
-async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &CancellationToken) -> Result<(), StorageError> {
+async fn deliver(
+    shared: &Shared,
+    row: &TelegramOutboxRow,
+    shutdown: &CancellationToken,
+    senders: &tokio::sync::Semaphore,
+) -> Result<(), StorageError> {
     let store = &shared.store;
     let photo = match &row.photo {
         Some(reference) => match load_photo(shared, reference).await {
@@ -179,15 +218,30 @@ async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &Cancellati
         }
         slot = shared.pacer.wait_turn(row.chat_id) => slot,
     };
+    // Closed only when the deliverer is gone; then sending unthrottled is harmless.
+    let _sending = senders.acquire().await.ok();
     let mut result = send(shared, row, photo.as_ref(), true).await;
     if result.as_ref().is_err_and(ApiError::is_entity_error) {
         tracing::warn!(row = row.id, "telegram: HTML rejected; sending as plain text");
         result = send(shared, row, photo.as_ref(), false).await;
     }
     shared.pacer.sent(row.chat_id, slot);
+    if let (Some(preview), None, true) =
+        (row.edit_message_id, &photo, result.as_ref().is_err_and(ApiError::is_too_long))
+    {
+        tracing::warn!(row = row.id, "telegram: edit refused as too long; sending the rest as new messages");
+        result = split_refused_edit(shared, row, preview).await;
+    }
     let now = chrono::Utc::now().timestamp_millis();
     match result {
-        Ok(message_id) => store.telegram_outbox_delivered(row.id, message_id).await,
+        Ok(message_id) => {
+            store.telegram_outbox_delivered(row.id, message_id).await?;
+            // The turn's reaction (👍) once its answer is really there.
+            if let Some((message, emoji)) = &row.reaction {
+                set_reaction(shared, row.chat_id, *message, emoji).await;
+            }
+            Ok(())
+        }
         Err(ApiError::RateLimited { retry_after }) => {
             shared.pacer.hold(row.chat_id, retry_after);
             let due = now + i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX / 2);
@@ -206,8 +260,58 @@ async fn deliver(shared: &Shared, row: &TelegramOutboxRow, shutdown: &Cancellati
         }
         Err(error) => {
             tracing::error!(row = row.id, "telegram: reply not delivered: {error}");
-            store.telegram_outbox_failed(row.id, &error.to_string()).await
+            store.telegram_outbox_failed(row.id, &error.to_string()).await?;
+            if let Some((message, _)) = &row.reaction {
+                set_reaction(shared, row.chat_id, *message, REACTION_UNDELIVERED).await;
+            }
+            Ok(())
         }
+    }
+}
+
+/// Telegram refused to edit the preview `preview` into this row's text as
+/// too long (it counts differently than we do): the preview gets the first
+/// of smaller parts and the others follow as new messages, so the user never
+/// keeps a cut preview and no text is lost. Returns the last message's id.
+async fn split_refused_edit(shared: &Shared, row: &TelegramOutboxRow, preview: i64) -> Result<i64, ApiError> {
+    let parts = split_markdown(&row.plain, MESSAGE_LIMIT / 2);
+    let markup = row.reply_markup.as_deref().and_then(|markup| serde_json::from_str(markup).ok());
+    let mut last = preview;
+    for (index, part) in parts.iter().enumerate() {
+        let edit = (index == 0).then_some(preview);
+        let slot = shared.pacer.wait_turn(row.chat_id).await;
+        let mut result = send_part(shared, row, edit, &markdown_to_html(part), true, markup.as_ref()).await;
+        if result.as_ref().is_err_and(ApiError::is_entity_error) {
+            result = send_part(shared, row, edit, part, false, markup.as_ref()).await;
+        }
+        shared.pacer.sent(row.chat_id, slot);
+        last = result?;
+    }
+    Ok(last)
+}
+
+/// Edit `edit` to `text`, or (`None`) send `text` as a new message of the row's chat.
+async fn send_part(
+    shared: &Shared,
+    row: &TelegramOutboxRow,
+    edit: Option<i64>,
+    text: &str,
+    html: bool,
+    markup: Option<&serde_json::Value>,
+) -> Result<i64, ApiError> {
+    match edit {
+        Some(id) => shared.api.edit_message_text(row.chat_id, id, text, html, markup).await.map(|()| id),
+        None => shared.api.send_message(row.chat_id, row.thread_id, text, html, None, None).await,
+    }
+}
+
+/// The reaction on a turn whose answer Telegram refused for good.
+const REACTION_UNDELIVERED: &str = "👎";
+
+/// Reactions are not paced: Telegram does not count them as messages.
+async fn set_reaction(shared: &Shared, chat_id: i64, message_id: i64, emoji: &str) {
+    if let Err(error) = shared.api.set_reaction(chat_id, message_id, emoji).await {
+        tracing::debug!("telegram: reaction {emoji} not set: {error}");
     }
 }
 
@@ -277,6 +381,7 @@ impl Outbox for TelegramOutbox {
             dedupe_key: None,
             photo: None,
             reply_markup: keyboard(&status.buttons),
+            reaction: None,
         };
         self.store.telegram_put_status(&status.key, &reply).await?;
         self.ready.notify_one();
@@ -312,6 +417,7 @@ impl Outbox for TelegramOutbox {
             dedupe_key: Some(format!("notice:{}:photo", notice.dedupe_key)),
             photo: Some(reference.to_owned()),
             reply_markup: None,
+            reaction: None,
         };
         self.queue(&[photo]).await
     }

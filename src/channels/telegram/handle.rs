@@ -1,9 +1,12 @@
 //! Handling one stored inbound message: the access decision (audit-logged),
-//! the per-user rate limit, commands, load shedding (a polite "busy" to
-//! non-admins above the resource monitor's high-water mark), and agent turns with feedback (👀 on
-//! accept, typing while working, 👍/👎 at the end) and a streamed preview
-//! message edited at the pace the streaming optimizer picks. A voice note's
-//! transcript is the turn's text and is quoted above the reply (🎤).
+//! the per-user rate limit, commands, turn admission (beyond
+//! `max_active_turns` the message waits its turn, with a "queued" note after
+//! a few seconds; a polite "busy" only to non-admins under memory pressure or
+//! with the queue full), and agent turns with feedback (👀 on accept, typing
+//! while working, 👍/👎 once the answer is delivered) and a streamed preview
+//! — a draft in private chats, else a message with a Stop button — pushed at
+//! the pace the streaming optimizer picks. A voice note's transcript is the
+//! turn's text and is quoted above the reply (🎤).
 //!
 //! Invariant: the replies are queued in the same transaction that marks the
 //! message processed, so a crash before that point handles it again on the
@@ -17,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::streaming::{ContentKind, StreamingOptimizer, text_kind};
 use crate::agent::{AgentEvent, ChatUser, TurnRequest};
-use crate::monitoring::resources::BUSY_REPLY;
+use crate::monitoring::resources::{Admission as TurnAdmission, BUSY_REPLY};
 use crate::storage::{NewAuditEvent, StorageResult, TelegramUpdateRow};
 
 use super::access::{self, Access};
@@ -190,28 +193,34 @@ async fn finish(
     markdown: &str,
     preview: Option<i64>,
 ) -> StorageResult<()> {
-    finish_with_photos(shared, rows, message, (markdown, preview), &[]).await
-}
-
-/// `finish`, and the turn's images queued as photos after the reply (same transaction).
-async fn finish_with_photos(
-    shared: &Shared,
-    rows: &[i64],
-    message: &Incoming,
-    (markdown, preview): (&str, Option<i64>),
-    photos: &[String],
-) -> StorageResult<()> {
     let key = format!("update:{}", rows.last().copied().unwrap_or_default());
-    let target = (message.chat_id, message.thread_id);
-    let mut replies = build_replies(target, Some(message.message_id), markdown, preview, &key);
-    replies.extend(photo_replies(target, photos, &key));
+    let replies =
+        build_replies((message.chat_id, message.thread_id), Some(message.message_id), markdown, preview, &key);
     shared.store.telegram_finish_updates(rows, &replies).await?;
     shared.outbox_ready.notify_one();
     Ok(())
 }
 
-async fn react(shared: &Shared, message: &Incoming, emoji: &'static str) {
-    set_reaction(shared.api.clone(), message.chat_id, message.message_id, emoji).await;
+/// `finish`, and the turn's images queued as photos after the reply (same
+/// transaction); the last row sets `reaction` on the message when delivered.
+async fn finish_turn(
+    shared: &Shared,
+    rows: &[i64],
+    message: &Incoming,
+    (markdown, preview): (&str, Option<i64>),
+    photos: &[String],
+    reaction: &str,
+) -> StorageResult<()> {
+    let key = format!("update:{}", rows.last().copied().unwrap_or_default());
+    let target = (message.chat_id, message.thread_id);
+    let mut replies = build_replies(target, Some(message.message_id), markdown, preview, &key);
+    replies.extend(photo_replies(target, photos, &key));
+    if let Some(last) = replies.last_mut() {
+        last.reaction = Some((message.message_id, reaction.to_owned()));
+    }
+    shared.store.telegram_finish_updates(rows, &replies).await?;
+    shared.outbox_ready.notify_one();
+    Ok(())
 }
 
 async fn set_reaction(api: super::BotApi, chat_id: i64, message_id: i64, emoji: &'static str) {
@@ -233,12 +242,28 @@ struct Turn {
 
 async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -> StorageResult<()> {
     let Turn { text, is_admin, user, images, heard } = turn;
-    // Above the high-water mark a non-admin's new turn is refused politely (commands still work).
-    if shared.agent.monitor().should_shed(is_admin).is_some() {
-        return finish(shared, rows, message, BUSY_REPLY, None).await;
-    }
+    // Beyond `max_active_turns` the turn waits for a slot; only memory
+    // pressure or a full queue refuse a non-admin politely (commands still work).
+    let admission = match shared.agent.monitor().admit(is_admin) {
+        Ok(admission) => admission,
+        Err(_) => return finish(shared, rows, message, BUSY_REPLY, None).await,
+    };
     // Set while the turn starts, not before it: the round trip to Telegram stays off the turn's path.
     let seen = tokio::spawn(set_reaction(shared.api.clone(), message.chat_id, message.message_id, REACTION_SEEN));
+    let mut slot = Some(match admission {
+        TurnAdmission::Now(slot) => slot,
+        TurnAdmission::Queued { ahead, slot } => {
+            let waiting = slot.wait();
+            tokio::pin!(waiting);
+            match tokio::time::timeout(QUEUED_NOTE_AFTER, &mut waiting).await {
+                Ok(slot) => slot,
+                Err(_) => {
+                    queued_note(shared, rows, message, ahead).await?;
+                    waiting.await
+                }
+            }
+        }
+    });
     let conversation = commands::conversation_for(shared, message).await?;
     let typing = CancellationToken::new();
     // Stops the indicator on every way out of this function, errors included.
@@ -258,11 +283,16 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
         cancel: tokio_util::sync::CancellationToken::new(),
     });
     let mut stream = Stream::new(shared, message);
+    let mut running = None;
     let mut failed = false;
     let mut produced = Vec::new();
     let reply = loop {
         tokio::select! {
-            event = events.recv() => match event {
+            event = events.recv() => match event.inspect(|_| drop(slot.take())) {
+                Some(AgentEvent::TurnStarted { turn_id, .. }) => {
+                    running = Some(shared.chat_turns.start(message.chat_id, &turn_id, message.user_id));
+                    stream.turn_id = Some(turn_id);
+                }
                 Some(AgentEvent::TextDelta { text }) => stream.add(&text, Instant::now()),
                 Some(AgentEvent::ToolStarted { name, .. }) => stream.progress(&name, Instant::now()),
                 // Shown like a running tool ("⏳ still waiting for the model…") until text arrives.
@@ -281,14 +311,40 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
             () = stream.due() => stream.push().await,
         }
     };
+    // A stopped turn's answer is what was streamed, marked as such.
+    let stopped_mark = crate::agent::STOPPED_MARK;
+    let reply = match running.as_ref().is_some_and(super::stop::Running::stopped) {
+        true if !reply.ends_with(stopped_mark.trim()) => format!("{}{stopped_mark}", reply.trim_end()),
+        _ => reply,
+    };
     let reply = match heard {
         Some(heard) => format!("🎤 “{heard}”\n\n{reply}"),
         None => reply,
     };
-    finish_with_photos(shared, rows, message, (&reply, stream.preview_id), &produced).await?;
-    // The final reaction replaces 👀, so 👀 must have landed first.
-    let _ = seen.await;
-    react(shared, message, if failed { REACTION_FAILED } else { REACTION_DONE }).await;
+    drop(running);
+    // The final reaction replaces 👀; the deliverer sets it once the answer is delivered.
+    let done = if failed { REACTION_FAILED } else { REACTION_DONE };
+    finish_turn(shared, rows, message, (&reply, stream.preview_id), &produced, done).await?;
+    drop(seen);
+    Ok(())
+}
+
+/// How long a queued message waits before its chat hears it is queued.
+const QUEUED_NOTE_AFTER: Duration = Duration::from_secs(3);
+
+/// Tell the chat its message waits for a free turn (once per message).
+async fn queued_note(shared: &Shared, rows: &[i64], message: &Incoming, ahead: usize) -> StorageResult<()> {
+    let key = format!("update:{}:queued", rows.last().copied().unwrap_or_default());
+    let text = match ahead {
+        0 => "⏳ Lots of messages at once — yours is queued (next in line); I'll answer as soon as I can.".to_owned(),
+        ahead => {
+            format!("⏳ Lots of messages at once — yours is queued ({ahead} ahead); I'll answer as soon as I can.")
+        }
+    };
+    let notes = build_replies((message.chat_id, message.thread_id), Some(message.message_id), &text, None, &key);
+    // A key per part: after a restart the same message is not told twice.
+    shared.store.telegram_queue_replies(&notes).await?;
+    shared.outbox_ready.notify_one();
     Ok(())
 }
 
@@ -329,6 +385,10 @@ struct Stream<'a> {
     next_push: Option<Instant>,
     /// Streaming stopped after an error; the final reply still goes out.
     disabled: bool,
+    /// Stream with `sendMessageDraft` (a private chat, drafts on and not refused).
+    draft: bool,
+    /// The running turn, once known: its preview carries a Stop button.
+    turn_id: Option<String>,
 }
 
 impl<'a> Stream<'a> {
@@ -344,6 +404,10 @@ impl<'a> Stream<'a> {
             preview_id: None,
             next_push: None,
             disabled: false,
+            draft: message.chat_type == "private"
+                && shared.settings.drafts
+                && !shared.drafts_refused.load(std::sync::atomic::Ordering::Relaxed),
+            turn_id: None,
         }
     }
 
@@ -390,14 +454,35 @@ impl<'a> Stream<'a> {
         let slot = self.shared.pacer.wait_turn(self.chat_id).await;
         let started = Instant::now();
         let api = &self.shared.api;
+        if self.draft {
+            // The user's message id: non-zero and one per turn, so the draft's changes animate.
+            let result = api.send_message_draft((self.chat_id, self.thread_id), self.reply_to, &preview, as_html).await;
+            self.shared.pacer.sent(self.chat_id, slot);
+            match result {
+                Err(error) if error.is_unknown_method() => {
+                    tracing::info!("telegram: sendMessageDraft refused ({error}); streaming by editing a preview");
+                    self.shared.drafts_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.draft = false;
+                    self.next_push = Some(Instant::now());
+                }
+                result => self.pushed(result.map(|()| None), started),
+            }
+            return;
+        }
+        let stop = self.turn_id.as_deref().map(super::stop::button);
         let result = match self.preview_id {
             None => api
-                .send_message(self.chat_id, self.thread_id, &preview, as_html, Some(self.reply_to), None)
+                .send_message(self.chat_id, self.thread_id, &preview, as_html, Some(self.reply_to), stop.as_ref())
                 .await
                 .map(Some),
-            Some(id) => api.edit_message_text(self.chat_id, id, &preview, as_html, None).await.map(|()| None),
+            Some(id) => api.edit_message_text(self.chat_id, id, &preview, as_html, stop.as_ref()).await.map(|()| None),
         };
         self.shared.pacer.sent(self.chat_id, slot);
+        self.pushed(result, started);
+    }
+
+    /// Account for a push's answer (`Some(id)`: the preview message was sent).
+    fn pushed(&mut self, result: Result<Option<i64>, ApiError>, started: Instant) {
         match result {
             Ok(sent) => {
                 self.preview_id = self.preview_id.or(sent);

@@ -26,6 +26,7 @@ mod media;
 pub mod pacing;
 pub mod render;
 pub mod split;
+mod stop;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -67,6 +68,10 @@ struct Shared {
     /// Per chat with work in progress, the claims still waiting behind it:
     /// one task per chat drains them in order (see `enqueue`).
     chat_queues: std::sync::Mutex<std::collections::HashMap<i64, std::collections::VecDeque<ChatWork>>>,
+    /// The turn each chat is answering now (`/stop`, the Stop button).
+    chat_turns: stop::ChatTurns,
+    /// Telegram refused `sendMessageDraft` once: stream by editing a preview.
+    drafts_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -124,7 +129,7 @@ impl TelegramChannel {
             api,
             bot,
             store: agent.store().clone(),
-            agent,
+            agent: agent.clone(),
             settings: telegram.clone(),
             workspaces: settings.workspaces.clone(),
             transcriber,
@@ -134,10 +139,13 @@ impl TelegramChannel {
                 telegram.rate_limit_per_minute,
                 telegram.rate_limit_burst,
             )),
-            outbox_ready: Arc::new(Notify::new()),
+            // The store's: rows queued anywhere in the app (jobs, approvals) wake the deliverer.
+            outbox_ready: agent.store().outbox_ready(),
             inbox_ready: Notify::new(),
             stream_policy,
             chat_queues: std::sync::Mutex::default(),
+            chat_turns: stop::ChatTurns::default(),
+            drafts_refused: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(TelegramChannel { shared: Arc::new(shared) })
     }
@@ -256,26 +264,35 @@ async fn accept_all(shared: &Shared, updates: &[serde_json::Value]) -> Result<()
     for query in updates.iter().filter_map(|update| update.get("callback_query")) {
         // A button press: answered now (Telegram wants a quick answerCallbackQuery), then acknowledged.
         // Pressing twice is harmless: the first answer wins.
-        match query["data"].as_str().and_then(crate::agent::outbox::cancel_button_job) {
+        let data = query["data"].as_str().unwrap_or("");
+        if let Some(turn_id) = stop::pressed(data) {
+            stop::press(shared, query, turn_id).await;
+            continue;
+        }
+        match crate::agent::outbox::cancel_button_job(data) {
             Some(job_id) => job_commands::press_cancel(shared, query, job_id).await?,
             None => approvals::handle_callback(shared, query).await?,
         }
     }
-    let messages: Vec<TelegramInbound> = updates
-        .iter()
-        .filter_map(|update| {
-            let update_id = update["update_id"].as_i64()?;
-            inbound::parse_update(update).map(|message| TelegramInbound {
-                update_id,
-                chat_id: message.chat_id,
-                message_id: message.message_id,
-                user_id: message.user_id,
-                username: message.username,
-                text: message.text,
-                raw: update.clone(),
-            })
-        })
-        .collect();
+    let mut messages: Vec<TelegramInbound> = Vec::new();
+    for update in updates {
+        let (Some(update_id), Some(message)) = (update["update_id"].as_i64(), inbound::parse_update(update)) else {
+            continue;
+        };
+        // `/stop` acts now: queued, it would wait for the very answer it means to stop.
+        if stop::take_command(shared, update_id, &message).await? {
+            continue;
+        }
+        messages.push(TelegramInbound {
+            update_id,
+            chat_id: message.chat_id,
+            message_id: message.message_id,
+            user_id: message.user_id,
+            username: message.username,
+            text: message.text,
+            raw: update.clone(),
+        });
+    }
     let new = shared.store.telegram_accept_updates(next_offset, &messages).await?;
     for (message, _) in messages.iter().zip(new).filter(|(_, new)| !new) {
         tracing::info!(update_id = message.update_id, "telegram: duplicate message ignored");
