@@ -3,15 +3,17 @@
 //! facts: long question/answer threads, stated preferences, paths and
 //! errors, near-duplicate filler) is played turn by turn through the real
 //! context pipeline — selection, the rolling summary stored in SQLite —
-//! under a small budget, each turn's history sent to a scripted model on a
-//! loopback port (tests/common/summariser.rs). At the end every probe
-//! question is asked, and its fact must be in what the model is sent.
+//! under a small budget, summaries asked of a scripted model on a loopback
+//! port (tests/common/summariser.rs). At the end every probe question is
+//! asked, and its fact must be in what the model is sent.
 //!
 //! Measured and asserted: retention with the extractive summary (≥ 97.5 %)
 //! and with a model summary (100 %: the scripted summariser keeps every fact
 //! it is shown, so anything lost was never shown to it); summary requests
 //! per 100 turns once condensed (≤ 10); the largest summary request
-//! (≤ 16 KB); and that no request holds a user turn without its answer.
+//! (≤ 16 KB); and that no turn's history holds a user turn without its answer (the
+//! requests the model receives through the app are checked the same way
+//! in tests/context_turns.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 #[path = "common/summariser.rs"]
@@ -23,8 +25,8 @@ use summariser::{Script, ScriptedModel, request_text, unanswered_user_turns};
 use valor::agent::context::{self, ContextPolicy, TokenEstimator, select, summary};
 use valor::agent::history::NOTICE_PREFIX;
 use valor::config::ContextSettings;
-use valor::llm::{ChatModel, ChatRequest};
-use valor::storage::{MessageRole, NewConversation, NewMessage, Store, StoredMessage};
+use valor::llm::ChatModel;
+use valor::storage::{MessageRole, NewConversation, Store, StoredMessage};
 
 #[derive(Deserialize)]
 struct Probes {
@@ -63,18 +65,18 @@ fn load() -> Probes {
 /// The (user, answer) pairs of a conversation, in order.
 fn script(probes: &Probes, conversation: &Conversation) -> Vec<(String, String)> {
     let users = if conversation.filler_user.is_empty() { &probes.filler_user } else { &conversation.filler_user };
-    let answers =
-        if conversation.filler_assistant.is_empty() { &probes.filler_assistant } else { &conversation.filler_assistant };
+    let answers = if conversation.filler_assistant.is_empty() {
+        &probes.filler_assistant
+    } else {
+        &conversation.filler_assistant
+    };
     let own = !conversation.filler_user.is_empty();
     (0..conversation.filler_turns)
         .map(|turn| match conversation.facts.iter().find(|f| f.at_turn == turn) {
             Some(fact) => (fact.message.clone(), fact.answer.clone().unwrap_or_else(|| "Noted.".to_owned())),
             // A conversation's own filler keeps each question with its answer.
             None if own => (users[turn % users.len()].clone(), answers[turn % users.len() % answers.len()].clone()),
-            None => (
-                users[(turn * 5 + 3) % users.len()].clone(),
-                answers[(turn * 7 + 1) % answers.len()].clone(),
-            ),
+            None => (users[(turn * 5 + 3) % users.len()].clone(), answers[(turn * 7 + 1) % answers.len()].clone()),
         })
         .collect()
 }
@@ -98,9 +100,8 @@ struct Outcome {
     torn: Vec<String>,
 }
 
-/// Plays one conversation through `context::prepare`, each turn's history
-/// sent to the scripted model (whose answers are stored), then asks every
-/// probe question.
+/// Plays one conversation through `context::prepare` (summaries asked of
+/// the scripted model), then asks every probe question.
 async fn play(probes: &Probes, conversation: &Conversation, model: &ScriptedModel, with_model: bool) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("valor.db")).await.unwrap();
@@ -109,48 +110,40 @@ async fn play(probes: &Probes, conversation: &Conversation, model: &ScriptedMode
         .await
         .unwrap()
         .id;
+    let id_of = id.clone();
     let settings = settings(probes, with_model);
     let client = model.client();
     let summarizer: context::Summarizer<'_> = Some((&client as &dyn ChatModel, "claude-haiku-4-5"));
     let estimator = TokenEstimator::default();
-    let append = |role: MessageRole, text: &str| {
-        let new = NewMessage {
-            conversation_id: id.clone(),
-            role,
-            content: json!([{"type": "text", "text": text}]),
-            text: text.to_owned(),
-            turn_id: None,
-        };
-        let store = &store;
-        async move { store.append_message(new).await.unwrap() }
-    };
+    // Messages live in memory (the pipeline reads them as loaded); the
+    // rolling summary lives in the store, as in valor.
     let mut messages: Vec<StoredMessage> = Vec::new();
+    let message = |id: usize, role: MessageRole, text: &str| StoredMessage {
+        id: id as i64,
+        conversation_id: id_of.clone(),
+        role,
+        content: json!([{"type": "text", "text": text}]),
+        text: text.to_owned(),
+        turn_id: None,
+        created_at_ms: id as i64,
+    };
     let mut outcome = Outcome::default();
-    for (user, _) in script(probes, conversation) {
-        messages.push(append(MessageRole::User, &user).await);
+    for (user, answer) in script(probes, conversation) {
+        messages.push(message(messages.len() + 1, MessageRole::User, &user));
         let loaded = &messages[messages.len().saturating_sub(settings.max_loaded_messages as usize)..];
         let prepared = context::prepare(&store, &settings, estimator, summarizer, &id, loaded).await;
         outcome.condensed_turns += usize::from(prepared.summary_method.is_some());
         assert!(prepared.context_tokens <= u64::from(probes.budget_tokens), "{}: over budget", conversation.name);
-        // The turn itself, as valor would send it.
-        let request = ChatRequest::new("claude-sonnet-4-5", "", prepared.messages);
-        let mut stream = client.stream(&request).await.unwrap();
-        let mut answer = String::new();
-        while let Some(event) = futures::StreamExt::next(&mut stream).await {
-            if let Ok(valor::llm::StreamEvent::TextDelta(text)) = event {
-                answer.push_str(&text);
-            }
-        }
-        messages.push(append(MessageRole::Assistant, &answer).await);
-    }
-    for turn in model.turns() {
-        for problem in unanswered_user_turns(&turn.body, summary::SUMMARY_HEADER, NOTICE_PREFIX) {
+        // The request body valor would send for this turn.
+        let body = json!({"messages": serde_json::to_value(&prepared.messages).unwrap()});
+        for problem in unanswered_user_turns(&body, summary::SUMMARY_HEADER, NOTICE_PREFIX) {
             outcome.torn.push(format!("{}: {problem}", conversation.name));
         }
+        messages.push(message(messages.len() + 1, MessageRole::Assistant, &answer));
     }
     for fact in &conversation.facts {
         let mut asked = messages.clone();
-        asked.push(append(MessageRole::User, &fact.question).await);
+        asked.push(message(asked.len() + 1, MessageRole::User, &fact.question));
         let prepared = context::prepare(&store, &settings, estimator, summarizer, &id, &asked).await;
         outcome.condensed_turns += usize::from(prepared.summary_method.is_some());
         let sent = serde_json::to_string(&prepared.messages).unwrap();
@@ -173,10 +166,15 @@ async fn measure(with_model: bool) -> (Outcome, Vec<summariser::Seen>) {
     let probes = load();
     let mut all = Outcome::default();
     let mut summaries = Vec::new();
-    for conversation in &probes.conversations {
+    // The conversations are independent (own database, own model): played side by side.
+    let played = futures::future::join_all(probes.conversations.iter().map(|conversation| async {
         let answers = script(&probes, conversation);
         let model = ScriptedModel::start(Script { facts: facts_of(&probes), answers }).await;
         let outcome = play(&probes, conversation, &model, with_model).await;
+        (outcome, model)
+    }))
+    .await;
+    for (outcome, model) in played {
         all.retained += outcome.retained;
         all.total += outcome.total;
         all.lost.extend(outcome.lost);
@@ -198,7 +196,11 @@ async fn extractive_rolling_summary_retains_at_least_97_5_percent_of_planted_fac
         share * 100.0
     );
     assert!(summaries.is_empty(), "no model summary was allowed");
-    assert!(outcome.torn.is_empty(), "user turns sent without their answer: {:?}", &outcome.torn[..3.min(outcome.torn.len())]);
+    assert!(
+        outcome.torn.is_empty(),
+        "user turns sent without their answer: {:?}",
+        &outcome.torn[..3.min(outcome.torn.len())]
+    );
     assert!(share >= 0.975, "only {}/{} facts retained; lost: {:?}", outcome.retained, outcome.total, outcome.lost);
 }
 
@@ -216,9 +218,18 @@ async fn model_rolling_summary_retains_every_fact_with_few_bounded_requests() {
         summaries.len(),
         outcome.condensed_turns
     );
-    assert!(outcome.torn.is_empty(), "user turns sent without their answer: {:?}", &outcome.torn[..3.min(outcome.torn.len())]);
+    assert!(
+        outcome.torn.is_empty(),
+        "user turns sent without their answer: {:?}",
+        &outcome.torn[..3.min(outcome.torn.len())]
+    );
     assert_eq!(outcome.retained, outcome.total, "lost: {:?}", outcome.lost);
-    assert!(!summaries.is_empty() && per_100 <= 10.0, "{} requests in {} turns", summaries.len(), outcome.condensed_turns);
+    assert!(
+        !summaries.is_empty() && per_100 <= 10.0,
+        "{} requests in {} turns",
+        summaries.len(),
+        outcome.condensed_turns
+    );
     assert!(largest <= summary::MAX_INPUT_BYTES, "a summary request of {largest} bytes");
     // The model is asked for what fits the summary's share of the budget.
     for seen in &summaries {
@@ -243,7 +254,9 @@ fn every_critical_message_survives_compaction() {
             created_at_ms: index as i64,
         })
         .collect();
-    for (index, text) in [(100, "The model provider was unreachable at 03:12."), (401, "Job 12 failed: the build timed out.")] {
+    for (index, text) in
+        [(100, "The model provider was unreachable at 03:12."), (401, "Job 12 failed: the build timed out.")]
+    {
         messages[index].role = MessageRole::System;
         messages[index].text = text.into();
     }

@@ -329,11 +329,8 @@ async fn a_long_question_and_answer_thread_is_sent_in_whole_turns_with_a_rolling
 
 #[tokio::test]
 async fn a_long_stored_history_is_folded_in_bounded_requests() {
-    let model = summariser::ScriptedModel::start(summariser::Script {
-        facts: vec!["14 March".into()],
-        answers: vec![],
-    })
-    .await;
+    let model =
+        summariser::ScriptedModel::start(summariser::Script { facts: vec!["14 March".into()], answers: vec![] }).await;
     let data = tempfile::tempdir().unwrap();
     // 600 stored messages with long ones: about 60 KB to condense at once.
     let conversation = seed(data.path()).await;

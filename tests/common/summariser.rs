@@ -90,21 +90,42 @@ async fn messages(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) ->
         let tokens = (read.len() / 4 + answer.len() / 4 + 1) as u64;
         shared.seen.lock().unwrap().push(Seen { kind: "turn", body, tokens });
         let events = [
-            ("message_start", json!({"type": "message_start", "message": {"id": "msg_t", "type": "message", "role": "assistant", "model": "scripted", "content": [], "stop_reason": null, "usage": {"input_tokens": read.len() / 4, "output_tokens": 0}}})),
-            ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
-            ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": answer}})),
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_t", "type": "message", "role": "assistant", "model": "scripted", "content": [], "stop_reason": null, "usage": {"input_tokens": read.len() / 4, "output_tokens": 0}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": answer}}),
+            ),
             ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-            ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}})),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}),
+            ),
             ("message_stop", json!({"type": "message_stop"})),
         ];
         let sse: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
         return ([("content-type", "text/event-stream")], sse).into_response();
     }
-    let lines: Vec<String> =
-        shared.script.facts.iter().filter(|fact| read.contains(fact.as_str())).map(|fact| format!("- {fact}")).collect();
+    let lines: Vec<String> = shared
+        .script
+        .facts
+        .iter()
+        .filter(|fact| read.contains(fact.as_str()))
+        .map(|fact| format!("- {fact}"))
+        .collect();
     let summary = if lines.is_empty() { "- nothing of note yet".to_owned() } else { lines.join("\n") };
     let (input_tokens, output_tokens) = (read.len() / 4, summary.len() / 4 + 1);
-    shared.seen.lock().unwrap().push(Seen { kind: "summary", body: body.clone(), tokens: (input_tokens + output_tokens) as u64 });
+    shared.seen.lock().unwrap().push(Seen {
+        kind: "summary",
+        body: body.clone(),
+        tokens: (input_tokens + output_tokens) as u64,
+    });
     Json(json!({
         "id": "msg_s", "type": "message", "role": "assistant", "model": body["model"],
         "content": [{"type": "text", "text": summary}], "stop_reason": "end_turn",

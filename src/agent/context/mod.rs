@@ -94,9 +94,7 @@ impl Selection {
 
 /// Tokens of the messages in `range` not kept yet.
 fn cost(range: std::ops::Range<usize>, keep: &[bool], tokens: &[u32], skip: Option<&[bool]>) -> u32 {
-    range
-        .filter(|&i| !keep[i] && !skip.is_some_and(|skip| skip[i]))
-        .fold(0u32, |sum, i| sum.saturating_add(tokens[i]))
+    range.filter(|&i| !keep[i] && !skip.is_some_and(|skip| skip[i])).fold(0u32, |sum, i| sum.saturating_add(tokens[i]))
 }
 
 fn mark(range: std::ops::Range<usize>, keep: &mut [bool], skip: Option<&[bool]>) {

@@ -44,7 +44,17 @@ const NEAR_DUPLICATE: f32 = 0.6;
 
 /// Decisions and commitments.
 const DECISION_WORDS: &[&str] = &[
-    "decided", "decide", "decision", "agreed", "agree", "chose", "chosen", "choose", "settled", "approved", "committed",
+    "decided",
+    "decide",
+    "decision",
+    "agreed",
+    "agree",
+    "chose",
+    "chosen",
+    "choose",
+    "settled",
+    "approved",
+    "committed",
 ];
 
 /// Words that mark a fact worth keeping.
@@ -116,13 +126,27 @@ const STANDING_MARKERS: &[&str] = &[
 
 /// What an answer looks like …
 const ANSWER_NOUNS: &[&str] = &[
-    "answer", "repl", "respon", "update", "summar", "bullet", "format", "tone", "english", "units", "emoji", "length",
-    "words", "sentences", "paragraph",
+    "answer",
+    "repl",
+    "respon",
+    "update",
+    "summar",
+    "bullet",
+    "format",
+    "tone",
+    "english",
+    "units",
+    "emoji",
+    "length",
+    "words",
+    "sentences",
+    "paragraph",
 ];
 
 /// … and the verbs that ask for it.
-const DIRECTIVE_VERBS: &[&str] =
-    &["keep", "use", "write", "give", "send", "stick", "limit", "answer", "reply", "respond", "format", "prefer", "make"];
+const DIRECTIVE_VERBS: &[&str] = &[
+    "keep", "use", "write", "give", "send", "stick", "limit", "answer", "reply", "respond", "format", "prefer", "make",
+];
 
 const ERROR_MARKERS: &[&str] = &[
     "error",
@@ -204,9 +228,7 @@ fn score(sentence: &str, role: MessageRole) -> i32 {
     let mut words = sentence.split_whitespace().map(bare).filter(|w| !w.is_empty()).peekable();
     let mut first = true;
     while let Some(word) = words.next() {
-        if is_url(word) {
-            score += 4;
-        } else if is_path(word) {
+        if is_url(word) || is_path(word) {
             score += 4;
         } else if is_file_or_host(word) || is_identifier(word) {
             score += 3;
