@@ -92,36 +92,72 @@ impl Selection {
     }
 }
 
-/// Tokens of the messages in `range` not kept yet.
-fn cost(range: std::ops::Range<usize>, keep: &[bool], tokens: &[u32], skip: Option<&[bool]>) -> u32 {
-    range.filter(|&i| !keep[i] && !skip.is_some_and(|skip| skip[i])).fold(0u32, |sum, i| sum.saturating_add(tokens[i]))
+/// What selection needs of one message, computed once.
+#[derive(Debug, Clone, Copy)]
+struct Info {
+    tokens: u32,
+    flags: u8,
 }
 
-fn mark(range: std::ops::Range<usize>, keep: &mut [bool], skip: Option<&[bool]>) {
-    for i in range {
-        if !skip.is_some_and(|skip| skip[i]) {
-            keep[i] = true;
+const USER: u8 = 1;
+const TOOL_USE: u8 = 2;
+const TEXT_ANSWER: u8 = 4;
+const NOTICE: u8 = 8;
+/// In a tool exchange its turn can do without.
+const OPTIONAL: u8 = 16;
+const KEPT: u8 = 32;
+
+impl Info {
+    fn of(message: &StoredMessage, estimator: &TokenEstimator) -> Info {
+        let (tokens, calls_tools) = estimator.message_tokens_and_tool_use(message);
+        let flags = match message.role {
+            MessageRole::User => USER,
+            MessageRole::Assistant if calls_tools => TOOL_USE,
+            MessageRole::Assistant if !message.text.trim().is_empty() => TEXT_ANSWER,
+            MessageRole::System if priority::is_critical_notice(message) => NOTICE,
+            _ => 0,
+        };
+        Info { tokens, flags }
+    }
+
+    fn is(self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Tokens of the messages in `range` not kept yet (without the optional
+/// ones when `core_only`).
+fn cost(infos: &[Info], range: std::ops::Range<usize>, core_only: bool) -> u32 {
+    let skip = if core_only { KEPT | OPTIONAL } else { KEPT };
+    infos[range].iter().filter(|i| i.flags & skip == 0).fold(0u32, |sum, i| sum.saturating_add(i.tokens))
+}
+
+/// Keeps the messages of `range` (without the optional ones when `core_only`).
+fn keep(infos: &mut [Info], range: std::ops::Range<usize>, core_only: bool) -> u32 {
+    let mut added = 0u32;
+    for info in &mut infos[range] {
+        if info.flags & KEPT == 0 && !(core_only && info.is(OPTIONAL)) {
+            info.flags |= KEPT;
+            added = added.saturating_add(info.tokens);
         }
     }
+    added
 }
 
 /// Choose the history for a turn. `messages` are oldest first.
 pub fn select(messages: &[StoredMessage], policy: &ContextPolicy) -> Selection {
-    let tokens: Vec<u32> = messages.iter().map(|m| policy.estimator.message_tokens(m)).collect();
-    let total = tokens.iter().fold(0u32, |sum, t| sum.saturating_add(*t));
+    let mut infos: Vec<Info> = messages.iter().map(|m| Info::of(m, &policy.estimator)).collect();
+    let total = infos.iter().fold(0u32, |sum, i| sum.saturating_add(i.tokens));
     if total <= policy.budget_tokens {
         return Selection { kept: (0..messages.len()).collect(), kept_tokens: total, ..Selection::default() };
     }
     // Something will be dropped: leave room for the summary.
     let budget = policy.budget_tokens.saturating_sub(policy.summary_reserve_tokens);
-    let (turns, exchanges, in_exchange) = build_turns(messages);
-    let mut keep = vec![false; messages.len()];
+    let (turns, exchanges) = build_turns(messages, &mut infos);
     let mut used: u32 = 0;
-    for (index, message) in messages.iter().enumerate() {
-        if priority::is_critical_notice(message) {
-            keep[index] = true;
-            used = used.saturating_add(tokens[index]);
-        }
+    for info in infos.iter_mut().filter(|i| i.is(NOTICE)) {
+        info.flags |= KEPT;
+        used = used.saturating_add(info.tokens);
     }
     // The newest turns, whole.
     let mut recent_from = turns.len();
@@ -129,49 +165,46 @@ pub fn select(messages: &[StoredMessage], policy: &ContextPolicy) -> Selection {
     while recent_from > 0 && turns_seen < policy.keep_recent_turns {
         recent_from -= 1;
         let turn = &turns[recent_from];
-        used = used.saturating_add(cost(turn.start..turn.end, &keep, &tokens, None));
-        mark(turn.start..turn.end, &mut keep, None);
-        if messages[turn.start].role == MessageRole::User {
-            turns_seen += 1;
-        }
+        used = used.saturating_add(keep(&mut infos, turn.start..turn.end, false));
+        turns_seen += usize::from(infos[turn.start].is(USER));
     }
     // Pinned turns keep their question and answer.
     for turn in turns[..recent_from].iter().filter(|t| t.pinned) {
-        used = used.saturating_add(cost(turn.start..turn.end, &keep, &tokens, Some(&in_exchange)));
-        mark(turn.start..turn.end, &mut keep, Some(&in_exchange));
+        used = used.saturating_add(keep(&mut infos, turn.start..turn.end, true));
     }
     // The window: whole turns (without their optional tool exchanges),
     // newest first, until one does not fit. Everything older is summarised.
     let mut window_start = recent_from;
     while window_start > 0 {
         let turn = &turns[window_start - 1];
-        let extra = cost(turn.start..turn.end, &keep, &tokens, Some(&in_exchange));
-        if used.saturating_add(extra) > budget {
+        if used.saturating_add(cost(&infos, turn.start..turn.end, true)) > budget {
             break;
         }
-        used += extra;
-        mark(turn.start..turn.end, &mut keep, Some(&in_exchange));
+        used = used.saturating_add(keep(&mut infos, turn.start..turn.end, true));
         window_start -= 1;
     }
     // Tool exchanges of the window's turns, newest first, as room allows.
     for turn in turns[window_start..recent_from].iter().rev() {
         for exchange in exchanges[turn.exchanges.clone()].iter().rev() {
-            let extra = cost(exchange.clone(), &keep, &tokens, None);
-            if used.saturating_add(extra) <= budget {
-                used += extra;
-                mark(exchange.clone(), &mut keep, None);
+            if used.saturating_add(cost(&infos, exchange.clone(), false)) <= budget {
+                used = used.saturating_add(keep(&mut infos, exchange.clone(), false));
             }
         }
     }
     let boundary = turns.get(window_start).map_or(messages.len(), |turn| turn.start);
-    let mut selection = Selection::default();
-    for (index, kept) in keep.into_iter().enumerate() {
-        if kept {
+    let mut selection = Selection {
+        kept: Vec::with_capacity(messages.len() - boundary + 8),
+        dropped: Vec::with_capacity(boundary + 8),
+        summarised: Vec::with_capacity(boundary),
+        ..Selection::default()
+    };
+    for (index, info) in infos.iter().enumerate() {
+        if info.is(KEPT) {
             selection.kept.push(index);
-            selection.kept_tokens = selection.kept_tokens.saturating_add(tokens[index]);
+            selection.kept_tokens = selection.kept_tokens.saturating_add(info.tokens);
         } else {
             selection.dropped.push(index);
-            selection.dropped_tokens = selection.dropped_tokens.saturating_add(tokens[index]);
+            selection.dropped_tokens = selection.dropped_tokens.saturating_add(info.tokens);
             if index < boundary {
                 selection.summarised.push(index);
             }
@@ -185,23 +218,23 @@ type Exchanges = Vec<std::ops::Range<usize>>;
 /// Group messages into turns (a leading run without a user message is a
 /// turn of its own) and find each answered turn's tool exchanges: an
 /// assistant message that calls tools with the results (and any notices)
-/// that follow it — never split.
-fn build_turns(messages: &[StoredMessage]) -> (Vec<Turn>, Exchanges, Vec<bool>) {
+/// that follow it — never split. Marks the exchanges of answered turns
+/// OPTIONAL.
+fn build_turns(messages: &[StoredMessage], infos: &mut [Info]) -> (Vec<Turn>, Exchanges) {
     let mut turns = Vec::with_capacity(messages.len() / 2 + 1);
     let mut exchanges: Exchanges = Vec::new();
-    let mut in_exchange = vec![false; messages.len()];
     let mut index = 0;
     while index < messages.len() {
         let start = index;
         index += 1;
-        while index < messages.len() && messages[index].role != MessageRole::User {
+        while index < messages.len() && !infos[index].is(USER) {
             index += 1;
         }
         let first_exchange = exchanges.len();
         let mut answered = false;
         let mut cursor = start;
         while cursor < index {
-            if priority::has_tool_use(&messages[cursor]) {
+            if infos[cursor].is(TOOL_USE) {
                 let exchange_start = cursor;
                 cursor += 1;
                 while cursor < index && matches!(messages[cursor].role, MessageRole::Tool | MessageRole::System) {
@@ -209,21 +242,23 @@ fn build_turns(messages: &[StoredMessage]) -> (Vec<Turn>, Exchanges, Vec<bool>) 
                 }
                 exchanges.push(exchange_start..cursor);
             } else {
-                answered |= priority::is_text_answer(&messages[cursor]);
+                answered |= infos[cursor].is(TEXT_ANSWER);
                 cursor += 1;
             }
         }
         if answered {
             for exchange in &exchanges[first_exchange..] {
-                in_exchange[exchange.clone()].fill(true);
+                for info in &mut infos[exchange.clone()] {
+                    info.flags |= OPTIONAL;
+                }
             }
         } else {
             exchanges.truncate(first_exchange);
         }
-        let pinned = priority::is_pinned(&messages[start]);
+        let pinned = infos[start].is(USER) && priority::is_pinned(&messages[start]);
         turns.push(Turn { start, end: index, exchanges: first_exchange..exchanges.len(), pinned });
     }
-    (turns, exchanges, in_exchange)
+    (turns, exchanges)
 }
 
 #[cfg(test)]

@@ -6,21 +6,13 @@ use crate::storage::{MessageRole, StoredMessage};
 /// Prefixes by which a user pins a message ("remember: the VPN code is …").
 const PIN_PREFIXES: &[&str] = &["remember:", "remember that", "important:", "note:", "pin:", "📌"];
 
-pub(super) fn has_tool_use(message: &StoredMessage) -> bool {
-    message.role == MessageRole::Assistant
-        && message
-            .content
-            .as_array()
-            .is_some_and(|blocks| blocks.iter().any(|b| b.get("type").and_then(|t| t.as_str()) == Some("tool_use")))
-}
-
 /// A user message pinned by its wording: its turn (with the answer) is kept.
 pub(super) fn is_pinned(message: &StoredMessage) -> bool {
-    if message.role != MessageRole::User {
-        return false;
-    }
-    let start: String = message.text.trim_start().chars().take(16).collect::<String>().to_lowercase();
-    PIN_PREFIXES.iter().any(|prefix| start.starts_with(prefix))
+    let text = message.text.trim_start().as_bytes();
+    message.role == MessageRole::User
+        && PIN_PREFIXES
+            .iter()
+            .any(|prefix| text.get(..prefix.len()).is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes())))
 }
 
 /// A job's progress line as `JobContext::notify_progress` words it
@@ -36,9 +28,4 @@ fn is_job_progress(text: &str) -> bool {
 /// valor's own notices (failures, job outcomes): kept whatever the budget.
 pub(super) fn is_critical_notice(message: &StoredMessage) -> bool {
     message.role == MessageRole::System && !is_job_progress(&message.text)
-}
-
-/// An assistant message that answers in text (no tool call).
-pub(super) fn is_text_answer(message: &StoredMessage) -> bool {
-    message.role == MessageRole::Assistant && !message.text.trim().is_empty() && !has_tool_use(message)
 }

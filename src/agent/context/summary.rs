@@ -233,8 +233,8 @@ fn score(sentence: &str, role: MessageRole) -> i32 {
         } else if is_file_or_host(word) || is_identifier(word) {
             score += 3;
         }
-        let lower_word = word.to_lowercase();
-        if word.bytes().any(|b| b.is_ascii_digit()) || NUMBER_WORDS.contains(&lower_word.as_str()) {
+        let is = |list: &[&str]| list.iter().any(|known| known.eq_ignore_ascii_case(word));
+        if word.bytes().any(|b| b.is_ascii_digit()) || is(NUMBER_WORDS) {
             numbers = true;
             // With a unit or attached letters/separators: "30 days", "95k", "15:00", "42,000 EUR".
             let attached = word.chars().any(|c| !c.is_ascii_digit());
@@ -244,9 +244,9 @@ fn score(sentence: &str, role: MessageRole) -> i32 {
         if !first && word.len() > 1 && word != "I" && word.chars().next().is_some_and(char::is_uppercase) {
             names += 1;
         }
-        if DECISION_WORDS.contains(&lower_word.as_str()) {
+        if is(DECISION_WORDS) {
             score += 4;
-        } else if FACT_WORDS.contains(&lower_word.as_str()) {
+        } else if is(FACT_WORDS) {
             facts += 1;
         }
         first = false;
