@@ -1,13 +1,16 @@
 //! Context selection cost: choosing the history for a turn from 1,000 and
-//! 10,000 stored messages (selection alone, and selection plus the extractive
-//! summary of what was dropped). Run: `cargo bench --bench context`.
+//! 10,000 stored messages — selection alone; selection plus the extractive
+//! lines an ordinary condensed turn adds for the turns pending since the
+//! last fold; selection plus an extractive fold (the stored summary and the
+//! pending turns); and, as the worst case, selection plus an extractive
+//! summary of the whole dropped span at once. Run: `cargo bench --bench context`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use valor::agent::context::{ContextPolicy, select, summary};
+use valor::agent::context::{ContextPolicy, REFRESH_TURNS, select, summary};
 use valor::storage::{MessageRole, StoredMessage};
 
 const LINES: &[&str] = &[
@@ -47,13 +50,33 @@ fn bench(c: &mut Criterion) {
     let policy = ContextPolicy { budget_tokens: 4_000, ..ContextPolicy::default() };
     for count in [1_000, 10_000] {
         let messages = conversation(count);
-        let kept = select(&messages, &policy).kept.len();
-        eprintln!("{count} messages → {kept} kept");
+        let selection = select(&messages, &policy);
+        eprintln!("{count} messages → {} kept", selection.kept.len());
+        // The newest turns before the window, as pending since the last fold.
+        let summarised = selection.summarised_messages(&messages);
+        let pending_from = summarised.len().saturating_sub(REFRESH_TURNS * 2);
+        let stored = summary::extractive_lines("", &summarised[..pending_from], 1_500);
         c.bench_function(&format!("select {count} messages"), |b| b.iter(|| select(black_box(&messages), &policy)));
-        c.bench_function(&format!("select + extractive summary, {count} messages"), |b| {
+        c.bench_function(&format!("select + pending lines, {count} messages"), |b| {
             b.iter(|| {
                 let selection = select(black_box(&messages), &policy);
-                summary::extractive(&selection.dropped_messages(&messages), 2_100)
+                let summarised = selection.summarised_messages(&messages);
+                let pending = &summarised[summarised.len().saturating_sub(REFRESH_TURNS * 2)..];
+                summary::extractive_lines("", pending, 500)
+            })
+        });
+        c.bench_function(&format!("select + extractive fold, {count} messages"), |b| {
+            b.iter(|| {
+                let selection = select(black_box(&messages), &policy);
+                let summarised = selection.summarised_messages(&messages);
+                let pending = &summarised[summarised.len().saturating_sub(REFRESH_TURNS * 2)..];
+                summary::extractive_lines(&stored, pending, 1_500)
+            })
+        });
+        c.bench_function(&format!("select + whole-span extractive summary, {count} messages"), |b| {
+            b.iter(|| {
+                let selection = select(black_box(&messages), &policy);
+                summary::extractive(&selection.summarised_messages(&messages), 2_100)
             })
         });
     }

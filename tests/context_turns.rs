@@ -4,10 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/summariser.rs"]
+mod summariser;
 
 use common::{Aimock, TestApp, use_anthropic};
 use serde_json::{Value, json};
 use valor::agent::context::{self, summary::SUMMARY_HEADER};
+use valor::agent::history::NOTICE_PREFIX;
 use valor::config::{Settings, Tier};
 use valor::storage::{MessageRole, NewConversation, NewMessage, Store};
 
@@ -72,15 +75,20 @@ async fn a_long_history_is_sent_as_an_extractive_summary_plus_the_newest_message
     let turn = &app.get_json(&format!("/api/conversations/{conversation}/turns")).await["turns"][0];
     assert!(turn["tokens_saved"].as_u64().unwrap() > 3000, "{turn}");
     assert!(turn["context_tokens"].as_u64().unwrap() <= 1500, "{turn}");
-    // The summary is stored under the exact span it covers, for reuse.
+    // The rolling summary is stored with the span it covers: everything
+    // before the kept window, which starts with a whole turn.
     let store = app.store().await;
+    let rolling = store.rolling_summary(&conversation).await.unwrap().expect("rolling summary not stored");
+    assert_eq!(rolling.method, "extractive");
+    assert!(rolling.text.contains("14 March"));
+    assert_eq!(rolling.first_message_id, 1);
     let stored = store.recent_messages(&conversation, 2000).await.unwrap();
     let seen_by_turn: Vec<_> = stored.into_iter().take(601).collect();
     let selection = context::select(&seen_by_turn, &context::policy_from(&small()));
-    let key = context::span_key(&selection.dropped_messages(&seen_by_turn));
-    let summary = store.get_context_summary(&conversation, &key).await.unwrap().expect("summary not stored");
-    assert_eq!(summary.method, "extractive");
-    assert!(summary.text.contains("14 March"));
+    let last_summarised = selection.summarised_messages(&seen_by_turn).last().unwrap().id;
+    assert_eq!(rolling.last_message_id, last_summarised);
+    assert_eq!(seen_by_turn[selection.kept[0]].role, MessageRole::User, "the window starts with a question");
+    assert_eq!(store.conversation_summary_tokens(&conversation).await.unwrap(), 0, "no model was asked");
 }
 
 fn small() -> valor::config::ContextSettings {
@@ -216,7 +224,8 @@ async fn anthropics_token_count_calibrates_the_budget_for_the_next_turn() {
         let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
         ratio = metrics
             .lines()
-            .find(|l| l.starts_with("valor_context_bytes_per_token{") && l.contains("claude-"))
+            // This turn's model: other tests in this process calibrate theirs.
+            .find(|l| l.starts_with("valor_context_bytes_per_token{") && l.contains("claude-haiku-4-5"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
         if ratio.is_some() {
             break;
@@ -242,4 +251,115 @@ async fn anthropics_token_count_calibrates_the_budget_for_the_next_turn() {
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(sent[1] * 4 < sent[0] * 3, "the denser count must keep fewer messages: {sent:?}");
     assert_eq!(seen.lock().unwrap().iter().filter(|(l, _)| l.starts_with("count")).count(), 1, "counted once");
+}
+
+/// The app against the scripted model (tests/common/summariser.rs).
+async fn spawn_scripted(model: &summariser::ScriptedModel, data: tempfile::TempDir) -> TestApp {
+    let url = model.url.clone();
+    TestApp::spawn_in(data, move |s| {
+        s.llm.provider = valor::config::ProviderChoice::Anthropic;
+        s.anthropic.api_key = Some("sk-ant-test-secret".to_owned().into());
+        s.anthropic.base_url = url;
+        s.intent.routes.chat = Tier::Medium;
+        s.context.budget_tokens = 900;
+        s.context.summary_tokens = 300;
+        s.context.summary_timeout_ms = 10_000;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_long_question_and_answer_thread_is_sent_in_whole_turns_with_a_rolling_summary() {
+    // 160 questions, each answered with a fact; the early ones are asked again at the end.
+    let qa: Vec<(String, String)> = (0..160)
+        .map(|i| (format!("Which port does service {i} use?"), format!("Service {i} listens on port {}.", 7000 + i)))
+        .collect();
+    let facts: Vec<String> = (0..160).map(|i| format!("port {}", 7000 + i)).collect();
+    let model = summariser::ScriptedModel::start(summariser::Script { facts, answers: qa.clone() }).await;
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("valor.db")).await.unwrap();
+    let conversation = store
+        .create_conversation(NewConversation { title: "ports".into(), channel: "api".into(), chat_id: None })
+        .await
+        .unwrap()
+        .id;
+    store.close().await;
+    let app = spawn_scripted(&model, data).await;
+    for (question, answer) in &qa {
+        assert_eq!(app.send_ok(&conversation, question).await["reply"], answer.as_str());
+    }
+    app.send_ok(&conversation, "Which ports did services 0 to 4 use?").await;
+
+    let turns = model.turns();
+    let summaries = model.summaries();
+    assert_eq!(turns.len(), 161);
+    // Every request the model received holds whole turns: no question without its answer.
+    for (index, turn) in turns.iter().enumerate() {
+        let torn = summariser::unanswered_user_turns(&turn.body, SUMMARY_HEADER, NOTICE_PREFIX);
+        assert!(torn.is_empty(), "turn request {index}: {torn:?}");
+    }
+    // Once condensed, at most one summary request per ten turns, each bounded.
+    let condensed = turns.iter().filter(|t| summariser::request_text(&t.body).contains(SUMMARY_HEADER)).count();
+    assert!(condensed > 100, "only {condensed} condensed turns");
+    assert!(summaries.len() * 10 <= condensed, "{} summary requests in {condensed} condensed turns", summaries.len());
+    for summary in &summaries {
+        let bytes = summariser::request_text(&summary.body).len();
+        assert!(bytes <= context::summary::MAX_INPUT_BYTES, "{bytes}");
+    }
+    // Each fold's input is the previous summary plus the newly dropped turns.
+    assert!(summariser::request_text(&summaries[0].body).contains("Summary so far:\n(nothing yet)"));
+    for summary in &summaries[1..] {
+        let text = summariser::request_text(&summary.body);
+        assert!(text.contains("Summary so far:\n- port 7000\n- port 7001"), "{text:.400}");
+        assert!(text.contains("\nuser: Which port does service"), "new turns follow: {text:.400}");
+    }
+    // The model summary carried every early answer to the last request.
+    let last = summariser::request_text(&turns[160].body);
+    for port in 7000..7005 {
+        assert!(last.contains(&format!("port {port}")), "port {port} lost: {last:.600}");
+    }
+    // What the summaries cost is recorded on the turns that asked for them.
+    let store = app.store().await;
+    let spent: u64 = summaries.iter().map(|s| s.tokens).sum();
+    assert!(spent > 0);
+    assert_eq!(store.conversation_summary_tokens(&conversation).await.unwrap(), spent);
+    let rolling = store.rolling_summary(&conversation).await.unwrap().unwrap();
+    assert_eq!((rolling.method.as_str(), rolling.folds), ("model", summaries.len() as u64));
+}
+
+#[tokio::test]
+async fn a_long_stored_history_is_folded_in_bounded_requests() {
+    let model =
+        summariser::ScriptedModel::start(summariser::Script { facts: vec!["14 March".into()], answers: vec![] }).await;
+    let data = tempfile::tempdir().unwrap();
+    // 600 stored messages with long ones: about 60 KB to condense at once.
+    let conversation = seed(data.path()).await;
+    let store = Store::open(&data.path().join("valor.db")).await.unwrap();
+    for i in 0..100 {
+        let text = format!("a long pasted note number {i}: {}", "with plenty of words in it ".repeat(18));
+        let new = NewMessage {
+            conversation_id: conversation.clone(),
+            role: MessageRole::User,
+            content: json!([{"type": "text", "text": text}]),
+            text,
+            turn_id: None,
+        };
+        store.append_message(new).await.unwrap();
+    }
+    store.close().await;
+    let app = spawn_scripted(&model, data).await;
+    for i in 0..6 {
+        app.send_ok(&conversation, &format!("next {i}")).await;
+    }
+    let summaries = model.summaries();
+    assert!(summaries.len() >= 3, "the backlog is folded over several turns: {}", summaries.len());
+    for (index, summary) in summaries.iter().enumerate() {
+        let bytes = summariser::request_text(&summary.body).len();
+        assert!(bytes <= context::summary::MAX_INPUT_BYTES, "{bytes}");
+        let last = index + 1 == summaries.len();
+        assert!(last || bytes > 8_000, "each fold takes a large bounded share of the backlog: {bytes}");
+    }
+    // The fact from the start survives every fold.
+    let last = summariser::request_text(&model.turns().last().unwrap().body);
+    assert!(last.contains("- 14 March"), "{last:.500}");
 }

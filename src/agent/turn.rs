@@ -385,6 +385,11 @@ async fn run_steps(state: &mut TurnState<'_>, request: &TurnRequest, model_name:
         prepare(&parts.store, &parts.context, estimator, summarizer, &state.conversation_id, &stored).await
     };
     state.context = (prepared.context_tokens, prepared.tokens_saved);
+    if prepared.summary_tokens > 0
+        && let Err(error) = parts.store.add_turn_summary_tokens(&state.turn_id, prepared.summary_tokens).await
+    {
+        tracing::warn!(%error, "could not record the tokens spent on the summary");
+    }
     let mut messages = prepared.messages;
     attach_images(&mut messages, &request.images);
     // The registry plus the MCP tools that fit this turn (the library's servers).

@@ -669,11 +669,12 @@ pub struct ContextSettings {
     pub keep_recent_turns: u32,
     /// Most stored messages considered for one turn.
     pub max_loaded_messages: u32,
-    /// Tokens set aside for the summary of dropped history.
+    /// Tokens set aside for the rolling summary of dropped history.
     pub summary_tokens: u32,
-    /// Ask the small model tier for the summary (else only the extractive summary).
+    /// Let the small model tier fold new turns into the rolling summary
+    /// (else the folds are extractive).
     pub summarize_with_model: bool,
-    /// Longest a model summary may take before the extractive one is used.
+    /// Longest a model fold may take before the extractive one is used.
     pub summary_timeout_ms: u64,
 }
 

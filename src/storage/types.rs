@@ -232,24 +232,19 @@ pub struct PragmaReport {
     pub schema_version: Option<i64>,
 }
 
-/// A summary of dropped history to store.
+/// A conversation's rolling summary of the history that fell out of its
+/// context: the messages up to and including `last_message_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewContextSummary {
+pub struct RollingSummary {
     pub conversation_id: String,
-    pub span_key: String,
-    /// "model" | "extractive".
+    /// "model" | "extractive": who wrote the latest fold.
     pub method: String,
+    /// The summary lines (`- …`), without the header.
     pub text: String,
     pub first_message_id: i64,
     pub last_message_id: i64,
+    /// Messages folded in so far.
     pub message_count: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContextSummary {
-    pub conversation_id: String,
-    pub span_key: String,
-    pub method: String,
-    pub text: String,
-    pub created_at_ms: i64,
+    /// Times new turns were folded in.
+    pub folds: u64,
 }

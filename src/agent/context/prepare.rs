@@ -1,7 +1,16 @@
 //! From stored messages to the messages a turn sends: select under the
-//! budget, then put one summary of the dropped part first — a stored summary
-//! for exactly that span if there is one, else a model-written one (small
-//! tier, time-limited) or the extractive one, which is then stored.
+//! budget, then put the conversation's rolling summary of what lies before
+//! the kept window first.
+//!
+//! The rolling summary (table `context_rolling_summaries`) covers the
+//! dropped messages up to some id. The turns dropped since then are
+//! *pending*: while fewer than [`REFRESH_TURNS`] of them are pending they
+//! are added as extractive lines after the stored summary (no request);
+//! from then on the next turn folds them in — previous summary + pending
+//! turns, at most `summary::MAX_INPUT_BYTES` — by the small model tier
+//! (time-limited) or, without one or when it fails, extractively, and
+//! stores the result. So a long conversation asks for about one summary
+//! per twelve turns, each of bounded size, whatever its length.
 
 use std::time::Duration;
 
@@ -11,7 +20,10 @@ use super::{ContextPolicy, TokenEstimator, select, summary};
 use crate::agent::history::to_model_messages;
 use crate::config::ContextSettings;
 use crate::llm::{ChatModel, Message};
-use crate::storage::{MessageRole, NewContextSummary, Store, StoredMessage};
+use crate::storage::{MessageRole, RollingSummary, Store, StoredMessage};
+
+/// Pending dropped turns from which the rolling summary is refreshed.
+pub const REFRESH_TURNS: usize = 12;
 
 /// The history for one turn and what compaction did.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +33,11 @@ pub struct PreparedContext {
     pub context_tokens: u64,
     /// Estimated tokens left out (before adding the summary).
     pub tokens_saved: u64,
-    /// "model", "extractive", or `None` when nothing was dropped.
+    /// How the stored summary was written — "model" or "extractive" — or
+    /// `None` when no summary was sent.
     pub summary_method: Option<String>,
+    /// Tokens this turn spent on summary requests (0 without one).
+    pub summary_tokens: u64,
 }
 
 /// The model that may write summaries, with the model name to ask for.
@@ -37,21 +52,6 @@ pub fn policy_from(settings: &ContextSettings) -> ContextPolicy {
     }
 }
 
-/// Identifies exactly which messages a summary covers (ids are ascending).
-pub fn span_key(dropped: &[&StoredMessage]) -> String {
-    // FNV-1a over the ids: stable across runs and platforms.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for message in dropped {
-        for byte in message.id.to_le_bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    let first = dropped.first().map_or(0, |m| m.id);
-    let last = dropped.last().map_or(0, |m| m.id);
-    format!("{first}-{last}-{}-{hash:016x}", dropped.len())
-}
-
 /// `estimator` is the token estimate for the model the turn will call
 /// (calibrated by [`super::TokenCalibration`] when the provider has counted).
 pub async fn prepare(
@@ -64,61 +64,113 @@ pub async fn prepare(
 ) -> PreparedContext {
     let policy = ContextPolicy { estimator, ..policy_from(settings) };
     let selection = select(stored, &policy);
+    let summarised = selection.summarised_messages(stored);
+    let mut prepared = PreparedContext {
+        messages: Vec::new(),
+        context_tokens: u64::from(selection.kept_tokens),
+        tokens_saved: u64::from(selection.dropped_tokens),
+        summary_method: None,
+        summary_tokens: 0,
+    };
     if selection.dropped.is_empty() {
-        return PreparedContext {
-            messages: to_model_messages(stored),
-            context_tokens: u64::from(selection.kept_tokens),
-            tokens_saved: 0,
-            summary_method: None,
-        };
+        prepared.messages = to_model_messages(stored);
+        return prepared;
     }
-    let dropped = selection.dropped_messages(stored);
-    let max_chars = (settings.summary_tokens as f32 * policy.estimator.bytes_per_token) as usize;
-    let key = span_key(&dropped);
-    let (text, method) = match store.get_context_summary(conversation_id, &key).await {
-        Ok(Some(found)) => (found.text, found.method),
-        _ => {
-            let limit = Duration::from_millis(settings.summary_timeout_ms);
-            let written = match summarizer.filter(|_| settings.summarize_with_model) {
-                Some((model, name)) => summary::by_model(model, name, &dropped, max_chars, limit).await,
-                None => None,
-            };
-            let (text, method) = match written {
-                Some(text) => (text, "model"),
-                None => (summary::extractive(&dropped, max_chars), "extractive"),
-            };
-            let record = NewContextSummary {
-                conversation_id: conversation_id.to_owned(),
-                span_key: key,
-                method: method.to_owned(),
-                text: text.clone(),
-                first_message_id: dropped.first().map_or(0, |m| m.id),
-                last_message_id: dropped.last().map_or(0, |m| m.id),
-                message_count: dropped.len() as u64,
-            };
-            if let Err(error) = store.put_context_summary(record).await {
-                tracing::warn!(%error, "could not store a context summary; it will be recomputed");
-            }
-            (text, method.to_owned())
+    metrics::counter!("valor_context_tokens_saved_total").increment(u64::from(selection.dropped_tokens));
+    let mut history = Vec::with_capacity(selection.kept.len() + 1);
+    if !summarised.is_empty() {
+        let max_chars = (settings.summary_tokens as f32 * policy.estimator.bytes_per_token) as usize;
+        let summarizer = summarizer.filter(|_| settings.summarize_with_model);
+        let limit = Duration::from_millis(settings.summary_timeout_ms);
+        let rolled = roll(store, summarizer, &policy, limit, conversation_id, &summarised, max_chars).await;
+        prepared.context_tokens += u64::from(policy.estimator.text_tokens(&rolled.text));
+        prepared.summary_method = Some(rolled.method);
+        prepared.summary_tokens = rolled.tokens;
+        history.push(StoredMessage {
+            id: 0,
+            conversation_id: conversation_id.to_owned(),
+            role: MessageRole::User,
+            content: json!([{"type": "text", "text": rolled.text}]),
+            text: String::new(),
+            turn_id: None,
+            created_at_ms: 0,
+        });
+    }
+    history.extend(selection.kept_messages(stored).into_iter().cloned());
+    prepared.messages = to_model_messages(&history);
+    prepared
+}
+
+struct Rolled {
+    text: String,
+    method: String,
+    tokens: u64,
+}
+
+/// The summary of `summarised` (the dropped messages before the kept
+/// window, oldest first): the stored rolling summary, folded forward when
+/// enough turns are pending, plus extractive lines for what is still pending.
+async fn roll(
+    store: &Store,
+    summarizer: Summarizer<'_>,
+    policy: &ContextPolicy,
+    limit: Duration,
+    conversation_id: &str,
+    summarised: &[&StoredMessage],
+    max_chars: usize,
+) -> Rolled {
+    let lines_room = max_chars.saturating_sub(summary::SUMMARY_HEADER.len() + 1);
+    // The stored part leaves a quarter of the room for pending lines.
+    let fold_room = lines_room * 3 / 4;
+    let previous = match store.rolling_summary(conversation_id).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the rolling summary; folding from scratch");
+            None
         }
     };
-    let summary_tokens = policy.estimator.text_tokens(&text);
-    let mut history = Vec::with_capacity(selection.kept.len() + 1);
-    history.push(StoredMessage {
-        id: 0,
-        conversation_id: conversation_id.to_owned(),
-        role: MessageRole::User,
-        content: json!([{"type": "text", "text": text}]),
-        text: String::new(),
-        turn_id: None,
-        created_at_ms: 0,
-    });
-    history.extend(selection.kept_messages(stored).into_iter().cloned());
-    metrics::counter!("valor_context_tokens_saved_total").increment(u64::from(selection.dropped_tokens));
-    PreparedContext {
-        messages: to_model_messages(&history),
-        context_tokens: u64::from(selection.kept_tokens) + u64::from(summary_tokens),
-        tokens_saved: u64::from(selection.dropped_tokens),
-        summary_method: Some(method),
+    let covered = previous.as_ref().map_or(i64::MIN, |p| p.last_message_id);
+    let first_pending = summarised.partition_point(|m| m.id <= covered);
+    let mut pending = &summarised[first_pending..];
+    let pending_turns = pending.iter().filter(|m| m.role == MessageRole::User).count();
+    let mut current = previous;
+    let mut tokens = 0;
+    if pending_turns >= REFRESH_TURNS {
+        let previous_lines = current.as_ref().map_or("", |p| p.text.as_str());
+        let mut written = None;
+        if let Some((model, name)) = summarizer {
+            let (input, count) = summary::fold_input(previous_lines, pending, fold_room);
+            let bytes_per_token = policy.estimator.bytes_per_token;
+            written = summary::by_model(model, name, &input, fold_room, bytes_per_token, limit)
+                .await
+                .map(|w| (w.lines, "model", count, w.tokens));
+        }
+        let (lines, method, count, spent) = written.unwrap_or_else(|| {
+            (summary::extractive_lines(previous_lines, pending, fold_room), "extractive", pending.len(), 0)
+        });
+        tokens = spent;
+        let folded = &pending[..count.clamp(1, pending.len())];
+        let record = RollingSummary {
+            conversation_id: conversation_id.to_owned(),
+            method: method.to_owned(),
+            text: lines,
+            first_message_id: current.as_ref().map_or(folded[0].id, |p| p.first_message_id),
+            last_message_id: folded[folded.len() - 1].id,
+            message_count: current.as_ref().map_or(0, |p| p.message_count) + folded.len() as u64,
+            folds: current.as_ref().map_or(0, |p| p.folds) + 1,
+        };
+        if let Err(error) = store.put_rolling_summary(&record).await {
+            tracing::warn!(%error, "could not store the rolling summary; it will be folded again");
+        }
+        pending = &pending[folded.len()..];
+        current = Some(record);
+    }
+    let stored_lines = current.as_ref().map_or("", |c| c.text.as_str());
+    let tail_room = lines_room.saturating_sub(stored_lines.len() + 1);
+    let tail = if pending.is_empty() { String::new() } else { summary::extractive_lines("", pending, tail_room) };
+    Rolled {
+        text: summary::render(stored_lines, &tail),
+        method: current.map_or_else(|| "extractive".to_owned(), |c| c.method),
+        tokens,
     }
 }

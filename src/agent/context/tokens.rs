@@ -30,16 +30,23 @@ impl TokenEstimator {
 
     /// Text plus tool-call arguments (which `text` does not hold) plus overhead.
     pub fn message_tokens(&self, message: &StoredMessage) -> u32 {
+        self.message_tokens_and_tool_use(message).0
+    }
+
+    /// [`Self::message_tokens`], and whether the message calls a tool (one pass).
+    pub fn message_tokens_and_tool_use(&self, message: &StoredMessage) -> (u32, bool) {
         let mut bytes = message.text.len();
+        let mut calls_tools = false;
         if let Some(blocks) = message.content.as_array() {
             for block in blocks {
                 if block.get("type").and_then(|t| t.as_str()) == Some("tool_use") {
+                    calls_tools = true;
                     bytes += 40 + block.get("input").map_or(0, |input| input.to_string().len());
                 }
             }
         }
         let tokens = (bytes as f32 / self.bytes_per_token).ceil() as u32;
-        tokens.saturating_add(self.per_message_overhead)
+        (tokens.saturating_add(self.per_message_overhead), calls_tools)
     }
 }
 
