@@ -196,7 +196,8 @@ async fn a_queued_task_answers_at_once_and_its_result_arrives_in_the_conversatio
         .collect();
     assert_eq!(notices.len(), 2, "{notices:?}");
     assert!(notices[0].starts_with(&format!("✅ **Job #{id}** · done · ")), "{notices:?}");
-    assert!(notices[0].ends_with("\nstarted working on it"), "{notices:?}");
+    // Its headline says what the job is, which stays true once it is done (not "started working on it").
+    assert!(notices[0].ends_with("\nTask: Summarise every crewed lunar landing"), "{notices:?}");
     assert!(notices[1].starts_with(&format!("Job #{id} (agent_task) finished.")), "{notices:?}");
     assert!(notices[1].contains("Six crewed landings"), "{notices:?}");
     // The recorder is global to the test process: other tests' agent tasks count here too.

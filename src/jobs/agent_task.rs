@@ -39,8 +39,10 @@ impl JobHandler for AgentTaskHandler {
             return Err(JobError::Fail("the payload has no `task` text".into()));
         };
         let storage_error = |error: crate::storage::StorageError| JobError::Retry(error.to_string());
-        // Told once per round, also when a restart re-runs the job.
-        context.notify_progress(0, "started working on it", Some(0)).await.map_err(storage_error)?;
+        // Told once per round, also when a restart re-runs the job. The status message's headline
+        // names the task, which stays true once the job has ended (its phase says how it went).
+        let headline = format!("Task: {}", task.lines().next().unwrap_or_default());
+        context.notify_progress(0, &headline, Some(0)).await.map_err(storage_error)?;
         // Deterministic title: a re-run after a crash continues the same background conversation.
         let conversation =
             self.agent.open_conversation(&format!("job #{}", context.job.id), "job").await.map_err(storage_error)?;

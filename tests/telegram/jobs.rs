@@ -112,7 +112,7 @@ async fn job_notices_telegram_refuses_at_first_are_retried_and_each_arrives_once
     }
     let seen = notices(&fake);
     assert_eq!(seen.len(), 2, "the status message and the final notice, each once: {seen:?}");
-    assert!(seen[0].contains("started working on it"), "{seen:?}");
+    assert!(seen[0].contains("Task: count the moons of Mars"), "{seen:?}");
     assert!(seen[1].contains("finished") && seen[1].contains("Phobos and Deimos"), "{seen:?}");
     assert!(fake.calls_to("sendMessage").len() >= before + 4, "the refused sends were not retried");
     // Later passes repeat nothing.
