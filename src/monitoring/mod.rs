@@ -22,12 +22,19 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, LogSettings};
 
+/// `log.level` as a filter. The MCP SDK (rmcp) logs every session at info
+/// (a server's whole instructions text among it), so it is held at warn
+/// unless the level names `rmcp` itself.
+fn log_filter(level: &str) -> Targets {
+    let filter = level.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    if level.contains("rmcp") { filter } else { filter.with_target("rmcp", tracing::Level::WARN) }
+}
+
 /// Install the global tracing subscriber, filtered by `log.level` (a
 /// `target=level` list, which `RUST_LOG` sets when present; `config`
 /// validated it). Safe to call more than once (later calls are ignored).
 pub fn init_tracing(settings: &LogSettings) {
-    let filter =
-        settings.level.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    let filter = log_filter(&settings.level);
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -57,8 +64,7 @@ pub fn init_tracing_to_file(settings: &LogSettings, path: &std::path::Path) -> s
         std::fs::rename(path, previous)?;
     }
     let file = std::sync::Arc::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?);
-    let filter =
-        settings.level.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    let filter = log_filter(&settings.level);
     let layer = tracing_subscriber::fmt::layer().with_writer(file).with_target(false).with_ansi(false);
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match settings.format {
@@ -128,5 +134,20 @@ impl ComponentStatus {
 
     pub fn off(name: &'static str, why: impl Into<String>) -> Self {
         Self { name, on: false, detail: why.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mcp_sdk_is_held_at_warn_unless_the_level_names_it() {
+        use tracing::Level;
+        let filter = log_filter("info");
+        assert!(filter.would_enable("valor::agent", &Level::INFO));
+        assert!(!filter.would_enable("rmcp::service", &Level::INFO));
+        assert!(filter.would_enable("rmcp::service", &Level::WARN));
+        assert!(log_filter("info,rmcp=debug").would_enable("rmcp::service", &Level::DEBUG));
     }
 }
