@@ -386,30 +386,11 @@ mod tests {
     /// golden is written and fails the test: read it, then run again.
     #[test]
     fn the_markdown_corpus_renders_to_its_golden_html() {
-        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/web_render");
-        let mut sources: Vec<_> = std::fs::read_dir(&directory)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
-            .collect();
-        sources.sort();
-        assert!(sources.len() >= 10, "corpus missing in {}", directory.display());
-        let mut wrong = Vec::new();
-        for source in &sources {
-            let html = to_html(&std::fs::read_to_string(source).unwrap());
+        crate::markdown::golden::check_corpus("web_render", |markdown| {
+            let html = to_html(markdown);
             assert_inert(&html);
-            let golden = source.with_extension("html");
-            if !golden.exists() {
-                std::fs::write(&golden, format!("{html}\n")).unwrap();
-                wrong.push(format!("{}: written, check it", golden.display()));
-                continue;
-            }
-            let expected = std::fs::read_to_string(&golden).unwrap();
-            if html != expected.strip_suffix('\n').unwrap_or(&expected) {
-                wrong.push(format!("{}:\n  got      {html:?}\n  expected {expected:?}", source.display()));
-            }
-        }
-        assert!(wrong.is_empty(), "{} of {} differ:\n{}", wrong.len(), sources.len(), wrong.join("\n"));
+            html
+        });
     }
 
     /// Tags and attributes the writer may emit.

@@ -23,3 +23,38 @@ pub fn options() -> Options {
 pub fn parse(markdown: &str) -> Parser<'_> {
     Parser::new_ext(markdown, options())
 }
+
+/// Golden-corpus checks shared by every channel's renderer tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod golden {
+    /// Every `tests/fixtures/CORPUS/NAME.md` renders (through `render`, which
+    /// may also assert on the output) to the hand-checked `NAME.html` beside
+    /// it, its one trailing newline aside. A missing golden is written and
+    /// fails the check: read it, then run again.
+    pub(crate) fn check_corpus(corpus: &str, render: impl Fn(&str) -> String) {
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(corpus);
+        let mut sources: Vec<_> = std::fs::read_dir(&directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+            .collect();
+        sources.sort();
+        assert!(sources.len() >= 10, "corpus missing in {}", directory.display());
+        let mut wrong = Vec::new();
+        for source in &sources {
+            let html = render(&std::fs::read_to_string(source).unwrap());
+            let golden = source.with_extension("html");
+            if !golden.exists() {
+                std::fs::write(&golden, format!("{html}\n")).unwrap();
+                wrong.push(format!("{}: written, check it", golden.display()));
+                continue;
+            }
+            let expected = std::fs::read_to_string(&golden).unwrap();
+            if html != expected.strip_suffix('\n').unwrap_or(&expected) {
+                wrong.push(format!("{}:\n  got      {html:?}\n  expected {expected:?}", source.display()));
+            }
+        }
+        assert!(wrong.is_empty(), "{} of {} differ:\n{}", wrong.len(), sources.len(), wrong.join("\n"));
+    }
+}

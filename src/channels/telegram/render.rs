@@ -425,25 +425,11 @@ mod tests {
     /// hand-checked `NAME.html` beside it (its one trailing newline aside).
     #[test]
     fn the_markdown_corpus_renders_to_its_golden_html() {
-        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/telegram_render");
-        let mut sources: Vec<_> = std::fs::read_dir(&directory)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
-            .collect();
-        sources.sort();
-        assert!(sources.len() >= 10, "corpus missing in {}", directory.display());
-        let mut wrong = Vec::new();
-        for source in &sources {
-            let markdown = std::fs::read_to_string(source).unwrap();
-            let expected = std::fs::read_to_string(source.with_extension("html")).unwrap();
-            let html = markdown_to_html(&markdown);
+        crate::markdown::golden::check_corpus("telegram_render", |markdown| {
+            let html = markdown_to_html(markdown);
             visible(&html);
-            if html != expected.strip_suffix('\n').unwrap_or(&expected) {
-                wrong.push(format!("{}:\n  got      {html:?}\n  expected {expected:?}", source.display()));
-            }
-        }
-        assert!(wrong.is_empty(), "{} of {} differ:\n{}", wrong.len(), sources.len(), wrong.join("\n"));
+            html
+        });
     }
 
     #[test]
