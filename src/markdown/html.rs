@@ -25,22 +25,9 @@ pub fn to_html(markdown: &str) -> String {
     writer.out
 }
 
+/// The web's escaping: apostrophes too (attribute values may be single-quoted by a browser's serialiser).
 fn escape_into(out: &mut String, text: &str) {
-    let mut plain = 0;
-    for (index, byte) in text.bytes().enumerate() {
-        let entity = match byte {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&#39;",
-            _ => continue,
-        };
-        out.push_str(&text[plain..index]);
-        out.push_str(entity);
-        plain = index + 1;
-    }
-    out.push_str(&text[plain..]);
+    super::escape_html_into(out, text, true);
 }
 
 /// The address when a link may point there: http, https or mailto.

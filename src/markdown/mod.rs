@@ -24,6 +24,26 @@ pub fn parse(markdown: &str) -> Parser<'_> {
     Parser::new_ext(markdown, options())
 }
 
+/// Append `text` to `out` with `&`, `<`, `>` and `"` as entities, and `'`
+/// too when `apostrophe` is set: the one escaper of every channel's HTML.
+pub(crate) fn escape_html_into(out: &mut String, text: &str, apostrophe: bool) {
+    let mut plain = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        let entity = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' if apostrophe => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&text[plain..index]);
+        out.push_str(entity);
+        plain = index + 1;
+    }
+    out.push_str(&text[plain..]);
+}
+
 /// Golden-corpus checks shared by every channel's renderer tests.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

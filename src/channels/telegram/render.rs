@@ -28,21 +28,9 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Telegram's escaping: the four entities its HTML mode names (an apostrophe stays one character).
 fn escape_into(out: &mut String, text: &str) {
-    let mut plain = 0;
-    for (index, byte) in text.bytes().enumerate() {
-        let entity = match byte {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            _ => continue,
-        };
-        out.push_str(&text[plain..index]);
-        out.push_str(entity);
-        plain = index + 1;
-    }
-    out.push_str(&text[plain..]);
+    crate::markdown::escape_html_into(out, text, false);
 }
 
 /// Render a Markdown text (one message part) to Telegram HTML.
