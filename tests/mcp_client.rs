@@ -341,3 +341,24 @@ async fn mcp_servers_list_shows_each_server_its_credentials_and_tools() {
     assert!(stdout.contains("sentry  (runs only;"), "{stdout}");
     assert!(stdout.contains("credentials: missing SENTRY_TOKEN"), "{stdout}");
 }
+
+/// Offering a server's kept tool list touches nothing, so it must not count
+/// as a success: failures of its calls keep adding up across turns until the
+/// breaker opens.
+#[tokio::test]
+async fn offering_kept_tools_does_not_reset_the_servers_breaker() {
+    let clients = clients(&[everything()], McpClientSettings::default());
+    let base = ToolRegistry::default();
+    let breakers = base.breakers().clone();
+    let set = McpToolset::new(clients.clone(), breakers.clone(), Duration::from_secs(30));
+    let failures =
+        || breakers.snapshot().into_iter().find(|b| b.service == "mcp:everything").map(|b| b.consecutive_failures);
+    // The first turn lists the tools (a real contact); later turns use the kept list.
+    assert!(set.registry_for_turn(&base, "hi", "chat", true).await.names().contains(&"everything__echo"));
+    breakers.record_failure("mcp:everything");
+    breakers.record_failure("mcp:everything");
+    let again = set.registry_for_turn(&base, "hi", "chat", true).await;
+    assert!(again.names().contains(&"everything__echo"));
+    assert_eq!(failures(), Some(2), "the kept list was taken for a working server");
+    clients.shutdown().await;
+}

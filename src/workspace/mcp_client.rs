@@ -172,6 +172,11 @@ impl McpClients {
         self.inner.servers.iter().map(|server| &server.settings)
     }
 
+    /// The server's last listing, if it was ever listed (nothing is started or asked).
+    pub fn kept_tools(&self, name: &str) -> Option<Arc<Vec<RemoteTool>>> {
+        self.server(name).ok()?.lock_state().tools.clone()
+    }
+
     /// The server's tools: the last listing, else it is started and asked.
     pub async fn tools(&self, name: &str) -> Result<Arc<Vec<RemoteTool>>, McpClientError> {
         let server = self.server(name)?;

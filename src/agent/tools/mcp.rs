@@ -68,25 +68,30 @@ impl McpToolset {
         let mut registry = base.clone();
         let mut offered = 0usize;
         let cap = self.clients.settings().max_tools_per_turn;
-        for choice in choices.iter().filter(|choice| library.iter().any(|server| server.name == choice.name)) {
+        // `select_servers` lists valor's own server first; the chat is already inside valor.
+        for choice in choices.iter().filter(|choice| choice.name != crate::config::VALOR_SERVER_NAME) {
             if !choice.included {
                 tracing::debug!(server = %choice.name, reason = %choice.reason, "MCP server not offered");
                 continue;
             }
-            if !self.breakers.try_acquire(&breaker_key(&choice.name)) {
-                tracing::info!(server = %choice.name, "MCP server not offered: its breaker is open");
-                continue;
-            }
-            let tools = match self.clients.tools(&choice.name).await {
-                Ok(tools) => {
-                    self.breakers.record_success(&breaker_key(&choice.name));
-                    tools
-                }
-                Err(error) => {
-                    self.record(&choice.name, &error);
-                    tracing::warn!(server = %choice.name, %error, "MCP server not offered");
+            // A kept list touches nothing (its calls go through the breaker); listing asks the server.
+            let tools = match self.clients.kept_tools(&choice.name) {
+                Some(tools) => tools,
+                None if !self.breakers.try_acquire(&breaker_key(&choice.name)) => {
+                    tracing::info!(server = %choice.name, "MCP server not offered: its breaker is open");
                     continue;
                 }
+                None => match self.clients.tools(&choice.name).await {
+                    Ok(tools) => {
+                        self.breakers.record_success(&breaker_key(&choice.name));
+                        tools
+                    }
+                    Err(error) => {
+                        self.record(&choice.name, &error);
+                        tracing::warn!(server = %choice.name, %error, "MCP server not offered");
+                        continue;
+                    }
+                },
             };
             tracing::debug!(server = %choice.name, reason = %choice.reason, "MCP server offered");
             for remote in tools.iter() {
