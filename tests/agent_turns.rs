@@ -342,7 +342,8 @@ async fn a_cancelled_turn_stores_what_was_streamed_marked_stopped_and_ends_with_
     }
     let outcome = turn.await.unwrap();
     assert_eq!(outcome.failure, Some(TurnFailure::Cancelled));
-    assert!(matches!(events.last(), Some(AgentEvent::Done { .. })), "{events:?}");
+    // `Done` says so: every client marks the answer stopped from it, not from its own Stop press.
+    assert!(matches!(events.last(), Some(AgentEvent::Done { stopped: true, .. })), "{events:?}");
     assert!(!events.iter().any(|e| matches!(e, AgentEvent::Error { .. })), "{events:?}");
     assert!(!outcome.reply.is_empty() && answer.starts_with(&outcome.reply), "{:?}", outcome.reply);
 

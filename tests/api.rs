@@ -90,6 +90,7 @@ async fn a_streamed_turn_over_sse_sends_deltas_and_ends_with_done() {
     assert!(deltas.len() > 1, "expected several deltas, got {deltas:?}");
     assert_eq!(deltas.concat(), long);
     assert_eq!(events.last().unwrap().1["reply"], long);
+    assert_eq!(events.last().unwrap().1["stopped"], false, "an answer that ran to its end is not stopped");
     let started = &events[0].1;
     assert_eq!(started["model"], "gpt-4o-mini", "the word rule labels this chat → small tier");
     assert_eq!(mock.requests_to("/v1/chat/completions").await[0]["body"]["stream"], true);

@@ -55,7 +55,6 @@
     search: null,    // { q, results } while the sidebar shows a search
     showBackground: false, // list job and daydream conversations too
     turnId: null,    // the streaming turn (Stop cancels it)
-    stopped: false,  // Stop was pressed for it
   };
 
   // ---------------------------------------------------------------- DOM utils
@@ -774,8 +773,8 @@
     if (!state.turnId) return;
     els.stop.disabled = true;
     try {
+      // The turn's `done` says it was stopped (whoever stopped it); nothing is marked here.
       await apiJson(`/api/turns/${encodeURIComponent(state.turnId)}/cancel`, { method: 'POST' });
-      state.stopped = true;
     } catch (e) {
       if (e.status !== 409) addError(e.message); // 409: it had just ended anyway
     }
@@ -863,6 +862,7 @@
     let finished = false;
     let started = false; // the server stored the message (turn_started)
     let failure = null; // the turn's error, shown once as an error bubble
+    let stopped = false; // the turn's `done` said it was stopped
     const meta = { intent: '', model: '' };
     // A failed turn also streams its error as reply text: show it once, as the error.
     const withoutFailure = (text) => (failure && text.endsWith(failure) ? text.slice(0, -failure.length).trimEnd() : text);
@@ -879,6 +879,7 @@
 
     const finish = (d) => {
       finished = true;
+      stopped = d.stopped === true;
       adopt(d.conversation);
       for (const call of d.tool_calls || []) {
         const card = reply.tool({ id: call.id, name: call.name, input: call.input });
@@ -893,7 +894,6 @@
         started = true;
         state.turnId = d.turn_id || null;
         if (d.turn_id) state.ownTurns.add(d.turn_id);
-        state.stopped = false;
         adopt(d.conversation);
         // The conversation exists from the turn's start: list it now, not only after the reply.
         if (isNew) loadConversations();
@@ -951,7 +951,7 @@
       }
     } finally {
       reply.hideTyping();
-      if (state.stopped) { reply.setMeta([meta.intent, meta.model, 'stopped']); state.stopped = false; }
+      if (stopped) reply.setMeta([meta.intent, meta.model, 'stopped']);
       else if (reply.isEmpty()) reply.el.remove();
       else if (!meta.intent && !meta.model) reply.setMeta([]);
       await loadConversations();

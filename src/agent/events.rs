@@ -77,6 +77,9 @@ pub enum AgentEvent {
         conversation: String,
         reply: String,
         tool_calls: Vec<ToolCallReport>,
+        /// The turn was stopped (`TurnRequest::cancel`): `reply` is what was
+        /// streamed before, and every client marks it stopped from this.
+        stopped: bool,
     },
 }
 

@@ -328,6 +328,7 @@ pub(super) async fn run(
         conversation: conversation_id.clone(),
         reply: state.reply.clone(),
         tool_calls: state.tool_calls.clone(),
+        stopped: status == TurnStatus::Cancelled,
     };
     state.emit(done).await;
     TurnOutcome {
@@ -362,7 +363,12 @@ async fn storage_failure_before_turn(
     let reply = Failure::Storage(error).user_message(None, false);
     let _ = events.send(AgentEvent::Error { message: reply.clone(), failure: TurnFailure::Storage }).await;
     let _ = events
-        .send(AgentEvent::Done { conversation: conversation.clone(), reply: reply.clone(), tool_calls: vec![] })
+        .send(AgentEvent::Done {
+            conversation: conversation.clone(),
+            reply: reply.clone(),
+            tool_calls: vec![],
+            stopped: false,
+        })
         .await;
     TurnOutcome { conversation, turn_id: None, reply, tool_calls: vec![], failure: Some(TurnFailure::Storage) }
 }

@@ -71,6 +71,8 @@ pub struct MessageReply {
     pub reply: String,
     pub tool_calls: Vec<ToolCallView>,
     pub turn: TurnInfo,
+    /// The turn was stopped (`POST /api/turns/{id}/cancel`) before it ended.
+    pub stopped: bool,
 }
 
 fn wants_event_stream(headers: &HeaderMap) -> bool {
@@ -152,9 +154,9 @@ pub async fn post_message(
                 turn = TurnInfo { id: Some(turn_id), intent: Some(intent), model: Some(model) };
             }
             AgentEvent::Error { message, failure } => failed = Some((failure, message)),
-            AgentEvent::Done { conversation, reply, tool_calls } => {
+            AgentEvent::Done { conversation, reply, tool_calls, stopped } => {
                 let tool_calls = tool_calls.into_iter().map(ToolCallView::from).collect();
-                let answer = MessageReply { conversation, reply, tool_calls, turn };
+                let answer = MessageReply { conversation, reply, tool_calls, turn, stopped };
                 return Ok(match failed {
                     None => Json(answer).into_response(),
                     Some((failure, message)) => failed_turn(failure, message, answer),

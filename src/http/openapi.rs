@@ -142,7 +142,7 @@ pub fn describe(event: &AgentEvent) -> &'static str {
         }
         AgentEvent::Done { .. } => {
             "Always last: the whole reply, rendered as safe HTML (`html`), and every tool call. A stopped turn \
-             ends here too, its reply marked stopped."
+             ends here too, with `stopped: true` and what was streamed as its reply."
         }
     }
 }
@@ -182,6 +182,7 @@ pub fn example_turn() -> Vec<AgentEvent> {
                 output: "2026-11-02 · \"the launch moves to March 3\"".into(),
                 is_error: false,
             }],
+            stopped: false,
         },
     ]
 }

@@ -4,7 +4,9 @@
 //
 // Sends <question> (the model answers slowly), presses Stop once the answer
 // has begun, and checks the answer ends, marked stopped, with Send back.
-// Prints "browser stop: ok".
+// Then asks again and stops that answer from elsewhere (another client's
+// `POST /api/turns/{id}/cancel`): it is marked stopped too, from the turn's
+// `done`, not from this tab's own button. Prints "browser stop: ok".
 import { fail, runCheck } from './harness.mjs';
 
 await runCheck('stop', '<base_url> <png> <question>', async ({ page, args }) => {
@@ -27,4 +29,25 @@ await runCheck('stop', '<base_url> <png> <question>', async ({ page, args }) => 
   if (!meta.includes('stopped')) fail(`the stopped answer is not marked: ${JSON.stringify(meta.slice(-200))}`);
   if (!(await page.locator('#send-btn').isVisible()) || (await stop.isVisible())) fail('Send did not come back');
   if (await page.locator('.msg.error').count()) fail('a stop was shown as an error');
+
+  // Stopped by someone else: this tab never pressed Stop.
+  await page.locator('#composer-input').fill(`${question} once more`);
+  await page.locator('#send-btn').click();
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant').length >= 2
+    && document.querySelectorAll('.msg.assistant')[1].querySelector('.bubble .text')?.textContent.trim().length > 0,
+  null, { timeout: 15_000 }).catch(() => fail('the second answer never began'));
+  const cancelled = await page.evaluate(async () => {
+    const list = await (await fetch('/api/conversations')).json();
+    const id = list.conversations[0].id;
+    const turns = await (await fetch(`/api/conversations/${id}/turns`)).json();
+    const running = turns.turns.find((t) => t.status === 'running');
+    if (!running) return 'no running turn';
+    const res = await fetch(`/api/turns/${running.id}/cancel`, { method: 'POST' });
+    return res.status;
+  });
+  if (cancelled !== 202) fail(`cancelling from elsewhere answered ${cancelled}`);
+  await page.waitForFunction(() => document.body.dataset.busy === 'false', null, { timeout: 10_000 })
+    .catch(() => fail('a stop from elsewhere did not end the answer'));
+  const second = await page.locator('.msg.assistant').last().textContent();
+  if (!second.includes('stopped')) fail(`the answer stopped elsewhere is not marked: ${JSON.stringify(second.slice(-200))}`);
 });

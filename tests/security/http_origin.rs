@@ -59,7 +59,8 @@ async fn in_loopback_mode_a_foreign_host_is_refused_on_every_route() {
 
 #[tokio::test]
 async fn a_cross_site_post_cannot_cancel_a_job_or_start_a_turn() {
-    let app = TestApp::spawn(|_| {}).await;
+    // No workers: the queued job stays queued however long the test takes.
+    let app = TestApp::spawn(|s| s.jobs.workers = 0).await;
     let port = port(&app);
     let store = app.store().await;
     let id = store.enqueue_job(echo_job(), wall_clock_ms()).await.unwrap().job.id;
@@ -97,6 +98,7 @@ async fn with_tokens_any_host_works_but_only_configured_origins_may_change_thing
     let app = TestApp::spawn(|s| {
         s.server.api_tokens = vec!["t0ken-for-origin-tests".to_owned().into()];
         s.server.allowed_origins = vec!["https://chat.example.com".into()];
+        s.jobs.workers = 0; // the job stays queued until the test cancels it
     })
     .await;
     let bearer = ("authorization", "Bearer t0ken-for-origin-tests".to_owned());

@@ -285,6 +285,7 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
     let mut stream = Stream::new(shared, message);
     let mut running = None;
     let mut failed = false;
+    let mut stopped = false;
     let mut produced = Vec::new();
     let reply = loop {
         tokio::select! {
@@ -298,8 +299,9 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
                 // Shown like a running tool ("⏳ still waiting for the model…") until text arrives.
                 Some(AgentEvent::Waiting { message }) => stream.progress(message.trim_end_matches('…'), Instant::now()),
                 Some(AgentEvent::Error { .. }) => failed = true,
-                Some(AgentEvent::Done { reply, tool_calls, .. }) => {
+                Some(AgentEvent::Done { reply, tool_calls, stopped: was_stopped, .. }) => {
                     produced = crate::agent::media::produced_images(&tool_calls);
+                    stopped = was_stopped;
                     break reply;
                 }
                 Some(_) => {}
@@ -313,7 +315,7 @@ async fn answer(shared: &Shared, rows: &[i64], message: &Incoming, turn: Turn) -
     };
     // A stopped turn's answer is what was streamed, marked as such.
     let stopped_mark = crate::agent::STOPPED_MARK;
-    let reply = match running.as_ref().is_some_and(super::stop::Running::stopped) {
+    let reply = match stopped {
         true if !reply.ends_with(stopped_mark.trim()) => format!("{}{stopped_mark}", reply.trim_end()),
         _ => reply,
     };

@@ -31,8 +31,6 @@ pub(super) struct ChatTurns {
 struct ChatTurn {
     turn_id: String,
     asker: Option<i64>,
-    /// Someone stopped it (its answer is then marked stopped).
-    stopped: bool,
 }
 
 /// Forgets a chat's running turn when the answer ends (however it ends).
@@ -53,15 +51,8 @@ impl ChatTurns {
     }
 
     pub(super) fn start(&self, chat_id: i64, turn_id: &str, asker: Option<i64>) -> Running<'_> {
-        self.lock().insert(chat_id, ChatTurn { turn_id: turn_id.to_owned(), asker, stopped: false });
+        self.lock().insert(chat_id, ChatTurn { turn_id: turn_id.to_owned(), asker });
         Running { turns: self, chat_id }
-    }
-}
-
-impl Running<'_> {
-    /// Whether someone stopped this turn.
-    pub(super) fn stopped(&self) -> bool {
-        self.turns.lock().get(&self.chat_id).is_some_and(|turn| turn.stopped)
     }
 }
 
@@ -92,9 +83,6 @@ fn stop(shared: &Shared, chat_id: i64, turn_id: Option<&str>, user_id: i64, is_a
         return Outcome::NotYours;
     }
     if shared.agent.cancel_turn(&turn.turn_id) {
-        if let Some(running) = shared.chat_turns.lock().get_mut(&chat_id) {
-            running.stopped = true;
-        }
         tracing::info!(chat = chat_id, user = user_id, turn = %turn.turn_id, "telegram: answer stopped");
         Outcome::Stopped
     } else {
