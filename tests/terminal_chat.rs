@@ -245,3 +245,58 @@ async fn an_escape_sequence_in_the_answer_is_printed_escaped() {
     assert!(!seen.contains("\u{1b}]0;pwned"), "never sent raw: {seen:?}");
     assert!(seen.contains("\tdone"), "tabs are kept: {seen:?}");
 }
+
+/// A Markdown answer streams as written and ends rendered as plain text:
+/// emphasis marks gone, the heading underlined, the table aligned — and
+/// through a pipe only the rendering is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_markdown_answer_streams_and_ends_rendered_as_plain_text() {
+    let mock = common::Aimock::start_with(&["-l", "20", "-c", "12"]).await;
+    let answer = "# Plan\n\nWe ship **Friday**.\n\n| step | who |\n|---|---|\n| build | Ann |\n\nAsk me *anything*.";
+    mock.add_fixtures(json!([{"match": {"userMessage": "the plan"}, "response": {"content": answer}}])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (root, url) = (dir.path().to_path_buf(), mock.url.clone());
+    let seen = on_terminal(move || {
+        let (mut chat, _) = spawn_chat(&root, &url);
+        chat.send_line("what is the plan").unwrap();
+        let seen = chat.exp_string("Ask me anything.").expect("the answer ends rendered");
+        chat.exp_string(PROMPT).unwrap();
+        chat.send_control('d').unwrap();
+        chat.exp_eof().unwrap();
+        seen
+    })
+    .await;
+    // rexpect hands over each byte as a char; the pseudo-terminal writes each `\n` as `\r\n`.
+    let bytes: Vec<u8> = seen.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect();
+    let seen = String::from_utf8(bytes).unwrap().replace("\r\n", "\n");
+    assert!(seen.contains("Plan\n════"), "the heading, underlined: {seen:?}");
+    assert!(seen.contains("We ship Friday."), "{seen:?}");
+    assert!(seen.contains("step  | who\n------+----\nbuild | Ann"), "the table, aligned: {seen:?}");
+    // What streamed raw was erased (clear to the end of the screen) before its rendering.
+    let raw = seen.find("We ship **").expect("the open block streams as written");
+    assert!(seen[raw..].contains("\x1b[J"), "{seen:?}");
+
+    // The same answer through a pipe: the rendering alone, no cursor movement.
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("ANTHROPIC_BASE_URL", &mock.url)
+        .env("VALOR__INTENT__USE_MODEL", "false")
+        .args(["chat", "--conversation", "pipe"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    child.stdin.take().unwrap().write_all(b"what is the plan\n").await.unwrap();
+    let output =
+        tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        printed,
+        "valor> Plan\n════\n\nWe ship Friday.\n\nstep  | who\n------+----\nbuild | Ann\n\nAsk me anything.\n"
+    );
+}

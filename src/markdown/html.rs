@@ -373,7 +373,7 @@ mod tests {
     /// golden is written and fails the test: read it, then run again.
     #[test]
     fn the_markdown_corpus_renders_to_its_golden_html() {
-        crate::markdown::golden::check_corpus("web_render", |markdown| {
+        crate::markdown::golden::check_corpus("web_render", "html", |markdown| {
             let html = to_html(markdown);
             assert_inert(&html);
             html

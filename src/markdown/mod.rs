@@ -1,15 +1,18 @@
 //! Markdown, parsed once with pulldown-cmark and rendered per channel: the
-//! web chat's HTML ([`to_html`], `html.rs`) here, Telegram's HTML in
-//! `channels/telegram/render.rs` (over the same [`parse`]). A leaf module:
-//! it uses nothing else of valor.
+//! web chat's HTML ([`to_html`], `html.rs`), Telegram's HTML
+//! ([`to_telegram_html`]) and the terminal's plain text ([`to_plain`]),
+//! both from one writer (`text.rs`). A leaf module: it uses nothing else of
+//! valor.
 //!
 //! Invariants: every channel parses with the same [`options`] (CommonMark
 //! plus GFM tables, strikethrough and task lists); no renderer passes raw
 //! HTML from the text through.
 
 mod html;
+mod text;
 
 pub use html::to_html;
+pub use text::{escape_telegram, to_plain, to_telegram_html};
 
 use pulldown_cmark::{Options, Parser};
 
@@ -49,10 +52,10 @@ pub(crate) fn escape_html_into(out: &mut String, text: &str, apostrophe: bool) {
 #[allow(clippy::unwrap_used)]
 pub(crate) mod golden {
     /// Every `tests/fixtures/CORPUS/NAME.md` renders (through `render`, which
-    /// may also assert on the output) to the hand-checked `NAME.html` beside
-    /// it, its one trailing newline aside. A missing golden is written and
-    /// fails the check: read it, then run again.
-    pub(crate) fn check_corpus(corpus: &str, render: impl Fn(&str) -> String) {
+    /// may also assert on the output) to the hand-checked `NAME.EXTENSION`
+    /// beside it, its one trailing newline aside. A missing golden is written
+    /// and fails the check: read it, then run again.
+    pub(crate) fn check_corpus(corpus: &str, extension: &str, render: impl Fn(&str) -> String) {
         let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(corpus);
         let mut sources: Vec<_> = std::fs::read_dir(&directory)
             .unwrap()
@@ -64,7 +67,7 @@ pub(crate) mod golden {
         let mut wrong = Vec::new();
         for source in &sources {
             let html = render(&std::fs::read_to_string(source).unwrap());
-            let golden = source.with_extension("html");
+            let golden = source.with_extension(extension);
             if !golden.exists() {
                 std::fs::write(&golden, format!("{html}\n")).unwrap();
                 wrong.push(format!("{}: written, check it", golden.display()));

@@ -14,6 +14,7 @@
 //! - Nothing here logs to the terminal: `main` sends chat-mode logs to
 //!   `log_path` (see ARCHITECTURE.md).
 
+mod answer;
 mod editor;
 mod escape;
 
@@ -29,6 +30,7 @@ pub use escape::escape_for_terminal;
 
 use crate::agent::{Agent, AgentEvent, TurnFailure, TurnRequest};
 use crate::storage::Conversation;
+use answer::{Screen, TextRun};
 
 /// Where `valor chat` writes its log (never to the terminal it talks on).
 pub fn log_path(data_dir: &Path) -> PathBuf {
@@ -108,7 +110,7 @@ pub async fn run_interactive(agent: &Agent, conversation: &str, data_dir: &Path,
         escape_for_terminal(&conversation.title)
     );
     output.write_all(greeting.as_bytes()).await?;
-    Chat { agent, conversation, output, stop: StopKey::CtrlC }.run(editor).await
+    Chat { agent, conversation, output, stop: StopKey::CtrlC, screen: Screen::of_stdout() }.run(editor).await
 }
 
 /// Chat from lines on `input` (a pipe, a file) until its end or `/exit`:
@@ -119,7 +121,9 @@ where
     W: AsyncWrite + Unpin,
 {
     let conversation = agent.open_conversation(conversation, "terminal").await?;
-    Chat { agent, conversation, output, stop: StopKey::Never }.run(PlainLines(input.lines())).await
+    Chat { agent, conversation, output, stop: StopKey::Never, screen: Screen::Pipe }
+        .run(PlainLines(input.lines()))
+        .await
 }
 
 /// A line typed at the prompt, understood.
@@ -153,6 +157,8 @@ struct Chat<'a, W> {
     conversation: Conversation,
     output: W,
     stop: StopKey,
+    /// Where answers are shown: a terminal (streamed, then rendered) or a pipe.
+    screen: Screen,
 }
 
 impl<W: AsyncWrite + Unpin> Chat<'_, W> {
@@ -214,7 +220,9 @@ impl<W: AsyncWrite + Unpin> Chat<'_, W> {
         self.say(ANSWER_PREFIX).await?;
         let stop = self.stop.pressed();
         tokio::pin!(stop);
-        let mut view = AnswerView::default();
+        // The terminal's size now: it may have been resized since the last answer.
+        let screen = if self.screen == Screen::Pipe { Screen::Pipe } else { Screen::of_stdout() };
+        let mut view = AnswerView::new(screen);
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -233,20 +241,37 @@ impl<W: AsyncWrite + Unpin> Chat<'_, W> {
     }
 }
 
-/// Events of one turn → what the terminal shows.
-#[derive(Default)]
+/// Events of one turn → what the terminal shows: text as rendered
+/// Markdown (`answer.rs`), tool calls and errors as marked lines.
 struct AnswerView {
+    /// The text since the last tool call.
+    run: TextRun,
     /// After an error the turn's remaining text is its explanation, already shown.
     failed: bool,
 }
 
 impl AnswerView {
+    /// An answer on `screen`, printed after `ANSWER_PREFIX`.
+    fn new(screen: Screen) -> AnswerView {
+        AnswerView { run: TextRun::new(screen, ANSWER_PREFIX.len()), failed: false }
+    }
+
+    /// End the current text run; the next one starts on a line of its own.
+    fn end_run(&mut self) -> String {
+        let shown = self.run.finish();
+        self.run = TextRun::new(self.run.screen(), 0);
+        shown
+    }
+
     fn render(&mut self, event: AgentEvent) -> String {
         match event {
-            AgentEvent::TurnStarted { .. } | AgentEvent::Done { .. } => String::new(),
+            AgentEvent::TurnStarted { .. } => String::new(),
+            AgentEvent::Done { .. } => self.run.finish(),
             AgentEvent::TextDelta { .. } if self.failed => String::new(),
-            AgentEvent::TextDelta { text } => escape_for_terminal(&text),
-            AgentEvent::ToolStarted { name, input, .. } => escape_for_terminal(&format!("\n  [tool] {name} {input}\n")),
+            AgentEvent::TextDelta { text } => self.run.push(&text),
+            AgentEvent::ToolStarted { name, input, .. } => {
+                self.end_run() + &escape_for_terminal(&format!("\n  [tool] {name} {input}\n"))
+            }
             AgentEvent::ToolFinished { name, is_error, output, .. } => {
                 let mark = if is_error { "failed" } else { "done" };
                 let first_line = output.lines().next().unwrap_or("").chars().take(100).collect::<String>();
@@ -255,7 +280,7 @@ impl AnswerView {
             AgentEvent::Waiting { message } => escape_for_terminal(&format!("  [{message}]\n")),
             AgentEvent::Error { message, .. } => {
                 self.failed = true;
-                escape_for_terminal(&format!("\n[error] {message}"))
+                self.end_run() + &escape_for_terminal(&format!("\n[error] {message}"))
             }
         }
     }
@@ -288,7 +313,7 @@ mod tests {
 
     #[test]
     fn an_error_is_shown_once_and_its_repeated_text_is_not() {
-        let mut view = AnswerView::default();
+        let mut view = AnswerView::new(Screen::Pipe);
         let shown: String = [
             AgentEvent::TextDelta { text: "Partial".into() },
             AgentEvent::Error { message: "The model is \u{1b}[31mdown".into(), failure: TurnFailure::Model },
@@ -303,7 +328,7 @@ mod tests {
 
     #[test]
     fn tool_calls_are_shown_escaped() {
-        let mut view = AnswerView::default();
+        let mut view = AnswerView::new(Screen::Pipe);
         let started = view.render(AgentEvent::ToolStarted {
             id: "t1".into(),
             name: "read_link".into(),
