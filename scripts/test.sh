@@ -23,6 +23,8 @@ apt_install() {
 
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 command -v chromium >/dev/null || apt_install chromium
+# Screenshots show emoji (reactions, status marks) in colour, not as boxes.
+fc-list 2>/dev/null | grep -qi emoji || apt_install fonts-noto-color-emoji fontconfig
 
 # package-lock.json pins the stand-ins; `npm ci` reinstalls them exactly.
 if [ ! -f node_modules/@copilotkit/aimock/dist/cli.js ] || [ ! -d node_modules/playwright-core ] \

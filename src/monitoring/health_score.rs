@@ -122,7 +122,7 @@ fn breakers<'a>(breakers: impl Iterator<Item = &'a BreakerSnapshot>) -> Componen
     let penalty = open.len().saturating_mul(5).saturating_add(half_open.saturating_mul(2));
     let penalty = u8::try_from(penalty).unwrap_or(u8::MAX);
     let note = match (open.is_empty(), half_open) {
-        (true, 0) => format!("{} service(s), all closed", breakers.len()),
+        (true, 0) => format!("{} service(s) besides the model, all closed", breakers.len()),
         (true, probing) => format!("{probing} probing after failures"),
         (false, _) => format!("open: {}", open.join(", ")),
     };
@@ -289,5 +289,15 @@ mod tests {
         );
         let breakers = result.components.iter().find(|c| c.name == "breakers").unwrap();
         assert_eq!(breakers.penalty, 0, "the model's breaker is scored once, as the model");
+
+        // The Status tab lists every breaker; the note counts the others and says so.
+        let closed = [
+            breaker(MODEL_SERVICE, BreakerState::Closed),
+            breaker("read_link", BreakerState::Closed),
+            breaker("vision", BreakerState::Closed),
+        ];
+        let result = health_score(&HealthInputs { breakers: &closed, ..healthy() });
+        let breakers = result.components.iter().find(|c| c.name == "breakers").unwrap();
+        assert_eq!(breakers.note, "2 service(s) besides the model, all closed");
     }
 }
