@@ -16,9 +16,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_valor");
 const PROMPT: &str = "you> ";
 const LEFT_ARROW: &str = "\x1b[D";
 
-/// `valor chat` on a pseudo-terminal with a clean environment, talking to `mock`.
-/// Returns the session and what it showed before its first prompt.
-fn spawn_chat(dir: &Path, model_url: &str) -> (PtySession, String) {
+/// `valor chat --conversation NAME` in `dir` with a clean environment, talking to the model at `model_url`.
+fn chat_command(dir: &Path, model_url: &str, conversation: &str) -> std::process::Command {
     let mut command = std::process::Command::new(BIN);
     command
         .current_dir(dir)
@@ -29,7 +28,14 @@ fn spawn_chat(dir: &Path, model_url: &str) -> (PtySession, String) {
         .env("ANTHROPIC_API_KEY", "sk-ant-test")
         .env("ANTHROPIC_BASE_URL", model_url)
         .env("VALOR__INTENT__USE_MODEL", "false")
-        .args(["chat", "--conversation", "pty"]);
+        .args(["chat", "--conversation", conversation]);
+    command
+}
+
+/// `valor chat` on a pseudo-terminal, talking to `mock`.
+/// Returns the session and what it showed before its first prompt.
+fn spawn_chat(dir: &Path, model_url: &str) -> (PtySession, String) {
+    let command = chat_command(dir, model_url, "pty");
     let mut session = rexpect::session::spawn_command(command, Some(20_000)).unwrap();
     let greeting = session.exp_string(PROMPT).expect("the chat shows its prompt");
     (session, greeting)
@@ -277,18 +283,8 @@ async fn a_markdown_answer_streams_and_ends_rendered_as_plain_text() {
     assert!(seen[raw..].contains("\x1b[J"), "{seen:?}");
 
     // The same answer through a pipe: the rendering alone, no cursor movement.
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("ANTHROPIC_API_KEY", "sk-ant-test")
-        .env("ANTHROPIC_BASE_URL", &mock.url)
-        .env("VALOR__INTENT__USE_MODEL", "false")
-        .args(["chat", "--conversation", "pipe"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
+    let mut command = tokio::process::Command::from(chat_command(dir.path(), &mock.url, "pipe"));
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();
     use tokio::io::AsyncWriteExt as _;
     child.stdin.take().unwrap().write_all(b"what is the plan\n").await.unwrap();
