@@ -268,9 +268,8 @@ async fn a_jobs_live_status_updates_in_place_and_cancels_in_headless_chromium() 
     let status =
         |text: String, buttons| StatusNotice { conversation_id: conversation.clone(), key: "t".into(), text, buttons };
     outbox.post_status(status(format!("⚙️ **Job #{id}** · working · 3 s"), vec![cancel_button(id)])).await.unwrap();
-    let png = repo_root().join("tests/output/web-status.png");
-    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&png);
+    // Not web-status.png: that is the Status tab's, saved by another test at the same time.
+    let png = screenshot_path("web-job-live-status.png");
 
     let browse = async {
         let run = tokio::process::Command::new("node")
