@@ -323,6 +323,12 @@ async fn a_long_question_and_answer_thread_is_sent_in_whole_turns_with_a_rolling
     let spent: u64 = summaries.iter().map(|s| s.tokens).sum();
     assert!(spent > 0);
     assert_eq!(store.conversation_summary_tokens(&conversation).await.unwrap(), spent);
+    // The API's turn view says it per turn: as many turns as summary requests, adding up.
+    let view = app.get_json(&format!("/api/conversations/{conversation}/turns")).await;
+    let per_turn: Vec<u64> =
+        view["turns"].as_array().unwrap().iter().map(|t| t["summary_tokens"].as_u64().unwrap()).collect();
+    assert_eq!(per_turn.iter().filter(|&&tokens| tokens > 0).count(), summaries.len(), "{per_turn:?}");
+    assert_eq!(per_turn.iter().sum::<u64>(), spent);
     let rolling = store.rolling_summary(&conversation).await.unwrap().unwrap();
     assert_eq!((rolling.method.as_str(), rolling.folds), ("model", summaries.len() as u64));
 }

@@ -502,6 +502,8 @@ pub struct TurnView {
     /// Estimated history tokens sent, and tokens left out by compaction.
     pub context_tokens: u64,
     pub tokens_saved: u64,
+    /// Tokens the model spent summarising the conversation's older turns for this one.
+    pub summary_tokens: u64,
 }
 
 impl From<Turn> for TurnView {
@@ -522,6 +524,7 @@ impl From<Turn> for TurnView {
             finished_at: t.finished_at_ms.map(rfc3339),
             context_tokens: t.context_tokens,
             tokens_saved: t.tokens_saved,
+            summary_tokens: t.summary_tokens,
         }
     }
 }

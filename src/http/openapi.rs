@@ -342,6 +342,7 @@ fn add_examples(doc: &mut Value) {
         "tool_calls": [{"id": "toolu_01", "name": "search_history", "input": {"query": "launch date"},
                         "output": "2026-11-02 · \"the launch moves to March 3\"", "is_error": false}],
         "turn": {"id": turn, "intent": "question", "model": "claude-sonnet-4-5"},
+        "stopped": false,
     });
     set(doc, "/paths/~1api~1messages/post/responses/200/content/application~1json", "example", reply);
     let conversation_view = json!({

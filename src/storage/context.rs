@@ -85,16 +85,6 @@ impl Store {
         Ok(())
     }
 
-    /// Tokens a turn spent on summary requests.
-    pub async fn turn_summary_tokens(&self, turn_id: &str) -> StorageResult<u64> {
-        let tokens: i64 = sqlx::query_scalar("SELECT summary_tokens FROM turns WHERE id = $1")
-            .bind(turn_id)
-            .fetch_one(&self.readers)
-            .await
-            .map_err(|error| sql_error("read summary tokens", error))?;
-        Ok(u64::try_from(tokens).unwrap_or(0))
-    }
-
     /// Tokens spent on summary requests over a conversation's turns.
     pub async fn conversation_summary_tokens(&self, conversation_id: &str) -> StorageResult<u64> {
         let tokens: i64 =

@@ -54,6 +54,7 @@ impl Store {
             finished_at_ms: None,
             context_tokens: 0,
             tokens_saved: 0,
+            summary_tokens: 0,
         };
         let mut transaction = self.writer.begin().await.map_err(|error| sql_error("begin turn", error))?;
         // Inserts nothing (rather than tripping the foreign key) when the

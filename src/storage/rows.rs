@@ -25,7 +25,8 @@ macro_rules! next_revision {
 macro_rules! turn_columns {
     () => {
         "id, conversation_id, intent, intent_source, tier, provider, model, status, steps, \
-         input_tokens, output_tokens, error, started_at_ms, finished_at_ms, context_tokens, tokens_saved"
+         input_tokens, output_tokens, error, started_at_ms, finished_at_ms, context_tokens, tokens_saved, \
+         summary_tokens"
     };
 }
 
@@ -128,6 +129,7 @@ pub(super) fn turn(row: &SqliteRow) -> StorageResult<Turn> {
     let output_tokens: i64 = column(row, "output_tokens")?;
     let context_tokens: i64 = column(row, "context_tokens")?;
     let tokens_saved: i64 = column(row, "tokens_saved")?;
+    let summary_tokens: i64 = column(row, "summary_tokens")?;
     let out_of_range = |field: &str, value: i64| StorageError::Invalid(format!("turn {field} {value} is out of range"));
     Ok(Turn {
         id: column(row, "id")?,
@@ -146,6 +148,7 @@ pub(super) fn turn(row: &SqliteRow) -> StorageResult<Turn> {
         finished_at_ms: column(row, "finished_at_ms")?,
         context_tokens: u64::try_from(context_tokens).map_err(|_| out_of_range("context_tokens", context_tokens))?,
         tokens_saved: u64::try_from(tokens_saved).map_err(|_| out_of_range("tokens_saved", tokens_saved))?,
+        summary_tokens: u64::try_from(summary_tokens).map_err(|_| out_of_range("summary_tokens", summary_tokens))?,
     })
 }
 

@@ -150,6 +150,8 @@ pub struct Turn {
     /// History tokens sent to the model (estimate), and tokens compaction left out.
     pub context_tokens: u64,
     pub tokens_saved: u64,
+    /// Tokens the model spent on this turn's context summary (0 when none was made).
+    pub summary_tokens: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
