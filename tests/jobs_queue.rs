@@ -439,7 +439,7 @@ impl Outbox for ElsewhereOutbox {
     async fn post(&self, notice: Notice) -> Result<(), OutboxError> {
         let failed = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if failed {
-            return Err(OutboxError::Storage(StorageError::Database("the chat is unreachable".into())));
+            return Err(OutboxError::Storage(StorageError::database("the chat is unreachable")));
         }
         self.posted.lock().unwrap().push(notice.dedupe_key);
         Ok(())

@@ -101,6 +101,7 @@ impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::NotFound { what } => ApiError::NotFound(format!("{what} not found")),
+            StorageError::Duplicate { .. } => ApiError::Conflict(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -427,6 +427,24 @@ mod tests {
         assert_eq!(store.take_run_branch("c2", "shop", third).await.unwrap(), None);
     }
 
+    /// A second branch of the same name in one workspace is refused as a
+    /// duplicate (a variant callers can branch on), and the driver's error is kept.
+    #[tokio::test]
+    async fn a_branch_name_taken_twice_is_a_duplicate_and_other_failures_keep_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("v.db")).await.unwrap();
+        let (first, second) = (job(&store).await, job(&store).await);
+        store.create_run_branch(&new(first, "valor/1-a")).await.unwrap();
+        let error = store.create_run_branch(&new(second, "valor/1-a")).await.unwrap_err();
+        assert!(matches!(&error, StorageError::Duplicate { what } if what == "store run branch"), "{error:?}");
+        // Any other failure (here: the store is closed) is a database error with the driver's error as its source.
+        store.close().await;
+        let error = store.create_run_branch(&new(second, "valor/2-b")).await.unwrap_err();
+        let StorageError::Database { message, source } = &error else { panic!("{error:?}") };
+        assert!(message.starts_with("store run branch: "), "{message}");
+        assert!(source.as_ref().is_some_and(|source| message.ends_with(&source.to_string())), "{error:?}");
+    }
+
     #[tokio::test]
     async fn one_action_at_a_time_and_none_while_a_job_works() {
         let dir = tempfile::tempdir().unwrap();

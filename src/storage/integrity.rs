@@ -87,7 +87,7 @@ impl Store {
     /// A write's outcome: a failure that says the file itself is unusable
     /// becomes the store's fault (health goes unhealthy, writes stop).
     pub(super) fn note_write<T>(&self, result: StorageResult<T>) -> StorageResult<T> {
-        if let Err(StorageError::Database(message)) = &result
+        if let Err(StorageError::Database { message, .. }) = &result
             && FILE_FAILURES.iter().any(|failure| message.contains(failure))
         {
             let path = self.watch.path.display();
@@ -104,7 +104,7 @@ impl Store {
     /// Whether the database file is still the one opened (cheap: one
     /// `stat`); the error names what happened and what to do.
     pub fn check_file(&self) -> StorageResult<()> {
-        self.watch.check().map_err(StorageError::Database)
+        self.watch.check().map_err(StorageError::database)
     }
 
     /// [`Store::check_file`] plus `PRAGMA quick_check` (reads every page:
@@ -133,7 +133,7 @@ impl Store {
             "the database file {path} is corrupted (PRAGMA quick_check: {}); stop valor and restore a backup",
             found.join("; ")
         );
-        Err(StorageError::Database(self.watch.record(reason)))
+        Err(StorageError::database(self.watch.record(reason)))
     }
 }
 
@@ -148,9 +148,9 @@ mod tests {
         let store = Store::open(&dir.path().join("valor.db")).await.unwrap();
         // One bad write of the caller's own (a missing row) says nothing about the file.
         let _ = store.note_write::<()>(Err(StorageError::NotFound { what: "conversation x".into() }));
-        let _ = store.note_write::<()>(Err(StorageError::Database("append: FOREIGN KEY constraint failed".into())));
+        let _ = store.note_write::<()>(Err(StorageError::database("append: FOREIGN KEY constraint failed")));
         assert_eq!(store.fault(), None);
-        let _ = store.note_write::<()>(Err(StorageError::Database("commit append: database or disk is full".into())));
+        let _ = store.note_write::<()>(Err(StorageError::database("commit append: database or disk is full")));
         let fault = store.fault().unwrap();
         assert!(fault.contains("failed: commit append: database or disk is full"), "{fault}");
         assert!(store.check_file().unwrap_err().to_string().contains("database or disk is full"));

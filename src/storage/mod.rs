@@ -60,10 +60,25 @@ pub enum StorageError {
     NotFound { what: String },
     #[error("invalid data: {0}")]
     Invalid(String),
-    #[error("database error: {0}")]
-    Database(String),
+    /// The database failed; `source` is the driver's error when there was one.
+    #[error("database error: {message}")]
+    Database {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A row with the same unique key exists already (a run's branch, a dedupe key).
+    #[error("{what}: it exists already")]
+    Duplicate { what: String },
     #[error("migration failed: {0}")]
     Migration(String),
+}
+
+impl StorageError {
+    /// A database failure said in words, without a driver error behind it.
+    pub fn database(message: impl Into<String>) -> StorageError {
+        StorageError::Database { message: message.into(), source: None }
+    }
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
@@ -125,10 +140,10 @@ impl Store {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|error| StorageError::Database(format!("creating directory {}: {error}", parent.display())))?;
+                .map_err(|error| StorageError::database(format!("creating directory {}: {error}", parent.display())))?;
         }
         let opening = |error: sqlx::Error| {
-            StorageError::Database(format!("opening {}: {}", path.display(), short_message(&error)))
+            StorageError::database(format!("opening {}: {}", path.display(), short_message(&error)))
         };
         // SQLite-only: these options become PRAGMAs on every new connection.
         let options = SqliteConnectOptions::new()
@@ -198,7 +213,7 @@ impl Store {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|error| StorageError::Database(format!("creating directory {}: {error}", parent.display())))?;
+                .map_err(|error| StorageError::database(format!("creating directory {}: {error}", parent.display())))?;
         }
         // SQLite-only: VACUUM INTO writes a consistent, compacted copy while
         // other connections keep working (PostgreSQL: pg_dump).

@@ -47,7 +47,13 @@ pub(super) fn now_ms() -> i64 {
 pub(super) fn sql_error(what: &str, error: sqlx::Error) -> StorageError {
     match error {
         sqlx::Error::RowNotFound => StorageError::NotFound { what: what.to_string() },
-        other => StorageError::Database(format!("{what}: {}", short_message(&other))),
+        sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
+            StorageError::Duplicate { what: what.to_string() }
+        }
+        other => StorageError::Database {
+            message: format!("{what}: {}", short_message(&other)),
+            source: Some(Box::new(other)),
+        },
     }
 }
 
