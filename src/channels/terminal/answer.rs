@@ -79,23 +79,13 @@ impl TextRun {
 
     /// More of the answer's text; what to print now.
     pub(super) fn push(&mut self, delta: &str) -> String {
-        let open_from = self.source.len();
         self.source.push_str(delta);
-        let boundary = last_block_end(&self.source, self.settled);
-        if boundary > self.settled {
-            return self.settle(boundary);
+        // `settled` is a block boundary, outside any fence: only the open blocks are scanned.
+        let complete = complete_blocks(&self.source[self.settled..]);
+        if complete > 0 {
+            return self.settle(self.settled + complete);
         }
-        match self.screen {
-            Screen::Live { .. } => {
-                let mut text = String::new();
-                if self.live.is_empty() && !self.shown.is_empty() && open_from >= self.settled {
-                    text.push_str("\n\n");
-                }
-                text.push_str(&escape_for_terminal(delta));
-                self.print_live(text)
-            }
-            Screen::Pipe => String::new(),
-        }
+        self.print_live(delta)
     }
 
     /// The run ended: what to print to show all of it rendered.
@@ -128,10 +118,7 @@ impl TextRun {
         self.live_from = self.column;
         self.live.clear();
         let rest = self.source[boundary..].to_owned();
-        if !rest.is_empty() && matches!(self.screen, Screen::Live { .. }) {
-            let lead = if self.shown.is_empty() { "" } else { "\n\n" };
-            out.push_str(&self.print_live(format!("{lead}{}", escape_for_terminal(&rest))));
-        }
+        out.push_str(&self.print_live(&rest));
         out
     }
 
@@ -159,7 +146,14 @@ impl TextRun {
         true
     }
 
-    fn print_live(&mut self, text: String) -> String {
+    /// Stream `raw` (more of the open block) as written, on a terminal only;
+    /// the open block's first text is set apart from what was shown before it.
+    fn print_live(&mut self, raw: &str) -> String {
+        if raw.is_empty() || self.screen == Screen::Pipe {
+            return String::new();
+        }
+        let lead = if self.live.is_empty() && !self.shown.is_empty() { "\n\n" } else { "" };
+        let text = format!("{lead}{}", escape_for_terminal(raw));
         self.column = advance(self.screen, self.column, &text).1;
         self.live.push_str(&text);
         text
@@ -191,14 +185,14 @@ fn advance(screen: Screen, mut column: usize, text: &str) -> (usize, usize) {
     (down, column)
 }
 
-/// The end of the last complete block of `source` at or after `from`: just
-/// after its last blank line outside a code fence (`from` when none).
-fn last_block_end(source: &str, from: usize) -> usize {
+/// How much of `open` (text that starts a block, outside any code fence)
+/// is complete blocks: the bytes up to just after its last blank line
+/// outside a code fence, 0 when none.
+fn complete_blocks(open: &str) -> usize {
     let mut fence: Option<(char, usize)> = None;
-    let mut end = from;
+    let mut end = 0;
     let mut offset = 0;
-    for line in source.split_inclusive('\n') {
-        let start = offset;
+    for line in open.split_inclusive('\n') {
         offset += line.len();
         if !line.ends_with('\n') {
             break; // an unfinished line ends nothing
@@ -214,7 +208,7 @@ fn last_block_end(source: &str, from: usize) -> usize {
             {
                 fence = None;
             }
-            (None, _) if text.is_empty() && start >= from => end = offset,
+            (None, _) if text.is_empty() => end = offset,
             _ => {}
         }
     }
@@ -324,12 +318,13 @@ mod tests {
     #[test]
     fn a_blank_line_inside_a_code_fence_ends_no_block() {
         let code = "```\na\n\nb\n```\n\nafter\n";
-        assert_eq!(last_block_end(code, 0), code.find("after").unwrap());
-        assert_eq!(last_block_end("```\na\n\nb\n", 0), 0);
-        assert_eq!(last_block_end("~~~~\n```\n\n~~~~\n\nx", 0), 16);
-        assert_eq!(last_block_end("one\n\ntwo\n\n", 5), 10);
-        assert_eq!(last_block_end("one\n\n", 0), 5);
-        assert_eq!(last_block_end("one\n\n", 5), 5);
+        assert_eq!(complete_blocks(code), code.find("after").unwrap());
+        assert_eq!(complete_blocks("```\na\n\nb\n"), 0);
+        assert_eq!(complete_blocks("~~~~\n```\n\n~~~~\n\nx"), 16);
+        // From a boundary on (what `TextRun` scans): offsets within the open part.
+        assert_eq!(complete_blocks(&"one\n\ntwo\n\n"[5..]), 5);
+        assert_eq!(complete_blocks("one\n\n"), 5);
+        assert_eq!(complete_blocks(&"one\n\n"[5..]), 0);
     }
 
     #[test]
